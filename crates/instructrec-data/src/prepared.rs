@@ -1,0 +1,66 @@
+//! A prepared dataset on disk and in memory. Later stages only ever see this, never the raw
+//! importers, so every model is trained and evaluated on exactly the same split and candidates.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::types::{CandidateSet, Dataset, Fold, Interaction, ItemId, ItemSplit, UserId};
+use crate::{DataError, Manifest};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub manifest: Manifest,
+    pub dataset: Dataset,
+    pub item_split: ItemSplit,
+    /// Keyed by fold and list size (10 = 1 positive + 9 negatives, 100 = 1 + 99).
+    pub candidates: BTreeMap<(Fold, usize), Vec<CandidateSet>>,
+}
+
+impl Prepared {
+    /// Reads a directory written by [`Prepared::save`], verifying the manifest's checksums.
+    pub fn load(dir: &Path) -> Result<Self, DataError> {
+        crate::store::load(dir)
+    }
+
+    /// Writes atomically: everything goes to a sibling temporary directory that is renamed
+    /// into place only when complete.
+    pub fn save(&self, dir: &Path) -> Result<(), DataError> {
+        crate::store::save(self, dir)
+    }
+
+    /// The user's held-out item for a fold (leave-one-out: last = test, second last = validation).
+    pub fn held_out(&self, user: UserId, fold: Fold) -> ItemId {
+        let seq = &self.dataset.sequences[user.index()];
+        match fold {
+            Fold::Test => seq[seq.len() - 1].item,
+            Fold::Validation => seq[seq.len() - 2].item,
+        }
+    }
+
+    /// Everything the user did before the held-out item of `fold` (full, uncapped).
+    pub fn history_before(&self, user: UserId, fold: Fold) -> &[Interaction] {
+        let seq = &self.dataset.sequences[user.index()];
+        match fold {
+            Fold::Test => &seq[..seq.len() - 1],
+            Fold::Validation => &seq[..seq.len() - 2],
+        }
+    }
+
+    /// The training part of a user's sequence: all but the validation and test items.
+    pub fn train_sequence(&self, user: UserId) -> &[Interaction] {
+        self.history_before(user, Fold::Validation)
+    }
+
+    /// At most `manifest.options.history_cap` most recent items before the fold's held-out item,
+    /// oldest first: the history that instructions show.
+    pub fn recent_history(&self, user: UserId, fold: Fold) -> &[Interaction] {
+        let full = self.history_before(user, fold);
+        let cap = self.manifest.options.history_cap;
+        &full[full.len().saturating_sub(cap)..]
+    }
+
+    /// The fixed candidate lists for a fold and list size, if they were prepared.
+    pub fn candidates(&self, fold: Fold, size: usize) -> Option<&[CandidateSet]> {
+        self.candidates.get(&(fold, size)).map(Vec::as_slice)
+    }
+}
