@@ -73,7 +73,7 @@ pub struct Dataset {
 }
 
 /// Which held-out position of a leave-one-out split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Fold {
     Validation,
