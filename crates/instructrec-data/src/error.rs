@@ -1,4 +1,6 @@
-use std::path::PathBuf;
+//! The one error type of the data layer.
+
+use std::path::{Path, PathBuf};
 
 /// Every error names the file, and the line and field where there is one, so the user can fix
 /// the input without reading our code.
@@ -25,4 +27,35 @@ pub enum DataError {
     },
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
+    /// The options cannot be honoured on this data (e.g. more negatives than items).
+    #[error("{0}")]
+    Options(String),
+}
+
+impl DataError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io { path: path.to_path_buf(), source }
+    }
+
+    pub(crate) fn field(
+        path: &Path,
+        line: usize,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Field {
+            path: path.to_path_buf(),
+            line,
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn line(path: &Path, line: usize, message: impl Into<String>) -> Self {
+        Self::Line { path: path.to_path_buf(), line, message: message.into() }
+    }
+
+    pub(crate) fn file(path: &Path, message: impl Into<String>) -> Self {
+        Self::File { path: path.to_path_buf(), message: message.into() }
+    }
 }

@@ -1,15 +1,31 @@
 //! The data layer of instructrec: import real interaction data and item text, filter it,
 //! split it, and fix the candidate sets every model is evaluated on.
+//!
+//! ```no_run
+//! use instructrec_data::{prepare, ImportSource, PrepareOptions};
+//! let input = ImportSource::Dir { dir: "../shared/datasets/amazon-games".into(), format: None };
+//! let (prepared, report) = prepare(&input, &PrepareOptions::default())?;
+//! println!("{report}");
+//! prepared.save("prepared/amazon-games".as_ref())?;
+//! # Ok::<(), instructrec_data::DataError>(())
+//! ```
 
+pub mod candidates;
 mod error;
+pub mod import;
 mod manifest;
+mod prepare;
 mod prepared;
+mod stats;
 mod store;
 mod types;
 
 pub use error::DataError;
+pub use import::{Format, ImportSource, Imported, ImportedItem};
 pub use manifest::{Counts, Dropped, Manifest, PrepareOptions, Source};
+pub use prepare::{prepare, prepare_imported, Report, Timings, FORMAT_VERSION, MIN_USER_INTERACTIONS};
 pub use prepared::Prepared;
+pub use stats::{Stats, StatsTable};
 pub use types::{
     CandidateSet, Dataset, Fold, Interaction, Item, ItemId, ItemSplit, Review, User, UserId,
 };

@@ -18,6 +18,10 @@ pub struct PrepareOptions {
     pub candidate_sizes: Vec<usize>,
     /// Item-level split fractions for product search (train, validation; test is the rest).
     pub item_split: (f64, f64),
+    /// Keep items without a title, titled by their original id (items are represented by text,
+    /// so by default they are dropped).
+    #[serde(default)]
+    pub keep_untitled: bool,
 }
 
 impl Default for PrepareOptions {
@@ -28,6 +32,7 @@ impl Default for PrepareOptions {
             seed: 42,
             candidate_sizes: vec![10, 100],
             item_split: (0.8, 0.1),
+            keep_untitled: false,
         }
     }
 }

@@ -58,8 +58,11 @@ pub struct Review {
 pub struct Interaction {
     pub item: ItemId,
     /// Unix seconds, when the source has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review: Option<Review>,
 }
 

@@ -1,8 +1,182 @@
-use clap::Subcommand;
+//! `instructrec data prepare | stats | bench`: import a dataset into the canonical prepared
+//! directory, describe prepared directories, and time preparation.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use instructrec_data::{prepare, Format, ImportSource, PrepareOptions, Prepared, Stats, StatsTable};
 
 #[derive(Subcommand)]
-pub enum DataCommand {}
+pub enum DataCommand {
+    /// Import, filter (untitled items, k-core), split and draw candidate lists; write a
+    /// prepared directory.
+    Prepare {
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        options: OptionArgs,
+        /// The prepared directory to write (replaced atomically if it holds an older one).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print #users, #items, #interactions, sparsity and average sequence length of prepared
+    /// directories.
+    Stats {
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Prepare into a temporary directory several times and print the wall time of each phase.
+    Bench {
+        #[command(flatten)]
+        input: InputArgs,
+        #[command(flatten)]
+        options: OptionArgs,
+        /// How many times to prepare.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+#[derive(Args)]
+pub struct InputArgs {
+    /// A dataset directory (amazon-games bundle, P5 files, RecBole atomic files, or Amazon 2018
+    /// reviews + meta_* files).
+    #[arg(long, required_unless_present_all = ["reviews", "meta"])]
+    input: Option<PathBuf>,
+    /// Input layout: auto, amazon-games, p5, recbole or amazon2018.
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// Amazon 2018 reviews file (JSON lines, plain or .gz); use with --meta.
+    #[arg(long, requires = "meta", conflicts_with = "input")]
+    reviews: Option<PathBuf>,
+    /// Amazon 2018 metadata file (JSON lines, plain or .gz); use with --reviews.
+    #[arg(long, requires = "reviews", conflicts_with = "input")]
+    meta: Option<PathBuf>,
+}
+
+impl InputArgs {
+    fn source(&self) -> anyhow::Result<ImportSource> {
+        let format = match self.format.as_str() {
+            "auto" => None,
+            name => Some(name.parse::<Format>().map_err(anyhow::Error::msg)?),
+        };
+        match (&self.input, &self.reviews, &self.meta) {
+            (_, Some(reviews), Some(meta)) => {
+                if format.is_some_and(|f| f != Format::Amazon2018) {
+                    bail!("--reviews/--meta are Amazon 2018 files; --format {} contradicts them", self.format);
+                }
+                Ok(ImportSource::Amazon2018 { reviews: reviews.clone(), meta: meta.clone() })
+            }
+            (Some(dir), _, _) => Ok(ImportSource::Dir { dir: dir.clone(), format }),
+            _ => bail!("give --input DIR, or --reviews FILE --meta FILE"),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct OptionArgs {
+    /// Iterative k-core: users and items keep at least k interactions.
+    #[arg(long, default_value_t = 5)]
+    k_core: usize,
+    /// Most recent items shown in instruction histories (the full sequence is kept).
+    #[arg(long, default_value_t = 20)]
+    history_cap: usize,
+    /// Seed of the negatives and the item split.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Candidate list sizes (1 positive + size-1 negatives), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    candidates: Vec<usize>,
+    /// Keep items without a title, titled by their original id.
+    #[arg(long)]
+    keep_untitled: bool,
+}
+
+impl OptionArgs {
+    fn options(&self) -> PrepareOptions {
+        PrepareOptions {
+            k_core: self.k_core,
+            history_cap: self.history_cap,
+            seed: self.seed,
+            candidate_sizes: self.candidates.clone(),
+            keep_untitled: self.keep_untitled,
+            ..PrepareOptions::default()
+        }
+    }
+}
 
 pub fn run(command: DataCommand) -> anyhow::Result<()> {
-    match command {}
+    match command {
+        DataCommand::Prepare { input, options, out } => {
+            let source = input.source()?;
+            let spinner = ProgressBar::new_spinner().with_message("preparing");
+            spinner.enable_steady_tick(Duration::from_millis(100));
+            let (prepared, report) = prepare(&source, &options.options())?;
+            spinner.set_message("writing");
+            prepared.save(&out)?;
+            spinner.finish_and_clear();
+            print!("{report}");
+            println!("written to {}", out.display());
+            Ok(())
+        }
+        DataCommand::Stats { dirs } => {
+            let mut rows = Vec::new();
+            for dir in dirs {
+                let prepared = Prepared::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
+                let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                rows.push((name, Stats::of(&prepared.dataset)));
+            }
+            print!("{}", StatsTable(rows));
+            Ok(())
+        }
+        DataCommand::Bench { input, options, runs } => bench(&input.source()?, &options.options(), runs),
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+fn bench(source: &ImportSource, options: &PrepareOptions, runs: usize) -> anyhow::Result<()> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let scratch = tempfile::tempdir().context("creating a temporary directory")?;
+    let bar = ProgressBar::new(runs as u64)
+        .with_style(ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed}")?);
+    let mut rows = Vec::new();
+    let mut last_report = None;
+    for run in 0..runs {
+        let start = Instant::now();
+        let (prepared, report) = prepare(source, options)?;
+        let write_start = Instant::now();
+        prepared.save(&scratch.path().join(format!("run-{run}")))?;
+        let write = write_start.elapsed();
+        rows.push((report.timings, write, start.elapsed()));
+        last_report = Some(report);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if let Some(report) = last_report {
+        print!("{report}");
+    }
+    println!("{:>4}  {:>8}  {:>8}  {:>17}  {:>8}  {:>8}  {:>8}", "run", "import", "filter", "split+candidates", "render", "write", "total");
+    for (run, (t, write, total)) in rows.iter().enumerate() {
+        println!(
+            "{:>4}  {:>8}  {:>8}  {:>17}  {:>8}  {:>8}  {:>8}",
+            run + 1,
+            seconds(t.import),
+            seconds(t.filter),
+            seconds(t.split),
+            seconds(t.render),
+            seconds(*write),
+            seconds(*total)
+        );
+    }
+    let best = rows.iter().map(|r| r.2).min().unwrap_or_default();
+    println!("seconds; best total {} over {runs} runs (render = serialising + SHA-256)", seconds(best));
+    Ok(())
 }

@@ -1,0 +1,90 @@
+//! P5 / OpenP5 sequential data (amazon-toys): `sequential_data.txt` holds one user per line,
+//! `user item item ...` in time order; `id2title.json` and `id2category.json` describe items by
+//! the same ids. Category values are lists of paths; we keep the longest (the most specific),
+//! the first of equally long ones.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use super::{
+    clean_text, numbered_lines, parse_json, read_text, Format, Imported, ImportedItem,
+    Interner,
+};
+use crate::types::{Interaction, ItemId};
+use crate::DataError;
+
+pub(super) const SEQUENCES: &str = "sequential_data.txt";
+const TITLES: &str = "id2title.json";
+const CATEGORIES: &str = "id2category.json";
+
+/// Numeric ids sort numerically (shorter first), anything else lexicographically.
+fn id_order(id: &str) -> (usize, &str) {
+    (id.len(), id)
+}
+
+pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
+    let seq_path = dir.join(SEQUENCES);
+    let title_path = dir.join(TITLES);
+    let category_path = dir.join(CATEGORIES);
+    let titles: HashMap<String, Option<String>> = parse_json(&title_path, &read_text(&title_path)?)?;
+    let categories: HashMap<String, Vec<Vec<String>>> = if category_path.is_file() {
+        parse_json(&category_path, &read_text(&category_path)?)?
+    } else {
+        HashMap::new()
+    };
+
+    let mut ids: Vec<&String> = titles.keys().chain(categories.keys()).collect::<HashSet<_>>().into_iter().collect();
+    ids.sort_by(|a, b| id_order(a).cmp(&id_order(b)));
+    let mut catalogue = Interner::default();
+    let items: Vec<ImportedItem> = ids
+        .into_iter()
+        .map(|id| {
+            catalogue.get_or_insert(id);
+            let path = categories
+                .get(id)
+                .and_then(|paths| paths.iter().rev().max_by_key(|p| p.len()))
+                .map(|p| p.iter().filter_map(|l| clean_text(l)).collect())
+                .unwrap_or_default();
+            ImportedItem {
+                original_id: id.clone(),
+                title: titles.get(id).cloned().flatten().as_deref().and_then(clean_text),
+                categories: path,
+                ..Default::default()
+            }
+        })
+        .collect();
+
+    let text = read_text(&seq_path)?;
+    let mut users = Interner::default();
+    let mut sequences: Vec<Vec<Interaction>> = Vec::new();
+    for (line, row) in numbered_lines(&text) {
+        let mut fields = row.split_whitespace();
+        let user_id = fields.next().unwrap_or_default();
+        if users.get(user_id).is_some() {
+            return Err(DataError::field(&seq_path, line, "user id", format!("user {user_id} has a second line")));
+        }
+        users.get_or_insert(user_id);
+        let seq = fields
+            .map(|item_id| {
+                let item = catalogue.get(item_id).ok_or_else(|| {
+                    DataError::field(
+                        &seq_path,
+                        line,
+                        "item id",
+                        format!("unknown item id {item_id:?} (not in {TITLES} or {CATEGORIES})"),
+                    )
+                })?;
+                Ok(Interaction { item: ItemId(item), timestamp: None, rating: None, review: None })
+            })
+            .collect::<Result<_, DataError>>()?;
+        sequences.push(seq);
+    }
+
+    Ok(Imported {
+        format: Format::P5,
+        paths: vec![seq_path, title_path, category_path],
+        items,
+        users: users.names,
+        sequences,
+    })
+}
