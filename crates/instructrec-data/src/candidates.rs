@@ -32,10 +32,17 @@ fn fold_code(fold: Fold) -> u64 {
 
 /// For every user: the fold's held-out item and `size - 1` negatives drawn uniformly without
 /// replacement from the items the user never interacted with (anywhere in the sequence).
-pub fn draw(dataset: &Dataset, seed: u64, fold: Fold, size: usize) -> Result<Vec<CandidateSet>, DataError> {
+pub fn draw(
+    dataset: &Dataset,
+    seed: u64,
+    fold: Fold,
+    size: usize,
+) -> Result<Vec<CandidateSet>, DataError> {
     let catalogue = dataset.items.len();
     let need = size.checked_sub(1).filter(|&n| n > 0).ok_or_else(|| {
-        DataError::Options(format!("candidate list size must be at least 2, got {size}"))
+        DataError::Options(format!(
+            "candidate list size must be at least 2, got {size}"
+        ))
     })?;
     let base = derived_rng(seed, "candidates", &[fold_code(fold), size as u64]);
     dataset
@@ -117,10 +124,24 @@ mod tests {
                     features: vec![],
                 })
                 .collect(),
-            users: (0..sequences.len() as u32).map(|u| User { id: UserId(u), original_id: u.to_string() }).collect(),
+            users: (0..sequences.len() as u32)
+                .map(|u| User {
+                    id: UserId(u),
+                    original_id: u.to_string(),
+                })
+                .collect(),
             sequences: sequences
                 .into_iter()
-                .map(|s| s.into_iter().map(|i| Interaction { item: ItemId(i), timestamp: None, rating: None, review: None }).collect())
+                .map(|s| {
+                    s.into_iter()
+                        .map(|i| Interaction {
+                            item: ItemId(i),
+                            timestamp: None,
+                            rating: None,
+                            review: None,
+                        })
+                        .collect()
+                })
                 .collect(),
         }
     }
@@ -134,7 +155,10 @@ mod tests {
         let mut negatives: Vec<u32> = sets[0].negatives.iter().map(|i| i.0).collect();
         negatives.sort_unstable();
         assert_eq!(negatives, vec![1, 2, 4, 6, 7, 8]);
-        assert_eq!(draw(&d, 7, Fold::Validation, 7).unwrap()[0].positive, ItemId(9));
+        assert_eq!(
+            draw(&d, 7, Fold::Validation, 7).unwrap()[0].positive,
+            ItemId(9)
+        );
     }
 
     #[test]
@@ -167,8 +191,17 @@ mod tests {
     #[test]
     fn item_split_partitions_the_catalogue() {
         let s = split_items(1001, 3, (0.8, 0.1));
-        assert_eq!((s.train.len(), s.validation.len(), s.test.len()), (801, 100, 100));
-        let mut all: Vec<u32> = s.train.iter().chain(&s.validation).chain(&s.test).map(|i| i.0).collect();
+        assert_eq!(
+            (s.train.len(), s.validation.len(), s.test.len()),
+            (801, 100, 100)
+        );
+        let mut all: Vec<u32> = s
+            .train
+            .iter()
+            .chain(&s.validation)
+            .chain(&s.test)
+            .map(|i| i.0)
+            .collect();
         all.sort_unstable();
         assert_eq!(all, (0..1001).collect::<Vec<_>>());
         assert_ne!(split_items(1001, 4, (0.8, 0.1)), s);

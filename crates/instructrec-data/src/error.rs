@@ -34,15 +34,13 @@ pub enum DataError {
 
 impl DataError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.to_path_buf(), source }
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
-    pub(crate) fn field(
-        path: &Path,
-        line: usize,
-        field: &str,
-        message: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn field(path: &Path, line: usize, field: &str, message: impl Into<String>) -> Self {
         Self::Field {
             path: path.to_path_buf(),
             line,
@@ -52,10 +50,17 @@ impl DataError {
     }
 
     pub(crate) fn line(path: &Path, line: usize, message: impl Into<String>) -> Self {
-        Self::Line { path: path.to_path_buf(), line, message: message.into() }
+        Self::Line {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn file(path: &Path, message: impl Into<String>) -> Self {
-        Self::File { path: path.to_path_buf(), message: message.into() }
+        Self::File {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
     }
 }

@@ -50,19 +50,38 @@ pub struct Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.imported;
-        writeln!(f, "imported ({}): {} users, {} items, {} interactions", self.source.format, c.users, c.items, c.interactions)?;
+        writeln!(
+            f,
+            "imported ({}): {} users, {} items, {} interactions",
+            self.source.format, c.users, c.items, c.interactions
+        )?;
         for d in &self.dropped {
-            writeln!(f, "dropped, {}: {} users, {} items, {} interactions", d.reason, d.users, d.items, d.interactions)?;
+            writeln!(
+                f,
+                "dropped, {}: {} users, {} items, {} interactions",
+                d.reason, d.users, d.items, d.interactions
+            )?;
         }
         let c = &self.counts;
-        writeln!(f, "kept: {} users, {} items, {} interactions", c.users, c.items, c.interactions)?;
-        write!(f, "{}", StatsTable(vec![(self.source.format.clone(), self.stats)]))
+        writeln!(
+            f,
+            "kept: {} users, {} items, {} interactions",
+            c.users, c.items, c.interactions
+        )?;
+        write!(
+            f,
+            "{}",
+            StatsTable(vec![(self.source.format.clone(), self.stats)])
+        )
     }
 }
 
 fn validate(options: &PrepareOptions) -> Result<(), DataError> {
     let (train, validation) = options.item_split;
-    if !(0.0..=1.0).contains(&train) || !(0.0..=1.0).contains(&validation) || train + validation > 1.0 {
+    if !(0.0..=1.0).contains(&train)
+        || !(0.0..=1.0).contains(&validation)
+        || train + validation > 1.0
+    {
         return Err(DataError::Options(format!(
             "item split fractions must be in [0, 1] and sum to at most 1, got {train} and {validation}"
         )));
@@ -71,13 +90,18 @@ fn validate(options: &PrepareOptions) -> Result<(), DataError> {
         return Err(DataError::Options("history cap must be at least 1".into()));
     }
     if let Some(bad) = options.candidate_sizes.iter().find(|&&s| s < 2) {
-        return Err(DataError::Options(format!("candidate list sizes must be at least 2, got {bad}")));
+        return Err(DataError::Options(format!(
+            "candidate list sizes must be at least 2, got {bad}"
+        )));
     }
     Ok(())
 }
 
 /// Imports, filters, splits and draws candidates; the result is ready to [`Prepared::save`].
-pub fn prepare(input: &ImportSource, options: &PrepareOptions) -> Result<(Prepared, Report), DataError> {
+pub fn prepare(
+    input: &ImportSource,
+    options: &PrepareOptions,
+) -> Result<(Prepared, Report), DataError> {
     validate(options)?;
     let start = Instant::now();
     let imported = input.import()?;
@@ -96,7 +120,11 @@ pub fn prepare_imported(
     let start = Instant::now();
     let source = Source {
         format: imported.format.name().to_string(),
-        paths: imported.paths.iter().map(|p| p.display().to_string()).collect(),
+        paths: imported
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
     };
     let imported_counts = Counts {
         users: imported.users.len(),
@@ -111,13 +139,20 @@ pub fn prepare_imported(
     let mut lists = BTreeMap::new();
     for fold in [Fold::Validation, Fold::Test] {
         for &size in &options.candidate_sizes {
-            lists.insert((fold, size), candidates::draw(&dataset, options.seed, fold, size)?);
+            lists.insert(
+                (fold, size),
+                candidates::draw(&dataset, options.seed, fold, size)?,
+            );
         }
     }
     let split_time = start.elapsed();
 
     let stats = Stats::of(&dataset);
-    let counts = Counts { users: stats.users, items: stats.items, interactions: stats.interactions };
+    let counts = Counts {
+        users: stats.users,
+        items: stats.items,
+        interactions: stats.interactions,
+    };
     let manifest = Manifest {
         format: FORMAT_VERSION,
         source: source.clone(),
@@ -127,7 +162,12 @@ pub fn prepare_imported(
         counts: counts.clone(),
         checksums: BTreeMap::new(),
     };
-    let mut prepared = Prepared { manifest, dataset, item_split, candidates: lists };
+    let mut prepared = Prepared {
+        manifest,
+        dataset,
+        item_split,
+        candidates: lists,
+    };
     let start = Instant::now();
     prepared.manifest.checksums = crate::store::checksums(&prepared);
     let render_time = start.elapsed();
@@ -138,14 +178,24 @@ pub fn prepare_imported(
         dropped,
         counts,
         stats,
-        timings: Timings { import: import_time, filter: filter_time, split: split_time, render: render_time },
+        timings: Timings {
+            import: import_time,
+            filter: filter_time,
+            split: split_time,
+            render: render_time,
+        },
     };
     Ok((prepared, report))
 }
 
 /// Applies the three filtering stages and makes ids dense.
 fn filter(imported: Imported, options: &PrepareOptions) -> (Dataset, Vec<Dropped>) {
-    let Imported { items, users, mut sequences, .. } = imported;
+    let Imported {
+        items,
+        users,
+        mut sequences,
+        ..
+    } = imported;
     let mut dropped = Vec::new();
 
     // Stage 1: repeated (user, item). `last_user[i]` marks the last user seen with item i, so
@@ -165,7 +215,10 @@ fn filter(imported: Imported, options: &PrepareOptions) -> (Dataset, Vec<Dropped
     });
 
     // Stage 2: untitled items.
-    let mut item_alive: Vec<bool> = items.iter().map(|i| i.title.is_some() || options.keep_untitled).collect();
+    let mut item_alive: Vec<bool> = items
+        .iter()
+        .map(|i| i.title.is_some() || options.keep_untitled)
+        .collect();
     let untitled = item_alive.iter().filter(|a| !**a).count();
     let interactions_before: usize = sequences.iter().map(Vec::len).sum();
     for seq in &mut sequences {
@@ -258,12 +311,25 @@ fn filter(imported: Imported, options: &PrepareOptions) -> (Dataset, Vec<Dropped
         if !alive {
             continue;
         }
-        kept_users.push(User { id: UserId(kept_users.len() as u32), original_id });
+        kept_users.push(User {
+            id: UserId(kept_users.len() as u32),
+            original_id,
+        });
         kept_sequences.push(
             seq.into_iter()
-                .map(|i| Interaction { item: ItemId(new_item[i.item.index()]), ..i })
+                .map(|i| Interaction {
+                    item: ItemId(new_item[i.item.index()]),
+                    ..i
+                })
                 .collect(),
         );
     }
-    (Dataset { items: kept_items, users: kept_users, sequences: kept_sequences }, dropped)
+    (
+        Dataset {
+            items: kept_items,
+            users: kept_users,
+            sequences: kept_sequences,
+        },
+        dropped,
+    )
 }

@@ -25,8 +25,16 @@ impl Stats {
             users,
             items,
             interactions,
-            sparsity: if cells > 0.0 { 1.0 - interactions as f64 / cells } else { 0.0 },
-            average_length: if users > 0 { interactions as f64 / users as f64 } else { 0.0 },
+            sparsity: if cells > 0.0 {
+                1.0 - interactions as f64 / cells
+            } else {
+                0.0
+            },
+            average_length: if users > 0 {
+                interactions as f64 / users as f64
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -36,7 +44,13 @@ pub struct StatsTable(pub Vec<(String, Stats)>);
 
 impl fmt::Display for StatsTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = self.0.iter().map(|(n, _)| n.len()).max().unwrap_or(0).max("Dataset".len());
+        let width = self
+            .0
+            .iter()
+            .map(|(n, _)| n.len())
+            .max()
+            .unwrap_or(0)
+            .max("Dataset".len());
         writeln!(
             f,
             "{:<width$}  {:>8}  {:>8}  {:>13}  {:>9}  {:>11}",

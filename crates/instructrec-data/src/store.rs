@@ -73,12 +73,16 @@ fn render(p: &Prepared) -> Vec<(String, Vec<u8>)> {
                         .users
                         .iter()
                         .zip(&p.dataset.sequences)
-                        .map(|(u, s)| Sequence { user: u.id, interactions: s.as_slice() })
+                        .map(|(u, s)| Sequence {
+                            user: u.id,
+                            interactions: s.as_slice(),
+                        })
                         .collect();
                     json_lines(&lines)
                 }
                 Part::Split => {
-                    let mut v = serde_json::to_vec(&p.item_split).expect("in-memory JSON serialisation cannot fail");
+                    let mut v = serde_json::to_vec(&p.item_split)
+                        .expect("in-memory JSON serialisation cannot fail");
                     v.push(b'\n');
                     v
                 }
@@ -95,7 +99,10 @@ fn sha256(bytes: &[u8]) -> String {
 
 /// The checksums `save` will record, computed without writing anything.
 pub(crate) fn checksums(p: &Prepared) -> BTreeMap<String, String> {
-    render(p).into_iter().map(|(name, bytes)| (name, sha256(&bytes))).collect()
+    render(p)
+        .into_iter()
+        .map(|(name, bytes)| (name, sha256(&bytes)))
+        .collect()
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
@@ -133,7 +140,8 @@ pub(crate) fn save(p: &Prepared, dir: &Path) -> Result<(), DataError> {
     for (file, bytes) in &files {
         write_file(&staging.path().join(file), bytes)?;
     }
-    let mut manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("in-memory JSON serialisation cannot fail");
+    let mut manifest_bytes =
+        serde_json::to_vec_pretty(&manifest).expect("in-memory JSON serialisation cannot fail");
     manifest_bytes.push(b'\n');
     write_file(&staging.path().join(MANIFEST), &manifest_bytes)?;
 
@@ -164,26 +172,36 @@ pub(crate) fn save(p: &Prepared, dir: &Path) -> Result<(), DataError> {
 fn is_replaceable(dir: &Path) -> bool {
     dir.is_dir()
         && (dir.join(MANIFEST).is_file()
-            || std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false))
+            || std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false))
 }
 
-fn parse_lines<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result<Vec<T>, DataError> {
+fn parse_lines<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Vec<T>, DataError> {
     let text = std::str::from_utf8(bytes).map_err(|_| DataError::file(path, "not valid UTF-8"))?;
     text.lines()
         .enumerate()
         .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| DataError::line(path, i + 1, format!("malformed record: {e}")))
+            serde_json::from_str(line)
+                .map_err(|e| DataError::line(path, i + 1, format!("malformed record: {e}")))
         })
         .collect()
 }
 
 pub(crate) fn load(dir: &Path) -> Result<Prepared, DataError> {
     let manifest_path = dir.join(MANIFEST);
-    let manifest_bytes = std::fs::read(&manifest_path).map_err(|e| DataError::io(&manifest_path, e))?;
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| DataError::line(&manifest_path, e.line(), format!("malformed manifest: {e}")))?;
+    let manifest_bytes =
+        std::fs::read(&manifest_path).map_err(|e| DataError::io(&manifest_path, e))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+        DataError::line(&manifest_path, e.line(), format!("malformed manifest: {e}"))
+    })?;
 
-    let mut expected: Vec<String> = [ITEMS, USERS, INTERACTIONS, ITEM_SPLIT].map(String::from).to_vec();
+    let mut expected: Vec<String> = [ITEMS, USERS, INTERACTIONS, ITEM_SPLIT]
+        .map(String::from)
+        .to_vec();
     for fold in [Fold::Validation, Fold::Test] {
         for &size in &manifest.options.candidate_sizes {
             expected.push(candidates_file(fold, size));
@@ -218,15 +236,27 @@ pub(crate) fn load(dir: &Path) -> Result<Prepared, DataError> {
     let lines: Vec<Sequence<Vec<Interaction>>> = parse_lines(path, bytes)?;
     check_dense(path, lines.iter().map(|s| s.user.index()))?;
     if lines.len() != users.len() {
-        return Err(DataError::file(path, format!("{} sequences for {} users", lines.len(), users.len())));
+        return Err(DataError::file(
+            path,
+            format!("{} sequences for {} users", lines.len(), users.len()),
+        ));
     }
     let mut sequences = Vec::with_capacity(lines.len());
     for (i, line) in lines.into_iter().enumerate() {
         if line.interactions.len() < crate::prepare::MIN_USER_INTERACTIONS {
             return Err(DataError::line(path, i + 1, "fewer than 3 interactions"));
         }
-        if let Some(bad) = line.interactions.iter().find(|x| x.item.index() >= items.len()) {
-            return Err(DataError::field(path, i + 1, "item", format!("{} is not an item id", bad.item.0)));
+        if let Some(bad) = line
+            .interactions
+            .iter()
+            .find(|x| x.item.index() >= items.len())
+        {
+            return Err(DataError::field(
+                path,
+                i + 1,
+                "item",
+                format!("{} is not an item id", bad.item.0),
+            ));
         }
         sequences.push(line.interactions);
     }
@@ -242,14 +272,28 @@ pub(crate) fn load(dir: &Path) -> Result<Prepared, DataError> {
             candidates.insert((fold, size), sets);
         }
     }
-    Ok(Prepared { manifest, dataset: Dataset { items, users, sequences }, item_split, candidates })
+    Ok(Prepared {
+        manifest,
+        dataset: Dataset {
+            items,
+            users,
+            sequences,
+        },
+        item_split,
+        candidates,
+    })
 }
 
 /// Ids must be 0, 1, 2, ... in file order, because they index vectors.
 fn check_dense(path: &Path, ids: impl Iterator<Item = usize>) -> Result<(), DataError> {
     for (line, id) in ids.enumerate() {
         if id != line {
-            return Err(DataError::field(path, line + 1, "id", format!("expected {line}, got {id}")));
+            return Err(DataError::field(
+                path,
+                line + 1,
+                "id",
+                format!("expected {line}, got {id}"),
+            ));
         }
     }
     Ok(())

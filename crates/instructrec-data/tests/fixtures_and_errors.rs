@@ -8,16 +8,25 @@ use instructrec_data::{
 };
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// k = 1 keeps every item with an interaction; users still need 3. Lists of 3 = 1 + 2 negatives.
 fn small_options() -> PrepareOptions {
-    PrepareOptions { k_core: 1, candidate_sizes: vec![3], ..PrepareOptions::default() }
+    PrepareOptions {
+        k_core: 1,
+        candidate_sizes: vec![3],
+        ..PrepareOptions::default()
+    }
 }
 
 fn amazon2018_plain() -> ImportSource {
-    ImportSource::Dir { dir: fixture("amazon2018"), format: None }
+    ImportSource::Dir {
+        dir: fixture("amazon2018"),
+        format: None,
+    }
 }
 
 fn error_of(source: &ImportSource) -> String {
@@ -34,35 +43,75 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn amazon2018_orders_dedupes_and_keeps_text() {
     let (p, report) = prepare(&amazon2018_plain(), &small_options()).unwrap();
     assert_eq!(p.manifest.source.format, "amazon2018");
-    assert_eq!((report.imported.users, report.imported.items, report.imported.interactions), (4, 7, 14));
-    let dropped: Vec<(usize, usize, usize)> =
-        report.dropped.iter().map(|d| (d.users, d.items, d.interactions)).collect();
+    assert_eq!(
+        (
+            report.imported.users,
+            report.imported.items,
+            report.imported.interactions
+        ),
+        (4, 7, 14)
+    );
+    let dropped: Vec<(usize, usize, usize)> = report
+        .dropped
+        .iter()
+        .map(|d| (d.users, d.items, d.interactions))
+        .collect();
     // repeated AUSER1/A1; untitled G7 (no metadata); AUSER4 has only 2 interactions.
     assert_eq!(dropped, vec![(0, 0, 1), (0, 1, 1), (1, 0, 2)]);
     assert_eq!((p.dataset.users.len(), p.dataset.items.len()), (3, 6));
 
     let asin = |id: ItemId| p.dataset.items[id.index()].original_id.as_str();
-    let u1: Vec<(&str, Option<i64>)> =
-        p.dataset.sequences[0].iter().map(|i| (asin(i.item), i.timestamp)).collect();
+    let u1: Vec<(&str, Option<i64>)> = p.dataset.sequences[0]
+        .iter()
+        .map(|i| (asin(i.item), i.timestamp))
+        .collect();
     // Sorted by time; C3 and D4 tie at 200 and keep file order; the repeated A1 (t=400) is gone.
     assert_eq!(
         u1,
-        vec![("B0000000B2", Some(100)), ("B0000000C3", Some(200)), ("B0000000D4", Some(200)), ("B0000000A1", Some(300))]
+        vec![
+            ("B0000000B2", Some(100)),
+            ("B0000000C3", Some(200)),
+            ("B0000000D4", Some(200)),
+            ("B0000000A1", Some(300))
+        ]
     );
     let last = &p.dataset.sequences[0][3];
     assert_eq!(last.rating, Some(5.0));
     let review = last.review.as_ref().unwrap();
-    assert_eq!(review.text.as_deref(), Some("Great co-op game for the two of us."));
+    assert_eq!(
+        review.text.as_deref(),
+        Some("Great co-op game for the two of us.")
+    );
     assert_eq!(review.summary.as_deref(), Some("Fun"));
     assert_eq!(
-        p.dataset.sequences[0][1].review.as_ref().unwrap().text.as_deref(),
+        p.dataset.sequences[0][1]
+            .review
+            .as_ref()
+            .unwrap()
+            .text
+            .as_deref(),
         Some("The stick drifts & squeaks.")
     );
 
     let a1 = &p.dataset.items[0];
     assert_eq!(a1.title, "Mario & Luigi: Superstar Saga");
-    assert_eq!(a1.categories, ["Video Games", "Retro Gaming & Microconsoles", "Game Boy Advance", "Games"]);
-    assert_eq!(a1.features, ["Turn-based battles", "Two heroes on one adventure.", "Officially Licensed"]);
+    assert_eq!(
+        a1.categories,
+        [
+            "Video Games",
+            "Retro Gaming & Microconsoles",
+            "Game Boy Advance",
+            "Games"
+        ]
+    );
+    assert_eq!(
+        a1.features,
+        [
+            "Turn-based battles",
+            "Two heroes on one adventure.",
+            "Officially Licensed"
+        ]
+    );
     assert_eq!(a1.description.as_deref(), Some("A role-playing game."));
     assert_eq!(a1.brand.as_deref(), Some("Nintendo"));
     let b2 = &p.dataset.items[1];
@@ -78,12 +127,19 @@ fn amazon2018_orders_dedupes_and_keeps_text() {
     assert_eq!(p.train_sequence(UserId(0)).len(), 2);
     let capped = Prepared {
         manifest: instructrec_data::Manifest {
-            options: PrepareOptions { history_cap: 1, ..p.manifest.options.clone() },
+            options: PrepareOptions {
+                history_cap: 1,
+                ..p.manifest.options.clone()
+            },
             ..p.manifest.clone()
         },
         ..p.clone()
     };
-    let recent: Vec<&str> = capped.recent_history(UserId(0), Fold::Test).iter().map(|i| asin(i.item)).collect();
+    let recent: Vec<&str> = capped
+        .recent_history(UserId(0), Fold::Test)
+        .iter()
+        .map(|i| asin(i.item))
+        .collect();
     assert_eq!(recent, ["B0000000D4"]);
 
     // User 1 saw 4 of 6 items: its two negatives are exactly the other two.
@@ -97,19 +153,32 @@ fn amazon2018_orders_dedupes_and_keeps_text() {
 fn gzip_and_explicit_files_read_the_same_as_plain() {
     let (plain, _) = prepare(&amazon2018_plain(), &small_options()).unwrap();
     let dir = fixture("amazon2018-gz");
-    let (gz, _) = prepare(&ImportSource::Dir { dir: dir.clone(), format: None }, &small_options()).unwrap();
+    let (gz, _) = prepare(
+        &ImportSource::Dir {
+            dir: dir.clone(),
+            format: None,
+        },
+        &small_options(),
+    )
+    .unwrap();
     assert_eq!(plain.dataset, gz.dataset);
     assert_eq!(plain.candidates, gz.candidates);
     let explicit = ImportSource::Amazon2018 {
         reviews: dir.join("Toy_Games.json.gz"),
         meta: dir.join("meta_Toy_Games.json.gz"),
     };
-    assert_eq!(prepare(&explicit, &small_options()).unwrap().0.dataset, plain.dataset);
+    assert_eq!(
+        prepare(&explicit, &small_options()).unwrap().0.dataset,
+        plain.dataset
+    );
 }
 
 #[test]
 fn keep_untitled_titles_items_by_their_id() {
-    let options = PrepareOptions { keep_untitled: true, ..small_options() };
+    let options = PrepareOptions {
+        keep_untitled: true,
+        ..small_options()
+    };
     let (p, _) = prepare(&amazon2018_plain(), &options).unwrap();
     assert_eq!(p.dataset.items.len(), 7);
     assert_eq!(p.dataset.items[6].title, "B0000000G7");
@@ -122,9 +191,15 @@ fn truncated_gzip_names_the_file() {
     let bytes = std::fs::read(src.join("Toy_Games.json.gz")).unwrap();
     let reviews = tmp.path().join("Toy_Games.json.gz");
     std::fs::write(&reviews, &bytes[..bytes.len() / 2]).unwrap();
-    let source = ImportSource::Amazon2018 { reviews, meta: src.join("meta_Toy_Games.json.gz") };
+    let source = ImportSource::Amazon2018 {
+        reviews,
+        meta: src.join("meta_Toy_Games.json.gz"),
+    };
     let e = error_of(&source);
-    assert!(e.contains("Toy_Games.json.gz: gzip stream is truncated or corrupt"), "{e}");
+    assert!(
+        e.contains("Toy_Games.json.gz: gzip stream is truncated or corrupt"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -143,11 +218,21 @@ fn missing_and_mistyped_fields_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let meta = fixture("amazon2018/meta_Toy_Games.json");
     let reviews = write(tmp.path(), "r.json", "{\"reviewerID\": \"U\", \"asin\": \"B0000000A1\", \"unixReviewTime\": 1}\n{\"reviewerID\": \"U\", \"unixReviewTime\": 2}\n");
-    let e = error_of(&ImportSource::Amazon2018 { reviews, meta: meta.clone() });
+    let e = error_of(&ImportSource::Amazon2018 {
+        reviews,
+        meta: meta.clone(),
+    });
     assert!(e.contains("r.json:2: field `asin`: missing"), "{e}");
-    let reviews = write(tmp.path(), "r.json", "{\"reviewerID\": \"U\", \"asin\": \"B0000000A1\", \"unixReviewTime\": \"yesterday\"}\n");
+    let reviews = write(
+        tmp.path(),
+        "r.json",
+        "{\"reviewerID\": \"U\", \"asin\": \"B0000000A1\", \"unixReviewTime\": \"yesterday\"}\n",
+    );
     let e = error_of(&ImportSource::Amazon2018 { reviews, meta });
-    assert!(e.contains("r.json:1: field `unixReviewTime`: expected an integer, got \"yesterday\""), "{e}");
+    assert!(
+        e.contains("r.json:1: field `unixReviewTime`: expected an integer, got \"yesterday\""),
+        "{e}"
+    );
 }
 
 /// A tiny amazon-games bundle: 2 items, 1 user with 3 interactions.
@@ -167,19 +252,31 @@ fn games_bundle(dir: &Path, item2id: &str, inter: &str) {
 fn amazon_games_bad_ids_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("bundle");
-    let source = ImportSource::Dir { dir: dir.clone(), format: None };
+    let source = ImportSource::Dir {
+        dir: dir.clone(),
+        format: None,
+    };
 
     games_bundle(&dir, "B1\t0\nB2\tx\n", "{\"0\": [0, 1, 0]}");
     let e = error_of(&source);
-    assert!(e.contains("Tiny.item2id:2: field `item id`: expected an integer, got \"x\""), "{e}");
+    assert!(
+        e.contains("Tiny.item2id:2: field `item id`: expected an integer, got \"x\""),
+        "{e}"
+    );
 
     games_bundle(&dir, "B1\t0\nB2\t1\n", "{\"0\": [0, 1, 7]}");
     let e = error_of(&source);
-    assert!(e.contains("Tiny.inter.json:1: field `item id`: user 0: unknown item id 7"), "{e}");
+    assert!(
+        e.contains("Tiny.inter.json:1: field `item id`: user 0: unknown item id 7"),
+        "{e}"
+    );
 
     games_bundle(&dir, "B1\t0\nB2\t1\n", "{\"0\": [0, 1],\n \"5\": [1]}");
     let e = error_of(&source);
-    assert!(e.contains("Tiny.inter.json:2: field `user id`: unknown user id \"5\""), "{e}");
+    assert!(
+        e.contains("Tiny.inter.json:2: field `user id`: unknown user id \"5\""),
+        "{e}"
+    );
 
     games_bundle(&dir, "B1\t0\nB2\t1\n", "{\"0\": [0, 1,");
     let e = error_of(&source);
@@ -194,23 +291,55 @@ fn p5_and_recbole_unknown_ids_are_named() {
     write(&p5, "sequential_data.txt", "1 0 1 0\n2 1 0 9\n");
     write(&p5, "id2title.json", "{\"0\": \"A\", \"1\": \"B\"}");
     write(&p5, "id2category.json", "{\"0\": [[\"Toys & Games\"]]}");
-    let e = error_of(&ImportSource::Dir { dir: p5, format: None });
-    assert!(e.contains("sequential_data.txt:2: field `item id`: unknown item id \"9\""), "{e}");
+    let e = error_of(&ImportSource::Dir {
+        dir: p5,
+        format: None,
+    });
+    assert!(
+        e.contains("sequential_data.txt:2: field `item id`: unknown item id \"9\""),
+        "{e}"
+    );
 
     let rb = tmp.path().join("rb");
     std::fs::create_dir_all(&rb).unwrap();
-    write(&rb, "x.item", "item_id:token\tmovie_title:token_seq\n1\tA\n");
-    write(&rb, "x.inter", "user_id:token\titem_id:token\trating:float\n1\t1\t5\n1\t2\t4\n");
-    let e = error_of(&ImportSource::Dir { dir: rb.clone(), format: Some(instructrec_data::Format::RecBole) });
-    assert!(e.contains("x.inter:3: field `item_id`: unknown item id \"2\""), "{e}");
-    write(&rb, "x.inter", "user_id:token\titem_id:token\trating:float\n1\t1\tfive\n");
-    let e = error_of(&ImportSource::Dir { dir: rb, format: None });
-    assert!(e.contains("x.inter:2: field `rating`: expected a number, got \"five\""), "{e}");
+    write(
+        &rb,
+        "x.item",
+        "item_id:token\tmovie_title:token_seq\n1\tA\n",
+    );
+    write(
+        &rb,
+        "x.inter",
+        "user_id:token\titem_id:token\trating:float\n1\t1\t5\n1\t2\t4\n",
+    );
+    let e = error_of(&ImportSource::Dir {
+        dir: rb.clone(),
+        format: Some(instructrec_data::Format::RecBole),
+    });
+    assert!(
+        e.contains("x.inter:3: field `item_id`: unknown item id \"2\""),
+        "{e}"
+    );
+    write(
+        &rb,
+        "x.inter",
+        "user_id:token\titem_id:token\trating:float\n1\t1\tfive\n",
+    );
+    let e = error_of(&ImportSource::Dir {
+        dir: rb,
+        format: None,
+    });
+    assert!(
+        e.contains("x.inter:2: field `rating`: expected a number, got \"five\""),
+        "{e}"
+    );
 }
 
 fn dir_entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
     v.sort();
     v
 }
@@ -242,7 +371,10 @@ fn failed_prepare_leaves_output_untouched_and_no_temp_dirs() {
         reviews: fixture("amazon2018/nope.json"),
         meta: fixture("amazon2018/meta_Toy_Games.json"),
     };
-    assert!(matches!(prepare(&broken, &small_options()), Err(DataError::Io { .. })));
+    assert!(matches!(
+        prepare(&broken, &small_options()),
+        Err(DataError::Io { .. })
+    ));
     assert_eq!(snapshot(&out), before);
 
     // Refusing to replace a directory that is not a prepared dataset leaves it and its parent as
@@ -255,7 +387,10 @@ fn failed_prepare_leaves_output_untouched_and_no_temp_dirs() {
     assert_eq!(dir_entries(&foreign), ["notes.txt"]);
 
     // Replacing an old dataset leaves exactly the new one and no temporary siblings.
-    let options = PrepareOptions { seed: 7, ..small_options() };
+    let options = PrepareOptions {
+        seed: 7,
+        ..small_options()
+    };
     let (q, _) = prepare(&amazon2018_plain(), &options).unwrap();
     q.save(&out).unwrap();
     assert_eq!(dir_entries(tmp.path()), ["foreign", "prepared"]);
@@ -280,7 +415,12 @@ fn load_round_trips_and_names_a_tampered_file() {
 
 #[test]
 fn impossible_options_are_refused() {
-    let options = PrepareOptions { candidate_sizes: vec![10], ..small_options() };
-    let e = prepare(&amazon2018_plain(), &options).unwrap_err().to_string();
+    let options = PrepareOptions {
+        candidate_sizes: vec![10],
+        ..small_options()
+    };
+    let e = prepare(&amazon2018_plain(), &options)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("cannot draw 9 negatives"), "{e}");
 }

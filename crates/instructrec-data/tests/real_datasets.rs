@@ -7,11 +7,18 @@ use std::path::{Path, PathBuf};
 use instructrec_data::{prepare, Dataset, Fold, ImportSource, PrepareOptions, Prepared, Stats};
 
 fn dataset_dir(name: &str) -> PathBuf {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/datasets")).join(name)
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/datasets"
+    ))
+    .join(name)
 }
 
 fn source(name: &str) -> ImportSource {
-    ImportSource::Dir { dir: dataset_dir(name), format: None }
+    ImportSource::Dir {
+        dir: dataset_dir(name),
+        format: None,
+    }
 }
 
 fn counts(d: &Dataset) -> (usize, usize, usize) {
@@ -20,14 +27,25 @@ fn counts(d: &Dataset) -> (usize, usize, usize) {
 }
 
 fn item<'a>(p: &'a Prepared, asin: &str) -> &'a instructrec_data::Item {
-    p.dataset.items.iter().find(|i| i.original_id == asin).unwrap()
+    p.dataset
+        .items
+        .iter()
+        .find(|i| i.original_id == asin)
+        .unwrap()
 }
 
 #[test]
 fn amazon_games_drops_untitled_items_then_refilters() {
     let (p, report) = prepare(&source("amazon-games"), &PrepareOptions::default()).unwrap();
     assert_eq!(p.manifest.source.format, "amazon-games");
-    assert_eq!((report.imported.users, report.imported.items, report.imported.interactions), (50_546, 16_859, 452_989));
+    assert_eq!(
+        (
+            report.imported.users,
+            report.imported.items,
+            report.imported.interactions
+        ),
+        (50_546, 16_859, 452_989)
+    );
     let untitled = &report.dropped[1];
     assert_eq!(untitled.reason, "items without a title");
     assert_eq!(untitled.items, 55);
@@ -38,24 +56,52 @@ fn amazon_games_drops_untitled_items_then_refilters() {
 
     // Category lists: path first, product-feature sentences moved to features.
     let clip = item(&p, "B00T3452AW");
-    assert_eq!(clip.categories, ["Video Games", "Nintendo 3DS & 2DS", "Accessories", "Cases & Storage"]);
+    assert_eq!(
+        clip.categories,
+        [
+            "Video Games",
+            "Nintendo 3DS & 2DS",
+            "Accessories",
+            "Cases & Storage"
+        ]
+    );
     assert_eq!(clip.features.len(), 4);
     assert_eq!(clip.features[0], "Full access to all ports and buttons");
     assert_eq!(clip.brand.as_deref(), Some("PDP"));
-    assert!(p.dataset.items.iter().all(|i| i.categories.first().is_none_or(|c| c == "Video Games")));
+    assert!(p
+        .dataset
+        .items
+        .iter()
+        .all(|i| i.categories.first().is_none_or(|c| c == "Video Games")));
     // No category label keeps sentence punctuation, and no title keeps an HTML entity.
-    assert!(p.dataset.items.iter().flat_map(|i| &i.categories).all(|c| !c.ends_with('.')));
-    assert!(p.dataset.items.iter().all(|i| !i.title.contains("&amp;") && !i.title.contains("&quot;")));
+    assert!(p
+        .dataset
+        .items
+        .iter()
+        .flat_map(|i| &i.categories)
+        .all(|c| !c.ends_with('.')));
+    assert!(p
+        .dataset
+        .items
+        .iter()
+        .all(|i| !i.title.contains("&amp;") && !i.title.contains("&quot;")));
 
     check_candidates(&p);
     // 80/10/10 item split over the whole catalogue.
     let s = &p.item_split;
-    assert_eq!((s.train.len(), s.validation.len(), s.test.len()), (13_437, 1_680, 1_679));
+    assert_eq!(
+        (s.train.len(), s.validation.len(), s.test.len()),
+        (13_437, 1_680, 1_679)
+    );
 }
 
 #[test]
 fn amazon_games_keep_untitled_keeps_everything() {
-    let options = PrepareOptions { keep_untitled: true, candidate_sizes: vec![10], ..PrepareOptions::default() };
+    let options = PrepareOptions {
+        keep_untitled: true,
+        candidate_sizes: vec![10],
+        ..PrepareOptions::default()
+    };
     let (p, _) = prepare(&source("amazon-games"), &options).unwrap();
     assert_eq!(counts(&p.dataset), (50_546, 16_859, 452_989));
     assert_eq!(item(&p, "B001VNT9RK").title, "B001VNT9RK");
@@ -69,7 +115,10 @@ fn check_candidates(p: &Prepared) {
             assert_eq!(sets.len(), p.dataset.users.len());
             for set in sets {
                 assert_eq!(set.positive, p.held_out(set.user, fold));
-                let seen: HashSet<_> = p.dataset.sequences[set.user.index()].iter().map(|i| i.item).collect();
+                let seen: HashSet<_> = p.dataset.sequences[set.user.index()]
+                    .iter()
+                    .map(|i| i.item)
+                    .collect();
                 let negatives: HashSet<_> = set.negatives.iter().copied().collect();
                 assert_eq!(negatives.len(), size - 1);
                 assert!(negatives.is_disjoint(&seen));
@@ -84,9 +133,26 @@ fn amazon_toys_p5() {
     assert_eq!(p.manifest.source.format, "p5");
     assert_eq!(counts(&p.dataset), (19_412, 11_924, 167_597));
     let doll = item(&p, "2");
-    assert!(doll.title.starts_with("18 Inch Doll Clothes Pajama Set & Doll Slippers"), "{}", doll.title);
-    assert!(doll.title.contains("Fits 18\" American Girl"), "{}", doll.title);
-    assert_eq!(doll.categories, ["Toys & Games", "Dolls & Accessories", "Doll Accessories", "Clothing & Shoes"]);
+    assert!(
+        doll.title
+            .starts_with("18 Inch Doll Clothes Pajama Set & Doll Slippers"),
+        "{}",
+        doll.title
+    );
+    assert!(
+        doll.title.contains("Fits 18\" American Girl"),
+        "{}",
+        doll.title
+    );
+    assert_eq!(
+        doll.categories,
+        [
+            "Toys & Games",
+            "Dolls & Accessories",
+            "Doll Accessories",
+            "Clothing & Shoes"
+        ]
+    );
     // Items with several category paths get the longest one.
     assert!(p.dataset.items.iter().all(|i| !i.categories.is_empty()));
     check_candidates(&p);
@@ -96,14 +162,24 @@ fn amazon_toys_p5() {
 fn ml_100k_recbole() {
     let (p, report) = prepare(&source("ml-100k"), &PrepareOptions::default()).unwrap();
     assert_eq!(p.manifest.source.format, "recbole");
-    assert_eq!((report.imported.users, report.imported.items, report.imported.interactions), (943, 1_682, 100_000));
+    assert_eq!(
+        (
+            report.imported.users,
+            report.imported.items,
+            report.imported.interactions
+        ),
+        (943, 1_682, 100_000)
+    );
     // 5-core removes rarely rated movies; users all have at least 20 ratings.
     let (users, items, interactions) = counts(&p.dataset);
     assert_eq!(users, 943);
     assert!(items < 1_682 && interactions < 100_000);
     let toy_story = item(&p, "1");
     assert_eq!(toy_story.title, "Toy Story (1995)");
-    assert_eq!(toy_story.categories, ["Movies", "Animation", "Children's", "Comedy"]);
+    assert_eq!(
+        toy_story.categories,
+        ["Movies", "Animation", "Children's", "Comedy"]
+    );
     for seq in &p.dataset.sequences {
         assert!(seq.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
         assert!(seq.iter().all(|i| i.rating.is_some()));
@@ -118,7 +194,10 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         if path.is_dir() {
             out.extend(files(&path));
         } else {
-            out.push((path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap()));
+            out.push((
+                path.strip_prefix(dir).unwrap().to_path_buf(),
+                std::fs::read(&path).unwrap(),
+            ));
         }
     }
     out.sort();
@@ -138,9 +217,23 @@ fn same_seed_same_bytes_different_seed_different_negatives() {
     assert!(a == b, "same seed must give byte-identical directories");
 
     let (p, _) = prepare(&source("amazon-games"), &options).unwrap();
-    let (q, _) = prepare(&source("amazon-games"), &PrepareOptions { seed: 43, ..options }).unwrap();
-    let (x, y) = (p.candidates(Fold::Test, 100).unwrap(), q.candidates(Fold::Test, 100).unwrap());
-    let same = x.iter().zip(y).filter(|(s, t)| s.negatives == t.negatives).count();
+    let (q, _) = prepare(
+        &source("amazon-games"),
+        &PrepareOptions {
+            seed: 43,
+            ..options
+        },
+    )
+    .unwrap();
+    let (x, y) = (
+        p.candidates(Fold::Test, 100).unwrap(),
+        q.candidates(Fold::Test, 100).unwrap(),
+    );
+    let same = x
+        .iter()
+        .zip(y)
+        .filter(|(s, t)| s.negatives == t.negatives)
+        .count();
     assert_eq!(same, 0, "a different seed must draw different negatives");
     assert_ne!(p.item_split, q.item_split);
     assert_eq!(p.dataset, q.dataset);

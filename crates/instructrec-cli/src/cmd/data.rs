@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use instructrec_data::{prepare, Format, ImportSource, PrepareOptions, Prepared, Stats, StatsTable};
+use instructrec_data::{
+    prepare, Format, ImportSource, PrepareOptions, Prepared, Stats, StatsTable,
+};
 
 #[derive(Subcommand)]
 pub enum DataCommand {
@@ -66,11 +68,20 @@ impl InputArgs {
         match (&self.input, &self.reviews, &self.meta) {
             (_, Some(reviews), Some(meta)) => {
                 if format.is_some_and(|f| f != Format::Amazon2018) {
-                    bail!("--reviews/--meta are Amazon 2018 files; --format {} contradicts them", self.format);
+                    bail!(
+                        "--reviews/--meta are Amazon 2018 files; --format {} contradicts them",
+                        self.format
+                    );
                 }
-                Ok(ImportSource::Amazon2018 { reviews: reviews.clone(), meta: meta.clone() })
+                Ok(ImportSource::Amazon2018 {
+                    reviews: reviews.clone(),
+                    meta: meta.clone(),
+                })
             }
-            (Some(dir), _, _) => Ok(ImportSource::Dir { dir: dir.clone(), format }),
+            (Some(dir), _, _) => Ok(ImportSource::Dir {
+                dir: dir.clone(),
+                format,
+            }),
             _ => bail!("give --input DIR, or --reviews FILE --meta FILE"),
         }
     }
@@ -110,7 +121,11 @@ impl OptionArgs {
 
 pub fn run(command: DataCommand) -> anyhow::Result<()> {
     match command {
-        DataCommand::Prepare { input, options, out } => {
+        DataCommand::Prepare {
+            input,
+            options,
+            out,
+        } => {
             let source = input.source()?;
             let spinner = ProgressBar::new_spinner().with_message("preparing");
             spinner.enable_steady_tick(Duration::from_millis(100));
@@ -125,14 +140,22 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
         DataCommand::Stats { dirs } => {
             let mut rows = Vec::new();
             for dir in dirs {
-                let prepared = Prepared::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
-                let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let prepared =
+                    Prepared::load(&dir).with_context(|| format!("loading {}", dir.display()))?;
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 rows.push((name, Stats::of(&prepared.dataset)));
             }
             print!("{}", StatsTable(rows));
             Ok(())
         }
-        DataCommand::Bench { input, options, runs } => bench(&input.source()?, &options.options(), runs),
+        DataCommand::Bench {
+            input,
+            options,
+            runs,
+        } => bench(&input.source()?, &options.options(), runs),
     }
 }
 
@@ -145,8 +168,9 @@ fn bench(source: &ImportSource, options: &PrepareOptions, runs: usize) -> anyhow
         bail!("--runs must be at least 1");
     }
     let scratch = tempfile::tempdir().context("creating a temporary directory")?;
-    let bar = ProgressBar::new(runs as u64)
-        .with_style(ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed}")?);
+    let bar = ProgressBar::new(runs as u64).with_style(ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} runs {elapsed}",
+    )?);
     let mut rows = Vec::new();
     let mut last_report = None;
     for run in 0..runs {
@@ -163,7 +187,10 @@ fn bench(source: &ImportSource, options: &PrepareOptions, runs: usize) -> anyhow
     if let Some(report) = last_report {
         print!("{report}");
     }
-    println!("{:>4}  {:>8}  {:>8}  {:>17}  {:>8}  {:>8}  {:>8}", "run", "import", "filter", "split+candidates", "render", "write", "total");
+    println!(
+        "{:>4}  {:>8}  {:>8}  {:>17}  {:>8}  {:>8}  {:>8}",
+        "run", "import", "filter", "split+candidates", "render", "write", "total"
+    );
     for (run, (t, write, total)) in rows.iter().enumerate() {
         println!(
             "{:>4}  {:>8}  {:>8}  {:>17}  {:>8}  {:>8}  {:>8}",
@@ -177,6 +204,9 @@ fn bench(source: &ImportSource, options: &PrepareOptions, runs: usize) -> anyhow
         );
     }
     let best = rows.iter().map(|r| r.2).min().unwrap_or_default();
-    println!("seconds; best total {} over {runs} runs (render = serialising + SHA-256)", seconds(best));
+    println!(
+        "seconds; best total {} over {runs} runs (render = serialising + SHA-256)",
+        seconds(best)
+    );
     Ok(())
 }

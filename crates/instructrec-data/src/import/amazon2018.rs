@@ -27,12 +27,21 @@ pub(super) fn locate(dir: &Path) -> Result<(PathBuf, PathBuf), DataError> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             p.is_file() && EXTENSIONS.iter().any(|e| name.ends_with(e))
         })
         .collect();
     candidates.sort();
-    let is_meta = |p: &PathBuf| p.file_name().unwrap_or_default().to_string_lossy().starts_with("meta");
+    let is_meta = |p: &PathBuf| {
+        p.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .starts_with("meta")
+    };
     let (meta, reviews): (Vec<PathBuf>, Vec<PathBuf>) = candidates.into_iter().partition(is_meta);
     match (reviews.as_slice(), meta.as_slice()) {
         ([r], [m]) => Ok((r.clone(), m.clone())),
@@ -67,8 +76,10 @@ pub(super) fn import(reviews_path: &Path, meta_path: &Path) -> Result<Imported, 
             item: ItemId(item),
             timestamp: Some(timestamp),
             rating: rating.map(|r| r as f32),
-            review: (summary.is_some() || review_text.is_some())
-                .then_some(Review { summary, text: review_text }),
+            review: (summary.is_some() || review_text.is_some()).then_some(Review {
+                summary,
+                text: review_text,
+            }),
         });
     }
     for seq in &mut sequences {
@@ -78,7 +89,10 @@ pub(super) fn import(reviews_path: &Path, meta_path: &Path) -> Result<Imported, 
     let mut items: Vec<ImportedItem> = catalogue
         .names
         .iter()
-        .map(|asin| ImportedItem { original_id: asin.clone(), ..Default::default() })
+        .map(|asin| ImportedItem {
+            original_id: asin.clone(),
+            ..Default::default()
+        })
         .collect();
     let mut described = vec![false; items.len()];
     let text = read_text(meta_path)?;
@@ -92,8 +106,11 @@ pub(super) fn import(reviews_path: &Path, meta_path: &Path) -> Result<Imported, 
             continue;
         }
         let (path, category_features) = split_category_labels(&record.string_list("category")?);
-        let description: Vec<String> =
-            record.string_list("description")?.iter().filter_map(|d| clean_text(d)).collect();
+        let description: Vec<String> = record
+            .string_list("description")?
+            .iter()
+            .filter_map(|d| clean_text(d))
+            .collect();
         let item = &mut items[index];
         item.title = record.optional_str("title")?.and_then(clean_text);
         item.brand = record.optional_str("brand")?.and_then(clean_text);

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{
-    numbered_lines, parse_json, read_text, single_file_with_suffix, split_category_labels,
-    clean_text, Format, Imported, ImportedItem, JsonRecord,
+    clean_text, numbered_lines, parse_json, read_text, single_file_with_suffix,
+    split_category_labels, Format, Imported, ImportedItem, JsonRecord,
 };
 use crate::types::{Interaction, ItemId};
 use crate::DataError;
@@ -35,10 +35,18 @@ pub(super) fn locate(dir: &Path) -> Result<Files, DataError> {
         .ok_or_else(|| DataError::file(dir, "no items.jsonl (item titles) beside the bundle"))?;
     for p in [&item2id, &user2id] {
         if !p.is_file() {
-            return Err(DataError::file(p, "missing (part of the amazon-games bundle)"));
+            return Err(DataError::file(
+                p,
+                "missing (part of the amazon-games bundle)",
+            ));
         }
     }
-    Ok(Files { inter, item2id, user2id, items })
+    Ok(Files {
+        inter,
+        item2id,
+        user2id,
+        items,
+    })
 }
 
 /// Reads `original id <TAB> integer id` lines into (original ids ordered by integer id, map).
@@ -52,11 +60,21 @@ fn read_id_map(path: &Path, what: &str) -> Result<(Vec<String>, HashMap<u32, usi
             return Err(DataError::field(path, line, what, "empty"));
         }
         let id_field = format!("{what} id");
-        let raw_id = fields
-            .next()
-            .ok_or_else(|| DataError::field(path, line, &id_field, "missing (expected a tab and an integer)"))?;
+        let raw_id = fields.next().ok_or_else(|| {
+            DataError::field(
+                path,
+                line,
+                &id_field,
+                "missing (expected a tab and an integer)",
+            )
+        })?;
         let id: u32 = raw_id.trim().parse().map_err(|_| {
-            DataError::field(path, line, &id_field, format!("expected an integer, got {raw_id:?}"))
+            DataError::field(
+                path,
+                line,
+                &id_field,
+                format!("expected an integer, got {raw_id:?}"),
+            )
         })?;
         rows.push((id, original.to_string(), line));
     }
@@ -64,7 +82,12 @@ fn read_id_map(path: &Path, what: &str) -> Result<(Vec<String>, HashMap<u32, usi
     let mut index = HashMap::with_capacity(rows.len());
     for (position, (id, _, line)) in rows.iter().enumerate() {
         if index.insert(*id, position).is_some() {
-            return Err(DataError::field(path, *line, &format!("{what} id"), format!("{id} appears twice")));
+            return Err(DataError::field(
+                path,
+                *line,
+                &format!("{what} id"),
+                format!("{id} appears twice"),
+            ));
         }
     }
     Ok((rows.into_iter().map(|r| r.1).collect(), index))
@@ -77,21 +100,35 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
 
     let mut items: Vec<ImportedItem> = asins
         .iter()
-        .map(|asin| ImportedItem { original_id: asin.clone(), ..Default::default() })
+        .map(|asin| ImportedItem {
+            original_id: asin.clone(),
+            ..Default::default()
+        })
         .collect();
     let text = read_text(&files.items)?;
     for (line, row) in numbered_lines(&text) {
         let record = JsonRecord::parse(&files.items, line, row)?;
         let id = record.required_int("lcrec_item_id")?;
-        let position = u32::try_from(id).ok().and_then(|id| item_index.get(&id)).copied().ok_or_else(|| {
-            record.error("lcrec_item_id", format!("unknown item id {id} (not in {})", files.item2id.display()))
-        })?;
+        let position = u32::try_from(id)
+            .ok()
+            .and_then(|id| item_index.get(&id))
+            .copied()
+            .ok_or_else(|| {
+                record.error(
+                    "lcrec_item_id",
+                    format!("unknown item id {id} (not in {})", files.item2id.display()),
+                )
+            })?;
         let item = &mut items[position];
         let asin = record.required_str("asin")?;
         if asin != item.original_id {
             return Err(record.error(
                 "asin",
-                format!("{asin} disagrees with {} ({id} is {})", files.item2id.display(), item.original_id),
+                format!(
+                    "{asin} disagrees with {} ({id} is {})",
+                    files.item2id.display(),
+                    item.original_id
+                ),
             ));
         }
         // `title_raw` is the source's text; decoding it once is exact, decoding the already
@@ -116,26 +153,46 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
         text[..at].matches('\n').count() + 1
     };
     for (key, seq) in by_user {
-        let user = key.parse::<u32>().ok().and_then(|u| user_index.get(&u)).copied().ok_or_else(|| {
-            DataError::field(
-                &files.inter,
-                line_of(&key),
-                "user id",
-                format!("unknown user id {key:?} (not in {})", files.user2id.display()),
-            )
-        })?;
+        let user = key
+            .parse::<u32>()
+            .ok()
+            .and_then(|u| user_index.get(&u))
+            .copied()
+            .ok_or_else(|| {
+                DataError::field(
+                    &files.inter,
+                    line_of(&key),
+                    "user id",
+                    format!(
+                        "unknown user id {key:?} (not in {})",
+                        files.user2id.display()
+                    ),
+                )
+            })?;
         sequences[user] = seq
             .iter()
             .map(|&raw| {
-                let item = u32::try_from(raw).ok().and_then(|i| item_index.get(&i)).copied().ok_or_else(|| {
-                    DataError::field(
-                        &files.inter,
-                        line_of(&key),
-                        "item id",
-                        format!("user {key}: unknown item id {raw} (not in {})", files.item2id.display()),
-                    )
-                })?;
-                Ok(Interaction { item: ItemId(item as u32), timestamp: None, rating: None, review: None })
+                let item = u32::try_from(raw)
+                    .ok()
+                    .and_then(|i| item_index.get(&i))
+                    .copied()
+                    .ok_or_else(|| {
+                        DataError::field(
+                            &files.inter,
+                            line_of(&key),
+                            "item id",
+                            format!(
+                                "user {key}: unknown item id {raw} (not in {})",
+                                files.item2id.display()
+                            ),
+                        )
+                    })?;
+                Ok(Interaction {
+                    item: ItemId(item as u32),
+                    timestamp: None,
+                    rating: None,
+                    review: None,
+                })
             })
             .collect::<Result<_, DataError>>()?;
     }

@@ -57,10 +57,13 @@ impl FromStr for Format {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Self::ALL.iter().map(|f| f.name()).collect();
-            format!("unknown format {s:?}; expected one of {}", names.join(", "))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown format {s:?}; expected one of {}", names.join(", "))
+            })
     }
 }
 
@@ -68,7 +71,10 @@ impl FromStr for Format {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ImportSource {
     /// A directory; `format: None` detects the layout from the files present.
-    Dir { dir: PathBuf, format: Option<Format> },
+    Dir {
+        dir: PathBuf,
+        format: Option<Format>,
+    },
     /// Raw Amazon 2018 files named explicitly.
     Amazon2018 { reviews: PathBuf, meta: PathBuf },
 }
@@ -156,7 +162,9 @@ pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
         let mut out = Vec::with_capacity(bytes.len() * 4);
         flate2::read::MultiGzDecoder::new(bytes.as_slice())
             .read_to_end(&mut out)
-            .map_err(|e| DataError::file(path, format!("gzip stream is truncated or corrupt: {e}")))?;
+            .map_err(|e| {
+                DataError::file(path, format!("gzip stream is truncated or corrupt: {e}"))
+            })?;
         out
     } else {
         bytes
@@ -268,13 +276,20 @@ pub(crate) fn single_file_with_suffix(dir: &Path, suffix: &str) -> Result<PathBu
     let mut found: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(suffix)))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().ends_with(suffix))
+        })
         .collect();
     found.sort();
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(DataError::file(dir, format!("no *{suffix} file"))),
-        _ => Err(DataError::file(dir, format!("more than one *{suffix} file: {found:?}"))),
+        _ => Err(DataError::file(
+            dir,
+            format!("more than one *{suffix} file: {found:?}"),
+        )),
     }
 }
 

@@ -7,8 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::{
-    clean_text, numbered_lines, parse_json, read_text, Format, Imported, ImportedItem,
-    Interner,
+    clean_text, numbered_lines, parse_json, read_text, Format, Imported, ImportedItem, Interner,
 };
 use crate::types::{Interaction, ItemId};
 use crate::DataError;
@@ -26,14 +25,20 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
     let seq_path = dir.join(SEQUENCES);
     let title_path = dir.join(TITLES);
     let category_path = dir.join(CATEGORIES);
-    let titles: HashMap<String, Option<String>> = parse_json(&title_path, &read_text(&title_path)?)?;
+    let titles: HashMap<String, Option<String>> =
+        parse_json(&title_path, &read_text(&title_path)?)?;
     let categories: HashMap<String, Vec<Vec<String>>> = if category_path.is_file() {
         parse_json(&category_path, &read_text(&category_path)?)?
     } else {
         HashMap::new()
     };
 
-    let mut ids: Vec<&String> = titles.keys().chain(categories.keys()).collect::<HashSet<_>>().into_iter().collect();
+    let mut ids: Vec<&String> = titles
+        .keys()
+        .chain(categories.keys())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     ids.sort_by(|a, b| id_order(a).cmp(&id_order(b)));
     let mut catalogue = Interner::default();
     let items: Vec<ImportedItem> = ids
@@ -47,7 +52,12 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
                 .unwrap_or_default();
             ImportedItem {
                 original_id: id.clone(),
-                title: titles.get(id).cloned().flatten().as_deref().and_then(clean_text),
+                title: titles
+                    .get(id)
+                    .cloned()
+                    .flatten()
+                    .as_deref()
+                    .and_then(clean_text),
                 categories: path,
                 ..Default::default()
             }
@@ -61,7 +71,12 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
         let mut fields = row.split_whitespace();
         let user_id = fields.next().unwrap_or_default();
         if users.get(user_id).is_some() {
-            return Err(DataError::field(&seq_path, line, "user id", format!("user {user_id} has a second line")));
+            return Err(DataError::field(
+                &seq_path,
+                line,
+                "user id",
+                format!("user {user_id} has a second line"),
+            ));
         }
         users.get_or_insert(user_id);
         let seq = fields
@@ -74,7 +89,12 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
                         format!("unknown item id {item_id:?} (not in {TITLES} or {CATEGORIES})"),
                     )
                 })?;
-                Ok(Interaction { item: ItemId(item), timestamp: None, rating: None, review: None })
+                Ok(Interaction {
+                    item: ItemId(item),
+                    timestamp: None,
+                    rating: None,
+                    review: None,
+                })
             })
             .collect::<Result<_, DataError>>()?;
         sequences.push(seq);

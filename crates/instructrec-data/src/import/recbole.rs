@@ -7,7 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{clean_text, numbered_lines, read_text, single_file_with_suffix, Format, Imported, ImportedItem, Interner};
+use super::{
+    clean_text, numbered_lines, read_text, single_file_with_suffix, Format, Imported, ImportedItem,
+    Interner,
+};
 use crate::types::{Interaction, ItemId};
 use crate::DataError;
 
@@ -36,13 +39,21 @@ struct Table<'a> {
 impl<'a> Table<'a> {
     fn parse(path: &'a Path, text: &'a str) -> Result<Self, DataError> {
         let mut lines = numbered_lines(text);
-        let (line, header) = lines.next().ok_or_else(|| DataError::file(path, "empty file"))?;
+        let (line, header) = lines
+            .next()
+            .ok_or_else(|| DataError::file(path, "empty file"))?;
         let columns = header
             .split('\t')
             .map(|c| {
-                c.split_once(':').map(|(name, _type)| name.trim()).ok_or_else(|| {
-                    DataError::line(path, line, format!("header column {c:?} is not `name:type`"))
-                })
+                c.split_once(':')
+                    .map(|(name, _type)| name.trim())
+                    .ok_or_else(|| {
+                        DataError::line(
+                            path,
+                            line,
+                            format!("header column {c:?} is not `name:type`"),
+                        )
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let rows = lines
@@ -58,11 +69,17 @@ impl<'a> Table<'a> {
                 Ok((line, fields))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { path, columns, rows })
+        Ok(Self {
+            path,
+            columns,
+            rows,
+        })
     }
 
     fn column(&self, names: &[&str]) -> Option<usize> {
-        names.iter().find_map(|n| self.columns.iter().position(|c| c == n))
+        names
+            .iter()
+            .find_map(|n| self.columns.iter().position(|c| c == n))
     }
 
     fn required_column(&self, name: &str) -> Result<usize, DataError> {
@@ -71,7 +88,14 @@ impl<'a> Table<'a> {
     }
 
     fn number(&self, line: usize, field: &str, raw: &str) -> Result<f64, DataError> {
-        raw.trim().parse().map_err(|_| DataError::field(self.path, line, field, format!("expected a number, got {raw:?}")))
+        raw.trim().parse().map_err(|_| {
+            DataError::field(
+                self.path,
+                line,
+                field,
+                format!("expected a number, got {raw:?}"),
+            )
+        })
     }
 }
 
@@ -91,7 +115,12 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
         for (line, row) in &table.rows {
             let original_id = row[id].trim();
             if catalogue.get(original_id).is_some() {
-                return Err(DataError::field(path, *line, "item_id", format!("{original_id} appears twice")));
+                return Err(DataError::field(
+                    path,
+                    *line,
+                    "item_id",
+                    format!("{original_id} appears twice"),
+                ));
             }
             catalogue.get_or_insert(original_id);
             let year = year.and_then(|y| clean_text(row[y]));
@@ -102,7 +131,11 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
             let categories = root
                 .map(str::to_string)
                 .into_iter()
-                .chain(genres.into_iter().flat_map(|g| row[g].split_whitespace().filter_map(clean_text)))
+                .chain(
+                    genres
+                        .into_iter()
+                        .flat_map(|g| row[g].split_whitespace().filter_map(clean_text)),
+                )
                 .collect();
             items.push(ImportedItem {
                 original_id: original_id.to_string(),
@@ -121,7 +154,12 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
         let id = table.required_column("user_id")?;
         for (line, row) in &table.rows {
             if users.get(row[id].trim()).is_some() {
-                return Err(DataError::field(path, *line, "user_id", format!("{} appears twice", row[id])));
+                return Err(DataError::field(
+                    path,
+                    *line,
+                    "user_id",
+                    format!("{} appears twice", row[id]),
+                ));
             }
             users.get_or_insert(row[id].trim());
         }
@@ -162,12 +200,19 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
                 ))
             }
             (None, None) => {
-                items.push(ImportedItem { original_id: item_id.to_string(), ..Default::default() });
+                items.push(ImportedItem {
+                    original_id: item_id.to_string(),
+                    ..Default::default()
+                });
                 catalogue.get_or_insert(item_id)
             }
         };
-        let rating = rating_col.map(|c| table.number(*line, "rating", row[c])).transpose()?;
-        let timestamp = time_col.map(|c| table.number(*line, "timestamp", row[c])).transpose()?;
+        let rating = rating_col
+            .map(|c| table.number(*line, "rating", row[c]))
+            .transpose()?;
+        let timestamp = time_col
+            .map(|c| table.number(*line, "timestamp", row[c]))
+            .transpose()?;
         sequences[user as usize].push(Interaction {
             item: ItemId(item),
             timestamp: timestamp.map(|t| t as i64),
@@ -182,5 +227,11 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
     let mut paths = vec![files.inter];
     paths.extend(files.item);
     paths.extend(files.user);
-    Ok(Imported { format: Format::RecBole, paths, items, users: users.names, sequences })
+    Ok(Imported {
+        format: Format::RecBole,
+        paths,
+        items,
+        users: users.names,
+        sequences,
+    })
 }

@@ -13,8 +13,9 @@ pub fn clean_text(raw: &str) -> Option<String> {
 const MAX_PATH_WORDS: usize = 4;
 
 /// Small words that stay lower-case inside title-case category names.
-const CONNECTORS: [&str; 13] =
-    ["&", "and", "of", "for", "the", "with", "to", "in", "on", "a", "an", "by", "or"];
+const CONNECTORS: [&str; 13] = [
+    "&", "and", "of", "for", "the", "with", "to", "in", "on", "a", "an", "by", "or",
+];
 
 /// Splits an Amazon category list into (path, features). The list starts with the category path
 /// and often continues with product-feature sentences; the first label that does not look like
@@ -51,12 +52,24 @@ fn looks_like_path_label(label: &str) -> bool {
     let Some(first) = words.first() else {
         return false;
     };
-    let starts_well = |w: &&str| w.chars().next().is_some_and(|c| c.is_uppercase() || c.is_ascii_digit());
-    let bare_number = first.chars().all(|c| c.is_ascii_digit() || c == '-' || c == '+');
-    let alphabetic: Vec<&&str> =
-        words.iter().filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2).collect();
+    let starts_well = |w: &&str| {
+        w.chars()
+            .next()
+            .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
+    };
+    let bare_number = first
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '-' || c == '+');
+    let alphabetic: Vec<&&str> = words
+        .iter()
+        .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2)
+        .collect();
     let shouted = alphabetic.len() >= 2
-        && alphabetic.iter().all(|w| w.chars().filter(|c| c.is_alphabetic()).all(char::is_uppercase));
+        && alphabetic.iter().all(|w| {
+            w.chars()
+                .filter(|c| c.is_alphabetic())
+                .all(char::is_uppercase)
+        });
     words.len() <= MAX_PATH_WORDS && words.iter().all(starts_well) && !bare_number && !shouted
 }
 
@@ -70,13 +83,21 @@ mod tests {
 
     #[test]
     fn decodes_entities_and_blanks() {
-        assert_eq!(clean_text("Tom &amp; Jerry &quot;Deluxe&quot; "), Some("Tom & Jerry \"Deluxe\"".into()));
+        assert_eq!(
+            clean_text("Tom &amp; Jerry &quot;Deluxe&quot; "),
+            Some("Tom & Jerry \"Deluxe\"".into())
+        );
         assert_eq!(clean_text("  "), None);
     }
 
     #[test]
     fn keeps_paths_that_are_only_paths() {
-        let labels = strings(&["Video Games", "Nintendo 3DS & 2DS", "Accessories", "Cables & Adapters"]);
+        let labels = strings(&[
+            "Video Games",
+            "Nintendo 3DS & 2DS",
+            "Accessories",
+            "Cables & Adapters",
+        ]);
         let (path, features) = split_category_labels(&labels);
         assert_eq!(path, labels);
         assert!(features.is_empty());
@@ -84,8 +105,19 @@ mod tests {
 
     #[test]
     fn restores_mangled_ampersands() {
-        let (path, _) = split_category_labels(&strings(&["Video Games", "Retro Gaming; Microconsoles", "Kids; Family"]));
-        assert_eq!(path, strings(&["Video Games", "Retro Gaming & Microconsoles", "Kids & Family"]));
+        let (path, _) = split_category_labels(&strings(&[
+            "Video Games",
+            "Retro Gaming; Microconsoles",
+            "Kids; Family",
+        ]));
+        assert_eq!(
+            path,
+            strings(&[
+                "Video Games",
+                "Retro Gaming & Microconsoles",
+                "Kids & Family"
+            ])
+        );
     }
 
     #[test]
@@ -101,7 +133,13 @@ mod tests {
         ] {
             assert!(!looks_like_path_label(label), "{label}");
         }
-        for label in ["PC", "Xbox 360", "Faceplates, Protectors & Skins", "Digital Games & DLC", "Sony PSP"] {
+        for label in [
+            "PC",
+            "Xbox 360",
+            "Faceplates, Protectors & Skins",
+            "Digital Games & DLC",
+            "Sony PSP",
+        ] {
             assert!(looks_like_path_label(label), "{label}");
         }
     }
@@ -109,9 +147,16 @@ mod tests {
     #[test]
     fn everything_after_the_first_sentence_is_a_feature() {
         // A title-case label after a sentence is still a feature: paths come first.
-        let (path, features) =
-            split_category_labels(&strings(&["Video Games", "PC", "Easy to attach and remove", "Officially Licensed"]));
+        let (path, features) = split_category_labels(&strings(&[
+            "Video Games",
+            "PC",
+            "Easy to attach and remove",
+            "Officially Licensed",
+        ]));
         assert_eq!(path, strings(&["Video Games", "PC"]));
-        assert_eq!(features, strings(&["Easy to attach and remove", "Officially Licensed"]));
+        assert_eq!(
+            features,
+            strings(&["Easy to attach and remove", "Officially Licensed"])
+        );
     }
 }
