@@ -1,0 +1,273 @@
+//! T5 configuration with Hugging Face `config.json` field names, and size presets.
+
+use serde::{Deserialize, Serialize};
+
+/// The feed-forward block of each layer (`feed_forward_proj` in Hugging Face configs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeedForwardProj {
+    /// Original T5: `wo(relu(wi(x)))`.
+    #[serde(rename = "relu")]
+    Relu,
+    /// `wo(gelu(wi(x)))` with the exact (erf) GELU.
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// `wo(relu(wi_0(x)) * wi_1(x))`.
+    #[serde(rename = "gated-relu")]
+    GatedRelu,
+    /// T5 v1.1 / Flan-T5: `wo(gelu_new(wi_0(x)) * wi_1(x))` (tanh GELU, as Hugging Face maps it).
+    #[serde(rename = "gated-gelu")]
+    GatedGelu,
+}
+
+impl FeedForwardProj {
+    pub fn is_gated(self) -> bool {
+        matches!(self, Self::GatedRelu | Self::GatedGelu)
+    }
+}
+
+/// Architecture hyper-parameters, read from and written to a Hugging Face `config.json`.
+///
+/// Fields this crate does not use (`architectures`, `model_type`, generation settings, ...) are
+/// kept in `extra` so that a loaded config is written back unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct T5Config {
+    #[serde(default = "defaults::vocab_size")]
+    pub vocab_size: usize,
+    #[serde(default = "defaults::d_model")]
+    pub d_model: usize,
+    #[serde(default = "defaults::d_kv")]
+    pub d_kv: usize,
+    #[serde(default = "defaults::d_ff")]
+    pub d_ff: usize,
+    #[serde(default = "defaults::num_layers")]
+    pub num_layers: usize,
+    /// Decoder depth; Hugging Face uses `num_layers` when it is absent or null.
+    #[serde(default)]
+    pub num_decoder_layers: Option<usize>,
+    #[serde(default = "defaults::num_heads")]
+    pub num_heads: usize,
+    #[serde(default = "defaults::num_buckets")]
+    pub relative_attention_num_buckets: usize,
+    #[serde(default = "defaults::max_distance")]
+    pub relative_attention_max_distance: usize,
+    #[serde(default = "defaults::dropout_rate")]
+    pub dropout_rate: f64,
+    #[serde(default = "defaults::layer_norm_epsilon")]
+    pub layer_norm_epsilon: f64,
+    #[serde(default = "defaults::feed_forward_proj")]
+    pub feed_forward_proj: FeedForwardProj,
+    /// As written in the file. transformers 5 writes `true` for every T5, so whether the LM head
+    /// is tied is decided from the checkpoint (is there an `lm_head.weight`?), not from this flag.
+    #[serde(default = "defaults::yes")]
+    pub tie_word_embeddings: bool,
+    /// transformers 5's flag for multiplying the decoder output by `d_model^-0.5` before the LM
+    /// head. Older configs lack it; transformers then derives it from `tie_word_embeddings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_decoder_outputs: Option<bool>,
+    #[serde(default)]
+    pub decoder_start_token_id: u32,
+    #[serde(default)]
+    pub pad_token_id: u32,
+    #[serde(default = "defaults::eos")]
+    pub eos_token_id: u32,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+mod defaults {
+    use super::FeedForwardProj;
+    pub fn vocab_size() -> usize {
+        32128
+    }
+    pub fn d_model() -> usize {
+        512
+    }
+    pub fn d_kv() -> usize {
+        64
+    }
+    pub fn d_ff() -> usize {
+        2048
+    }
+    pub fn num_layers() -> usize {
+        6
+    }
+    pub fn num_heads() -> usize {
+        8
+    }
+    pub fn num_buckets() -> usize {
+        32
+    }
+    pub fn max_distance() -> usize {
+        128
+    }
+    pub fn dropout_rate() -> f64 {
+        0.1
+    }
+    pub fn layer_norm_epsilon() -> f64 {
+        1e-6
+    }
+    pub fn feed_forward_proj() -> FeedForwardProj {
+        FeedForwardProj::Relu
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn eos() -> u32 {
+        1
+    }
+}
+
+/// Model sizes offered for training from scratch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// For tests: d_model 32, 2+2 layers.
+    Tiny,
+    /// The default for CPU training: d_model 256, 4+4 layers, gated-gelu.
+    Small,
+    /// flan-t5-small's shape (d_model 512, 8+8 layers); slow on a 2-core CPU.
+    Base,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tiny" => Ok(Self::Tiny),
+            "small" => Ok(Self::Small),
+            "base" => Ok(Self::Base),
+            other => Err(format!(
+                "unknown model preset {other:?} (expected tiny, small or base)"
+            )),
+        }
+    }
+}
+
+impl T5Config {
+    /// A configuration of the given size. `vocab_size` is a placeholder: set it to the size of
+    /// the tokenizer actually trained.
+    pub fn preset(preset: Preset) -> Self {
+        let (d_model, d_kv, d_ff, layers, heads, vocab) = match preset {
+            Preset::Tiny => (32, 8, 64, 2, 4, 512),
+            Preset::Small => (256, 64, 1024, 4, 4, 8000),
+            Preset::Base => (512, 64, 1024, 8, 6, 32128),
+        };
+        Self {
+            vocab_size: vocab,
+            d_model,
+            d_kv,
+            d_ff,
+            num_layers: layers,
+            num_decoder_layers: Some(layers),
+            num_heads: heads,
+            relative_attention_num_buckets: 32,
+            relative_attention_max_distance: 128,
+            dropout_rate: 0.1,
+            layer_norm_epsilon: 1e-6,
+            feed_forward_proj: FeedForwardProj::GatedGelu,
+            tie_word_embeddings: false,
+            scale_decoder_outputs: Some(false),
+            decoder_start_token_id: 0,
+            pad_token_id: 0,
+            eos_token_id: 1,
+            extra: hf_identity(),
+        }
+    }
+
+    pub fn decoder_layers(&self) -> usize {
+        self.num_decoder_layers.unwrap_or(self.num_layers)
+    }
+
+    /// Whether the decoder output is multiplied by `d_model^-0.5` before the LM head, resolved as
+    /// transformers 5 does: the explicit flag when present, else "unless tie_word_embeddings is
+    /// false".
+    pub fn scales_decoder_outputs(&self) -> bool {
+        self.scale_decoder_outputs
+            .unwrap_or(self.tie_word_embeddings)
+    }
+
+    /// Checks the invariants the model relies on, naming the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("d_model", self.d_model),
+            ("d_kv", self.d_kv),
+            ("d_ff", self.d_ff),
+            ("num_layers", self.num_layers),
+            ("num_decoder_layers", self.decoder_layers()),
+            ("num_heads", self.num_heads),
+            ("relative_attention_num_buckets", self.relative_attention_num_buckets),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be positive"));
+        }
+        if self.relative_attention_num_buckets < 4 {
+            return Err("relative_attention_num_buckets must be at least 4".into());
+        }
+        if self.relative_attention_max_distance * 4 <= self.relative_attention_num_buckets {
+            return Err("relative_attention_max_distance must exceed num_buckets / 4".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout_rate) {
+            return Err(format!("dropout_rate must be in [0, 1), got {}", self.dropout_rate));
+        }
+        for (name, id) in [
+            ("decoder_start_token_id", self.decoder_start_token_id),
+            ("pad_token_id", self.pad_token_id),
+            ("eos_token_id", self.eos_token_id),
+        ] {
+            if id as usize >= self.vocab_size {
+                return Err(format!("{name} {id} is outside the vocabulary ({})", self.vocab_size));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fields that make a written config.json loadable by transformers as a T5.
+fn hf_identity() -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("model_type".into(), "t5".into());
+    m.insert(
+        "architectures".into(),
+        serde_json::json!(["T5ForConditionalGeneration"]),
+    );
+    m.insert("is_encoder_decoder".into(), true.into());
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_hugging_face_fields_and_keeps_unknown_ones() {
+        let json = r#"{"d_model": 64, "feed_forward_proj": "gated-gelu", "num_layers": 3,
+            "tie_word_embeddings": false, "model_type": "t5", "use_cache": true}"#;
+        let c: T5Config = serde_json::from_str(json).unwrap();
+        assert_eq!(c.d_model, 64);
+        assert_eq!(c.feed_forward_proj, FeedForwardProj::GatedGelu);
+        assert_eq!(c.decoder_layers(), 3);
+        assert!(!c.scales_decoder_outputs());
+        assert_eq!(c.extra["use_cache"], serde_json::Value::Bool(true));
+        let back: T5Config = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn explicit_scale_flag_wins_over_tie_flag() {
+        let c: T5Config =
+            serde_json::from_str(r#"{"tie_word_embeddings": true, "scale_decoder_outputs": false}"#)
+                .unwrap();
+        assert!(!c.scales_decoder_outputs());
+        let c: T5Config = serde_json::from_str("{}").unwrap();
+        assert!(c.scales_decoder_outputs());
+    }
+
+    #[test]
+    fn presets_are_valid() {
+        for p in [Preset::Tiny, Preset::Small, Preset::Base] {
+            T5Config::preset(p).validate().unwrap();
+        }
+        assert!(serde_json::from_str::<T5Config>(r#"{"feed_forward_proj": "swish"}"#).is_err());
+    }
+}

@@ -1,0 +1,410 @@
+//! A model together with its tokenizer and trainable weights: creation from a seed, loading a
+//! Hugging Face checkpoint directory, and atomic saving in the same layout.
+
+use crate::config::T5Config;
+use crate::error::{io_err, ModelError, Result};
+use crate::t5::T5;
+use candle_core::{DType, Device, Shape, Tensor, Var};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokenizers::Tokenizer;
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const WEIGHTS_INDEX_FILE: &str = "model.safetensors.index.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// What a [`VarMap`]-backed builder does with a tensor it does not hold yet.
+enum Missing {
+    /// Draw it from its `Init` with this generator (model creation from a recorded seed).
+    Sample(Mutex<ChaCha8Rng>),
+    /// Fail: every tensor must come from the checkpoint.
+    Fail,
+}
+
+/// A `VarBuilder` backend over a `VarMap` that records which tensors the model asked for and
+/// either samples new ones from a seeded generator or refuses them.
+struct TrackedVarMap {
+    varmap: VarMap,
+    missing: Missing,
+    requested: Arc<Mutex<Vec<String>>>,
+    problem: Arc<Mutex<Option<LoadProblem>>>,
+}
+
+#[derive(Debug, Clone)]
+enum LoadProblem {
+    Missing(String),
+    Shape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+}
+
+fn sample_init(init: Init, shape: &Shape, rng: &mut ChaCha8Rng) -> candle_core::Result<Vec<f32>> {
+    let n = shape.elem_count();
+    let normal = |mean: f64, std: f64, rng: &mut ChaCha8Rng| -> candle_core::Result<Vec<f32>> {
+        let d = Normal::new(mean, std).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok((0..n).map(|_| d.sample(rng) as f32).collect())
+    };
+    let uniform = |lo: f64, hi: f64, rng: &mut ChaCha8Rng| -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(lo..hi) as f32).collect()
+    };
+    match init {
+        Init::Const(v) => Ok(vec![v as f32; n]),
+        Init::Randn { mean, stdev } => normal(mean, stdev, rng),
+        Init::Uniform { lo, up } => Ok(uniform(lo, up, rng)),
+        Init::Kaiming {
+            dist,
+            fan,
+            non_linearity,
+        } => {
+            let std = non_linearity.gain() / (fan.for_shape(shape) as f64).sqrt();
+            match dist {
+                candle_nn::init::NormalOrUniform::Normal => normal(0.0, std, rng),
+                candle_nn::init::NormalOrUniform::Uniform => {
+                    let bound = 3f64.sqrt() * std;
+                    Ok(uniform(-bound, bound, rng))
+                }
+            }
+        }
+    }
+}
+
+impl SimpleBackend for TrackedVarMap {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.requested.lock().unwrap().push(name.to_string());
+        let existing = self
+            .varmap
+            .data()
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|v| v.dims().to_vec());
+        match (existing, &self.missing) {
+            (Some(found), _) if found != s.dims() => {
+                *self.problem.lock().unwrap() = Some(LoadProblem::Shape {
+                    name: name.to_string(),
+                    expected: s.dims().to_vec(),
+                    found,
+                });
+                candle_core::bail!("shape mismatch for {name}")
+            }
+            (Some(_), _) => {}
+            (None, Missing::Fail) => {
+                *self.problem.lock().unwrap() = Some(LoadProblem::Missing(name.to_string()));
+                candle_core::bail!("missing tensor {name}")
+            }
+            (None, Missing::Sample(rng)) => {
+                let values = sample_init(h, &s, &mut rng.lock().unwrap())?;
+                let t = Tensor::from_vec(values, s.clone(), dev)?.to_dtype(dtype)?;
+                self.varmap
+                    .data()
+                    .lock()
+                    .unwrap()
+                    .insert(name.to_string(), Var::from_tensor(&t)?);
+            }
+        }
+        self.varmap.get(s, name, h, dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("{name}: tensors must be requested with a shape")
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.varmap.data().lock().unwrap().contains_key(name)
+    }
+}
+
+/// A `VarBuilder` whose new tensors are trainable `Var`s in `varmap`, drawn from each tensor's
+/// `Init` with a ChaCha8 generator seeded by `seed` (candle's own CPU generator cannot be
+/// seeded). Tensors already in `varmap` are reused. Creation order is the model's construction
+/// order, so the same seed gives the same weights.
+pub fn seeded_var_builder(varmap: &VarMap, seed: u64, device: &Device) -> VarBuilder<'static> {
+    VarBuilder::from_backend(
+        Box::new(TrackedVarMap {
+            varmap: varmap.clone(),
+            missing: Missing::Sample(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
+            requested: Arc::default(),
+            problem: Arc::default(),
+        }),
+        DType::F32,
+        device.clone(),
+    )
+}
+
+/// A T5 with its tokenizer and the `VarMap` holding its trainable weights.
+pub struct Seq2Seq {
+    pub model: T5,
+    pub tokenizer: Tokenizer,
+    pub varmap: VarMap,
+}
+
+impl Seq2Seq {
+    /// A freshly initialised model. `cfg.vocab_size` is replaced by the tokenizer's size.
+    pub fn new_random(cfg: &T5Config, tokenizer: Tokenizer, device: &Device, seed: u64) -> Result<Self> {
+        let mut cfg = cfg.clone();
+        cfg.vocab_size = tokenizer.get_vocab_size(true);
+        check_special_tokens(&cfg, &tokenizer, Path::new("<tokenizer>"))?;
+        let varmap = VarMap::new();
+        let model = T5::new(&cfg, seeded_var_builder(&varmap, seed, device))?;
+        Ok(Self {
+            model,
+            tokenizer,
+            varmap,
+        })
+    }
+
+    /// Loads `config.json`, `model.safetensors` (or the shards listed in
+    /// `model.safetensors.index.json`; f32, f16 or bf16, converted to f32) and `tokenizer.json`.
+    pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
+        let config_path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
+        let cfg: T5Config = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: config_path.clone(),
+            source,
+        })?;
+        cfg.validate().map_err(|message| ModelError::Invalid {
+            path: config_path.clone(),
+            message,
+        })?;
+
+        let (tensors, origin) = load_weights(dir, device)?;
+        let weights_desc = dir.join(if dir.join(WEIGHTS_FILE).exists() {
+            WEIGHTS_FILE
+        } else {
+            WEIGHTS_INDEX_FILE
+        });
+        let varmap = VarMap::new();
+        {
+            let mut data = varmap.data().lock().unwrap();
+            for (name, t) in tensors {
+                data.insert(name, Var::from_tensor(&t)?);
+            }
+        }
+        let requested = Arc::new(Mutex::new(Vec::new()));
+        let problem = Arc::new(Mutex::new(None));
+        let vb = VarBuilder::from_backend(
+            Box::new(TrackedVarMap {
+                varmap: varmap.clone(),
+                missing: Missing::Fail,
+                requested: requested.clone(),
+                problem: problem.clone(),
+            }),
+            DType::F32,
+            device.clone(),
+        );
+        let model = match T5::new(&cfg, vb) {
+            Ok(m) => m,
+            Err(e) => {
+                return Err(match problem.lock().unwrap().take() {
+                    Some(LoadProblem::Missing(name)) => ModelError::MissingTensor {
+                        path: weights_desc,
+                        name,
+                    },
+                    Some(LoadProblem::Shape {
+                        name,
+                        expected,
+                        found,
+                    }) => ModelError::Shape {
+                        path: origin.get(&name).cloned().unwrap_or(weights_desc),
+                        name,
+                        expected,
+                        found,
+                    },
+                    None => e.into(),
+                })
+            }
+        };
+        // Drop what the model does not use (duplicated embeddings, the decoder cross-attention
+        // bias table some checkpoints carry) so that only trained weights are Vars.
+        let used: HashSet<String> = requested.lock().unwrap().iter().cloned().collect();
+        varmap.data().lock().unwrap().retain(|name, _| {
+            let keep = used.contains(name);
+            if !keep {
+                tracing::debug!("{}: ignoring unused tensor {name}", dir.display());
+            }
+            keep
+        });
+
+        let tok_path = dir.join(TOKENIZER_FILE);
+        let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| ModelError::Tokenizer {
+            path: tok_path.clone(),
+            message: e.to_string(),
+        })?;
+        if tokenizer.get_vocab_size(true) > cfg.vocab_size {
+            return Err(ModelError::Tokenizer {
+                path: tok_path,
+                message: format!(
+                    "{} tokens, more than the model's vocab_size {}",
+                    tokenizer.get_vocab_size(true),
+                    cfg.vocab_size
+                ),
+            });
+        }
+        check_special_tokens(&cfg, &tokenizer, &tok_path)?;
+        Ok(Self {
+            model,
+            tokenizer,
+            varmap,
+        })
+    }
+
+    /// Writes `config.json`, `model.safetensors` (f32) and `tokenizer.json` into `dir`, which
+    /// is replaced as a whole: everything is written to a temporary sibling directory first.
+    pub fn save_hf_dir(&self, dir: &Path) -> Result<()> {
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".instructrec-save-")
+            .tempdir_in(&parent)
+            .map_err(io_err(&parent))?;
+        let config_path = tmp.path().join(CONFIG_FILE);
+        let json = serde_json::to_string_pretty(self.model.config()).map_err(|source| ModelError::Json {
+            path: config_path.clone(),
+            source,
+        })?;
+        std::fs::write(&config_path, json + "\n").map_err(io_err(&config_path))?;
+        let tensors: HashMap<String, Tensor> = self
+            .varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        let weights = tmp.path().join(WEIGHTS_FILE);
+        candle_core::safetensors::save(&tensors, &weights).map_err(|e| ModelError::Invalid {
+            path: weights.clone(),
+            message: e.to_string(),
+        })?;
+        let tok_path = tmp.path().join(TOKENIZER_FILE);
+        self.tokenizer
+            .save(&tok_path, false)
+            .map_err(|e| ModelError::Tokenizer {
+                path: tok_path.clone(),
+                message: e.to_string(),
+            })?;
+        let staged = tmp.keep();
+        if dir.exists() {
+            let old = parent.join(format!(
+                ".instructrec-old-{}-{}",
+                std::process::id(),
+                dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            ));
+            std::fs::rename(dir, &old).map_err(io_err(dir))?;
+            std::fs::rename(&staged, dir).map_err(io_err(dir))?;
+            std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+        } else {
+            std::fs::rename(&staged, dir).map_err(io_err(dir))?;
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> &T5Config {
+        self.model.config()
+    }
+
+    /// Number of trainable scalars.
+    pub fn num_parameters(&self) -> usize {
+        self.varmap.all_vars().iter().map(|v| v.elem_count()).sum()
+    }
+}
+
+/// If the tokenizer names T5's special tokens, their ids must be the config's.
+fn check_special_tokens(cfg: &T5Config, tokenizer: &Tokenizer, path: &Path) -> Result<()> {
+    for (token, field, id) in [
+        ("<pad>", "pad_token_id", cfg.pad_token_id),
+        ("</s>", "eos_token_id", cfg.eos_token_id),
+    ] {
+        if let Some(found) = tokenizer.token_to_id(token) {
+            if found != id {
+                return Err(ModelError::Tokenizer {
+                    path: path.to_path_buf(),
+                    message: format!("{token} has id {found}, but the config's {field} is {id}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+type Weights = (HashMap<String, Tensor>, HashMap<String, PathBuf>);
+
+/// Reads the single or sharded safetensors checkpoint in `dir` as f32 tensors, remembering
+/// which file each came from.
+fn load_weights(dir: &Path, device: &Device) -> Result<Weights> {
+    let single = dir.join(WEIGHTS_FILE);
+    let files = if single.exists() {
+        vec![single]
+    } else {
+        let index_path = dir.join(WEIGHTS_INDEX_FILE);
+        if !index_path.exists() {
+            return Err(ModelError::Invalid {
+                path: dir.to_path_buf(),
+                message: format!("neither {WEIGHTS_FILE} nor {WEIGHTS_INDEX_FILE} found"),
+            });
+        }
+        #[derive(serde::Deserialize)]
+        struct Index {
+            weight_map: BTreeMap<String, String>,
+        }
+        let text = std::fs::read_to_string(&index_path).map_err(io_err(&index_path))?;
+        let index: Index = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: index_path.clone(),
+            source,
+        })?;
+        let shards: std::collections::BTreeSet<String> = index.weight_map.into_values().collect();
+        shards.into_iter().map(|f| dir.join(f)).collect()
+    };
+    let mut tensors = HashMap::new();
+    let mut origin = HashMap::new();
+    for file in files {
+        if !file.exists() {
+            return Err(ModelError::Invalid {
+                path: file,
+                message: "listed in the shard index but missing".into(),
+            });
+        }
+        let loaded =
+            candle_core::safetensors::load(&file, device).map_err(|e| ModelError::Invalid {
+                path: file.clone(),
+                message: e.to_string(),
+            })?;
+        for (name, t) in loaded {
+            let t = crate::ops::to_f32(t).map_err(|e| ModelError::Invalid {
+                path: file.clone(),
+                message: format!("tensor {name}: {e}"),
+            })?;
+            origin.insert(name.clone(), file.clone());
+            tensors.insert(name, t);
+        }
+    }
+    // Some exports keep only the per-stack copies of the tied input embedding.
+    if !tensors.contains_key("shared.weight") {
+        for alias in ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"] {
+            if let Some(t) = tensors.get(alias).cloned() {
+                tensors.insert("shared.weight".into(), t);
+                break;
+            }
+        }
+    }
+    Ok((tensors, origin))
+}
