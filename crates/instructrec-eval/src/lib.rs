@@ -1,0 +1,17 @@
+//! Evaluation for instructrec: ranking metrics, the one evaluation path every model goes through,
+//! the paper's protocols, and reports that tie each number to its data, seed and configuration.
+
+pub mod harness;
+pub mod metrics;
+pub mod paper;
+mod plot;
+pub mod protocol;
+pub mod report;
+pub mod scorer;
+pub mod synthetic;
+
+pub use harness::{build_cases, evaluate, EvalCase, Evaluation, Setting};
+pub use metrics::{MetricAccumulator, Metrics};
+pub use protocol::Protocol;
+pub use report::{ModelReport, Report, StopReason, TrainingLog};
+pub use scorer::{Case, Request, Scorer};

@@ -1,0 +1,97 @@
+//! The report's bar chart: our 1+9 test-fold metrics beside the paper's, as SVG. The SVG backend
+//! writes text as `<text>` elements, so no font files are needed to render it.
+
+use plotters::prelude::*;
+
+use crate::harness::Setting;
+use crate::report::Report;
+use instructrec_data::Fold;
+
+const METRICS: [&str; 5] = ["HR@1", "HR@3", "HR@5", "NDCG@3", "NDCG@5"];
+
+struct Series {
+    label: String,
+    values: [f64; 5],
+    ours: bool,
+}
+
+fn series(report: &Report) -> Vec<Series> {
+    let mut out = Vec::new();
+    for m in &report.models {
+        for e in &m.results {
+            if e.fold == Fold::Test && e.setting == (Setting::Sampled { size: 10 }) {
+                let v = &e.metrics;
+                out.push(Series {
+                    label: format!("{} (ours)", m.name),
+                    values: [v.hr1, v.hr3, v.hr5, v.ndcg3, v.ndcg5],
+                    ours: true,
+                });
+            }
+        }
+    }
+    for p in &report.paper {
+        out.push(Series {
+            label: format!("{} (paper)", p.model),
+            values: [p.hr1, p.hr3, p.hr5, p.ndcg3, p.ndcg5],
+            ours: false,
+        });
+    }
+    out
+}
+
+/// Renders the chart to an SVG string.
+pub fn render(report: &Report) -> anyhow::Result<String> {
+    let series = series(report);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 540)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{} {}: test fold, 1 positive + 9 random negatives", report.protocol, report.scenario),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0f64..METRICS.len() as f64, 0f64..1f64)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(METRICS.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 1e-6 && i < METRICS.len() {
+                    METRICS[i].to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("value")
+            .draw()?;
+        let width = 0.8 / series.len().max(1) as f64;
+        for (j, s) in series.iter().enumerate() {
+            let color = Palette99::pick(j).to_rgba();
+            let style = if s.ours {
+                color.filled()
+            } else {
+                color.mix(0.45).filled()
+            };
+            chart
+                .draw_series(s.values.iter().enumerate().map(|(i, &v)| {
+                    let x0 = i as f64 + 0.1 + j as f64 * width;
+                    Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], style)
+                }))?
+                .label(s.label.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], style));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+    Ok(svg)
+}

@@ -1,0 +1,301 @@
+//! Reports: everything needed to trace a number back to its data, candidates, seed, model and
+//! configuration, written as JSON (for machines), markdown (for people) and an SVG plot.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use instructrec_data::{Counts, Fold, Prepared, Source};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::harness::{candidates_checksum, stored_candidates, Evaluation, Setting};
+use crate::metrics::METRIC_COLUMNS;
+use crate::paper::{figures_for, PaperFigure};
+use crate::plot;
+use crate::protocol::Protocol;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetInfo {
+    pub source: Source,
+    pub counts: Counts,
+    /// Seed the candidate lists and item split were drawn with.
+    pub prepare_seed: u64,
+    pub history_cap: usize,
+    /// The prepared directory's file checksums, from its manifest.
+    pub checksums: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidateInfo {
+    pub fold: Fold,
+    pub size: usize,
+    pub cases: usize,
+    /// See [`candidates_checksum`].
+    pub checksum: String,
+}
+
+/// One epoch of a trained baseline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_hr1: f64,
+    pub val_ndcg5: f64,
+    /// Seconds since training started, at the end of this epoch's validation.
+    pub elapsed_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// Validation NDCG@5 did not improve for `patience` epochs.
+    Converged,
+    MaxEpochs,
+    TimeBudget,
+    /// Weights were loaded from a checkpoint; no training ran.
+    Loaded,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainingLog {
+    pub seed: u64,
+    pub epochs: Vec<EpochLog>,
+    /// Epoch whose weights are evaluated (best validation NDCG@5).
+    pub best_epoch: usize,
+    pub stop: StopReason,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    pub name: String,
+    pub config: serde_json::Value,
+    pub config_hash: String,
+    /// SHA-256 of the fitted state (weights file, or the counts/index a model is built from).
+    pub model_hash: String,
+    pub train_wall_s: f64,
+    pub training: Option<TrainingLog>,
+    pub results: Vec<Evaluation>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub protocol: Protocol,
+    pub scenario: String,
+    /// The command line that produced this report.
+    pub command: String,
+    /// Seed of everything this run sampled (initialisation, negatives, masks, batch order).
+    pub seed: u64,
+    pub dataset: DatasetInfo,
+    pub candidates: Vec<CandidateInfo>,
+    pub models: Vec<ModelReport>,
+    pub paper: Vec<PaperFigure>,
+}
+
+/// SHA-256 of a configuration's JSON form (keys sorted, so field order cannot change it).
+pub fn config_hash(config: &serde_json::Value) -> String {
+    hex::encode(Sha256::digest(config.to_string()))
+}
+
+impl Report {
+    pub fn new(
+        prepared: &Prepared,
+        protocol: Protocol,
+        command: String,
+        seed: u64,
+        candidate_lists: &[(Fold, usize)],
+    ) -> anyhow::Result<Self> {
+        let m = &prepared.manifest;
+        let candidates = candidate_lists
+            .iter()
+            .map(|&(fold, size)| {
+                let sets = stored_candidates(prepared, fold, size)?;
+                Ok(CandidateInfo {
+                    fold,
+                    size,
+                    cases: sets.len(),
+                    checksum: candidates_checksum(sets),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            protocol,
+            scenario: protocol.scenario().to_string(),
+            command,
+            seed,
+            dataset: DatasetInfo {
+                source: m.source.clone(),
+                counts: m.counts.clone(),
+                prepare_seed: m.options.seed,
+                history_cap: m.options.history_cap,
+                checksums: m.checksums.clone(),
+            },
+            candidates,
+            models: Vec::new(),
+            paper: figures_for(protocol),
+        })
+    }
+
+    /// Writes `<stem>.json`, `<stem>.md` and `<stem>.svg` next to each other, each atomically.
+    pub fn write(&self, stem: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_string_pretty(self)?;
+        write_atomic(&stem.with_extension("json"), json.as_bytes())?;
+        let svg_path = stem.with_extension("svg");
+        let svg_name = svg_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("plot.svg")
+            .to_string();
+        write_atomic(&stem.with_extension("md"), self.markdown(&svg_name).as_bytes())?;
+        write_atomic(&svg_path, plot::render(self)?.as_bytes())?;
+        Ok(())
+    }
+
+    /// Settings in the order they first appear among the models' results.
+    fn settings(&self) -> Vec<(Fold, Setting)> {
+        let mut out = Vec::new();
+        for e in self.models.iter().flat_map(|m| &m.results) {
+            if !out.contains(&(e.fold, e.setting)) {
+                out.push((e.fold, e.setting));
+            }
+        }
+        out
+    }
+
+    pub fn markdown(&self, svg_name: &str) -> String {
+        let mut s = String::new();
+        let source = &self.dataset.source;
+        let _ = writeln!(
+            s,
+            "# {} {} on {}\n",
+            self.protocol,
+            self.scenario,
+            source.paths.join(", ")
+        );
+        let _ = writeln!(s, "Generated by `instructrec eval`; do not edit by hand.\n");
+        let _ = writeln!(s, "```\n{}\n```\n", self.command);
+        let _ = writeln!(s, "![metrics]({svg_name})\n");
+        let header: Vec<&str> = METRIC_COLUMNS.iter().map(|(n, _)| *n).collect();
+        for (fold, setting) in self.settings() {
+            let _ = writeln!(s, "## {fold:?} fold, {setting}\n");
+            let _ = writeln!(
+                s,
+                "| model | {} | cases | train s | eval s |\n|---|{}---|---|---|",
+                header.join(" | "),
+                "---|".repeat(header.len())
+            );
+            for m in &self.models {
+                for e in m.results.iter().filter(|e| e.fold == fold && e.setting == setting) {
+                    let values: Vec<String> = METRIC_COLUMNS
+                        .iter()
+                        .map(|(_, f)| format!("{:.4}", f(&e.metrics)))
+                        .collect();
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {:.1} | {:.1} |",
+                        m.name,
+                        values.join(" | "),
+                        e.metrics.cases,
+                        m.train_wall_s,
+                        e.eval_wall_s
+                    );
+                }
+            }
+            s.push('\n');
+        }
+        if !self.paper.is_empty() {
+            let _ = writeln!(
+                s,
+                "## The paper's figures (Games, 1 positive + 9 random negatives)\n\n\
+                 | scenario | model | HR@1 | HR@3 | HR@5 | NDCG@3 | NDCG@5 |\n|---|---|---|---|---|---|---|"
+            );
+            for p in &self.paper {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |",
+                    p.scenario, p.model, p.hr1, p.hr3, p.hr5, p.ndcg3, p.ndcg5
+                );
+            }
+            s.push('\n');
+        }
+        self.provenance_markdown(&mut s);
+        self.training_markdown(&mut s);
+        s
+    }
+
+    fn provenance_markdown(&self, s: &mut String) {
+        let d = &self.dataset;
+        let _ = writeln!(
+            s,
+            "## Provenance\n\n- seed: {}\n- dataset: format `{}`, {} users, {} items, {} interactions; \
+             prepared with seed {}, history cap {}",
+            self.seed,
+            d.source.format,
+            d.counts.users,
+            d.counts.items,
+            d.counts.interactions,
+            d.prepare_seed,
+            d.history_cap
+        );
+        for (file, sum) in &d.checksums {
+            let _ = writeln!(s, "- `{file}`: sha256 `{sum}`");
+        }
+        for c in &self.candidates {
+            let _ = writeln!(
+                s,
+                "- candidates {:?}/{}: {} lists, sha256 `{}`",
+                c.fold, c.size, c.cases, c.checksum
+            );
+        }
+        let _ = writeln!(s, "\n| model | config hash | model hash | config |\n|---|---|---|---|");
+        for m in &self.models {
+            let _ = writeln!(
+                s,
+                "| {} | `{}` | `{}` | `{}` |",
+                m.name,
+                &m.config_hash[..16],
+                &m.model_hash[..16.min(m.model_hash.len())],
+                m.config
+            );
+        }
+        s.push('\n');
+    }
+
+    fn training_markdown(&self, s: &mut String) {
+        for m in &self.models {
+            let Some(t) = &m.training else { continue };
+            let _ = writeln!(
+                s,
+                "## Training curve: {} (seed {}, stop: {:?}, best epoch {})\n\n\
+                 | epoch | train loss | val HR@1 | val NDCG@5 | elapsed s |\n|---|---|---|---|---|",
+                m.name, t.seed, t.stop, t.best_epoch
+            );
+            for e in &t.epochs {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.4} | {:.4} | {:.4} | {:.1} |",
+                    e.epoch, e.train_loss, e.val_hr1, e.val_ndcg5, e.elapsed_s
+                );
+            }
+            s.push('\n');
+        }
+    }
+}
+
+/// Writes to a temporary file in the same directory, then renames it into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
