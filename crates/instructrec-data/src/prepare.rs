@@ -132,6 +132,16 @@ pub fn prepare_imported(
         interactions: imported.interactions(),
     };
     let (dataset, dropped) = filter(imported, options);
+    if dataset.users.is_empty() {
+        return Err(DataError::Options(format!(
+            "no user is left after filtering ({}); lower --k-core",
+            dropped
+                .iter()
+                .map(|d| format!("{}: {} users", d.reason, d.users))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
     let filter_time = start.elapsed();
 
     let start = Instant::now();

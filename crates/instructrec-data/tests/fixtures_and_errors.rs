@@ -416,6 +416,15 @@ fn load_round_trips_and_names_a_tampered_file() {
 #[test]
 fn impossible_options_are_refused() {
     let options = PrepareOptions {
+        k_core: 2,
+        ..small_options()
+    };
+    let e = prepare(&amazon2018_plain(), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no user is left after filtering"), "{e}");
+
+    let options = PrepareOptions {
         candidate_sizes: vec![10],
         ..small_options()
     };
