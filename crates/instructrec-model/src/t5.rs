@@ -448,22 +448,22 @@ impl Stack {
     }
 }
 
-/// `[b, s]` mask (1 = token, 0 = padding; any dtype) -> additive `[b, 1, 1, s]` f32 bias.
-fn padding_bias(mask: &Tensor) -> Result<Tensor> {
+/// `[b, s]` mask (1 = token, 0 = padding; any dtype) -> additive `[b, 1, 1, s]` bias.
+fn padding_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
     let (b, s) = mask.dims2()?;
     // m * (-MASKED) + MASKED is exactly 0 for m = 1 and MASKED for m = 0.
-    mask.to_dtype(DType::F32)?
-        .affine(-(MASKED as f64), MASKED as f64)?
+    mask.to_dtype(dtype)?
+        .affine(-f64::from(MASKED), f64::from(MASKED))?
         .reshape((b, 1, 1, s))
 }
 
 /// Causal bias for queries at `past..past + q_len` over keys `0..past + q_len`: `[1, 1, q, k]`.
-fn causal_bias(past: usize, q_len: usize, device: &Device) -> Result<Tensor> {
+fn causal_bias(past: usize, q_len: usize, dtype: DType, device: &Device) -> Result<Tensor> {
     let k_len = past + q_len;
     let v: Vec<f32> = (0..q_len)
         .flat_map(|i| (0..k_len).map(move |j| if j > past + i { MASKED } else { 0.0 }))
         .collect();
-    Tensor::from_vec(v, (1, 1, q_len, k_len), device)
+    Tensor::from_vec(v, (1, 1, q_len, k_len), device)?.to_dtype(dtype)
 }
 
 /// Key/value cache for incremental decoding: per decoder layer, the self-attention keys/values
@@ -549,6 +549,11 @@ impl T5 {
         &self.device
     }
 
+    /// The weights' dtype (f32 unless built from an f64 `VarBuilder`, as gradient checks do).
+    pub fn dtype(&self) -> DType {
+        self.shared.embeddings().dtype()
+    }
+
     /// Whether the LM head shares the input embedding matrix.
     pub fn is_tied(&self) -> bool {
         self.tied
@@ -566,7 +571,7 @@ impl T5 {
             .encoder
             .relative_bias
             .forward(0, s, s, &self.device)?
-            .broadcast_add(&padding_bias(attention_mask)?)?;
+            .broadcast_add(&padding_bias(attention_mask, self.dtype())?)?;
         let mut x = maybe_dropout(self.shared.forward(input_ids)?, &mut dropout)?;
         for block in &self.encoder.blocks {
             x = block.self_attn.forward(&x, &bias, None, &mut dropout)?;
@@ -663,11 +668,11 @@ impl T5 {
             .forward(past, t, past + t, &self.device)?;
         // A single new position may attend to everything before it: no causal mask needed.
         let self_bias = if t > 1 {
-            self_bias.broadcast_add(&causal_bias(past, t, &self.device)?)?
+            self_bias.broadcast_add(&causal_bias(past, t, self.dtype(), &self.device)?)?
         } else {
             self_bias
         };
-        let cross_bias = padding_bias(encoder_mask)?;
+        let cross_bias = padding_bias(encoder_mask, self.dtype())?;
         let mut x = maybe_dropout(self.shared.forward(ids)?, dropout)?;
         for (i, block) in self.decoder.blocks.iter().enumerate() {
             let slot = cache.as_mut().map(|c| &mut c.self_kv[i]);
