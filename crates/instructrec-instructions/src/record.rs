@@ -1,0 +1,211 @@
+//! Instructions and their JSON-lines form, which the trainer (`instruction`, `target`) and the
+//! evaluator (T3 validation/test lines with their displayed `candidates`) read.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use instructrec_data::{ItemId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::aspects::{
+    Intention, IntentionKind, Preference, PreferenceKind, Strategy, TargetKind, TaskForm,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Validation,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Validation, Split::Test];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Validation => "validation",
+            Split::Test => "test",
+        }
+    }
+
+    pub fn file_name(self) -> String {
+        format!("{}.jsonl", self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instruction {
+    pub split: Split,
+    pub template: String,
+    /// What the instruction shows of the user's taste (P1: the history after cap and budget).
+    pub preference: Preference,
+    pub intention: Intention,
+    pub task: TaskForm,
+    pub strategy: Strategy,
+    pub target_kind: TargetKind,
+    pub context: Option<String>,
+    pub text: String,
+    pub target: String,
+    pub user: UserId,
+    /// The item the instruction is about: the next item, or the searched-for item.
+    pub target_item: ItemId,
+    /// Items shown for choice, in displayed order: the list (T3), the pair (T1), the one item
+    /// asked about (T0; the target item for "yes", a sampled negative for "no").
+    pub candidates: Vec<ItemId>,
+    /// For evaluation lines, the size of the stored candidate set they show.
+    pub candidate_size: Option<usize>,
+    /// Every history item the instruction draws on, shown or not: the shown history (P1), the
+    /// teacher's input (P2 and taste targets), the previous item (tied targets). Oldest first.
+    pub history: Vec<ItemId>,
+}
+
+/// The line format. Field names are the contract with the trainer and the evaluator.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    split: Split,
+    instruction: String,
+    target: String,
+    template: String,
+    preference: PreferenceKind,
+    intention: IntentionKind,
+    task: TaskForm,
+    strategy: Strategy,
+    target_kind: TargetKind,
+    user: UserId,
+    target_item: ItemId,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    candidates: Vec<ItemId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    candidate_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    history: Vec<ItemId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    explicit_preference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vague_intention: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    specific_intention: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    context: Option<String>,
+}
+
+impl From<&Instruction> for Line {
+    fn from(i: &Instruction) -> Self {
+        let explicit_preference = match &i.preference {
+            Preference::Explicit(s) => Some(s.clone()),
+            _ => None,
+        };
+        let (vague_intention, specific_intention) = match &i.intention {
+            Intention::None => (None, None),
+            Intention::Vague(s) => (Some(s.clone()), None),
+            Intention::Specific(s) => (None, Some(s.clone())),
+        };
+        Line {
+            split: i.split,
+            instruction: i.text.clone(),
+            target: i.target.clone(),
+            template: i.template.clone(),
+            preference: i.preference.kind(),
+            intention: i.intention.kind(),
+            task: i.task,
+            strategy: i.strategy,
+            target_kind: i.target_kind,
+            user: i.user,
+            target_item: i.target_item,
+            candidates: i.candidates.clone(),
+            candidate_size: i.candidate_size,
+            history: i.history.clone(),
+            explicit_preference,
+            vague_intention,
+            specific_intention,
+            context: i.context.clone(),
+        }
+    }
+}
+
+impl TryFrom<Line> for Instruction {
+    type Error = String;
+
+    fn try_from(l: Line) -> Result<Self, String> {
+        let preference = match l.preference {
+            PreferenceKind::None => Preference::None,
+            PreferenceKind::Implicit => Preference::Implicit(l.history.clone()),
+            PreferenceKind::Explicit => Preference::Explicit(
+                l.explicit_preference.ok_or("`explicit_preference` is missing for P2")?,
+            ),
+        };
+        let intention = match l.intention {
+            IntentionKind::None => Intention::None,
+            IntentionKind::Vague => {
+                Intention::Vague(l.vague_intention.ok_or("`vague_intention` is missing for I1")?)
+            }
+            IntentionKind::Specific => Intention::Specific(
+                l.specific_intention.ok_or("`specific_intention` is missing for I2")?,
+            ),
+        };
+        Ok(Instruction {
+            split: l.split,
+            template: l.template,
+            preference,
+            intention,
+            task: l.task,
+            strategy: l.strategy,
+            target_kind: l.target_kind,
+            context: l.context,
+            text: l.instruction,
+            target: l.target,
+            user: l.user,
+            target_item: l.target_item,
+            candidates: l.candidates,
+            candidate_size: l.candidate_size,
+            history: l.history,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Line { path: PathBuf, line: usize, message: String },
+}
+
+/// Writes one instruction per line to a temporary file beside `path`, renamed into place only
+/// when complete.
+pub fn write_jsonl(path: &Path, instructions: &[Instruction]) -> Result<(), RecordError> {
+    let io = |source| RecordError::Io { path: path.to_path_buf(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    let mut w = BufWriter::new(tmp);
+    for i in instructions {
+        serde_json::to_writer(&mut w, &Line::from(i)).map_err(|e| io(e.into()))?;
+        w.write_all(b"\n").map_err(io)?;
+    }
+    let tmp = w.into_inner().map_err(|e| io(e.into_error()))?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+pub fn read_jsonl(path: &Path) -> Result<Vec<Instruction>, RecordError> {
+    let io = |source| RecordError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut out = Vec::new();
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| RecordError::Line { path: path.to_path_buf(), line: n + 1, message };
+        let parsed: Line = serde_json::from_str(&line).map_err(|e| err(e.to_string()))?;
+        out.push(Instruction::try_from(parsed).map_err(err)?);
+    }
+    Ok(out)
+}
