@@ -196,8 +196,28 @@ fn truncated_gzip_names_the_file() {
         meta: src.join("meta_Toy_Games.json.gz"),
     };
     let e = error_of(&source);
+    // Streamed JSON lines: the error names the line where the stream broke off.
+    assert!(e.contains("Toy_Games.json.gz:"), "{e}");
+    assert!(e.contains(": gzip stream is truncated or corrupt"), "{e}");
+
+    // Whole JSON documents (P5 files) are gzip-detected by content, not by name.
+    let p5 = tmp.path().join("p5");
+    std::fs::create_dir_all(&p5).unwrap();
+    write(&p5, "sequential_data.txt", "1 0 1 0\n");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(
+        &mut gz,
+        "{\"0\": \"A\", \"1\": \"B\"}".repeat(50).as_bytes(),
+    )
+    .unwrap();
+    let gz = gz.finish().unwrap();
+    std::fs::write(p5.join("id2title.json"), &gz[..gz.len() - 6]).unwrap();
+    let e = error_of(&ImportSource::Dir {
+        dir: p5,
+        format: None,
+    });
     assert!(
-        e.contains("Toy_Games.json.gz: gzip stream is truncated or corrupt"),
+        e.contains("id2title.json: gzip stream is truncated or corrupt"),
         "{e}"
     );
 }

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    clean_text, numbered_lines, read_text, split_category_labels, Format, Imported, ImportedItem,
-    Interner, JsonRecord,
+    clean_text, for_each_line, split_category_labels, Format, Imported, ImportedItem, Interner,
+    JsonRecord,
 };
 use crate::types::{Interaction, ItemId, Review};
 use crate::DataError;
@@ -58,8 +58,7 @@ pub(super) fn import(reviews_path: &Path, meta_path: &Path) -> Result<Imported, 
     let mut users = Interner::default();
     let mut catalogue = Interner::default();
     let mut sequences: Vec<Vec<Interaction>> = Vec::new();
-    let text = read_text(reviews_path)?;
-    for (line, row) in numbered_lines(&text) {
+    for_each_line(reviews_path, |line, row| {
         let record = JsonRecord::parse(reviews_path, line, row)?;
         let reviewer = record.required_str("reviewerID")?;
         let asin = record.required_str("asin")?;
@@ -81,7 +80,8 @@ pub(super) fn import(reviews_path: &Path, meta_path: &Path) -> Result<Imported, 
                 text: review_text,
             }),
         });
-    }
+        Ok(())
+    })?;
     for seq in &mut sequences {
         seq.sort_by_key(|i| i.timestamp);
     }
@@ -95,15 +95,14 @@ pub(super) fn import(reviews_path: &Path, meta_path: &Path) -> Result<Imported, 
         })
         .collect();
     let mut described = vec![false; items.len()];
-    let text = read_text(meta_path)?;
-    for (line, row) in numbered_lines(&text) {
+    for_each_line(meta_path, |line, row| {
         let record = JsonRecord::parse(meta_path, line, row)?;
         let asin = record.required_str("asin")?;
         let Some(index) = catalogue.get(asin).map(|i| i as usize) else {
-            continue;
+            return Ok(());
         };
         if std::mem::replace(&mut described[index], true) {
-            continue;
+            return Ok(());
         }
         let (path, category_features) = split_category_labels(&record.string_list("category")?);
         let description: Vec<String> = record
@@ -122,7 +121,8 @@ pub(super) fn import(reviews_path: &Path, meta_path: &Path) -> Result<Imported, 
             .filter_map(|f| clean_text(f))
             .chain(category_features)
             .collect();
-    }
+        Ok(())
+    })?;
 
     Ok(Imported {
         format: Format::Amazon2018,

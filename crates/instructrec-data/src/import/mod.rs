@@ -10,7 +10,7 @@ mod recbole;
 mod text;
 
 use std::fmt;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -174,6 +174,55 @@ pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
         DataError::line(path, line, "not valid UTF-8")
     })
+}
+
+/// Calls `f` on each non-empty line (1-based number, text without the line break), streaming,
+/// so that multi-gigabyte review dumps need not fit in memory; gzip is detected by magic bytes.
+/// A truncated gzip stream is an error naming the line where it broke off.
+pub(crate) fn for_each_line(
+    path: &Path,
+    mut f: impl FnMut(usize, &str) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut plain = std::io::BufReader::with_capacity(1 << 20, file);
+    let gzip = plain
+        .fill_buf()
+        .map_err(|e| DataError::io(path, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn BufRead> = if gzip {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(plain),
+        ))
+    } else {
+        Box::new(plain)
+    };
+    let mut buffer = Vec::new();
+    let mut line = 0;
+    loop {
+        buffer.clear();
+        let read = reader.read_until(b'\n', &mut buffer).map_err(|e| {
+            if gzip {
+                DataError::line(
+                    path,
+                    line + 1,
+                    format!("gzip stream is truncated or corrupt: {e}"),
+                )
+            } else {
+                DataError::io(path, e)
+            }
+        })?;
+        if read == 0 {
+            return Ok(());
+        }
+        line += 1;
+        let text = std::str::from_utf8(&buffer)
+            .map_err(|_| DataError::line(path, line, "not valid UTF-8"))?;
+        let text = text.trim_end_matches(['\n', '\r']);
+        if !text.trim().is_empty() {
+            f(line, text)?;
+        }
+    }
 }
 
 /// Non-empty lines with their 1-based line numbers.
