@@ -3,11 +3,15 @@
 
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod ops;
+pub mod score;
 pub mod seq2seq;
 pub mod t5;
 
 pub use config::{FeedForwardProj, Preset, T5Config};
 pub use error::ModelError;
-pub use seq2seq::{seeded_var_builder, Seq2Seq};
+pub use generate::{generate_titles, Generated, TitleTrie};
+pub use score::{CandidateScore, Encoded};
+pub use seq2seq::{pad_batch, seeded_var_builder, Seq2Seq, TokenLimits};
 pub use t5::{seq2seq_loss, seq2seq_nll, shift_right, DecoderCache, Dropout, IGNORE_INDEX, T5};

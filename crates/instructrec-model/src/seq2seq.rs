@@ -3,6 +3,8 @@
 
 use crate::config::T5Config;
 use crate::error::{io_err, ModelError, Result};
+use crate::generate::{generate_titles, Generated, TitleTrie};
+use crate::score::{label_probabilities, score_candidates, CandidateScore, Encoded};
 use crate::t5::T5;
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
@@ -322,10 +324,136 @@ impl Seq2Seq {
         self.model.config()
     }
 
+    /// Token ids of `text` without the tokenizer's own special tokens, followed by EOS when
+    /// `add_eos`, truncated to at most `max_len` ids (EOS kept last).
+    pub fn tokenize(&self, text: &str, add_eos: bool, max_len: usize) -> Result<Vec<u32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| ModelError::Tokenizer {
+                path: PathBuf::from("<tokenizer>"),
+                message: format!("cannot encode {text:?}: {e}"),
+            })?;
+        let room = max_len.saturating_sub(usize::from(add_eos));
+        let mut ids: Vec<u32> = enc.get_ids().iter().copied().take(room).collect();
+        if add_eos {
+            ids.push(self.config().eos_token_id);
+        }
+        Ok(ids)
+    }
+
+    /// A padded batch of source texts (each + EOS, at most `max_len` tokens): ids and mask,
+    /// both `[b, longest]` u32.
+    pub fn encode_batch(&self, texts: &[&str], max_len: usize) -> Result<(Tensor, Tensor)> {
+        let rows = texts
+            .iter()
+            .map(|t| self.tokenize(t, true, max_len))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(pad_batch(&rows, self.config().pad_token_id, self.model.device())?)
+    }
+
+    /// Encodes one instruction (+ EOS, at most `max_len` tokens) for scoring or generation.
+    pub fn encode_instruction(&self, instruction: &str, max_len: usize) -> Result<Encoded> {
+        let ids = self.tokenize(instruction, true, max_len)?;
+        Ok(Encoded::new(&self.model, &ids)?)
+    }
+
+    /// Log-likelihood of each candidate text (+ EOS) given the instruction, in one batched
+    /// decoder pass over a single encoding of the instruction.
+    pub fn score(
+        &self,
+        instruction: &str,
+        candidates: &[&str],
+        limits: TokenLimits,
+    ) -> Result<Vec<CandidateScore>> {
+        let enc = self.encode_instruction(instruction, limits.source)?;
+        let cands = candidates
+            .iter()
+            .map(|c| self.tokenize(c, true, limits.target))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(score_candidates(&self.model, &enc, &cands)?)
+    }
+
+    /// Pointwise task: probability of the answer "yes" against "no".
+    pub fn yes_probability(&self, instruction: &str, limits: TokenLimits) -> Result<f32> {
+        Ok(self.choose(instruction, &["yes", "no"], limits)?[0])
+    }
+
+    /// Chooses between answer labels ("A"/"B", or the options' texts): each label's
+    /// likelihood normalised over the labels.
+    pub fn choose(
+        &self,
+        instruction: &str,
+        labels: &[&str],
+        limits: TokenLimits,
+    ) -> Result<Vec<f32>> {
+        let enc = self.encode_instruction(instruction, limits.source)?;
+        let labels = labels
+            .iter()
+            .map(|l| self.tokenize(l, false, limits.target))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(label_probabilities(&self.model, &enc, &labels)?)
+    }
+
+    /// A prefix trie over catalogue titles (each at most `max_len` tokens before EOS).
+    pub fn title_trie(&self, titles: &[&str], max_len: usize) -> Result<TitleTrie> {
+        let rows = titles
+            .iter()
+            .map(|t| self.tokenize(t, false, max_len))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TitleTrie::new(&rows, self.config().eos_token_id)?)
+    }
+
+    /// Matching: the `top_k` most likely catalogue titles for the instruction (beam search
+    /// constrained to `trie`).
+    pub fn generate(
+        &self,
+        instruction: &str,
+        trie: &TitleTrie,
+        top_k: usize,
+        num_beams: usize,
+        max_source_len: usize,
+    ) -> Result<Vec<Generated>> {
+        let enc = self.encode_instruction(instruction, max_source_len)?;
+        Ok(generate_titles(&self.model, &enc, trie, top_k, num_beams)?)
+    }
+
     /// Number of trainable scalars.
     pub fn num_parameters(&self) -> usize {
         self.varmap.all_vars().iter().map(|v| v.elem_count()).sum()
     }
+}
+
+/// Maximum token counts for instructions (encoder) and answers (decoder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenLimits {
+    pub source: usize,
+    pub target: usize,
+}
+
+impl Default for TokenLimits {
+    /// The paper's 512-token context; item titles rarely need more than 64.
+    fn default() -> Self {
+        Self {
+            source: 512,
+            target: 64,
+        }
+    }
+}
+
+/// Right-pads id rows to the longest: ids and mask (1 = token), both `[b, longest]` u32.
+pub fn pad_batch(rows: &[Vec<u32>], pad: u32, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let longest = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(rows.len() * longest);
+    let mut mask = Vec::with_capacity(rows.len() * longest);
+    for r in rows {
+        ids.extend(r.iter().copied().chain(std::iter::repeat(pad)).take(longest));
+        mask.extend((0..longest).map(|i| u32::from(i < r.len())));
+    }
+    Ok((
+        Tensor::from_vec(ids, (rows.len(), longest), device)?,
+        Tensor::from_vec(mask, (rows.len(), longest), device)?,
+    ))
 }
 
 /// If the tokenizer names T5's special tokens, their ids must be the config's.
