@@ -48,7 +48,7 @@ fn amazon_games_drops_untitled_items_then_refilters() {
     );
     let untitled = &report.dropped[1];
     assert_eq!(untitled.reason, "items without a title");
-    assert_eq!(untitled.items, 55);
+    assert_eq!((untitled.items, untitled.interactions), (55, 344));
     // From the provenance: dropping the 55 and re-running 5-core leaves these.
     assert_eq!(counts(&p.dataset), (50_496, 16_796, 452_414));
     let removed: usize = report.dropped.iter().map(|d| d.interactions).sum();
@@ -73,18 +73,31 @@ fn amazon_games_drops_untitled_items_then_refilters() {
         .items
         .iter()
         .all(|i| i.categories.first().is_none_or(|c| c == "Video Games")));
-    // No category label keeps sentence punctuation, and no title keeps an HTML entity.
-    assert!(p
-        .dataset
-        .items
-        .iter()
-        .flat_map(|i| &i.categories)
-        .all(|c| !c.ends_with('.')));
-    assert!(p
-        .dataset
-        .items
-        .iter()
-        .all(|i| !i.title.contains("&amp;") && !i.title.contains("&quot;")));
+    // Mangled "&" restored; a sentence ends the path; "1-2 Players" style bullets are features.
+    let cthulhu = item(&p, "B0007ZD794");
+    assert_eq!(
+        cthulhu.categories,
+        [
+            "Video Games",
+            "Retro Gaming & Microconsoles",
+            "Xbox",
+            "Games"
+        ]
+    );
+    assert!(cthulhu.features[0].starts_with("Battle or interact with people"));
+    let bloody_roar = item(&p, "B00005LIOL");
+    assert_eq!(
+        bloody_roar.categories,
+        [
+            "Video Games",
+            "Retro Gaming & Microconsoles",
+            "PlayStation 2",
+            "Games"
+        ]
+    );
+    assert_eq!(bloody_roar.features[0], "1-2 Players");
+    assert_eq!(bloody_roar.title, "Bloody Roar  3 - PlayStation 2");
+    assert_eq!(item(&p, "B000UKZ20S").categories[1], "Kids & Family");
 
     check_candidates(&p);
     // 80/10/10 item split over the whole catalogue.
