@@ -165,7 +165,7 @@ mod tests {
             ("layer_norm", Box::new(move |x| layer_norm(x, &w2, &b2, 1e-5))),
         ];
         let x0 = input().to_dtype(DType::F64).unwrap();
-        let r = (input().to_dtype(DType::F64).unwrap() * 0.7 + 0.2)
+        let r = input().to_dtype(DType::F64).unwrap().affine(0.7, 0.2)
             .unwrap()
             .cos()
             .unwrap();

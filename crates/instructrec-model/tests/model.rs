@@ -270,13 +270,15 @@ fn batched_scores_equal_scoring_each_candidate_alone() {
     let mut worst = 0f32;
     for (c, b) in cands.iter().zip(&batched) {
         let alone = score_candidates(&s2s.model, &enc, std::slice::from_ref(c)).unwrap()[0];
-        worst = worst.max((alone.sum - b.sum).abs());
+        // Sums reach -240 here (random untied head), where one f32 ulp is 1.5e-5: compare the
+        // sum relatively and the per-token mean absolutely.
+        worst = worst.max((alone.sum - b.sum).abs() / alone.sum.abs().max(1.0));
         assert_eq!(alone.tokens, c.len());
         assert!((alone.mean - alone.sum / c.len() as f32).abs() < 1e-6);
         assert!((alone.mean - b.mean).abs() < 1e-5);
     }
-    println!("batched vs alone: max abs diff of summed log-likelihood {worst:e}");
-    assert!(worst < 1e-5, "batched scores differ from single ones by {worst}");
+    println!("batched vs alone: max relative diff of summed log-likelihood {worst:e}");
+    assert!(worst < 1e-6, "batched scores differ from single ones by {worst} (relative)");
 
     // The same numbers as the training loss computes (teacher forcing with a copied encoder).
     let c = &cands[3];
@@ -381,9 +383,9 @@ fn incremental_decoding_matches_the_full_decoder_pass() {
         .unwrap();
     let rows = Tensor::new(&[2u32, 2, 0], &Device::Cpu).unwrap();
     cache.select_rows(&rows).unwrap();
-    let next = dec.narrow(1, 5, 1).unwrap().index_select(&rows, 0).unwrap();
+    let next = dec.narrow(1, 5, 1).unwrap().contiguous().unwrap().index_select(&rows, 0).unwrap();
     let got = s2s.model.decode_step(&next, &enc.mask, &mut cache).unwrap();
-    let want = full.narrow(1, 5, 1).unwrap().index_select(&rows, 0).unwrap();
+    let want = full.narrow(1, 5, 1).unwrap().contiguous().unwrap().index_select(&rows, 0).unwrap();
     assert!(max_abs_diff(&got, &want) < 1e-5);
 }
 
