@@ -1,0 +1,297 @@
+//! Training examples: reading, tokenizing, truncating, and forming batches in an order that
+//! depends only on (seed, epoch), so that a resumed run sees exactly the batches an
+//! uninterrupted one would.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+use crate::error::{io_err, Result, TrainError};
+use crate::tokenizer::{EOS_ID, PAD_ID};
+
+/// One supervised pair: the model learns to produce `target` given `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub source: String,
+    pub target: String,
+}
+
+#[derive(Deserialize)]
+struct InstructionLine {
+    instruction: Option<String>,
+    target: Option<String>,
+}
+
+/// Reads instruction JSONL (one object per line with at least `instruction` and `target`;
+/// other fields are ignored).
+pub fn read_jsonl(path: &Path) -> Result<Vec<Example>> {
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io_err(path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |message: String| TrainError::Input {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message,
+        };
+        let row: InstructionLine =
+            serde_json::from_str(&line).map_err(|e| bad(format!("not a JSON object: {e}")))?;
+        let field = |v: Option<String>, name: &str| {
+            v.filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| bad(format!("field `{name}` is missing or empty")))
+        };
+        out.push(Example {
+            source: field(row.instruction, "instruction")?,
+            target: field(row.target, "target")?,
+        });
+    }
+    if out.is_empty() {
+        return Err(TrainError::Input {
+            path: path.to_path_buf(),
+            line: 0,
+            message: "no examples".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// A tokenized example; both sides end with `</s>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub source: Vec<u32>,
+    pub target: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Truncation {
+    /// Sources longer than the limit, cut from the left (their oldest history).
+    pub sources: usize,
+    /// Targets longer than the limit, cut at the end.
+    pub targets: usize,
+}
+
+/// Keeps the last `max - 1` tokens before `</s>`. Instructions are expected to fit (the
+/// instruction builder truncates histories); this is the last resort, counted and reported.
+pub fn truncate_source(mut ids: Vec<u32>, max: usize) -> (Vec<u32>, bool) {
+    if ids.len() <= max {
+        return (ids, false);
+    }
+    let body_end = ids.len() - usize::from(ids.last() == Some(&EOS_ID));
+    let keep = max - 1;
+    let mut out: Vec<u32> = ids.drain(body_end - keep..body_end).collect();
+    out.push(EOS_ID);
+    (out, true)
+}
+
+/// Keeps the first `max - 1` tokens and `</s>`.
+pub fn truncate_target(mut ids: Vec<u32>, max: usize) -> (Vec<u32>, bool) {
+    if ids.len() <= max {
+        return (ids, false);
+    }
+    ids.truncate(max - 1);
+    ids.push(EOS_ID);
+    (ids, true)
+}
+
+pub fn encode_examples(
+    tokenizer: &Tokenizer,
+    examples: &[Example],
+    max_source: usize,
+    max_target: usize,
+) -> Result<(Vec<Encoded>, Truncation)> {
+    if max_source < 2 || max_target < 2 {
+        return Err(TrainError::Config(
+            "max source and target lengths must be at least 2 tokens".into(),
+        ));
+    }
+    let mut stats = Truncation::default();
+    let mut out = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(1024) {
+        let sources = tokenizer
+            .encode_batch(chunk.iter().map(|e| e.source.as_str()).collect(), true)
+            .map_err(TrainError::Tokenizer)?;
+        let targets = tokenizer
+            .encode_batch(chunk.iter().map(|e| e.target.as_str()).collect(), true)
+            .map_err(TrainError::Tokenizer)?;
+        for (s, t) in sources.iter().zip(&targets) {
+            let (source, cut_s) = truncate_source(s.get_ids().to_vec(), max_source);
+            let (target, cut_t) = truncate_target(t.get_ids().to_vec(), max_target);
+            stats.sources += usize::from(cut_s);
+            stats.targets += usize::from(cut_t);
+            out.push(Encoded { source, target });
+        }
+    }
+    Ok((out, stats))
+}
+
+/// A seed for one purpose at one position, so that independent streams never overlap.
+pub fn derive_seed(seed: u64, stream: u64, index: u64) -> u64 {
+    // SplitMix64 finaliser over the three inputs.
+    let mut z = seed
+        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+pub(crate) const STREAM_ORDER: u64 = 1;
+pub(crate) const STREAM_DROPOUT: u64 = 2;
+pub(crate) const STREAM_CORRUPTION: u64 = 3;
+
+/// The batches of one epoch, as indices into the examples. Examples are shuffled with a seed
+/// derived from (seed, epoch); within windows of `bucket_batches` batches they are sorted by
+/// length so that a batch pads little, and the batches are shuffled again so that lengths do
+/// not drift through the epoch. `bucket_batches = 1` gives plain shuffled batches.
+pub fn epoch_batches(
+    lengths: &[usize],
+    batch_size: usize,
+    bucket_batches: usize,
+    seed: u64,
+    epoch: u64,
+) -> Vec<Vec<usize>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_ORDER, epoch));
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.shuffle(&mut rng);
+    let window = batch_size * bucket_batches.max(1);
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for chunk in order.chunks_mut(window) {
+        if bucket_batches > 1 {
+            chunk.sort_by_key(|&i| lengths[i]);
+        }
+        batches.extend(chunk.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    batches.shuffle(&mut rng);
+    batches
+}
+
+/// Model inputs for one batch, padded to the longest member.
+pub struct Batch {
+    pub input_ids: Tensor,
+    pub attention_mask: Tensor,
+    pub decoder_input_ids: Tensor,
+    /// Target ids with -100 on padding (ignored by the loss).
+    pub labels: Tensor,
+    /// Non-padding target tokens.
+    pub target_tokens: usize,
+    /// Non-padding source tokens.
+    pub source_tokens: usize,
+}
+
+pub fn collate(examples: &[&Encoded], decoder_start: u32, device: &Device) -> Result<Batch> {
+    let b = examples.len();
+    let s_len = examples.iter().map(|e| e.source.len()).max().unwrap_or(1);
+    let t_len = examples.iter().map(|e| e.target.len()).max().unwrap_or(1);
+    let mut ids = vec![PAD_ID; b * s_len];
+    let mut mask = vec![0u32; b * s_len];
+    let mut dec = vec![PAD_ID; b * t_len];
+    let mut labels = vec![-100i64; b * t_len];
+    for (r, e) in examples.iter().enumerate() {
+        ids[r * s_len..r * s_len + e.source.len()].copy_from_slice(&e.source);
+        mask[r * s_len..r * s_len + e.source.len()].fill(1);
+        // Teacher forcing: the decoder sees the start token then the target shifted right.
+        dec[r * t_len] = decoder_start;
+        for (j, &tok) in e.target.iter().enumerate() {
+            labels[r * t_len + j] = i64::from(tok);
+            if j + 1 < t_len {
+                dec[r * t_len + j + 1] = tok;
+            }
+        }
+    }
+    Ok(Batch {
+        input_ids: Tensor::from_vec(ids, (b, s_len), device)?,
+        attention_mask: Tensor::from_vec(mask, (b, s_len), device)?,
+        decoder_input_ids: Tensor::from_vec(dec, (b, t_len), device)?,
+        labels: Tensor::from_vec(labels, (b, t_len), device)?,
+        target_tokens: examples.iter().map(|e| e.target.len()).sum(),
+        source_tokens: examples.iter().map(|e| e.source.len()).sum(),
+    })
+}
+
+/// Order-sensitive fingerprint of the encoded training set, stored in checkpoints so that a
+/// resume on different data or a different tokenizer is refused instead of silently diverging.
+pub fn fingerprint(examples: &[Encoded]) -> u64 {
+    // FNV-1a over the ids with separators.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |x: u32| {
+        for b in x.to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for e in examples {
+        e.source.iter().for_each(|&x| eat(x));
+        eat(u32::MAX);
+        e.target.iter().for_each(|&x| eat(x));
+        eat(u32::MAX - 1);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_loses_its_beginning_target_its_end() {
+        assert_eq!(truncate_source(vec![5, 6, 7, 8, EOS_ID], 3), (vec![7, 8, EOS_ID], true));
+        assert_eq!(truncate_source(vec![5, 6, EOS_ID], 3), (vec![5, 6, EOS_ID], false));
+        assert_eq!(truncate_target(vec![5, 6, 7, 8, EOS_ID], 3), (vec![5, 6, EOS_ID], true));
+    }
+
+    #[test]
+    fn batches_depend_on_seed_and_epoch_only_and_cover_everything() {
+        let lengths: Vec<usize> = (0..103).map(|i| (i * 37) % 50).collect();
+        let a = epoch_batches(&lengths, 8, 4, 7, 0);
+        assert_eq!(a, epoch_batches(&lengths, 8, 4, 7, 0));
+        assert_ne!(a, epoch_batches(&lengths, 8, 4, 7, 1));
+        assert_ne!(a, epoch_batches(&lengths, 8, 4, 8, 0));
+        let mut all: Vec<usize> = a.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..103).collect::<Vec<_>>());
+        // Bucketing: the spread of lengths inside a batch is smaller than without it.
+        let spread = |bs: &[Vec<usize>]| -> usize {
+            bs.iter()
+                .map(|b| {
+                    let l: Vec<usize> = b.iter().map(|&i| lengths[i]).collect();
+                    l.iter().max().unwrap() - l.iter().min().unwrap()
+                })
+                .sum()
+        };
+        assert!(spread(&a) < spread(&epoch_batches(&lengths, 8, 1, 7, 0)));
+    }
+
+    #[test]
+    fn collate_pads_and_shifts() {
+        let a = Encoded { source: vec![10, 11, EOS_ID], target: vec![20, EOS_ID] };
+        let b = Encoded { source: vec![12, EOS_ID], target: vec![21, 22, EOS_ID] };
+        let batch = collate(&[&a, &b], PAD_ID, &Device::Cpu).unwrap();
+        assert_eq!(batch.input_ids.to_vec2::<u32>().unwrap(), [[10, 11, 1], [12, 1, 0]]);
+        assert_eq!(batch.attention_mask.to_vec2::<u32>().unwrap(), [[1, 1, 1], [1, 1, 0]]);
+        assert_eq!(batch.decoder_input_ids.to_vec2::<u32>().unwrap(), [[0, 20, 1], [0, 21, 22]]);
+        assert_eq!(batch.labels.to_vec2::<i64>().unwrap(), [[20, 1, -100], [21, 22, 1]]);
+        assert_eq!(batch.target_tokens, 5);
+    }
+
+    #[test]
+    fn bad_jsonl_names_file_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.jsonl");
+        std::fs::write(
+            &path,
+            "{\"instruction\":\"a\",\"target\":\"b\",\"task\":\"x\"}\n{\"instruction\":\"a\"}\n",
+        )
+        .unwrap();
+        let err = read_jsonl(&path).unwrap_err().to_string();
+        assert!(err.contains("train.jsonl, line 2") && err.contains("`target`"), "{err}");
+    }
+}

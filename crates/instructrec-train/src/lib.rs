@@ -1,0 +1,16 @@
+//! Training for instructrec's seq2seq models: a T5-style tokenizer trained on the project's
+//! text, instruction tuning (negative log-likelihood of the target given the instruction) with
+//! a fused AdamW, span-corruption pre-training on item text, and checkpoints that resume
+//! bit for bit.
+
+pub mod checkpoint;
+pub mod data;
+mod error;
+pub mod init;
+pub mod optimizer;
+pub mod pretrain;
+pub mod schedule;
+pub mod tokenizer;
+pub mod trainer;
+
+pub use error::{Result, TrainError};

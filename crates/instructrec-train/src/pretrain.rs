@@ -1,0 +1,202 @@
+//! Span-corruption pre-training on item text (T5's objective): about 15% of an item's tokens,
+//! in spans of mean length 3, are replaced by sentinels in the input; the target lists the
+//! sentinels each followed by the tokens it hid. The examples feed the same [`Trainer`] as
+//! instruction tuning.
+//!
+//! [`Trainer`]: crate::trainer::Trainer
+
+use instructrec_data::{Item, ItemId, Prepared};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokenizers::Tokenizer;
+
+use crate::data::{derive_seed, Encoded, STREAM_CORRUPTION};
+use crate::error::{Result, TrainError};
+use crate::tokenizer::{sentinel_id, EOS_ID};
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CorruptionOptions {
+    pub noise_density: f64,
+    pub mean_span_length: f64,
+    /// Token budget of one item's text (before corruption).
+    pub max_tokens: usize,
+    /// Differently corrupted copies of each item.
+    pub copies: usize,
+    pub seed: u64,
+}
+
+impl Default for CorruptionOptions {
+    fn default() -> Self {
+        Self {
+            noise_density: 0.15,
+            mean_span_length: 3.0,
+            max_tokens: 128,
+            copies: 2,
+            seed: 42,
+        }
+    }
+}
+
+/// An item as one line of text: title, category path, brand, features.
+pub fn item_text(item: &Item) -> String {
+    let mut parts = vec![item.title.clone()];
+    if !item.categories.is_empty() {
+        parts.push(item.categories.join(", "));
+    }
+    if let Some(brand) = item.brand.as_deref().filter(|b| !b.is_empty()) {
+        parts.push(format!("by {brand}"));
+    }
+    parts.extend(item.features.iter().cloned());
+    parts.join(". ")
+}
+
+/// Items whose text pre-training may see: everything but the validation and test items of the
+/// product-search split, whose titles must stay unseen until evaluation.
+pub fn pretraining_items(prepared: &Prepared) -> Vec<&Item> {
+    let held_out: std::collections::HashSet<ItemId> = prepared
+        .item_split
+        .validation
+        .iter()
+        .chain(&prepared.item_split.test)
+        .copied()
+        .collect();
+    prepared
+        .dataset
+        .items
+        .iter()
+        .filter(|i| !held_out.contains(&i.id) && !i.title.trim().is_empty())
+        .collect()
+}
+
+/// Splits `n` items into `k` non-empty segments, uniformly at random; returns their lengths.
+fn random_segmentation(n: usize, k: usize, rng: &mut impl Rng) -> Vec<usize> {
+    let mut cuts: Vec<usize> = (1..n).collect();
+    cuts.shuffle(rng);
+    let mut cuts: Vec<usize> = cuts.into_iter().take(k - 1).collect();
+    cuts.sort_unstable();
+    let mut lengths = Vec::with_capacity(k);
+    let mut prev = 0;
+    for c in cuts.into_iter().chain(std::iter::once(n)) {
+        lengths.push(c - prev);
+        prev = c;
+    }
+    lengths
+}
+
+/// Corrupts `tokens` (no `</s>`) T5-style. `sentinels[i]` is the id of `<extra_id_i>`.
+pub fn corrupt(
+    tokens: &[u32],
+    opts: &CorruptionOptions,
+    sentinels: &[u32],
+    rng: &mut impl Rng,
+) -> Option<Encoded> {
+    let len = tokens.len();
+    if len < 2 {
+        return None;
+    }
+    let noise = ((len as f64 * opts.noise_density).round() as usize).clamp(1, len - 1);
+    let spans = ((noise as f64 / opts.mean_span_length).round() as usize)
+        .clamp(1, noise.min(len - noise).min(sentinels.len()));
+    let noise_lengths = random_segmentation(noise, spans, rng);
+    let keep_lengths = random_segmentation(len - noise, spans, rng);
+    let mut source = Vec::with_capacity(len - noise + spans + 1);
+    let mut target = Vec::with_capacity(noise + spans + 1);
+    let mut at = 0;
+    for (i, (&keep, &hide)) in keep_lengths.iter().zip(&noise_lengths).enumerate() {
+        source.extend_from_slice(&tokens[at..at + keep]);
+        at += keep;
+        source.push(sentinels[i]);
+        target.push(sentinels[i]);
+        target.extend_from_slice(&tokens[at..at + hide]);
+        at += hide;
+    }
+    source.push(EOS_ID);
+    target.push(EOS_ID);
+    Some(Encoded { source, target })
+}
+
+/// Span-corruption examples from item texts: `copies` per text, each from a generator seeded by
+/// (seed, text index, copy), so the set does not depend on thread scheduling or on other texts.
+pub fn span_corruption_examples(
+    tokenizer: &Tokenizer,
+    texts: &[String],
+    opts: &CorruptionOptions,
+) -> Result<Vec<Encoded>> {
+    let max_spans = ((opts.max_tokens as f64 * opts.noise_density / opts.mean_span_length).ceil()
+        as usize)
+        .max(1);
+    let sentinels = (0..max_spans)
+        .map(|n| sentinel_id(tokenizer, n))
+        .collect::<Result<Vec<_>>>()?;
+    if opts.copies == 0 {
+        return Err(TrainError::Config("span corruption needs at least one copy".into()));
+    }
+    let mut out = Vec::with_capacity(texts.len() * opts.copies);
+    for (t, chunk) in texts.chunks(1024).enumerate() {
+        let encodings = tokenizer
+            .encode_batch(chunk.iter().map(String::as_str).collect(), false)
+            .map_err(TrainError::Tokenizer)?;
+        for (j, enc) in encodings.iter().enumerate() {
+            let ids = enc.get_ids();
+            let ids = &ids[..ids.len().min(opts.max_tokens)];
+            for copy in 0..opts.copies {
+                let index = ((t * 1024 + j) * opts.copies + copy) as u64;
+                let mut rng =
+                    ChaCha8Rng::seed_from_u64(derive_seed(opts.seed, STREAM_CORRUPTION, index));
+                out.extend(corrupt(ids, opts, &sentinels, &mut rng));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corruption_hides_about_fifteen_percent_in_spans_and_is_reversible() {
+        let tokens: Vec<u32> = (100..200).collect();
+        let sentinels: Vec<u32> = (0..100).map(|i| 1000 - i).collect();
+        let opts = CorruptionOptions::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let ex = corrupt(&tokens, &opts, &sentinels, &mut rng).unwrap();
+        let is_sentinel = |x: &u32| *x > 900;
+        let hidden = ex.target.iter().filter(|x| !is_sentinel(x) && **x != EOS_ID).count();
+        assert_eq!(hidden, 15);
+        assert_eq!(ex.source.iter().filter(|x| is_sentinel(x)).count(), 5);
+        // Filling each sentinel of the source with its span from the target restores the text.
+        let mut spans: Vec<Vec<u32>> = Vec::new();
+        for &x in &ex.target[..ex.target.len() - 1] {
+            if is_sentinel(&x) {
+                spans.push(Vec::new());
+            } else {
+                spans.last_mut().unwrap().push(x);
+            }
+        }
+        let mut restored = Vec::new();
+        let mut k = 0;
+        for &x in &ex.source[..ex.source.len() - 1] {
+            if is_sentinel(&x) {
+                restored.extend(&spans[k]);
+                k += 1;
+            } else {
+                restored.push(x);
+            }
+        }
+        assert_eq!(restored, tokens);
+        assert!(spans.iter().all(|s| !s.is_empty()));
+    }
+
+    #[test]
+    fn segmentation_is_a_partition() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for (n, k) in [(10, 3), (5, 5), (7, 1)] {
+            let s = random_segmentation(n, k, &mut rng);
+            assert_eq!(s.len(), k);
+            assert_eq!(s.iter().sum::<usize>(), n);
+            assert!(s.iter().all(|&x| x > 0));
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! A T5-compatible SentencePiece-style Unigram tokenizer trained on the project's own text
+//! (catalogue titles and categories, instruction texts), for models created from a preset.
+//!
+//! Layout as in T5's tokenizer.json: `<pad>` = 0, `</s>` = 1, `<unk>` = 2, the learned pieces,
+//! then the span-corruption sentinels at the top with `<extra_id_0>` the highest id; Metaspace
+//! pre-tokenization (`▁` marks a word start) and `</s>` appended by the post-processor.
+
+use std::path::Path;
+
+use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
+use tokenizers::models::unigram::{Unigram, UnigramTrainer};
+use tokenizers::normalizers::{Replace, Sequence, Strip, NFKC};
+use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
+    Tokenizer, TokenizerImpl,
+};
+
+use crate::error::{io_err, Result, TrainError};
+
+pub const PAD: &str = "<pad>";
+pub const EOS: &str = "</s>";
+pub const UNK: &str = "<unk>";
+pub const PAD_ID: u32 = 0;
+pub const EOS_ID: u32 = 1;
+pub const UNK_ID: u32 = 2;
+
+/// T5's sentinel for the `n`-th masked span.
+pub fn sentinel(n: usize) -> String {
+    format!("<extra_id_{n}>")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenizerOptions {
+    /// Total vocabulary, special tokens and sentinels included.
+    pub vocab_size: usize,
+    /// Number of `<extra_id_N>` sentinels (T5 uses 100).
+    pub extra_ids: usize,
+}
+
+impl Default for TokenizerOptions {
+    fn default() -> Self {
+        Self {
+            vocab_size: 8000,
+            extra_ids: 100,
+        }
+    }
+}
+
+/// Id of sentinel `n` in a tokenizer laid out by [`train_tokenizer`].
+pub fn sentinel_id(tokenizer: &Tokenizer, n: usize) -> Result<u32> {
+    tokenizer
+        .token_to_id(&sentinel(n))
+        .ok_or_else(|| TrainError::Config(format!("tokenizer has no {}", sentinel(n))))
+}
+
+/// Trains the tokenizer on `lines`. A small corpus may yield fewer pieces than asked for; the
+/// sentinels then still sit at the top of the smaller vocabulary.
+///
+/// Retraining on the same lines gives a similar but not always identical vocabulary: the
+/// `tokenizers` Unigram trainer breaks ties in hash-map order, which changes from process to
+/// process. Reproducibility therefore comes from saving the tokenizer with the model (every
+/// checkpoint holds its tokenizer.json); the pieces are at least put in a canonical order
+/// (rounded score, then text) and the trainer runs single-threaded.
+pub fn train_tokenizer<I, S>(lines: I, options: TokenizerOptions) -> Result<Tokenizer>
+where
+    I: Iterator<Item = S> + Send,
+    S: AsRef<str> + Send,
+{
+    let specials = [PAD, EOS, UNK];
+    let learned = options
+        .vocab_size
+        .checked_sub(options.extra_ids)
+        .filter(|n| *n > specials.len())
+        .ok_or_else(|| {
+            TrainError::Config(format!(
+                "vocabulary size {} leaves no room for pieces next to {} sentinels",
+                options.vocab_size, options.extra_ids
+            ))
+        })?;
+    let mut trainer = UnigramTrainer::builder()
+        .show_progress(false)
+        .vocab_size(learned as u32)
+        .special_tokens(
+            specials
+                .iter()
+                .map(|s| AddedToken::from(*s, true))
+                .collect(),
+        )
+        .unk_token(Some(UNK.to_string()))
+        .build()
+        .map_err(|e| TrainError::Config(format!("unigram trainer: {e}")))?;
+
+    let mut draft: TokenizerImpl<
+        Unigram,
+        NormalizerWrapper,
+        PreTokenizerWrapper,
+        PostProcessorWrapper,
+        DecoderWrapper,
+    > = TokenizerImpl::new(Unigram::default());
+    draft.with_normalizer(Some(normalizer()?))?;
+    draft.with_pre_tokenizer(Some(metaspace()));
+    let was_parallel = tokenizers::utils::parallelism::get_parallelism();
+    tokenizers::utils::parallelism::set_parallelism(false);
+    let trained = draft.train(&mut trainer, lines).map(|_| ());
+    tokenizers::utils::parallelism::set_parallelism(was_parallel);
+    trained.map_err(TrainError::Tokenizer)?;
+
+    let mut pieces: Vec<(String, f64)> = draft
+        .get_model()
+        .iter()
+        .filter(|(p, _)| !specials.contains(&p.as_str()))
+        // The trainer's sums run over hash maps, so scores vary in their last bits from
+        // process to process; rounding makes them (and the order below) reproducible.
+        .map(|(p, s)| (p.clone(), (s * 1e6).round() / 1e6))
+        .collect();
+    pieces.sort_by(|(pa, sa), (pb, sb)| sb.total_cmp(sa).then_with(|| pa.cmp(pb)));
+    let vocab: Vec<(String, f64)> = specials
+        .iter()
+        .map(|s| (s.to_string(), 0.0))
+        .chain(pieces)
+        .chain((0..options.extra_ids).rev().map(|n| (sentinel(n), 0.0)))
+        .collect();
+    let model = Unigram::from(vocab, Some(UNK_ID as usize), false).map_err(TrainError::Tokenizer)?;
+
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer.with_normalizer(Some(normalizer()?))?;
+    tokenizer.with_pre_tokenizer(Some(metaspace()));
+    tokenizer.with_decoder(Some(MetaspaceDecoder::new('▁', PrependScheme::Always, true)));
+    tokenizer.with_post_processor(Some(
+        TemplateProcessing::builder()
+            .try_single(format!("$A:0 {EOS}:0"))
+            .and_then(|b| b.try_pair(format!("$A:0 {EOS}:0 $B:0 {EOS}:0")))
+            .map_err(|e| TrainError::Config(format!("post-processor template: {e}")))?
+            .special_tokens(vec![(EOS, EOS_ID)])
+            .build()
+            .map_err(|e| TrainError::Config(format!("post-processor: {e}")))?,
+    ));
+    let added: Vec<AddedToken> = specials
+        .iter()
+        .map(|s| s.to_string())
+        .chain((0..options.extra_ids).rev().map(sentinel))
+        .map(|s| AddedToken::from(s, true))
+        .collect();
+    tokenizer.add_special_tokens(added)?;
+    Ok(tokenizer)
+}
+
+fn normalizer() -> Result<NormalizerWrapper> {
+    // SentencePiece's default: NFKC, no leading/trailing spaces, runs of spaces collapsed.
+    let collapse = Replace::new(" {2,}", " ").map_err(TrainError::Tokenizer)?;
+    Ok(Sequence::new(vec![NFKC.into(), Strip::new(true, true).into(), collapse.into()]).into())
+}
+
+fn metaspace() -> Metaspace {
+    Metaspace::new('▁', PrependScheme::Always, true)
+}
+
+/// Writes tokenizer.json atomically (temp file in the same directory, then rename).
+pub fn save_tokenizer(tokenizer: &Tokenizer, path: &Path) -> Result<()> {
+    let json = tokenizer.to_string(true).map_err(TrainError::Tokenizer)?;
+    crate::checkpoint::write_atomic(path, json.as_bytes())
+}
+
+pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    Tokenizer::from_file(path).map_err(|e| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("cannot read tokenizer: {e}"),
+    })
+}
+
+/// Reads a text corpus, one line per training sentence (empty lines skipped).
+pub fn read_corpus(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Titles and category paths of the first 600 Amazon Games items.
+    pub(crate) fn corpus() -> Vec<String> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/datasets/amazon-games/items.jsonl"
+        );
+        let text = std::fs::read_to_string(path).expect("shared datasets present");
+        let mut out = Vec::new();
+        for line in text.lines().take(600) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(t) = v["title"].as_str() {
+                out.push(t.to_string());
+            }
+            if let Some(c) = v["categories_raw"].as_array() {
+                let c: Vec<&str> = c.iter().filter_map(|x| x.as_str()).collect();
+                out.push(c.join(", "));
+            }
+        }
+        out
+    }
+
+    fn small() -> TokenizerOptions {
+        TokenizerOptions {
+            vocab_size: 600,
+            extra_ids: 100,
+        }
+    }
+
+    #[test]
+    fn special_tokens_sit_where_t5_puts_them() {
+        let tok = train_tokenizer(corpus().iter(), small()).unwrap();
+        assert_eq!(tok.get_vocab_size(true), 600);
+        assert_eq!(tok.token_to_id(PAD), Some(PAD_ID));
+        assert_eq!(tok.token_to_id(EOS), Some(EOS_ID));
+        assert_eq!(tok.token_to_id(UNK), Some(UNK_ID));
+        assert_eq!(sentinel_id(&tok, 0).unwrap(), 599);
+        assert_eq!(sentinel_id(&tok, 99).unwrap(), 500);
+        let enc = tok.encode("Zelda <extra_id_0> Mario", true).unwrap();
+        let ids = enc.get_ids();
+        assert_eq!(*ids.last().unwrap(), EOS_ID, "post-processor appends </s>");
+        assert!(ids.contains(&599), "sentinel kept whole: {:?}", enc.get_tokens());
+    }
+
+    #[test]
+    fn round_trips_and_ids_survive_saving() {
+        let tok = train_tokenizer(corpus().iter(), small()).unwrap();
+        let text = "The Legend of Zelda: Breath of the Wild - Nintendo Switch";
+        let ids = tok.encode(text, false).unwrap().get_ids().to_vec();
+        assert!(!ids.contains(&UNK_ID));
+        assert_eq!(tok.decode(&ids, true).unwrap(), text);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        save_tokenizer(&tok, &path).unwrap();
+        let reloaded = load_tokenizer(&path).unwrap();
+        assert_eq!(reloaded.encode(text, true).unwrap().get_ids(), tok.encode(text, true).unwrap().get_ids());
+
+    }
+}

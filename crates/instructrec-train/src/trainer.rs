@@ -1,0 +1,628 @@
+//! The training loop: negative log-likelihood of the target given the source, fused AdamW,
+//! warm-up + decay schedule, gradient accumulation, global-norm clipping, validation, and
+//! atomic checkpoints that resume bit for bit.
+//!
+//! Everything random is a function of the run's seed and a position: the batch order of epoch
+//! `e` comes from (seed, e), the dropout masks of micro-batch `k` from (seed, k). A checkpoint
+//! therefore only has to record positions (epoch, step within the epoch, micro-batch count)
+//! besides the weights and the optimizer moments.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::Tensor;
+use indicatif::{ProgressBar, ProgressStyle};
+use instructrec_model::{seq2seq_nll, Dropout, Seq2Seq};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, OPTIMIZER_FILE, STATE_FILE};
+use crate::data::{self, derive_seed, Encoded, Truncation, STREAM_DROPOUT};
+use crate::error::{io_err, Result, TrainError};
+use crate::optimizer::{AdamWConfig, FusedAdamW, Param};
+use crate::schedule::{Decay, Schedule};
+
+pub const LAST_DIR: &str = "last";
+pub const BEST_DIR: &str = "best";
+const STATE_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    /// Optimizer steps at which to stop (and where the schedule ends) if before the last epoch.
+    pub max_steps: Option<u64>,
+    /// Micro-batch size.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub decay: Decay,
+    /// The learning rate at the end of the schedule, as a fraction of `lr`.
+    pub min_lr_ratio: f64,
+    pub adamw: AdamWConfig,
+    pub max_grad_norm: Option<f64>,
+    pub max_source_len: usize,
+    pub max_target_len: usize,
+    /// Dropout rate during training; `None` takes the model config's.
+    pub dropout: Option<f32>,
+    /// Batches per length-sorting window (1 = no length bucketing).
+    pub bucket_batches: usize,
+    #[serde(flatten)]
+    pub run: RunControl,
+}
+
+/// Settings that change when work happens but never the weights a run ends with; they may differ
+/// between a run and its resumption.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunControl {
+    /// Wall-clock budget of this invocation; training stops with a checkpoint when it is spent.
+    pub time_budget: Option<Duration>,
+    /// Write `last/` every this many optimizer steps (and always at each epoch end).
+    pub save_every: Option<u64>,
+    /// Validate every this many optimizer steps (and always at each epoch end).
+    pub eval_every: Option<u64>,
+    pub valid_batch_size: usize,
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            epochs: 3,
+            max_steps: None,
+            batch_size: 16,
+            grad_accum: 1,
+            lr: 1e-3,
+            warmup_steps: 100,
+            decay: Decay::Linear,
+            min_lr_ratio: 0.0,
+            adamw: AdamWConfig::default(),
+            max_grad_norm: Some(1.0),
+            max_source_len: 512,
+            max_target_len: 64,
+            dropout: None,
+            bucket_batches: 50,
+            run: RunControl {
+                time_budget: None,
+                save_every: Some(500),
+                eval_every: None,
+                valid_batch_size: 32,
+                progress: true,
+            },
+        }
+    }
+}
+
+impl TrainConfig {
+    fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(TrainError::Config(m.to_string()));
+        if self.batch_size == 0 || self.grad_accum == 0 || self.run.valid_batch_size == 0 {
+            return bad("batch sizes and gradient accumulation must be positive");
+        }
+        if self.epochs == 0 || self.max_steps == Some(0) {
+            return bad("nothing to do: zero epochs or zero steps");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("learning rate must be positive");
+        }
+        if self.dropout.is_some_and(|p| !(0.0..1.0).contains(&p)) {
+            return bad("dropout must be in [0, 1)");
+        }
+        Ok(())
+    }
+}
+
+/// Why a run returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// All epochs (or `max_steps`) done.
+    Completed,
+    TimeBudget,
+    /// The `after_step` hook asked to stop.
+    Requested,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub step: u64,
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub valid_loss: Option<f64>,
+    /// The caller's ranking metric (e.g. HR@1 on a validation sample), when one was given.
+    pub metric: Option<f64>,
+}
+
+/// Everything besides weights and optimizer moments that a resumed run needs (and what a
+/// person wants to know about a checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    pub format: u32,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// The epoch in progress (0-based); equals `config.epochs` when training is complete.
+    pub epoch: usize,
+    /// Optimizer steps already taken within `epoch`, i.e. position in that epoch's batch order.
+    pub step_in_epoch: usize,
+    /// Micro-batches consumed so far; micro-batch `k` draws its dropout masks from a generator
+    /// seeded with (seed, k).
+    pub micro_step: u64,
+    pub seed: u64,
+    pub total_steps: u64,
+    pub best_metric: Option<f64>,
+    pub best_step: Option<u64>,
+    /// Training wall time summed over all invocations.
+    pub elapsed_secs: f64,
+    /// Fingerprint of the tokenized training set.
+    pub data_fingerprint: u64,
+    pub train_examples: usize,
+    pub truncated: Truncation,
+    pub history: Vec<EvalRecord>,
+    pub config: TrainConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// What the `after_step` hook sees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    pub step: u64,
+    pub epoch: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+}
+
+pub type MetricError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Caller-supplied extras. `metric` scores the model on held-out ranking examples (higher is
+/// better) and then decides which checkpoint is `best/`; without it, the lowest validation loss
+/// does.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    pub metric: Option<&'a mut dyn FnMut(&Seq2Seq) -> std::result::Result<f64, MetricError>>,
+    pub after_step: Option<&'a mut dyn FnMut(&StepReport) -> Control>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport {
+    pub stop: StopReason,
+    pub state: TrainerState,
+    pub last_dir: PathBuf,
+    pub best_dir: Option<PathBuf>,
+}
+
+/// Trainable parameters of a model in name order (the order is part of the determinism).
+pub fn model_params(model: &Seq2Seq) -> Vec<Param> {
+    let mut vars: Vec<(String, candle_core::Var)> = model
+        .varmap
+        .data()
+        .lock()
+        .expect("varmap lock poisoned")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars.into_iter()
+        .map(|(name, var)| Param::with_default_decay(name, var))
+        .collect()
+}
+
+pub struct Trainer {
+    model: Seq2Seq,
+    opt: FusedAdamW,
+    cfg: TrainConfig,
+    state: TrainerState,
+    train: Vec<Encoded>,
+    valid: Vec<Encoded>,
+    out_dir: PathBuf,
+    schedule: Schedule,
+}
+
+impl Trainer {
+    /// A fresh run writing checkpoints under `out_dir` (`last/`, `best/`).
+    pub fn new(
+        model: Seq2Seq,
+        train: Vec<Encoded>,
+        truncated: Truncation,
+        valid: Vec<Encoded>,
+        cfg: TrainConfig,
+        out_dir: &Path,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        if train.is_empty() {
+            return Err(TrainError::Config("no training examples".into()));
+        }
+        let opt = FusedAdamW::new(model_params(&model), cfg.adamw)?;
+        let total_steps = total_steps(&cfg, train.len());
+        let state = TrainerState {
+            format: STATE_FORMAT,
+            step: 0,
+            epoch: 0,
+            step_in_epoch: 0,
+            micro_step: 0,
+            seed: cfg.seed,
+            total_steps,
+            best_metric: None,
+            best_step: None,
+            elapsed_secs: 0.0,
+            data_fingerprint: data::fingerprint(&train),
+            train_examples: train.len(),
+            truncated,
+            history: Vec::new(),
+            config: cfg.clone(),
+        };
+        Ok(Self {
+            schedule: schedule(&cfg, total_steps),
+            model,
+            opt,
+            cfg,
+            state,
+            train,
+            valid,
+            out_dir: out_dir.to_path_buf(),
+        })
+    }
+
+    /// Continues the run whose checkpoint is `out_dir/last`. `model` must have been loaded from
+    /// that checkpoint, and `train` must be the same examples; `run` may differ from the
+    /// original run's (a new time budget, say), nothing else in the configuration may.
+    pub fn resume(
+        model: Seq2Seq,
+        train: Vec<Encoded>,
+        valid: Vec<Encoded>,
+        run: RunControl,
+        out_dir: &Path,
+    ) -> Result<Self> {
+        let last = checkpoint::recover(&out_dir.join(LAST_DIR))?.ok_or_else(|| {
+            TrainError::Checkpoint {
+                path: out_dir.join(LAST_DIR),
+                message: "no checkpoint to resume from".into(),
+            }
+        })?;
+        let state = read_state(&last)?;
+        let fingerprint = data::fingerprint(&train);
+        if fingerprint != state.data_fingerprint || train.len() != state.train_examples {
+            return Err(TrainError::Checkpoint {
+                path: last,
+                message: format!(
+                    "the training data differ from the checkpoint's ({} examples, fingerprint \
+                     {:016x}; now {} examples, {fingerprint:016x}): same file and tokenizer needed",
+                    state.train_examples,
+                    state.data_fingerprint,
+                    train.len()
+                ),
+            });
+        }
+        let mut cfg = state.config.clone();
+        cfg.run = run;
+        let mut opt = FusedAdamW::new(model_params(&model), cfg.adamw)?;
+        let moments = candle_core::safetensors::load(last.join(OPTIMIZER_FILE), &candle_core::Device::Cpu)
+            .map_err(|e| TrainError::Checkpoint {
+                path: last.join(OPTIMIZER_FILE),
+                message: e.to_string(),
+            })?;
+        opt.load_state(&moments, state.step)?;
+        tracing::info!(
+            "resuming from {} at step {} (epoch {}, {} steps into it)",
+            last.display(),
+            state.step,
+            state.epoch + 1,
+            state.step_in_epoch
+        );
+        Ok(Self {
+            schedule: schedule(&cfg, state.total_steps),
+            model,
+            opt,
+            cfg,
+            state,
+            train,
+            valid,
+            out_dir: out_dir.to_path_buf(),
+        })
+    }
+
+    pub fn model(&self) -> &Seq2Seq {
+        &self.model
+    }
+
+    pub fn into_model(self) -> Seq2Seq {
+        self.model
+    }
+
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+
+    pub fn run(&mut self, hooks: &mut Hooks<'_>) -> Result<TrainReport> {
+        let started = Instant::now();
+        let elapsed_before = self.state.elapsed_secs;
+        let steps_per_epoch = steps_per_epoch(&self.cfg, self.train.len());
+        let lengths: Vec<usize> = self.train.iter().map(|e| e.source.len()).collect();
+        let dropout_rate = self
+            .cfg
+            .dropout
+            .unwrap_or(self.model.model.config().dropout_rate as f32);
+        let device = self.model.model.device().clone();
+        let start_id = self.model.model.config().decoder_start_token_id;
+        let bar = progress_bar(&self.cfg, self.state.total_steps, self.state.step);
+        let mut window = LossWindow::default();
+        let mut stop = StopReason::Completed;
+
+        'epochs: while self.state.epoch < self.cfg.epochs && self.state.step < self.state.total_steps {
+            let batches = data::epoch_batches(
+                &lengths,
+                self.cfg.batch_size,
+                self.cfg.bucket_batches,
+                self.cfg.seed,
+                self.state.epoch as u64,
+            );
+            let groups: Vec<&[Vec<usize>]> = batches.chunks(self.cfg.grad_accum).collect();
+            debug_assert_eq!(groups.len() as u64, steps_per_epoch);
+            while self.state.step_in_epoch < groups.len() {
+                let group = groups[self.state.step_in_epoch];
+                let step_started = Instant::now();
+                let mut tokens = 0usize;
+                let mut step_loss = 0.0;
+                for batch_idx in group {
+                    let members: Vec<&Encoded> = batch_idx.iter().map(|&i| &self.train[i]).collect();
+                    let batch = data::collate(&members, start_id, &device)?;
+                    let mut dropout = Dropout::new(
+                        dropout_rate,
+                        derive_seed(self.cfg.seed, STREAM_DROPOUT, self.state.micro_step),
+                    );
+                    let logits = self.model.model.forward(
+                        &batch.input_ids,
+                        &batch.attention_mask,
+                        &batch.decoder_input_ids,
+                        Some(&mut dropout),
+                    )?;
+                    let (nll, n) = seq2seq_nll(&logits, &batch.labels)?;
+                    let loss = (nll / n as f64)?;
+                    let grads = loss.backward()?;
+                    self.opt.accumulate(&grads, 1.0 / group.len() as f32)?;
+                    step_loss += loss.to_scalar::<f32>()? as f64 / group.len() as f64;
+                    tokens += batch.source_tokens + batch.target_tokens;
+                    self.state.micro_step += 1;
+                }
+                let lr = self.schedule.lr(self.state.step + 1);
+                let stats = self.opt.step(lr, self.cfg.max_grad_norm)?;
+                if stats.without_grad > 0 && self.state.step == 0 {
+                    tracing::warn!("{} parameters received no gradient", stats.without_grad);
+                }
+                self.state.step += 1;
+                self.state.step_in_epoch += 1;
+                window.push(step_loss, tokens, step_started.elapsed());
+                bar.set_position(self.state.step);
+                bar.set_message(format!(
+                    "epoch {} loss {:.4} lr {lr:.2e} {:.0} tok/s",
+                    self.state.epoch + 1,
+                    window.loss(),
+                    window.tokens_per_sec()
+                ));
+                self.state.elapsed_secs = elapsed_before + started.elapsed().as_secs_f64();
+
+                let report = StepReport {
+                    step: self.state.step,
+                    epoch: self.state.epoch,
+                    loss: step_loss,
+                    lr,
+                    grad_norm: stats.grad_norm,
+                };
+                let requested = hooks
+                    .after_step
+                    .as_mut()
+                    .is_some_and(|f| f(&report) == Control::Stop);
+                let over_budget = self
+                    .cfg
+                    .run
+                    .time_budget
+                    .is_some_and(|b| started.elapsed() >= b);
+                let done = self.state.step >= self.state.total_steps;
+                let epoch_done = self.state.step_in_epoch == groups.len();
+                if epoch_done {
+                    self.state.epoch += 1;
+                    self.state.step_in_epoch = 0;
+                }
+                if epoch_done || self.cfg.run.eval_every.is_some_and(|n| self.state.step % n == 0) {
+                    self.validate(window.loss(), hooks)?;
+                }
+                if epoch_done
+                    || done
+                    || requested
+                    || over_budget
+                    || self.cfg.run.save_every.is_some_and(|n| self.state.step % n == 0)
+                {
+                    self.save_last()?;
+                }
+                if requested || over_budget {
+                    stop = if requested {
+                        StopReason::Requested
+                    } else {
+                        StopReason::TimeBudget
+                    };
+                    break 'epochs;
+                }
+                if done {
+                    if !epoch_done {
+                        self.validate(window.loss(), hooks)?;
+                    }
+                    break 'epochs;
+                }
+                if epoch_done {
+                    break;
+                }
+            }
+        }
+        bar.finish_and_clear();
+        let best = self.out_dir.join(BEST_DIR);
+        Ok(TrainReport {
+            stop,
+            state: self.state.clone(),
+            last_dir: self.out_dir.join(LAST_DIR),
+            best_dir: best.is_dir().then_some(best),
+        })
+    }
+
+    /// Mean token NLL over the validation examples, without dropout.
+    pub fn validation_loss(&self) -> Result<Option<f64>> {
+        if self.valid.is_empty() {
+            return Ok(None);
+        }
+        let device = self.model.model.device();
+        let start_id = self.model.model.config().decoder_start_token_id;
+        let (mut sum, mut count) = (0.0f64, 0usize);
+        for chunk in self.valid.chunks(self.cfg.run.valid_batch_size) {
+            let members: Vec<&Encoded> = chunk.iter().collect();
+            let batch = data::collate(&members, start_id, device)?;
+            let logits = self.model.model.forward(
+                &batch.input_ids,
+                &batch.attention_mask,
+                &batch.decoder_input_ids,
+                None,
+            )?;
+            let (nll, n) = seq2seq_nll(&logits.detach(), &batch.labels)?;
+            sum += f64::from(nll.to_scalar::<f32>()?);
+            count += n;
+        }
+        Ok(Some(sum / count.max(1) as f64))
+    }
+
+    fn validate(&mut self, train_loss: f64, hooks: &mut Hooks<'_>) -> Result<()> {
+        let valid_loss = self.validation_loss()?;
+        let metric = match hooks.metric.as_mut() {
+            Some(f) => Some(f(&self.model).map_err(TrainError::Metric)?),
+            None => None,
+        };
+        let record = EvalRecord {
+            step: self.state.step,
+            epoch: self.state.epoch,
+            train_loss,
+            valid_loss,
+            metric,
+        };
+        tracing::info!(
+            step = record.step,
+            epoch = record.epoch,
+            train_loss = format!("{train_loss:.4}"),
+            valid_loss = valid_loss.map(|l| format!("{l:.4}")),
+            metric = metric.map(|m| format!("{m:.4}")),
+            "validation"
+        );
+        self.state.history.push(record);
+        let score = metric.or(valid_loss.map(|l| -l));
+        if let Some(score) = score {
+            if self.state.best_metric.is_none_or(|b| score > b) {
+                self.state.best_metric = Some(score);
+                self.state.best_step = Some(self.state.step);
+                self.save(BEST_DIR, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn save_last(&self) -> Result<()> {
+        self.save(LAST_DIR, true)
+    }
+
+    fn save(&self, name: &str, with_optimizer: bool) -> Result<()> {
+        let target = self.out_dir.join(name);
+        checkpoint::write_dir_atomic(&target, |dir| {
+            self.model.save_hf_dir(dir).map_err(|e| TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                message: format!("cannot save model: {e}"),
+            })?;
+            if with_optimizer {
+                let tensors: HashMap<String, Tensor> = self.opt.state_tensors()?.into_iter().collect();
+                candle_core::safetensors::save(&tensors, dir.join(OPTIMIZER_FILE))?;
+            }
+            let json = serde_json::to_vec_pretty(&self.state).expect("state serialises");
+            std::fs::write(dir.join(STATE_FILE), json).map_err(io_err(dir.join(STATE_FILE)))
+        })?;
+        tracing::debug!("saved {} at step {}", target.display(), self.state.step);
+        Ok(())
+    }
+}
+
+pub fn read_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    let state: TrainerState = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+        path: path.clone(),
+        message: format!("unreadable trainer state: {e}"),
+    })?;
+    if state.format != STATE_FORMAT {
+        return Err(TrainError::Checkpoint {
+            path,
+            message: format!("trainer state format {} (expected {STATE_FORMAT})", state.format),
+        });
+    }
+    Ok(state)
+}
+
+fn steps_per_epoch(cfg: &TrainConfig, examples: usize) -> u64 {
+    examples.div_ceil(cfg.batch_size).div_ceil(cfg.grad_accum) as u64
+}
+
+fn total_steps(cfg: &TrainConfig, examples: usize) -> u64 {
+    let all = steps_per_epoch(cfg, examples) * cfg.epochs as u64;
+    cfg.max_steps.map_or(all, |m| m.min(all))
+}
+
+fn schedule(cfg: &TrainConfig, total_steps: u64) -> Schedule {
+    Schedule {
+        peak_lr: cfg.lr,
+        warmup_steps: cfg.warmup_steps.min(total_steps),
+        total_steps,
+        decay: cfg.decay,
+        min_ratio: cfg.min_lr_ratio,
+    }
+}
+
+fn progress_bar(cfg: &TrainConfig, total: u64, done: u64) -> ProgressBar {
+    if !cfg.run.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total).with_position(done);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} steps, {eta} left  {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// Loss and throughput over the last few steps, for the progress bar.
+#[derive(Default)]
+struct LossWindow {
+    recent: std::collections::VecDeque<(f64, usize, Duration)>,
+}
+
+impl LossWindow {
+    const LEN: usize = 20;
+
+    fn push(&mut self, loss: f64, tokens: usize, took: Duration) {
+        if self.recent.len() == Self::LEN {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((loss, tokens, took));
+    }
+
+    fn loss(&self) -> f64 {
+        self.recent.iter().map(|r| r.0).sum::<f64>() / self.recent.len().max(1) as f64
+    }
+
+    fn tokens_per_sec(&self) -> f64 {
+        let tokens: usize = self.recent.iter().map(|r| r.1).sum();
+        let secs: f64 = self.recent.iter().map(|r| r.2.as_secs_f64()).sum();
+        tokens as f64 / secs.max(1e-9)
+    }
+}
