@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use instructrec_data::{Counts, Fold, Prepared, Source};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::harness::{candidates_checksum, stored_candidates, Evaluation, Setting};
@@ -38,7 +38,7 @@ pub struct CandidateInfo {
 }
 
 /// One epoch of a trained baseline.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochLog {
     pub epoch: usize,
     pub train_loss: f64,
@@ -48,18 +48,16 @@ pub struct EpochLog {
     pub elapsed_s: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StopReason {
     /// Validation NDCG@5 did not improve for `patience` epochs.
     Converged,
     MaxEpochs,
     TimeBudget,
-    /// Weights were loaded from a checkpoint; no training ran.
-    Loaded,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingLog {
     pub seed: u64,
     pub epochs: Vec<EpochLog>,
@@ -77,6 +75,8 @@ pub struct ModelReport {
     pub model_hash: String,
     pub train_wall_s: f64,
     pub training: Option<TrainingLog>,
+    /// The checkpoint the weights were loaded from instead of training in this run.
+    pub loaded_from: Option<String>,
     pub results: Vec<Evaluation>,
 }
 

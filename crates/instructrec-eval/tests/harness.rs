@@ -194,6 +194,7 @@ fn report_renders_json_markdown_and_svg() {
         model_hash: "none".into(),
         train_wall_s: 0.0,
         training: None,
+        loaded_from: None,
         results,
     });
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,12 @@
+//! Classic baselines for instructrec, each evaluated through `instructrec_eval::Scorer`:
+//! popularity, BM25 over item text, SASRec and BERT4Rec.
+
+pub mod bm25;
+pub mod popularity;
+pub mod seqrec;
+
+pub use bm25::{Bm25, Bm25Config};
+pub use popularity::Popularity;
+pub use seqrec::{SeqRec, SeqRecConfig, Variant};
+pub mod fit;
+pub use fit::{fit, Baseline, FitOptions, Fitted};

@@ -1,0 +1,775 @@
+//! Transformer sequential recommenders over item ids: SASRec (Kang & McAuley 2018; causal
+//! self-attention, next-item prediction with one sampled negative per position and binary
+//! cross-entropy) and BERT4Rec (Sun et al. 2019; bidirectional, cloze masking, softmax over the
+//! whole catalogue at masked positions, plus samples that mask only the last item so that
+//! training matches inference, where a mask is appended after the history).
+//!
+//! Both share one pre-LN transformer encoder built from `instructrec_model::ops` (candle's fused
+//! softmax and layer norm pass no gradient), with every weight, dropout mask, negative, cloze
+//! mask and batch order drawn from one recorded seed.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use candle_core::{Device, Tensor, Var, D};
+use candle_nn::{Linear, Module, Optimizer, VarMap};
+use indicatif::{ProgressBar, ProgressStyle};
+use instructrec_data::{Fold, ItemId, Prepared};
+use instructrec_eval::harness::{build_cases, evaluate_sampled, EvalCase};
+use instructrec_eval::{Case, Protocol, Request, Scorer, Setting, StopReason, TrainingLog};
+use instructrec_eval::report::EpochLog;
+use instructrec_model::ops;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    SasRec,
+    Bert4Rec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Relu,
+    Gelu,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeqRecConfig {
+    pub variant: Variant,
+    pub dim: usize,
+    pub blocks: usize,
+    pub heads: usize,
+    /// Feed-forward width.
+    pub ff_dim: usize,
+    pub activation: Activation,
+    /// Most recent items fed to the encoder (20, the same cap as instruction histories, so that
+    /// baselines and the instruction model see the same evidence).
+    pub max_len: usize,
+    pub dropout: f32,
+    /// BERT4Rec: probability that a position is masked.
+    pub mask_prob: f32,
+    /// BERT4Rec: share of training samples that mask only the last item.
+    pub last_item_mask_share: f32,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    /// Stop after this many epochs without a better validation NDCG@5.
+    pub patience: usize,
+    /// Stop after the first epoch that ends past this many seconds.
+    pub time_budget_s: f64,
+    /// Validate on every n-th validation case (1 = all).
+    pub validation_stride: usize,
+    pub seed: u64,
+}
+
+impl SeqRecConfig {
+    pub fn sasrec(seed: u64) -> Self {
+        Self {
+            variant: Variant::SasRec,
+            dim: 64,
+            blocks: 2,
+            heads: 1,
+            ff_dim: 64,
+            activation: Activation::Relu,
+            max_len: 20,
+            dropout: 0.5,
+            mask_prob: 0.0,
+            last_item_mask_share: 0.0,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            batch_size: 128,
+            max_epochs: 200,
+            patience: 5,
+            time_budget_s: 300.0,
+            validation_stride: 1,
+            seed,
+        }
+    }
+
+    pub fn bert4rec(seed: u64) -> Self {
+        Self {
+            variant: Variant::Bert4Rec,
+            heads: 2,
+            ff_dim: 256,
+            activation: Activation::Gelu,
+            dropout: 0.2,
+            mask_prob: 0.3,
+            last_item_mask_share: 0.25,
+            ..Self::sasrec(seed)
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.variant {
+            Variant::SasRec => "sasrec",
+            Variant::Bert4Rec => "bert4rec",
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.dim == 0 || self.heads == 0 || self.dim % self.heads != 0 {
+            bail!("dim {} must be a positive multiple of heads {}", self.dim, self.heads);
+        }
+        if self.max_len < 2 || self.batch_size == 0 || self.validation_stride == 0 {
+            bail!("max_len must be >= 2, batch_size and validation_stride >= 1");
+        }
+        if !(0.0..1.0).contains(&self.dropout) || !(0.0..=1.0).contains(&self.mask_prob) {
+            bail!("dropout must be in [0, 1) and mask_prob in [0, 1]");
+        }
+        Ok(())
+    }
+}
+
+/// Token ids: 0 pads, item `i` is `i + 1`, and the last id is BERT4Rec's mask.
+const PAD: u32 = 0;
+
+fn token(item: ItemId) -> u32 {
+    item.0 + 1
+}
+
+struct Block {
+    ln1: (Tensor, Tensor),
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    ln2: (Tensor, Tensor),
+    ff1: Linear,
+    ff2: Linear,
+}
+
+/// Creates every parameter from one generator, in a fixed order, so the same seed gives the same
+/// initial weights (candle's own CPU generator cannot be seeded).
+struct Init<'a> {
+    varmap: &'a VarMap,
+    rng: &'a mut ChaCha8Rng,
+    device: &'a Device,
+}
+
+impl Init<'_> {
+    fn add(&mut self, name: String, t: Tensor) -> anyhow::Result<Tensor> {
+        let var = Var::from_tensor(&t)?;
+        let tensor = var.as_tensor().clone();
+        self.varmap.data().lock().expect("varmap lock").insert(name, var);
+        Ok(tensor)
+    }
+
+    fn normal(&mut self, name: String, shape: (usize, usize), std: f32) -> anyhow::Result<Tensor> {
+        let dist = Normal::new(0f32, std)?;
+        let values: Vec<f32> = (0..shape.0 * shape.1).map(|_| dist.sample(self.rng)).collect();
+        let t = Tensor::from_vec(values, shape, self.device)?;
+        self.add(name, t)
+    }
+
+    fn constant(&mut self, name: String, len: usize, value: f32) -> anyhow::Result<Tensor> {
+        let t = Tensor::full(value, len, self.device)?;
+        self.add(name, t)
+    }
+
+    /// Xavier-normal weight and zero bias.
+    fn linear(&mut self, name: &str, inp: usize, out: usize) -> anyhow::Result<Linear> {
+        let std = (2.0 / (inp + out) as f32).sqrt();
+        let w = self.normal(format!("{name}.weight"), (out, inp), std)?;
+        let b = self.constant(format!("{name}.bias"), out, 0.0)?;
+        Ok(Linear::new(w, Some(b)))
+    }
+
+    fn norm(&mut self, name: &str, dim: usize) -> anyhow::Result<(Tensor, Tensor)> {
+        Ok((
+            self.constant(format!("{name}.weight"), dim, 1.0)?,
+            self.constant(format!("{name}.bias"), dim, 0.0)?,
+        ))
+    }
+}
+
+pub struct SeqRec {
+    config: SeqRecConfig,
+    num_items: usize,
+    varmap: VarMap,
+    /// `[num_items + 2, dim]`: padding, the items, the mask token.
+    item_emb: Tensor,
+    pos_emb: Tensor,
+    blocks: Vec<Block>,
+    final_ln: (Tensor, Tensor),
+    /// BERT4Rec's output bias over items.
+    out_bias: Option<Tensor>,
+    device: Device,
+}
+
+/// Dropout with the generator when training; identity at inference.
+fn maybe_dropout(x: &Tensor, p: f32, rng: &mut Option<&mut ChaCha8Rng>) -> candle_core::Result<Tensor> {
+    match rng {
+        Some(r) => ops::dropout(x, p, &mut **r),
+        None => Ok(x.clone()),
+    }
+}
+
+impl SeqRec {
+    pub fn new(config: SeqRecConfig, num_items: usize) -> anyhow::Result<Self> {
+        config.validate()?;
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let d = config.dim;
+        let mut init = Init {
+            varmap: &varmap,
+            rng: &mut rng,
+            device: &device,
+        };
+        let emb_std = 1.0 / (d as f32).sqrt();
+        let item_emb = init.normal("item_emb".into(), (num_items + 2, d), emb_std)?;
+        let pos_emb = init.normal("pos_emb".into(), (config.max_len, d), emb_std)?;
+        let mut blocks = Vec::with_capacity(config.blocks);
+        for b in 0..config.blocks {
+            let p = format!("block{b}");
+            blocks.push(Block {
+                ln1: init.norm(&format!("{p}.ln1"), d)?,
+                q: init.linear(&format!("{p}.q"), d, d)?,
+                k: init.linear(&format!("{p}.k"), d, d)?,
+                v: init.linear(&format!("{p}.v"), d, d)?,
+                o: init.linear(&format!("{p}.o"), d, d)?,
+                ln2: init.norm(&format!("{p}.ln2"), d)?,
+                ff1: init.linear(&format!("{p}.ff1"), d, config.ff_dim)?,
+                ff2: init.linear(&format!("{p}.ff2"), config.ff_dim, d)?,
+            });
+        }
+        let final_ln = init.norm("final_ln", d)?;
+        let out_bias = match config.variant {
+            Variant::Bert4Rec => Some(init.constant("out_bias".into(), num_items, 0.0)?),
+            Variant::SasRec => None,
+        };
+        Ok(Self {
+            config,
+            num_items,
+            varmap,
+            item_emb,
+            pos_emb,
+            blocks,
+            final_ln,
+            out_bias,
+            device,
+        })
+    }
+
+    pub fn config(&self) -> &SeqRecConfig {
+        &self.config
+    }
+
+    fn mask_token(&self) -> u32 {
+        self.num_items as u32 + 1
+    }
+
+    /// Encodes `ids` (`[batch, max_len]`, right-aligned, 0 = padding) to `[batch, max_len, dim]`.
+    /// Dropout is applied when `rng` is given.
+    fn encode(
+        &self,
+        ids: &[u32],
+        batch: usize,
+        mut rng: Option<&mut ChaCha8Rng>,
+    ) -> anyhow::Result<Tensor> {
+        let (l, d, h) = (self.config.max_len, self.config.dim, self.config.heads);
+        let dh = d / h;
+        let p = self.config.dropout;
+        let causal = self.config.variant == Variant::SasRec;
+        // Additive attention bias: padding keys (and future keys for SASRec) are excluded. A
+        // finite large negative keeps rows of pure padding finite (they are never read).
+        let mut bias = vec![0f32; batch * l * l];
+        for b in 0..batch {
+            for i in 0..l {
+                for j in 0..l {
+                    if ids[b * l + j] == PAD || (causal && j > i) {
+                        bias[(b * l + i) * l + j] = -1e9;
+                    }
+                }
+            }
+        }
+        let bias = Tensor::from_vec(bias, (batch, 1, l, l), &self.device)?;
+        let ids_t = Tensor::from_slice(ids, (batch * l,), &self.device)?;
+        let x = self
+            .item_emb
+            .index_select(&ids_t, 0)?
+            .reshape((batch, l, d))?
+            .broadcast_add(&self.pos_emb)?;
+        let mut x = maybe_dropout(&x, p, &mut rng)?;
+        let scale = 1.0 / (dh as f64).sqrt();
+        for blk in &self.blocks {
+            let hdn = ops::layer_norm(&x, &blk.ln1.0, &blk.ln1.1, 1e-6)?;
+            let split = |t: Tensor| -> candle_core::Result<Tensor> {
+                t.reshape((batch, l, h, dh))?.transpose(1, 2)?.contiguous()
+            };
+            let q = split(blk.q.forward(&hdn)?)?;
+            let k = split(blk.k.forward(&hdn)?)?;
+            let v = split(blk.v.forward(&hdn)?)?;
+            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&bias)?;
+            let attn = maybe_dropout(&ops::softmax_last_dim(&scores)?, p, &mut rng)?;
+            let ctx = attn
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((batch, l, d))?;
+            x = (x + maybe_dropout(&blk.o.forward(&ctx)?, p, &mut rng)?)?;
+            let hdn = ops::layer_norm(&x, &blk.ln2.0, &blk.ln2.1, 1e-6)?;
+            let ff = blk.ff1.forward(&hdn)?;
+            let ff = match self.config.activation {
+                Activation::Relu => ff.relu()?,
+                Activation::Gelu => ops::gelu_erf(&ff)?,
+            };
+            let ff = blk.ff2.forward(&maybe_dropout(&ff, p, &mut rng)?)?;
+            x = (x + maybe_dropout(&ff, p, &mut rng)?)?;
+        }
+        Ok(ops::layer_norm(&x, &self.final_ln.0, &self.final_ln.1, 1e-6)?)
+    }
+
+    /// The encoder input for scoring after `history`: SASRec reads the last `max_len` items,
+    /// BERT4Rec the last `max_len - 1` followed by the mask it predicts.
+    fn inference_input(&self, history: &[ItemId]) -> anyhow::Result<Vec<u32>> {
+        let l = self.config.max_len;
+        let mut tokens: Vec<u32> = Vec::with_capacity(l);
+        for &i in history {
+            if i.index() >= self.num_items {
+                bail!("history item {} is outside the catalogue of {}", i.0, self.num_items);
+            }
+            tokens.push(token(i));
+        }
+        if self.config.variant == Variant::Bert4Rec {
+            tokens.push(self.mask_token());
+        }
+        let tail = &tokens[tokens.len().saturating_sub(l)..];
+        let mut out = vec![PAD; l - tail.len()];
+        out.extend_from_slice(tail);
+        Ok(out)
+    }
+
+    /// `[batch, dim]` representation at the last position for each case.
+    fn user_states(&self, cases: &[&Case]) -> anyhow::Result<Tensor> {
+        let l = self.config.max_len;
+        let mut ids = Vec::with_capacity(cases.len() * l);
+        for c in cases {
+            ids.extend(self.inference_input(&c.history)?);
+        }
+        let h = self.encode(&ids, cases.len(), None)?;
+        Ok(h.narrow(1, l - 1, 1)?.squeeze(1)?.contiguous()?.detach())
+    }
+
+    /// Embeddings of the real items (without padding and mask rows), detached.
+    fn item_table(&self) -> anyhow::Result<Tensor> {
+        Ok(self.item_emb.narrow(0, 1, self.num_items)?.detach())
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = tempfile::Builder::new()
+            .suffix(".safetensors")
+            .tempfile_in(dir)?;
+        self.varmap.save(tmp.path())?;
+        tmp.persist(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    pub fn load(&mut self, path: &Path) -> anyhow::Result<()> {
+        self.varmap
+            .load(path)
+            .with_context(|| format!("loading weights from {}", path.display()))
+    }
+
+    /// SHA-256 of every weight, in name order (the same bytes whether trained or loaded).
+    pub fn weights_hash(&self) -> anyhow::Result<String> {
+        let data = self.varmap.data().lock().expect("varmap lock");
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        let mut h = Sha256::new();
+        for n in names {
+            h.update(n.as_bytes());
+            let v: Vec<f32> = data[n].as_tensor().flatten_all()?.to_vec1()?;
+            for x in v {
+                h.update(x.to_le_bytes());
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    fn snapshot(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
+        let data = self.varmap.data().lock().expect("varmap lock");
+        data.iter()
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+            .collect()
+    }
+
+    fn restore(&self, snapshot: &[(String, Tensor)]) -> anyhow::Result<()> {
+        let data = self.varmap.data().lock().expect("varmap lock");
+        for (n, t) in snapshot {
+            data[n].set(t)?;
+        }
+        Ok(())
+    }
+}
+
+impl Scorer for SeqRec {
+    fn name(&self) -> String {
+        self.config.name().into()
+    }
+
+    fn score(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<Vec<f32>> {
+        let mut out = self.score_batch(&[Request { case, candidates }])?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    fn score_batch(&self, requests: &[Request<'_>]) -> anyhow::Result<Vec<Vec<f32>>> {
+        let cases: Vec<&Case> = requests.iter().map(|r| r.case).collect();
+        let states = self.user_states(&cases)?;
+        let mut rows = Vec::new();
+        let mut items = Vec::new();
+        for (r, req) in requests.iter().enumerate() {
+            for &c in req.candidates {
+                if c.index() >= self.num_items {
+                    bail!("candidate {} is outside the catalogue of {}", c.0, self.num_items);
+                }
+                rows.push(r as u32);
+                items.push(c.0);
+            }
+        }
+        if items.is_empty() {
+            return Ok(requests.iter().map(|_| Vec::new()).collect());
+        }
+        let rows = Tensor::from_vec(rows, items.len(), &self.device)?;
+        let items_t = Tensor::from_slice(&items, items.len(), &self.device)?;
+        let tokens: Vec<u32> = items.iter().map(|&i| i + 1).collect();
+        let tokens = Tensor::from_vec(tokens, items.len(), &self.device)?;
+        let e = self.item_emb.detach().index_select(&tokens, 0)?;
+        let mut s = (states.index_select(&rows, 0)? * e)?.sum(D::Minus1)?;
+        if let Some(bias) = &self.out_bias {
+            s = (s + bias.detach().index_select(&items_t, 0)?)?;
+        }
+        let flat: Vec<f32> = s.to_vec1()?;
+        let mut out = Vec::with_capacity(requests.len());
+        let mut at = 0;
+        for req in requests {
+            out.push(flat[at..at + req.candidates.len()].to_vec());
+            at += req.candidates.len();
+        }
+        Ok(out)
+    }
+
+    fn score_all(&self, cases: &[&Case]) -> Option<anyhow::Result<Vec<Vec<f32>>>> {
+        let run = || -> anyhow::Result<Vec<Vec<f32>>> {
+            let states = self.user_states(cases)?;
+            let mut s = states.matmul(&self.item_table()?.t()?)?;
+            if let Some(bias) = &self.out_bias {
+                s = s.broadcast_add(&bias.detach())?;
+            }
+            Ok(s.to_vec2()?)
+        };
+        Some(run())
+    }
+}
+
+/// `log(1 + exp(x))`, composed from primitives with gradients and stable for large |x|.
+fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?)
+}
+
+/// What one training step needs, built on the host from a batch of users.
+struct Batch {
+    input: Vec<u32>,
+    /// SASRec: next item per position (0 where none); BERT4Rec: the masked item.
+    targets: Vec<u32>,
+    /// SASRec: one sampled negative per position.
+    negatives: Vec<u32>,
+    size: usize,
+}
+
+impl SeqRec {
+    fn sasrec_batch(&self, seqs: &[&[u32]], seen: &[&HashSet<u32>], rng: &mut ChaCha8Rng) -> Batch {
+        let l = self.config.max_len;
+        let n = seqs.len();
+        let (mut input, mut targets, mut negatives) =
+            (vec![PAD; n * l], vec![PAD; n * l], vec![PAD; n * l]);
+        for (b, (seq, seen)) in seqs.iter().zip(seen).enumerate() {
+            // Pairs (seq[t], seq[t+1]) for the last `l` transitions, right-aligned.
+            let pairs = seq.len() - 1;
+            let take = pairs.min(l);
+            for k in 0..take {
+                let t = pairs - take + k;
+                let pos = b * l + (l - take + k);
+                input[pos] = seq[t];
+                targets[pos] = seq[t + 1];
+                negatives[pos] = loop {
+                    let cand = rng.random_range(1..=self.num_items as u32);
+                    if !seen.contains(&cand) {
+                        break cand;
+                    }
+                };
+            }
+        }
+        Batch {
+            input,
+            targets,
+            negatives,
+            size: n,
+        }
+    }
+
+    fn bert4rec_batch(&self, seqs: &[&[u32]], rng: &mut ChaCha8Rng) -> Batch {
+        let l = self.config.max_len;
+        let n = seqs.len();
+        let (mut input, mut targets) = (vec![PAD; n * l], vec![PAD; n * l]);
+        for (b, seq) in seqs.iter().enumerate() {
+            let tail = &seq[seq.len().saturating_sub(l)..];
+            let start = b * l + l - tail.len();
+            input[start..start + tail.len()].copy_from_slice(tail);
+            let only_last = rng.random::<f32>() < self.config.last_item_mask_share;
+            let mut masked = 0;
+            for (k, &item) in tail.iter().enumerate() {
+                let last = k + 1 == tail.len();
+                let mask = if only_last {
+                    last
+                } else {
+                    rng.random::<f32>() < self.config.mask_prob
+                };
+                if mask {
+                    input[start + k] = self.mask_token();
+                    targets[start + k] = item;
+                    masked += 1;
+                }
+            }
+            if masked == 0 {
+                // Every sample must teach something: mask the last item.
+                let last = start + tail.len() - 1;
+                targets[last] = input[last];
+                input[last] = self.mask_token();
+            }
+        }
+        Batch {
+            input,
+            targets,
+            negatives: Vec::new(),
+            size: n,
+        }
+    }
+
+    fn loss(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> anyhow::Result<Tensor> {
+        let d = self.config.dim;
+        let h = self.encode(&batch.input, batch.size, Some(rng))?.reshape(((), d))?;
+        let positions: Vec<u32> = batch
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, &t)| t != PAD)
+            .map(|(i, _)| i as u32)
+            .collect();
+        if positions.is_empty() {
+            bail!("a training batch has no target positions");
+        }
+        let pick = |v: &[u32]| -> Vec<u32> { positions.iter().map(|&i| v[i as usize]).collect() };
+        let m = positions.len();
+        let positions = Tensor::from_vec(positions.clone(), m, &self.device)?;
+        let h = h.index_select(&positions, 0)?;
+        match self.config.variant {
+            Variant::SasRec => {
+                let pos = Tensor::from_vec(pick(&batch.targets), m, &self.device)?;
+                let neg = Tensor::from_vec(pick(&batch.negatives), m, &self.device)?;
+                let pos_logit = (&h * self.item_emb.index_select(&pos, 0)?)?.sum(D::Minus1)?;
+                let neg_logit = (&h * self.item_emb.index_select(&neg, 0)?)?.sum(D::Minus1)?;
+                Ok(((softplus(&pos_logit.neg()?)? + softplus(&neg_logit)?)?.mean_all())?)
+            }
+            Variant::Bert4Rec => {
+                // Labels are item indices (token - 1) over the real items only.
+                let labels: Vec<u32> = pick(&batch.targets).iter().map(|t| t - 1).collect();
+                let labels = Tensor::from_vec(labels, (m, 1), &self.device)?;
+                let table = self.item_emb.narrow(0, 1, self.num_items)?;
+                let bias = self.out_bias.as_ref().expect("BERT4Rec has an output bias");
+                let logits = h.matmul(&table.t()?)?.broadcast_add(bias)?;
+                let logp = ops::log_softmax_last_dim(&logits)?;
+                Ok(logp.gather(&labels, 1)?.mean_all()?.neg()?)
+            }
+        }
+    }
+}
+
+impl SeqRec {
+    /// Diagnostic: the gradient norm of every parameter, by name, on one training batch of the
+    /// first users. A zero norm means a parameter is cut off from the loss (e.g. by an op
+    /// without a backward pass).
+    pub fn gradient_norms(&self, prepared: &Prepared) -> anyhow::Result<Vec<(String, f32)>> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
+        let seqs = training_sequences(prepared, self.config.variant);
+        let seqs: Vec<&[u32]> = seqs.iter().take(self.config.batch_size).map(Vec::as_slice).collect();
+        let seen: Vec<HashSet<u32>> = seqs.iter().map(|s| s.iter().copied().collect()).collect();
+        let seen: Vec<&HashSet<u32>> = seen.iter().collect();
+        let batch = match self.config.variant {
+            Variant::SasRec => self.sasrec_batch(&seqs, &seen, &mut rng),
+            Variant::Bert4Rec => self.bert4rec_batch(&seqs, &mut rng),
+        };
+        let grads = self.loss(&batch, &mut rng)?.backward()?;
+        let data = self.varmap.data().lock().expect("varmap lock");
+        let mut out = Vec::with_capacity(data.len());
+        for (name, var) in data.iter() {
+            let norm = match grads.get(var.as_tensor()) {
+                Some(g) => g.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?,
+                None => 0.0,
+            };
+            out.push((name.clone(), norm));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
+
+/// Training data: each user's training sequence (all but the last two items) as tokens.
+fn training_sequences(prepared: &Prepared, variant: Variant) -> Vec<Vec<u32>> {
+    let min_len = match variant {
+        Variant::SasRec => 2,
+        Variant::Bert4Rec => 1,
+    };
+    prepared
+        .dataset
+        .users
+        .iter()
+        .map(|u| {
+            prepared
+                .train_sequence(u.id)
+                .iter()
+                .map(|i| token(i.item))
+                .collect::<Vec<u32>>()
+        })
+        .filter(|s| s.len() >= min_len)
+        .collect()
+}
+
+/// Validation cases for early stopping: every `stride`-th user's 1+9 validation list.
+fn validation_cases(prepared: &Prepared, stride: usize) -> anyhow::Result<Vec<EvalCase>> {
+    let all = build_cases(
+        prepared,
+        Protocol::Sequential,
+        Fold::Validation,
+        Setting::Sampled { size: 10 },
+    )?;
+    Ok(all.into_iter().step_by(stride).collect())
+}
+
+pub struct Trained {
+    pub model: SeqRec,
+    pub log: TrainingLog,
+    pub train_wall_s: f64,
+}
+
+/// Trains on the training split with Adam, validating after every epoch on the 1+9 validation
+/// lists and keeping the weights of the best validation NDCG@5.
+pub fn train(prepared: &Prepared, config: SeqRecConfig) -> anyhow::Result<Trained> {
+    let start = Instant::now();
+    let model = SeqRec::new(config.clone(), prepared.dataset.items.len())?;
+    // A separate stream from initialisation, so changing the model shape does not reshuffle data.
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_da7a);
+    let seqs = training_sequences(prepared, config.variant);
+    if seqs.is_empty() {
+        bail!("no user has a training sequence long enough for {}", config.name());
+    }
+    // SASRec negatives avoid the user's training items only: excluding validation or test items
+    // as well would tell the model something about them.
+    let seen: Vec<HashSet<u32>> = match config.variant {
+        Variant::SasRec => seqs.iter().map(|s| s.iter().copied().collect()).collect(),
+        Variant::Bert4Rec => Vec::new(),
+    };
+    let val = validation_cases(prepared, config.validation_stride)?;
+    let mut opt = candle_nn::AdamW::new(
+        model.varmap.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: config.lr,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-8,
+            weight_decay: config.weight_decay,
+        },
+    )?;
+    let steps = seqs.len().div_ceil(config.batch_size);
+    let pb = ProgressBar::new((steps * config.max_epochs) as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}")
+            .expect("valid template"),
+    );
+    pb.set_prefix(config.name());
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    let mut epochs = Vec::new();
+    let mut best: Option<(f64, usize, Vec<(String, Tensor)>)> = None;
+    let mut stop = StopReason::MaxEpochs;
+    for epoch in 1..=config.max_epochs {
+        order.shuffle(&mut rng);
+        let mut loss_sum = 0.0;
+        for chunk in order.chunks(config.batch_size) {
+            let batch_seqs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
+            let batch = match config.variant {
+                Variant::SasRec => {
+                    let batch_seen: Vec<&HashSet<u32>> = chunk.iter().map(|&i| &seen[i]).collect();
+                    model.sasrec_batch(&batch_seqs, &batch_seen, &mut rng)
+                }
+                Variant::Bert4Rec => model.bert4rec_batch(&batch_seqs, &mut rng),
+            };
+            let loss = model.loss(&batch, &mut rng)?;
+            let value = loss.to_scalar::<f32>()? as f64;
+            if !value.is_finite() {
+                bail!("{} training loss became {value} in epoch {epoch}", config.name());
+            }
+            loss_sum += value;
+            opt.backward_step(&loss)?;
+            pb.inc(1);
+        }
+        let metrics = evaluate_sampled(&model, &val, 256)?;
+        let elapsed_s = start.elapsed().as_secs_f64();
+        let log = EpochLog {
+            epoch,
+            train_loss: loss_sum / steps as f64,
+            val_hr1: metrics.hr1,
+            val_ndcg5: metrics.ndcg5,
+            elapsed_s,
+        };
+        pb.set_message(format!(
+            "epoch {epoch} loss {:.4} val HR@1 {:.4} NDCG@5 {:.4}",
+            log.train_loss, log.val_hr1, log.val_ndcg5
+        ));
+        tracing::info!(
+            model = config.name(),
+            epoch,
+            loss = log.train_loss,
+            val_hr1 = log.val_hr1,
+            val_ndcg5 = log.val_ndcg5,
+            elapsed_s,
+            "epoch done"
+        );
+        epochs.push(log);
+        if best.as_ref().is_none_or(|(b, _, _)| metrics.ndcg5 > *b) {
+            best = Some((metrics.ndcg5, epoch, model.snapshot()?));
+        } else if epoch - best.as_ref().map_or(0, |b| b.1) >= config.patience {
+            stop = StopReason::Converged;
+            break;
+        }
+        if elapsed_s > config.time_budget_s && epoch < config.max_epochs {
+            stop = StopReason::TimeBudget;
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    let (_, best_epoch, weights) = best.context("training ran no epoch")?;
+    model.restore(&weights)?;
+    Ok(Trained {
+        model,
+        log: TrainingLog {
+            seed: config.seed,
+            epochs,
+            best_epoch,
+            stop,
+        },
+        train_wall_s: start.elapsed().as_secs_f64(),
+    })
+}
