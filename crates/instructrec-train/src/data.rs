@@ -116,15 +116,21 @@ pub fn encode_examples(
     let mut stats = Truncation::default();
     let mut out = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(1024) {
-        let sources = tokenizer
-            .encode_batch(chunk.iter().map(|e| e.source.as_str()).collect(), true)
-            .map_err(TrainError::Tokenizer)?;
-        let targets = tokenizer
-            .encode_batch(chunk.iter().map(|e| e.target.as_str()).collect(), true)
-            .map_err(TrainError::Tokenizer)?;
-        for (s, t) in sources.iter().zip(&targets) {
-            let (source, cut_s) = truncate_source(s.get_ids().to_vec(), max_source);
-            let (target, cut_t) = truncate_target(t.get_ids().to_vec(), max_target);
+        // EOS is appended here rather than by the tokenizer's post-processor, as the model
+        // crate does when scoring, so that training and scoring see the same ids whatever
+        // post-processor a loaded tokenizer.json carries.
+        let ids = |texts: Vec<&str>| -> Result<Vec<Vec<u32>>> {
+            Ok(tokenizer
+                .encode_batch(texts, false)?
+                .iter()
+                .map(|e| e.get_ids().iter().copied().chain([EOS_ID]).collect())
+                .collect())
+        };
+        let sources = ids(chunk.iter().map(|e| e.source.as_str()).collect())?;
+        let targets = ids(chunk.iter().map(|e| e.target.as_str()).collect())?;
+        for (s, t) in sources.into_iter().zip(targets) {
+            let (source, cut_s) = truncate_source(s, max_source);
+            let (target, cut_t) = truncate_target(t, max_target);
             stats.sources += usize::from(cut_s);
             stats.targets += usize::from(cut_t);
             out.push(Encoded { source, target });

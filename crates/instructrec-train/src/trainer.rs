@@ -178,6 +178,8 @@ pub struct StepReport {
     pub loss: f64,
     pub lr: f64,
     pub grad_norm: f64,
+    /// Parameters that received no gradient in this step (a model bug unless frozen).
+    pub without_grad: usize,
 }
 
 pub type MetricError = Box<dyn std::error::Error + Send + Sync>;
@@ -415,6 +417,7 @@ impl Trainer {
                     loss: step_loss,
                     lr,
                     grad_norm: stats.grad_norm,
+                    without_grad: stats.without_grad,
                 };
                 let requested = hooks
                     .after_step
