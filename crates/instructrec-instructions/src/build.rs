@@ -45,7 +45,9 @@ pub struct BuildConfig {
     pub train_candidates: usize,
     /// Stored candidate set sizes to write evaluation lines for.
     pub eval_sizes: Vec<usize>,
-    /// Write evaluation lines for a seeded sample of this many users only.
+    /// Write evaluation lines for a seeded sample of this many users (the same users in both
+    /// folds); `None` for every user. Scoring every candidate of every scenario for every user
+    /// is more than a language model can afford, and the files would run to gigabytes.
     pub eval_users: Option<usize>,
 }
 
@@ -58,7 +60,7 @@ impl Default for BuildConfig {
             history_budget: 200,
             train_candidates: 10,
             eval_sizes: vec![10],
-            eval_users: None,
+            eval_users: Some(5000),
         }
     }
 }

@@ -190,8 +190,7 @@ pub fn write_jsonl(path: &Path, instructions: &[Instruction]) -> Result<(), Reco
         w.write_all(b"\n").map_err(io)?;
     }
     let tmp = w.into_inner().map_err(|e| io(e.into_error()))?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::persist(tmp, path).map_err(io)
 }
 
 pub fn read_jsonl(path: &Path) -> Result<Vec<Instruction>, RecordError> {

@@ -118,6 +118,8 @@ struct Facts {
     area: Option<String>,
     /// The leaf segment, written as a common noun when it is one ("gaming mice").
     kind: Option<String>,
+    /// The kind is a catalogue-wide facet ("games"): too broad to stand for a need alone.
+    broad_kind: bool,
     /// Other non-facet segments above the leaf ("Kids & Family").
     flavours: Vec<String>,
     brand: Option<String>,
@@ -176,8 +178,10 @@ impl<'a> Catalogue<'a> {
                     })
                     .collect();
                 keywords.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+                let broad_kind = segs.last().is_some_and(|leaf| is_facet(leaf));
                 Facts {
                     area,
+                    broad_kind,
                     kind: kind.filter(|k| !segs.is_empty() && !k.is_empty()),
                     flavours,
                     brand: item.brand.clone().filter(|b| !b.trim().is_empty()),
@@ -342,8 +346,11 @@ impl OfflineTeacher {
         if let Some(area) = &f.area {
             forms.push((2, format!("something for my {area}")));
         }
-        if let Some(kind) = &f.kind {
+        if let Some(kind) = f.kind.as_ref().filter(|_| !f.broad_kind || f.area.is_none()) {
             forms.push((3, format!("some new {kind}")));
+        }
+        if let (true, Some(brand)) = (forms.is_empty(), &f.brand) {
+            forms.push((4, format!("something from {brand}")));
         }
         let Some((form, need)) = forms.choose(rng).cloned() else {
             return Fill {
@@ -359,7 +366,7 @@ impl OfflineTeacher {
             let s = pick(rng, NEED_KEYWORDS, 'k', &mut frame).replace("{keywords}", &join_and(&f.keywords[..k]));
             extras.push(s);
         }
-        if let Some(brand) = &f.brand {
+        if let (Some(brand), true) = (&f.brand, form != 4) {
             if rng.random_bool(0.25) {
                 extras.push(pick(rng, NEED_BRAND, 'b', &mut frame).replace("{brand}", brand));
             }
