@@ -17,6 +17,9 @@ enum Command {
     /// Import, filter, split and describe datasets.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// Build instruction files from a prepared dataset; show filled templates.
+    #[command(subcommand)]
+    Instructions(cmd::instructions::InstructionsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,6 +33,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data(c) => cmd::data::run(c),
+        Command::Instructions(c) => cmd::instructions::run(c),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

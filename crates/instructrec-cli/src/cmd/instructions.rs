@@ -1,0 +1,206 @@
+//! `instructrec instructions build | show | bench`: turn a prepared dataset into instruction
+//! files, print filled templates for one user, and time a full build.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use instructrec_data::{Prepared, UserId};
+use instructrec_instructions::teacher::{OfflineTeacher, OpenAiConfig, OpenAiTeacher, Teacher};
+use instructrec_instructions::{BuildConfig, Builder, TemplateLibrary, WordCounter};
+
+#[derive(Subcommand)]
+pub enum InstructionsCommand {
+    /// Write train.jsonl, validation.jsonl, test.jsonl and stats.json; print the statistics.
+    Build {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print every template (or one) filled for one user.
+    Show {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Dense user index, or the source's user id.
+        #[arg(long)]
+        user: String,
+        /// Only this template id.
+        #[arg(long)]
+        template: Option<String>,
+    },
+    /// Build into a temporary directory and print the time of each phase (target: a full
+    /// amazon-games build in under a minute).
+    Bench {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TeacherKind {
+    /// Deterministic fills from item metadata; no network.
+    Offline,
+    /// An OpenAI-compatible chat-completions service (OPENAI_BASE_URL, OPENAI_API_KEY,
+    /// INSTRUCTREC_TEACHER_MODEL, or --teacher-config), cached on disk.
+    Openai,
+}
+
+#[derive(Args)]
+pub struct CommonArgs {
+    /// A prepared directory (`instructrec data prepare`).
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value = "offline")]
+    teacher: TeacherKind,
+    /// TOML file for the OpenAI-compatible teacher (base_url, model, cache_dir, concurrency,
+    /// max_retries, backoff_ms, timeout_s, temperature, max_tokens).
+    #[arg(long)]
+    teacher_config: Option<PathBuf>,
+    /// Answer cache of the OpenAI-compatible teacher when it is configured from the environment.
+    #[arg(long, default_value = "teacher-cache")]
+    teacher_cache: PathBuf,
+    /// Seed of every sampled choice (templates, negatives, display order, offline phrasings).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Training targets per user: the last N items of the train sequence.
+    #[arg(long, default_value_t = 1)]
+    per_user: usize,
+    /// Templates per training target.
+    #[arg(long, default_value_t = 3)]
+    templates_per_target: usize,
+    /// A template file to use instead of the built-in one.
+    #[arg(long)]
+    templates: Option<PathBuf>,
+    /// Token budget of the shown history (tokens counted as words).
+    #[arg(long, default_value_t = 200)]
+    history_budget: usize,
+    /// Candidate list length of training T3 instructions.
+    #[arg(long, default_value_t = 10)]
+    train_candidates: usize,
+    /// Stored candidate set sizes to write evaluation lines for (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    eval_sizes: Vec<usize>,
+    /// Evaluation lines for a seeded sample of this many users (the same in both folds), or
+    /// "all".
+    #[arg(long, default_value = "5000", value_parser = parse_users)]
+    eval_users: EvalUsers,
+}
+
+#[derive(Clone, Copy)]
+pub struct EvalUsers(Option<usize>);
+
+fn parse_users(s: &str) -> Result<EvalUsers, String> {
+    if s == "all" {
+        return Ok(EvalUsers(None));
+    }
+    s.parse().map(|n| EvalUsers(Some(n))).map_err(|_| format!("expected a number or \"all\", got {s:?}"))
+}
+
+struct Loaded {
+    prepared: Prepared,
+    library: TemplateLibrary,
+    teacher: Box<dyn Teacher>,
+    config: BuildConfig,
+}
+
+impl CommonArgs {
+    fn load(&self) -> anyhow::Result<Loaded> {
+        let prepared = Prepared::load(&self.data)
+            .with_context(|| format!("loading the prepared dataset {}", self.data.display()))?;
+        let library = match &self.templates {
+            Some(path) => TemplateLibrary::from_path(path)?,
+            None => TemplateLibrary::builtin(),
+        };
+        let teacher: Box<dyn Teacher> = match self.teacher {
+            TeacherKind::Offline => Box::new(OfflineTeacher::new(self.seed)),
+            TeacherKind::Openai => {
+                let config = match &self.teacher_config {
+                    Some(path) => OpenAiConfig::from_file(path)?,
+                    None => OpenAiConfig::from_env(self.teacher_cache.clone())?,
+                };
+                Box::new(OpenAiTeacher::new(config, self.seed)?)
+            }
+        };
+        let config = BuildConfig {
+            seed: self.seed,
+            per_user: self.per_user,
+            templates_per_target: self.templates_per_target,
+            history_budget: self.history_budget,
+            train_candidates: self.train_candidates,
+            eval_sizes: self.eval_sizes.clone(),
+            eval_users: self.eval_users.0,
+        };
+        Ok(Loaded { prepared, library, teacher, config })
+    }
+}
+
+pub fn run(command: InstructionsCommand) -> anyhow::Result<()> {
+    match command {
+        InstructionsCommand::Build { common, out } => {
+            build(&common, &out)?;
+        }
+        InstructionsCommand::Bench { common } => {
+            let dir = tempfile::tempdir().context("creating a temporary directory")?;
+            let seconds = build(&common, dir.path())?;
+            println!(
+                "full build: {seconds:.2} s (load + plan + teacher + render + write; target < 60 s)"
+            );
+        }
+        InstructionsCommand::Show { common, user, template } => show(&common, &user, template.as_deref())?,
+    }
+    Ok(())
+}
+
+/// Builds and writes; returns the total seconds including loading.
+fn build(common: &CommonArgs, out: &Path) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let l = common.load()?;
+    let loaded = start.elapsed().as_secs_f64();
+    let builder = Builder::new(&l.prepared, &l.library, l.teacher.as_ref(), &WordCounter, l.config)?;
+    let set = builder.build()?;
+    let written = Instant::now();
+    set.write(out)?;
+    let write = written.elapsed().as_secs_f64();
+    print!("{}", set.stats.table());
+    println!("seconds: load {loaded:.2}, write {write:.2}");
+    println!("wrote {}", out.display());
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn find_user(prepared: &Prepared, user: &str) -> anyhow::Result<UserId> {
+    let users = &prepared.dataset.users;
+    if let Ok(i) = user.parse::<u32>() {
+        if (i as usize) < users.len() {
+            return Ok(UserId(i));
+        }
+    }
+    users
+        .iter()
+        .find(|u| u.original_id == user)
+        .map(|u| u.id)
+        .with_context(|| format!("no user {user:?} (neither a dense index below {} nor a source id)", users.len()))
+}
+
+fn show(common: &CommonArgs, user: &str, template: Option<&str>) -> anyhow::Result<()> {
+    let l = common.load()?;
+    let user = find_user(&l.prepared, user)?;
+    let builder = Builder::new(&l.prepared, &l.library, l.teacher.as_ref(), &WordCounter, l.config)?;
+    for (id, result) in builder.show(user, template)? {
+        let t = l.library.get(&id).expect("shown templates come from the library");
+        println!(
+            "== {id}  {} {} {}  {}",
+            t.preference, t.intention, t.task, t.strategy
+        );
+        match result {
+            Ok(i) => {
+                println!("[{}] {}", i.split.name(), i.text);
+                println!("-> {}\n", i.target);
+            }
+            Err(why) => println!("(not filled for this user: {why})\n"),
+        }
+    }
+    Ok(())
+}
