@@ -196,7 +196,10 @@ impl T5Config {
             ("num_layers", self.num_layers),
             ("num_decoder_layers", self.decoder_layers()),
             ("num_heads", self.num_heads),
-            ("relative_attention_num_buckets", self.relative_attention_num_buckets),
+            (
+                "relative_attention_num_buckets",
+                self.relative_attention_num_buckets,
+            ),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be positive"));
@@ -208,7 +211,10 @@ impl T5Config {
             return Err("relative_attention_max_distance must exceed num_buckets / 4".into());
         }
         if !(0.0..1.0).contains(&self.dropout_rate) {
-            return Err(format!("dropout_rate must be in [0, 1), got {}", self.dropout_rate));
+            return Err(format!(
+                "dropout_rate must be in [0, 1), got {}",
+                self.dropout_rate
+            ));
         }
         for (name, id) in [
             ("decoder_start_token_id", self.decoder_start_token_id),
@@ -216,7 +222,10 @@ impl T5Config {
             ("eos_token_id", self.eos_token_id),
         ] {
             if id as usize >= self.vocab_size {
-                return Err(format!("{name} {id} is outside the vocabulary ({})", self.vocab_size));
+                return Err(format!(
+                    "{name} {id} is outside the vocabulary ({})",
+                    self.vocab_size
+                ));
             }
         }
         Ok(())
@@ -255,9 +264,10 @@ mod tests {
 
     #[test]
     fn explicit_scale_flag_wins_over_tie_flag() {
-        let c: T5Config =
-            serde_json::from_str(r#"{"tie_word_embeddings": true, "scale_decoder_outputs": false}"#)
-                .unwrap();
+        let c: T5Config = serde_json::from_str(
+            r#"{"tie_word_embeddings": true, "scale_decoder_outputs": false}"#,
+        )
+        .unwrap();
         assert!(!c.scales_decoder_outputs());
         let c: T5Config = serde_json::from_str("{}").unwrap();
         assert!(c.scales_decoder_outputs());

@@ -140,7 +140,10 @@ pub fn generate_titles(
         finished.truncate(top_k);
         // Log-probabilities only decrease along a path: once `top_k` titles are finished and
         // none of the open prefixes beats the worst of them, nothing better can appear.
-        let best_open = next_beams.iter().map(|b| b.sum).fold(f32::NEG_INFINITY, f32::max);
+        let best_open = next_beams
+            .iter()
+            .map(|b| b.sum)
+            .fold(f32::NEG_INFINITY, f32::max);
         if finished.len() == top_k && finished.last().is_some_and(|w| w.sum >= best_open) {
             break;
         }

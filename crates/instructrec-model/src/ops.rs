@@ -162,16 +162,27 @@ mod tests {
             ("softmax", Box::new(softmax_last_dim)),
             ("log_softmax", Box::new(log_softmax_last_dim)),
             ("rms_norm", Box::new(move |x| rms_norm(x, &w1, 1e-6))),
-            ("layer_norm", Box::new(move |x| layer_norm(x, &w2, &b2, 1e-5))),
+            (
+                "layer_norm",
+                Box::new(move |x| layer_norm(x, &w2, &b2, 1e-5)),
+            ),
         ];
         let x0 = input().to_dtype(DType::F64).unwrap();
-        let r = input().to_dtype(DType::F64).unwrap().affine(0.7, 0.2)
+        let r = input()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .affine(0.7, 0.2)
             .unwrap()
             .cos()
             .unwrap();
         for (name, f) in ops {
             let x = Var::from_tensor(&x0).unwrap();
-            let loss = f(x.as_tensor()).unwrap().mul(&r).unwrap().sum_all().unwrap();
+            let loss = f(x.as_tensor())
+                .unwrap()
+                .mul(&r)
+                .unwrap()
+                .sum_all()
+                .unwrap();
             let grad = loss.backward().unwrap().get(&x).unwrap().clone();
             let grad: Vec<f64> = grad.flatten_all().unwrap().to_vec1().unwrap();
             let base: Vec<f64> = x0.flatten_all().unwrap().to_vec1().unwrap();
@@ -213,6 +224,8 @@ mod tests {
         assert_ne!(va, vc);
         let zeros = va.iter().filter(|v| **v == 0.0).count() as f64 / va.len() as f64;
         assert!((zeros - 0.25).abs() < 0.03, "dropped fraction {zeros}");
-        assert!(va.iter().all(|v| *v == 0.0 || (*v - 4.0 / 3.0).abs() < 1e-6));
+        assert!(va
+            .iter()
+            .all(|v| *v == 0.0 || (*v - 4.0 / 3.0).abs() < 1e-6));
     }
 }

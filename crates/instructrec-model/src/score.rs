@@ -107,7 +107,10 @@ fn target_log_probs(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
         .log()?
         .add(&max)?;
     let picked = logits.gather(&safe.unsqueeze(2)?, 2)?;
-    picked.sub(&lse)?.squeeze(2)?.mul(&keep.to_dtype(logits.dtype())?)
+    picked
+        .sub(&lse)?
+        .squeeze(2)?
+        .mul(&keep.to_dtype(logits.dtype())?)
 }
 
 /// Probabilities of a set of answer labels (e.g. "yes"/"no", "A"/"B", or two item texts),

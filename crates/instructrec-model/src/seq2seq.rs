@@ -25,7 +25,7 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// What a [`VarMap`]-backed builder does with a tensor it does not hold yet.
 enum Missing {
     /// Draw it from its `Init` with this generator (model creation from a recorded seed).
-    Sample(Mutex<ChaCha8Rng>),
+    Sample(Box<Mutex<ChaCha8Rng>>),
     /// Fail: every tensor must come from the checkpoint.
     Fail,
 }
@@ -140,7 +140,7 @@ pub fn seeded_var_builder(varmap: &VarMap, seed: u64, device: &Device) -> VarBui
     VarBuilder::from_backend(
         Box::new(TrackedVarMap {
             varmap: varmap.clone(),
-            missing: Missing::Sample(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
+            missing: Missing::Sample(Box::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)))),
             requested: Arc::default(),
             problem: Arc::default(),
         }),
@@ -158,7 +158,12 @@ pub struct Seq2Seq {
 
 impl Seq2Seq {
     /// A freshly initialised model. `cfg.vocab_size` is replaced by the tokenizer's size.
-    pub fn new_random(cfg: &T5Config, tokenizer: Tokenizer, device: &Device, seed: u64) -> Result<Self> {
+    pub fn new_random(
+        cfg: &T5Config,
+        tokenizer: Tokenizer,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self> {
         let mut cfg = cfg.clone();
         cfg.vocab_size = tokenizer.get_vocab_size(true);
         check_special_tokens(&cfg, &tokenizer, Path::new("<tokenizer>"))?;
@@ -279,9 +284,11 @@ impl Seq2Seq {
             .tempdir_in(&parent)
             .map_err(io_err(&parent))?;
         let config_path = tmp.path().join(CONFIG_FILE);
-        let json = serde_json::to_string_pretty(self.model.config()).map_err(|source| ModelError::Json {
-            path: config_path.clone(),
-            source,
+        let json = serde_json::to_string_pretty(self.model.config()).map_err(|source| {
+            ModelError::Json {
+                path: config_path.clone(),
+                source,
+            }
         })?;
         std::fs::write(&config_path, json + "\n").map_err(io_err(&config_path))?;
         let tensors: HashMap<String, Tensor> = self
@@ -309,7 +316,9 @@ impl Seq2Seq {
             let old = parent.join(format!(
                 ".instructrec-old-{}-{}",
                 std::process::id(),
-                dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
             ));
             std::fs::rename(dir, &old).map_err(io_err(dir))?;
             std::fs::rename(&staged, dir).map_err(io_err(dir))?;
@@ -349,7 +358,11 @@ impl Seq2Seq {
             .iter()
             .map(|t| self.tokenize(t, true, max_len))
             .collect::<Result<Vec<_>>>()?;
-        Ok(pad_batch(&rows, self.config().pad_token_id, self.model.device())?)
+        Ok(pad_batch(
+            &rows,
+            self.config().pad_token_id,
+            self.model.device(),
+        )?)
     }
 
     /// Encodes one instruction (+ EOS, at most `max_len` tokens) for scoring or generation.
@@ -442,12 +455,21 @@ impl Default for TokenLimits {
 }
 
 /// Right-pads id rows to the longest: ids and mask (1 = token), both `[b, longest]` u32.
-pub fn pad_batch(rows: &[Vec<u32>], pad: u32, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+pub fn pad_batch(
+    rows: &[Vec<u32>],
+    pad: u32,
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
     let longest = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut ids = Vec::with_capacity(rows.len() * longest);
     let mut mask = Vec::with_capacity(rows.len() * longest);
     for r in rows {
-        ids.extend(r.iter().copied().chain(std::iter::repeat(pad)).take(longest));
+        ids.extend(
+            r.iter()
+                .copied()
+                .chain(std::iter::repeat(pad))
+                .take(longest),
+        );
         mask.extend((0..longest).map(|i| u32::from(i < r.len())));
     }
     Ok((

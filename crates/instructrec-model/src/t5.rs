@@ -148,7 +148,13 @@ struct RelativeBias {
 impl RelativeBias {
     /// Bias for queries at positions `q_start..q_start + q_len` over keys `0..k_len`,
     /// shaped `[1, heads, q_len, k_len]`.
-    fn forward(&self, q_start: usize, q_len: usize, k_len: usize, device: &Device) -> Result<Tensor> {
+    fn forward(
+        &self,
+        q_start: usize,
+        q_len: usize,
+        k_len: usize,
+        device: &Device,
+    ) -> Result<Tensor> {
         let buckets: Vec<u32> = (0..q_len)
             .flat_map(|i| {
                 (0..k_len).map(move |j| {
@@ -443,7 +449,11 @@ impl Stack {
                 num_buckets: cfg.relative_attention_num_buckets,
                 max_distance: cfg.relative_attention_max_distance,
             },
-            final_norm: RmsNorm::new(cfg.d_model, cfg.layer_norm_epsilon, vb.pp("final_layer_norm"))?,
+            final_norm: RmsNorm::new(
+                cfg.d_model,
+                cfg.layer_norm_epsilon,
+                vb.pp("final_layer_norm"),
+            )?,
         })
     }
 }
@@ -520,7 +530,7 @@ impl T5 {
         let shared = embedding(cfg.vocab_size, cfg.d_model, 1.0, vb.pp("shared"))?;
         let encoder = Stack::new(cfg, false, vb.pp("encoder"))?;
         let decoder = Stack::new(cfg, true, vb.pp("decoder"))?;
-        let tied = !(vb.contains_tensor("lm_head.weight") || !cfg.tie_word_embeddings);
+        let tied = cfg.tie_word_embeddings && !vb.contains_tensor("lm_head.weight");
         let lm_head = if tied {
             Linear::new(shared.embeddings().clone(), None)
         } else {
@@ -677,7 +687,9 @@ impl T5 {
         for (i, block) in self.decoder.blocks.iter().enumerate() {
             let slot = cache.as_mut().map(|c| &mut c.self_kv[i]);
             x = block.self_attn.forward(&x, &self_bias, slot, dropout)?;
-            x = block.cross()?.forward(&x, &cross_kv[i], &cross_bias, dropout)?;
+            x = block
+                .cross()?
+                .forward(&x, &cross_kv[i], &cross_bias, dropout)?;
             x = block.ff.forward(&x, dropout)?;
         }
         if let Some(c) = cache {
@@ -707,7 +719,10 @@ pub fn seq2seq_nll(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, usize)> 
     let safe = keep.where_cond(&labels, &labels.zeros_like()?)?;
     let logp = ops::log_softmax_last_dim(&logits.reshape((b * t, v))?)?;
     let picked = logp.gather(&safe.unsqueeze(1)?, 1)?.squeeze(1)?;
-    let nll = picked.mul(&keep.to_dtype(logp.dtype())?)?.sum_all()?.neg()?;
+    let nll = picked
+        .mul(&keep.to_dtype(logp.dtype())?)?
+        .sum_all()?
+        .neg()?;
     Ok((nll, n))
 }
 

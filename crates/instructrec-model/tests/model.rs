@@ -19,7 +19,13 @@ fn tokenizer() -> tokenizers::Tokenizer {
 }
 
 fn tiny(seed: u64) -> Seq2Seq {
-    Seq2Seq::new_random(&T5Config::preset(Preset::Tiny), tokenizer(), &Device::Cpu, seed).unwrap()
+    Seq2Seq::new_random(
+        &T5Config::preset(Preset::Tiny),
+        tokenizer(),
+        &Device::Cpu,
+        seed,
+    )
+    .unwrap()
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -36,11 +42,18 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 fn random_ids(rng: &mut ChaCha8Rng, len: usize, vocab: usize) -> Vec<u32> {
-    (0..len).map(|_| rng.random_range(3..vocab as u32)).collect()
+    (0..len)
+        .map(|_| rng.random_range(3..vocab as u32))
+        .collect()
 }
 
 /// A padded batch: (input ids, mask, labels with -100 padding), EOS-terminated rows.
-fn batch(rng: &mut ChaCha8Rng, vocab: usize, src: &[usize], tgt: &[usize]) -> (Tensor, Tensor, Tensor) {
+fn batch(
+    rng: &mut ChaCha8Rng,
+    vocab: usize,
+    src: &[usize],
+    tgt: &[usize],
+) -> (Tensor, Tensor, Tensor) {
     let s = *src.iter().max().unwrap();
     let t = *tgt.iter().max().unwrap();
     let (mut ids, mut mask, mut labels) = (vec![], vec![], vec![]);
@@ -49,7 +62,10 @@ fn batch(rng: &mut ChaCha8Rng, vocab: usize, src: &[usize], tgt: &[usize]) -> (T
         row.push(1);
         ids.extend(row.iter().copied().chain(std::iter::repeat(0)).take(s));
         mask.extend((0..s).map(|i| u32::from(i < n)));
-        let mut lab: Vec<i64> = random_ids(rng, m - 1, vocab).into_iter().map(i64::from).collect();
+        let mut lab: Vec<i64> = random_ids(rng, m - 1, vocab)
+            .into_iter()
+            .map(i64::from)
+            .collect();
         lab.push(1);
         labels.extend(lab.into_iter().chain(std::iter::repeat(-100)).take(t));
     }
@@ -95,8 +111,17 @@ fn every_trainable_tensor_gets_a_nonzero_gradient() {
                 let g = grads
                     .get(var.as_tensor())
                     .unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
-                let m = g.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-                assert!(m > 0.0 && m.is_finite(), "{name}: gradient of {pname} is {m}");
+                let m = g
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    m > 0.0 && m.is_finite(),
+                    "{name}: gradient of {pname} is {m}"
+                );
             }
         }
     }
@@ -143,7 +168,10 @@ fn nll_sum_and_mean_agree_and_ignore_padding() {
     let (sum, n) = seq2seq_nll(&logits, &labels).unwrap();
     assert_eq!(n, 13);
     let mean = seq2seq_loss(&logits, &labels).unwrap();
-    let (s, m) = (sum.to_scalar::<f32>().unwrap(), mean.to_scalar::<f32>().unwrap());
+    let (s, m) = (
+        sum.to_scalar::<f32>().unwrap(),
+        mean.to_scalar::<f32>().unwrap(),
+    );
     assert!((s / 13.0 - m).abs() < 1e-6);
     let all_ignored = labels.ones_like().unwrap().affine(0.0, -100.0).unwrap();
     assert!(seq2seq_loss(&logits, &all_ignored).is_err());
@@ -203,18 +231,30 @@ fn loads_sharded_checkpoints_and_names_bad_tensors() {
     names.sort();
     let (first, second) = names.split_at(names.len() / 2);
     let mut weight_map = serde_json::Map::new();
-    for (file, part) in [("model-00001-of-00002.safetensors", first), ("model-00002-of-00002.safetensors", second)] {
-        let tensors: std::collections::HashMap<String, Tensor> =
-            part.iter().map(|n| ((*n).clone(), all[*n].clone())).collect();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
+        let tensors: std::collections::HashMap<String, Tensor> = part
+            .iter()
+            .map(|n| ((*n).clone(), all[*n].clone()))
+            .collect();
         candle_core::safetensors::save(&tensors, dir.path().join(file)).unwrap();
         for n in part {
             weight_map.insert((*n).clone(), file.into());
         }
     }
     let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
-    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
     let sharded = Seq2Seq::load_hf_dir(dir.path(), &Device::Cpu).unwrap();
-    assert_eq!(max_abs_diff(&logits_of(&sharded, 3), &logits_of(&reference, 3)), 0.0);
+    assert_eq!(
+        max_abs_diff(&logits_of(&sharded, 3), &logits_of(&reference, 3)),
+        0.0
+    );
 
     // A missing tensor is named.
     let dir = fixture_copy(name);
@@ -232,7 +272,10 @@ fn loads_sharded_checkpoints_and_names_bad_tensors() {
     // A mis-shaped tensor is named with both shapes.
     let bad = "encoder.block.0.layer.1.DenseReluDense.wo.weight";
     let mut tensors = all.clone();
-    tensors.insert(bad.into(), Tensor::zeros((3, 5), DType::F32, &Device::Cpu).unwrap());
+    tensors.insert(
+        bad.into(),
+        Tensor::zeros((3, 5), DType::F32, &Device::Cpu).unwrap(),
+    );
     candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
     match Seq2Seq::load_hf_dir(dir.path(), &Device::Cpu) {
         Err(e @ ModelError::Shape { .. }) => {
@@ -244,7 +287,9 @@ fn loads_sharded_checkpoints_and_names_bad_tensors() {
 
     // No weights at all.
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
-    let err = Seq2Seq::load_hf_dir(dir.path(), &Device::Cpu).err().unwrap();
+    let err = Seq2Seq::load_hf_dir(dir.path(), &Device::Cpu)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("model.safetensors"), "{err}");
 }
 
@@ -278,14 +323,27 @@ fn batched_scores_equal_scoring_each_candidate_alone() {
         assert!((alone.mean - b.mean).abs() < 1e-5);
     }
     println!("batched vs alone: max relative diff of summed log-likelihood {worst:e}");
-    assert!(worst < 1e-6, "batched scores differ from single ones by {worst} (relative)");
+    assert!(
+        worst < 1e-6,
+        "batched scores differ from single ones by {worst} (relative)"
+    );
 
     // The same numbers as the training loss computes (teacher forcing with a copied encoder).
     let c = &cands[3];
-    let labels = Tensor::from_vec(c.iter().map(|&x| i64::from(x)).collect::<Vec<_>>(), (1, c.len()), &Device::Cpu).unwrap();
+    let labels = Tensor::from_vec(
+        c.iter().map(|&x| i64::from(x)).collect::<Vec<_>>(),
+        (1, c.len()),
+        &Device::Cpu,
+    )
+    .unwrap();
     let logits = s2s
         .model
-        .decode(&shift_right(&labels, 0, 0).unwrap(), &enc.states, &enc.mask, None)
+        .decode(
+            &shift_right(&labels, 0, 0).unwrap(),
+            &enc.states,
+            &enc.mask,
+            None,
+        )
         .unwrap();
     let (nll, _) = seq2seq_nll(&logits, &labels).unwrap();
     assert!((nll.to_scalar::<f32>().unwrap() + batched[3].sum).abs() < 1e-4);
@@ -316,15 +374,25 @@ fn padding_does_not_change_scores() {
     let a = score_candidates(&s2s.model, &enc, &short).unwrap()[0];
     let b = score_candidates(&s2s.model, &padded, &short).unwrap()[0];
     let c = score_candidates(&s2s.model, &enc, &with_long).unwrap()[0];
-    assert!((a.sum - b.sum).abs() < 1e-5, "encoder padding changed the score: {a:?} {b:?}");
-    assert!((a.sum - c.sum).abs() < 1e-5, "candidate padding changed the score: {a:?} {c:?}");
+    assert!(
+        (a.sum - b.sum).abs() < 1e-5,
+        "encoder padding changed the score: {a:?} {b:?}"
+    );
+    assert!(
+        (a.sum - c.sum).abs() < 1e-5,
+        "candidate padding changed the score: {a:?} {c:?}"
+    );
 }
 
 #[test]
 fn single_token_labels_use_first_step_probabilities() {
     let s2s = tiny(6);
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let enc = Encoded::new(&s2s.model, &random_ids(&mut rng, 12, s2s.config().vocab_size)).unwrap();
+    let enc = Encoded::new(
+        &s2s.model,
+        &random_ids(&mut rng, 12, s2s.config().vocab_size),
+    )
+    .unwrap();
     let p = label_probabilities(&s2s.model, &enc, &[vec![40], vec![41]]).unwrap();
     let first = Tensor::new(&[[0u32]], &Device::Cpu).unwrap();
     let logits: Vec<f32> = s2s
@@ -336,11 +404,18 @@ fn single_token_labels_use_first_step_probabilities() {
         .to_vec1()
         .unwrap();
     let want = 1.0 / (1.0 + (logits[41] - logits[40]).exp());
-    assert!((p[0] - want).abs() < 1e-6 && (p[0] + p[1] - 1.0).abs() < 1e-6, "{p:?} vs {want}");
+    assert!(
+        (p[0] - want).abs() < 1e-6 && (p[0] + p[1] - 1.0).abs() < 1e-6,
+        "{p:?} vs {want}"
+    );
 
     let limits = instructrec_model::TokenLimits::default();
-    let yes = s2s.yes_probability("is this a racing game?", limits).unwrap();
-    let both = s2s.choose("is this a racing game?", &["yes", "no"], limits).unwrap();
+    let yes = s2s
+        .yes_probability("is this a racing game?", limits)
+        .unwrap();
+    let both = s2s
+        .choose("is this a racing game?", &["yes", "no"], limits)
+        .unwrap();
     assert_eq!(yes, both[0]);
     assert!((0.0..=1.0).contains(&yes));
 }
@@ -351,9 +426,14 @@ fn incremental_decoding_matches_the_full_decoder_pass() {
     let vocab = s2s.config().vocab_size;
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     let enc = Encoded::new(&s2s.model, &random_ids(&mut rng, 11, vocab)).unwrap();
-    let dec: Vec<u32> = (0..3).flat_map(|_| random_ids(&mut rng, 13, vocab)).collect();
+    let dec: Vec<u32> = (0..3)
+        .flat_map(|_| random_ids(&mut rng, 13, vocab))
+        .collect();
     let dec = Tensor::from_vec(dec, (3, 13), &Device::Cpu).unwrap();
-    let full = s2s.model.decode(&dec, &enc.states, &enc.mask, None).unwrap();
+    let full = s2s
+        .model
+        .decode(&dec, &enc.states, &enc.mask, None)
+        .unwrap();
 
     // One position at a time, then a chunk of several positions at once.
     let mut cache = s2s.model.start_decoding(&enc.states).unwrap();
@@ -383,9 +463,21 @@ fn incremental_decoding_matches_the_full_decoder_pass() {
         .unwrap();
     let rows = Tensor::new(&[2u32, 2, 0], &Device::Cpu).unwrap();
     cache.select_rows(&rows).unwrap();
-    let next = dec.narrow(1, 5, 1).unwrap().contiguous().unwrap().index_select(&rows, 0).unwrap();
+    let next = dec
+        .narrow(1, 5, 1)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .index_select(&rows, 0)
+        .unwrap();
     let got = s2s.model.decode_step(&next, &enc.mask, &mut cache).unwrap();
-    let want = full.narrow(1, 5, 1).unwrap().contiguous().unwrap().index_select(&rows, 0).unwrap();
+    let want = full
+        .narrow(1, 5, 1)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .index_select(&rows, 0)
+        .unwrap();
     assert!(max_abs_diff(&got, &want) < 1e-5);
 }
 
@@ -420,10 +512,19 @@ fn generation_returns_only_catalogue_titles() {
             assert_eq!(g.tokens.last(), Some(&1));
             let body = &g.tokens[..g.tokens.len() - 1];
             let matching: Vec<usize> = (0..titles.len()).filter(|&i| titles[i] == body).collect();
-            assert!(!matching.is_empty(), "generated a non-catalogue sequence {body:?}");
+            assert!(
+                !matching.is_empty(),
+                "generated a non-catalogue sequence {body:?}"
+            );
             assert_eq!(g.items, matching);
-            let scored = score_candidates(&s2s.model, &enc, std::slice::from_ref(&g.tokens)).unwrap()[0];
-            assert!((scored.sum - g.sum).abs() < 1e-4, "{} vs {}", scored.sum, g.sum);
+            let scored =
+                score_candidates(&s2s.model, &enc, std::slice::from_ref(&g.tokens)).unwrap()[0];
+            assert!(
+                (scored.sum - g.sum).abs() < 1e-4,
+                "{} vs {}",
+                scored.sum,
+                g.sum
+            );
         }
         assert!(out.windows(2).all(|w| w[0].sum >= w[1].sum));
         let mut seen: Vec<&Vec<u32>> = out.iter().map(|g| &g.tokens).collect();
@@ -444,7 +545,10 @@ fn exhaustive_beam_search_equals_ranking_by_score() {
     let mut distinct = titles.clone();
     distinct.sort();
     distinct.dedup();
-    let with_eos: Vec<Vec<u32>> = distinct.iter().map(|t| [t.clone(), vec![1]].concat()).collect();
+    let with_eos: Vec<Vec<u32>> = distinct
+        .iter()
+        .map(|t| [t.clone(), vec![1]].concat())
+        .collect();
     for _ in 0..5 {
         let enc = Encoded::new(&s2s.model, &random_ids(&mut rng, 8, vocab)).unwrap();
         let scores = score_candidates(&s2s.model, &enc, &with_eos).unwrap();

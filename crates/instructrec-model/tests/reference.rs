@@ -50,18 +50,31 @@ fn check_fixture(name: &str, expect_tied: bool) {
     let cfg = s2s.config();
     let dec_in = shift_right(&r["labels"], cfg.decoder_start_token_id, cfg.pad_token_id).unwrap();
     assert_eq!(
-        dec_in.to_dtype(DType::I64).unwrap().to_vec2::<i64>().unwrap(),
+        dec_in
+            .to_dtype(DType::I64)
+            .unwrap()
+            .to_vec2::<i64>()
+            .unwrap(),
         r["decoder_input_ids"].to_vec2::<i64>().unwrap(),
         "{name}: shift_right"
     );
-    assert!(dec_in.dim(1).unwrap() > 9, "fixture must exercise decoder positions > 9");
+    assert!(
+        dec_in.dim(1).unwrap() > 9,
+        "fixture must exercise decoder positions > 9"
+    );
     let logits = s2s
         .model
         .forward(&r["input_ids"], &r["attention_mask"], &dec_in, None)
         .unwrap();
     let diff = max_abs_diff(&logits, &r["logits"]);
-    println!("{name}: logits max abs diff {diff:e} (max |logit| {})", max_abs(&r["logits"]));
-    assert!(diff < 1e-4, "{name}: logits differ from transformers by {diff}");
+    println!(
+        "{name}: logits max abs diff {diff:e} (max |logit| {})",
+        max_abs(&r["logits"])
+    );
+    assert!(
+        diff < 1e-4,
+        "{name}: logits differ from transformers by {diff}"
+    );
 
     let loss = seq2seq_loss(&logits, &r["labels"]).unwrap();
     let loss_diff = max_abs_diff(&loss.reshape(1).unwrap(), &r["loss"]);
@@ -76,7 +89,10 @@ fn check_fixture(name: &str, expect_tied: bool) {
         let d = max_abs_diff(got, want);
         let scale = max_abs(want);
         println!("{name}: grad {pname} max abs diff {d:e} (max |grad| {scale:e})");
-        assert!(d <= 1e-4 * scale.max(1e-3), "{name}: gradient of {pname} differs by {d}");
+        assert!(
+            d <= 1e-4 * scale.max(1e-3),
+            "{name}: gradient of {pname} differs by {d}"
+        );
     }
 }
 
@@ -150,8 +166,14 @@ fn gradients_match_finite_differences() {
         (
             "t5-relu-tied",
             vec![
-                ("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", 5),
-                ("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", 17),
+                (
+                    "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                    5,
+                ),
+                (
+                    "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                    17,
+                ),
                 ("decoder.block.1.layer.2.layer_norm.weight", 3),
                 ("shared.weight", 17 * 32 + 4),
             ],
@@ -170,7 +192,8 @@ fn gradients_match_finite_differences() {
         let (model, vm) = to_f64(&s2s);
         let r = reference(name);
         let cfg = s2s.config();
-        let dec_in = shift_right(&r["labels"], cfg.decoder_start_token_id, cfg.pad_token_id).unwrap();
+        let dec_in =
+            shift_right(&r["labels"], cfg.decoder_start_token_id, cfg.pad_token_id).unwrap();
         let loss_of = |m: &T5| {
             let logits = m
                 .forward(&r["input_ids"], &r["attention_mask"], &dec_in, None)
@@ -198,13 +221,19 @@ fn gradients_match_finite_differences() {
             };
             let fd = (at(h) - at(-h)) / (2.0 * h);
             at(0.0);
-            println!("{name}: d loss / d {pname}[{idx}]: backward {} finite difference {fd}", analytic[idx]);
+            println!(
+                "{name}: d loss / d {pname}[{idx}]: backward {} finite difference {fd}",
+                analytic[idx]
+            );
             assert!(
                 (fd - analytic[idx]).abs() <= 1e-6 + 1e-4 * fd.abs(),
                 "{name}: {pname}[{idx}] backward {} vs finite difference {fd}",
                 analytic[idx]
             );
-            assert!(fd.abs() > 1e-9, "{name}: probe {pname}[{idx}] has no effect on the loss");
+            assert!(
+                fd.abs() > 1e-9,
+                "{name}: probe {pname}[{idx}] has no effect on the loss"
+            );
         }
     }
 }
