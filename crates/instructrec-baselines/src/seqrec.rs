@@ -87,11 +87,11 @@ impl SeqRecConfig {
             last_item_mask_share: 0.0,
             lr: 1e-3,
             weight_decay: 0.0,
-            batch_size: 128,
+            batch_size: 256,
             max_epochs: 200,
             patience: 5,
-            time_budget_s: 300.0,
-            validation_stride: 1,
+            time_budget_s: 600.0,
+            validation_stride: 2,
             seed,
         }
     }
@@ -206,6 +206,15 @@ pub struct SeqRec {
     device: Device,
 }
 
+/// Applies a linear layer to `[batch, len, in]` as one 2-D matmul: candle's `Linear` on 3-D
+/// input broadcasts the weight into `batch` small matmuls, many times slower here.
+fn linear3(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, l, d) = x.dims3()?;
+    let y = layer.forward(&x.reshape((b * l, d))?)?;
+    let out = y.dim(1)?;
+    y.reshape((b, l, out))
+}
+
 /// Dropout with the generator when training; identity at inference.
 fn maybe_dropout(x: &Tensor, p: f32, rng: &mut Option<&mut ChaCha8Rng>) -> candle_core::Result<Tensor> {
     match rng {
@@ -307,9 +316,9 @@ impl SeqRec {
             let split = |t: Tensor| -> candle_core::Result<Tensor> {
                 t.reshape((batch, l, h, dh))?.transpose(1, 2)?.contiguous()
             };
-            let q = split(blk.q.forward(&hdn)?)?;
-            let k = split(blk.k.forward(&hdn)?)?;
-            let v = split(blk.v.forward(&hdn)?)?;
+            let q = split(linear3(&blk.q, &hdn)?)?;
+            let k = split(linear3(&blk.k, &hdn)?)?;
+            let v = split(linear3(&blk.v, &hdn)?)?;
             let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&bias)?;
             let attn = maybe_dropout(&ops::softmax_last_dim(&scores)?, p, &mut rng)?;
             let ctx = attn
@@ -317,14 +326,14 @@ impl SeqRec {
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((batch, l, d))?;
-            x = (x + maybe_dropout(&blk.o.forward(&ctx)?, p, &mut rng)?)?;
+            x = (x + maybe_dropout(&linear3(&blk.o, &ctx)?, p, &mut rng)?)?;
             let hdn = ops::layer_norm(&x, &blk.ln2.0, &blk.ln2.1, 1e-6)?;
-            let ff = blk.ff1.forward(&hdn)?;
+            let ff = linear3(&blk.ff1, &hdn)?;
             let ff = match self.config.activation {
                 Activation::Relu => ff.relu()?,
                 Activation::Gelu => ops::gelu_erf(&ff)?,
             };
-            let ff = blk.ff2.forward(&maybe_dropout(&ff, p, &mut rng)?)?;
+            let ff = linear3(&blk.ff2, &maybe_dropout(&ff, p, &mut rng)?)?;
             x = (x + maybe_dropout(&ff, p, &mut rng)?)?;
         }
         Ok(ops::layer_norm(&x, &self.final_ln.0, &self.final_ln.1, 1e-6)?)
@@ -625,6 +634,47 @@ impl SeqRec {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
+}
+
+/// Seconds spent in each part of one training step, for the speed benchmark.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepTimes {
+    pub batch_s: f64,
+    pub forward_s: f64,
+    pub backward_s: f64,
+    pub update_s: f64,
+}
+
+/// Runs `steps` training steps on the first users and times their parts.
+pub fn time_steps(prepared: &Prepared, config: &SeqRecConfig, steps: usize) -> anyhow::Result<StepTimes> {
+    let model = SeqRec::new(config.clone(), prepared.dataset.items.len())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let seqs = training_sequences(prepared, config.variant);
+    let seen: Vec<HashSet<u32>> = seqs.iter().map(|s| s.iter().copied().collect()).collect();
+    let mut opt = candle_nn::AdamW::new(model.varmap.all_vars(), candle_nn::ParamsAdamW::default())?;
+    let mut t = StepTimes::default();
+    let order: Vec<usize> = (0..seqs.len()).collect();
+    for chunk in order.chunks(config.batch_size).take(steps) {
+        let clock = Instant::now();
+        let batch_seqs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
+        let batch_seen: Vec<&HashSet<u32>> = chunk.iter().map(|&i| &seen[i]).collect();
+        let batch = match config.variant {
+            Variant::SasRec => model.sasrec_batch(&batch_seqs, &batch_seen, &mut rng),
+            Variant::Bert4Rec => model.bert4rec_batch(&batch_seqs, &mut rng),
+        };
+        t.batch_s += clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        let loss = model.loss(&batch, &mut rng)?;
+        let _ = loss.to_scalar::<f32>()?;
+        t.forward_s += clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        let grads = loss.backward()?;
+        t.backward_s += clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        opt.step(&grads)?;
+        t.update_s += clock.elapsed().as_secs_f64();
+    }
+    Ok(t)
 }
 
 /// Training data: each user's training sequence (all but the last two items) as tokens.

@@ -17,6 +17,8 @@ enum Command {
     /// Import, filter, split and describe datasets.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// Fit baselines and evaluate them under a protocol; write a report.
+    Eval(cmd::eval::EvalArgs),
     /// Build instruction files from a prepared dataset; show filled templates.
     #[command(subcommand)]
     Instructions(cmd::instructions::InstructionsCommand),
@@ -33,6 +35,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data(c) => cmd::data::run(c),
+        Command::Eval(a) => cmd::eval::run(a),
         Command::Instructions(c) => cmd::instructions::run(c),
     };
     match result {
