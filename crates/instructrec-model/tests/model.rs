@@ -453,8 +453,10 @@ fn incremental_decoding_matches_the_full_decoder_pass() {
     assert_eq!(cache.len(), 13);
     let inc = Tensor::cat(&steps, 1).unwrap();
     let d = max_abs_diff(&inc, &full);
-    println!("cached vs full decoder logits: max abs diff {d:e}");
-    assert!(d < 1e-5, "cached decoding differs by {d}");
+    let scale = full.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    println!("cached vs full decoder logits: max abs diff {d:e} (max |logit| {scale})");
+    // Logits reach ~24 here (random untied head), where one f32 ulp is 2e-6.
+    assert!(d < 1e-6 * scale, "cached decoding differs by {d}");
 
     // Reordering rows (as beam search does) keeps each row's cache consistent.
     let mut cache = s2s.model.start_decoding(&enc.states).unwrap();
@@ -478,7 +480,7 @@ fn incremental_decoding_matches_the_full_decoder_pass() {
         .unwrap()
         .index_select(&rows, 0)
         .unwrap();
-    assert!(max_abs_diff(&got, &want) < 1e-5);
+    assert!(max_abs_diff(&got, &want) < 1e-6 * scale);
 }
 
 fn catalogue(rng: &mut ChaCha8Rng, vocab: usize) -> Vec<Vec<u32>> {
