@@ -150,7 +150,13 @@ macro_rules! display_by_label {
         }
     )*};
 }
-display_by_label!(PreferenceKind, IntentionKind, TaskForm, Strategy, TargetKind);
+display_by_label!(
+    PreferenceKind,
+    IntentionKind,
+    TaskForm,
+    Strategy,
+    TargetKind
+);
 
 /// A filled preference: what an instruction shows of the user's taste.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -139,12 +139,18 @@ fn needs_history(t: &Template) -> bool {
 
 fn needs_preference_fill(t: &Template) -> bool {
     t.preference == PreferenceKind::Explicit
-        || matches!(t.target, TargetKind::ExplicitPreference | TargetKind::ReasoningAndItem)
+        || matches!(
+            t.target,
+            TargetKind::ExplicitPreference | TargetKind::ReasoningAndItem
+        )
 }
 
 fn needs_intention_fill(t: &Template) -> bool {
     t.intention == IntentionKind::Vague
-        || matches!(t.target, TargetKind::VagueIntention | TargetKind::QueryAndItem)
+        || matches!(
+            t.target,
+            TargetKind::VagueIntention | TargetKind::QueryAndItem
+        )
 }
 
 fn needs_path(t: &Template) -> bool {
@@ -169,7 +175,12 @@ fn context_of(timestamp: Option<i64>) -> Option<String> {
         17..=21 => "evening",
         _ => "night",
     };
-    Some(format!("Context: it is a {} {part} in {} {}.", t.weekday(), t.month(), t.year()))
+    Some(format!(
+        "Context: it is a {} {part} in {} {}.",
+        t.weekday(),
+        t.month(),
+        t.year()
+    ))
 }
 
 pub struct Builder<'a> {
@@ -206,7 +217,9 @@ impl<'a> Builder<'a> {
         config: BuildConfig,
     ) -> Result<Self, BuildError> {
         if config.train_candidates < 2 {
-            return Err(BuildError::Config("training candidate lists need at least 2 items".into()));
+            return Err(BuildError::Config(
+                "training candidate lists need at least 2 items".into(),
+            ));
         }
         for size in &config.eval_sizes {
             for fold in [Fold::Validation, Fold::Test] {
@@ -235,40 +248,68 @@ impl<'a> Builder<'a> {
     }
 
     fn path(&self, item: ItemId) -> String {
-        self.prepared.dataset.items[item.index()].categories.join(", ")
+        self.prepared.dataset.items[item.index()]
+            .categories
+            .join(", ")
     }
 
     fn user_items(&self, user: UserId) -> HashSet<ItemId> {
-        self.prepared.dataset.sequences[user.index()].iter().map(|x| x.item).collect()
+        self.prepared.dataset.sequences[user.index()]
+            .iter()
+            .map(|x| x.item)
+            .collect()
     }
 
-    fn train_problem(&self, t: &Template, target: ItemId, history: &[ItemId], excluded: usize) -> Option<Ineligible> {
+    fn train_problem(
+        &self,
+        t: &Template,
+        target: ItemId,
+        history: &[ItemId],
+        excluded: usize,
+    ) -> Option<Ineligible> {
         if needs_history(t) && history.is_empty() {
             return Some(Ineligible::NoHistory);
         }
         if (needs_intention_fill(t) || needs_path(t)) && !self.train_items[target.index()] {
             return Some(Ineligible::QueryHeldOut);
         }
-        if needs_path(t) && self.prepared.dataset.items[target.index()].categories.is_empty() {
+        if needs_path(t)
+            && self.prepared.dataset.items[target.index()]
+                .categories
+                .is_empty()
+        {
             return Some(Ineligible::NoCategories);
         }
-        if self.prepared.dataset.items.len() < excluded + negatives_needed(t, self.config.train_candidates) {
+        if self.prepared.dataset.items.len()
+            < excluded + negatives_needed(t, self.config.train_candidates)
+        {
             return Some(Ineligible::TooFewNegatives);
         }
         None
     }
 
-    fn eval_problem(&self, t: &Template, fold: Fold, target: ItemId, history: &[ItemId]) -> Option<Ineligible> {
+    fn eval_problem(
+        &self,
+        t: &Template,
+        fold: Fold,
+        target: ItemId,
+        history: &[ItemId],
+    ) -> Option<Ineligible> {
         if !t.eval {
             return Some(Ineligible::NotEvaluation);
         }
         if needs_history(t) && history.is_empty() {
             return Some(Ineligible::NoHistory);
         }
-        if needs_path(t) && self.prepared.dataset.items[target.index()].categories.is_empty() {
+        if needs_path(t)
+            && self.prepared.dataset.items[target.index()]
+                .categories
+                .is_empty()
+        {
             return Some(Ineligible::NoCategories);
         }
-        let pure_search = t.preference == PreferenceKind::None && t.intention != IntentionKind::None;
+        let pure_search =
+            t.preference == PreferenceKind::None && t.intention != IntentionKind::None;
         if pure_search && !self.fold_items[fold_index(fold)][target.index()] {
             return Some(Ineligible::NotInFoldItems);
         }
@@ -300,7 +341,11 @@ impl<'a> Builder<'a> {
         rng: &mut ChaCha8Rng,
     ) -> Vec<Draft> {
         let t = &self.library.templates()[index];
-        let negatives = self.negatives(rng, exclude, negatives_needed(t, self.config.train_candidates));
+        let negatives = self.negatives(
+            rng,
+            exclude,
+            negatives_needed(t, self.config.train_candidates),
+        );
         let draft = |shown: Vec<ItemId>, yes: Option<bool>| Draft {
             split: Split::Train,
             template: index,
@@ -316,10 +361,14 @@ impl<'a> Builder<'a> {
                 history: history.to_vec(),
                 avoid: target,
             }),
-            intention: needs_intention_fill(t).then_some(FillRequest::Intention { user, item: target }),
+            intention: needs_intention_fill(t)
+                .then_some(FillRequest::Intention { user, item: target }),
         };
         match t.task {
-            TaskForm::Pointwise => vec![draft(vec![target], Some(true)), draft(negatives, Some(false))],
+            TaskForm::Pointwise => vec![
+                draft(vec![target], Some(true)),
+                draft(negatives, Some(false)),
+            ],
             TaskForm::Matching => vec![draft(Vec::new(), None)],
             TaskForm::Pairwise | TaskForm::Rerank => {
                 let mut shown = negatives;
@@ -332,47 +381,89 @@ impl<'a> Builder<'a> {
 
     fn plan_train_user(&self, user: UserId) -> Vec<Draft> {
         let p = self.prepared;
-        let held_out = [p.held_out(user, Fold::Validation), p.held_out(user, Fold::Test)];
+        let held_out = [
+            p.held_out(user, Fold::Validation),
+            p.held_out(user, Fold::Test),
+        ];
         // Repeated interactions would let a held-out item back in through the train sequence.
-        let seq: Vec<_> = p.train_sequence(user).iter().filter(|x| !held_out.contains(&x.item)).collect();
+        let seq: Vec<_> = p
+            .train_sequence(user)
+            .iter()
+            .filter(|x| !held_out.contains(&x.item))
+            .collect();
         let exclude = self.user_items(user);
         let cap = p.manifest.options.history_cap;
         let mut drafts = Vec::new();
         for pos in seq.len().saturating_sub(self.config.per_user)..seq.len() {
             let target = seq[pos].item;
-            let history: Vec<ItemId> = seq[pos.saturating_sub(cap)..pos].iter().map(|x| x.item).collect();
+            let history: Vec<ItemId> = seq[pos.saturating_sub(cap)..pos]
+                .iter()
+                .map(|x| x.item)
+                .collect();
             let context = context_of(seq[pos].timestamp);
             let mut rng = seeded_rng(self.config.seed, "train", &[user.0 as u64, pos as u64]);
             let eligible: Vec<usize> = (0..self.library.templates().len())
                 .filter(|&i| {
-                    self.train_problem(&self.library.templates()[i], target, &history, exclude.len()).is_none()
+                    self.train_problem(
+                        &self.library.templates()[i],
+                        target,
+                        &history,
+                        exclude.len(),
+                    )
+                    .is_none()
                 })
                 .collect();
-            let chosen: Vec<usize> =
-                eligible.choose_multiple(&mut rng, self.config.templates_per_target).copied().collect();
+            let chosen: Vec<usize> = eligible
+                .choose_multiple(&mut rng, self.config.templates_per_target)
+                .copied()
+                .collect();
             for index in chosen {
-                drafts.extend(self.train_drafts(index, user, target, &history, &context, &exclude, &mut rng));
+                drafts.extend(
+                    self.train_drafts(index, user, target, &history, &context, &exclude, &mut rng),
+                );
             }
         }
         drafts
     }
 
-    fn eval_drafts(&self, fold: Fold, size: usize, set: &CandidateSet, only: Option<usize>) -> Vec<Draft> {
+    fn eval_drafts(
+        &self,
+        fold: Fold,
+        size: usize,
+        set: &CandidateSet,
+        only: Option<usize>,
+    ) -> Vec<Draft> {
         let p = self.prepared;
         let user = set.user;
         let target = set.positive;
-        let history: Vec<ItemId> = p.recent_history(user, fold).iter().map(|x| x.item).collect();
-        let context = context_of(p.dataset.sequences[user.index()].iter().find(|x| x.item == target).and_then(|x| x.timestamp));
+        let history: Vec<ItemId> = p
+            .recent_history(user, fold)
+            .iter()
+            .map(|x| x.item)
+            .collect();
+        let context = context_of(
+            p.dataset.sequences[user.index()]
+                .iter()
+                .find(|x| x.item == target)
+                .and_then(|x| x.timestamp),
+        );
         let mut shown = set.items();
         let fold_tag = fold_index(fold) as u64;
-        shown.shuffle(&mut seeded_rng(self.config.seed, "display", &[user.0 as u64, fold_tag, size as u64]));
+        shown.shuffle(&mut seeded_rng(
+            self.config.seed,
+            "display",
+            &[user.0 as u64, fold_tag, size as u64],
+        ));
         let split = match fold {
             Fold::Validation => Split::Validation,
             Fold::Test => Split::Test,
         };
         (0..self.library.templates().len())
             .filter(|&i| only.is_none_or(|o| o == i))
-            .filter(|&i| self.eval_problem(&self.library.templates()[i], fold, target, &history).is_none())
+            .filter(|&i| {
+                self.eval_problem(&self.library.templates()[i], fold, target, &history)
+                    .is_none()
+            })
             .map(|i| {
                 let t = &self.library.templates()[i];
                 Draft {
@@ -390,7 +481,8 @@ impl<'a> Builder<'a> {
                         history: history.clone(),
                         avoid: target,
                     }),
-                    intention: needs_intention_fill(t).then_some(FillRequest::Intention { user, item: target }),
+                    intention: needs_intention_fill(t)
+                        .then_some(FillRequest::Intention { user, item: target }),
                 }
             })
             .collect()
@@ -406,8 +498,10 @@ impl<'a> Builder<'a> {
 
     fn plan(&self) -> Vec<Draft> {
         let users: Vec<UserId> = self.prepared.dataset.users.iter().map(|u| u.id).collect();
-        let mut drafts: Vec<Draft> =
-            users.par_iter().flat_map_iter(|u| self.plan_train_user(*u)).collect();
+        let mut drafts: Vec<Draft> = users
+            .par_iter()
+            .flat_map_iter(|u| self.plan_train_user(*u))
+            .collect();
         let keep = self.eval_user_filter();
         for fold in [Fold::Validation, Fold::Test] {
             for &size in &self.config.eval_sizes {
@@ -435,10 +529,29 @@ impl<'a> Builder<'a> {
             by_split.entry(i.split).or_default().push(i);
         }
         let mut take = |s| by_split.remove(&s).unwrap_or_default();
-        let (train, validation, test) = (take(Split::Train), take(Split::Validation), take(Split::Test));
-        let timings = Timings { plan: planned, teacher: teacher_s, render: render_s };
-        let stats = Stats::compute(self.library, [&train, &validation, &test], &fills, report, timings);
-        Ok(InstructionSet { train, validation, test, stats })
+        let (train, validation, test) = (
+            take(Split::Train),
+            take(Split::Validation),
+            take(Split::Test),
+        );
+        let timings = Timings {
+            plan: planned,
+            teacher: teacher_s,
+            render: render_s,
+        };
+        let stats = Stats::compute(
+            self.library,
+            [&train, &validation, &test],
+            &fills,
+            report,
+            timings,
+        );
+        Ok(InstructionSet {
+            train,
+            validation,
+            test,
+            stats,
+        })
     }
 
     /// Asks the teacher for the drafts' fills (each distinct request once) and renders them.
@@ -446,10 +559,21 @@ impl<'a> Builder<'a> {
     fn finish(
         &self,
         drafts: Vec<Draft>,
-    ) -> Result<(Vec<Instruction>, Vec<(FillRequest, Fill)>, crate::teacher::TeacherReport, f64), BuildError> {
+    ) -> Result<
+        (
+            Vec<Instruction>,
+            Vec<(FillRequest, Fill)>,
+            crate::teacher::TeacherReport,
+            f64,
+        ),
+        BuildError,
+    > {
         let mut index: HashMap<&FillRequest, usize> = HashMap::new();
         let mut requests: Vec<FillRequest> = Vec::new();
-        for r in drafts.iter().flat_map(|d| d.preference.iter().chain(d.intention.iter())) {
+        for r in drafts
+            .iter()
+            .flat_map(|d| d.preference.iter().chain(d.intention.iter()))
+        {
             index.entry(r).or_insert_with(|| {
                 requests.push(r.clone());
                 requests.len() - 1
@@ -466,9 +590,11 @@ impl<'a> Builder<'a> {
             )));
         }
         let bar = ProgressBar::new(drafts.len() as u64).with_style(
-            ProgressStyle::with_template("rendering {bar:40} {pos}/{len}").expect("valid progress template"),
+            ProgressStyle::with_template("rendering {bar:40} {pos}/{len}")
+                .expect("valid progress template"),
         );
-        let lookup = |r: &Option<FillRequest>| r.as_ref().map(|r| filled.fills[index[r]].text.as_str());
+        let lookup =
+            |r: &Option<FillRequest>| r.as_ref().map(|r| filled.fills[index[r]].text.as_str());
         let instructions: Vec<Instruction> = drafts
             .par_iter()
             .map(|d| {
@@ -482,12 +608,20 @@ impl<'a> Builder<'a> {
         Ok((instructions, fills, filled.report, teacher_s))
     }
 
-    fn render(&self, d: &Draft, preference_fill: Option<&str>, intention_fill: Option<&str>) -> Instruction {
+    fn render(
+        &self,
+        d: &Draft,
+        preference_fill: Option<&str>,
+        intention_fill: Option<&str>,
+    ) -> Instruction {
         let t = &self.library.templates()[d.template];
         let titles: Vec<&str> = d.history.iter().map(|i| self.title(*i)).collect();
         let kept = fit_history(&titles, self.config.history_budget, self.counter);
         let shown_history = &d.history[d.history.len() - kept..];
-        let fill = |f: Option<&str>| f.expect("drafts request every fill their template needs").to_string();
+        let fill = |f: Option<&str>| {
+            f.expect("drafts request every fill their template needs")
+                .to_string()
+        };
         let preference = match t.preference {
             PreferenceKind::None => Preference::None,
             PreferenceKind::Implicit => Preference::Implicit(shown_history.to_vec()),
@@ -512,7 +646,9 @@ impl<'a> Builder<'a> {
                         let shown: Vec<&str> = d.shown.iter().map(|i| self.title(*i)).collect();
                         text.push_str(&render_candidates(&shown));
                     }
-                    Slot::Item if t.task == TaskForm::Pointwise => text.push_str(self.title(d.shown[0])),
+                    Slot::Item if t.task == TaskForm::Pointwise => {
+                        text.push_str(self.title(d.shown[0]))
+                    }
                     Slot::Item => text.push_str(target_title),
                     Slot::ItemA => text.push_str(self.title(d.shown[0])),
                     Slot::ItemB => text.push_str(self.title(d.shown[1])),
@@ -532,11 +668,15 @@ impl<'a> Builder<'a> {
             TargetKind::VagueIntention => fill(intention_fill),
             TargetKind::SpecificIntention => self.path(d.target),
             TargetKind::ExplicitPreference => fill(preference_fill),
-            TargetKind::PreviousItem => {
-                self.title(previous.expect("tied templates need a history")).to_string()
+            TargetKind::PreviousItem => self
+                .title(previous.expect("tied templates need a history"))
+                .to_string(),
+            TargetKind::QueryAndItem => {
+                format!("Request: {} Product: {target_title}", fill(intention_fill))
             }
-            TargetKind::QueryAndItem => format!("Request: {} Product: {target_title}", fill(intention_fill)),
-            TargetKind::ReasoningAndItem => format!("{} So my pick is: {target_title}", fill(preference_fill)),
+            TargetKind::ReasoningAndItem => {
+                format!("{} So my pick is: {target_title}", fill(preference_fill))
+            }
         };
         let history = if needs_preference_fill(t) {
             d.history.clone()
@@ -569,7 +709,11 @@ impl<'a> Builder<'a> {
     /// Every template filled for one user: training templates for the user's last training
     /// target, evaluation templates for the test fold's stored set of the smallest evaluation
     /// size. Templates the user cannot fill say why.
-    pub fn show(&self, user: UserId, template: Option<&str>) -> Result<Vec<(String, Result<Instruction, Ineligible>)>, BuildError> {
+    pub fn show(
+        &self,
+        user: UserId,
+        template: Option<&str>,
+    ) -> Result<Vec<(String, Result<Instruction, Ineligible>)>, BuildError> {
         if user.index() >= self.prepared.dataset.users.len() {
             return Err(BuildError::Config(format!("no user with index {}", user.0)));
         }
@@ -585,12 +729,17 @@ impl<'a> Builder<'a> {
         let p = self.prepared;
         let seq = p.train_sequence(user);
         let Some(last) = seq.last() else {
-            return Err(BuildError::Config(format!("user {} has no training items", user.0)));
+            return Err(BuildError::Config(format!(
+                "user {} has no training items",
+                user.0
+            )));
         };
         let pos = seq.len() - 1;
         let target = last.item;
-        let history: Vec<ItemId> =
-            seq[pos.saturating_sub(p.manifest.options.history_cap)..pos].iter().map(|x| x.item).collect();
+        let history: Vec<ItemId> = seq[pos.saturating_sub(p.manifest.options.history_cap)..pos]
+            .iter()
+            .map(|x| x.item)
+            .collect();
         let exclude = self.user_items(user);
         let eval_set = self.config.eval_sizes.iter().min().and_then(|size| {
             let sets = p.candidates(Fold::Test, *size)?;
@@ -609,7 +758,15 @@ impl<'a> Builder<'a> {
             let problem = self.train_problem(t, target, &history, exclude.len());
             if drafts.len() == start && problem.is_none() {
                 let mut rng = seeded_rng(self.config.seed, "show", &[user.0 as u64, i as u64]);
-                drafts.extend(self.train_drafts(i, user, target, &history, &context_of(last.timestamp), &exclude, &mut rng));
+                drafts.extend(self.train_drafts(
+                    i,
+                    user,
+                    target,
+                    &history,
+                    &context_of(last.timestamp),
+                    &exclude,
+                    &mut rng,
+                ));
             }
             match (drafts.len() - start, problem) {
                 (0, Some(p)) => outcome.push((t.id.clone(), Err(p))),
@@ -618,10 +775,16 @@ impl<'a> Builder<'a> {
             }
         }
         let (instructions, ..) = self.finish(drafts)?;
-        let mut instructions: Vec<Option<Instruction>> = instructions.into_iter().map(Some).collect();
+        let mut instructions: Vec<Option<Instruction>> =
+            instructions.into_iter().map(Some).collect();
         Ok(outcome
             .into_iter()
-            .map(|(id, r)| (id, r.map(|d| instructions[d].take().expect("each draft is shown once"))))
+            .map(|(id, r)| {
+                (
+                    id,
+                    r.map(|d| instructions[d].take().expect("each draft is shown once")),
+                )
+            })
             .collect())
     }
 }

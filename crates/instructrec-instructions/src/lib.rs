@@ -41,8 +41,10 @@ impl InstructionSet {
     /// Writes `train.jsonl`, `validation.jsonl`, `test.jsonl` and `stats.json` into `dir`, each
     /// atomically.
     pub fn write(&self, dir: &Path) -> Result<(), RecordError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| RecordError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| RecordError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         for split in Split::ALL {
             write_jsonl(&dir.join(split.file_name()), self.split(split))?;
         }
@@ -56,7 +58,10 @@ impl InstructionSet {
 /// a partial file.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
@@ -69,7 +74,8 @@ pub(crate) fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> std::io::Res
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

@@ -134,16 +134,19 @@ impl TryFrom<Line> for Instruction {
             PreferenceKind::None => Preference::None,
             PreferenceKind::Implicit => Preference::Implicit(l.history.clone()),
             PreferenceKind::Explicit => Preference::Explicit(
-                l.explicit_preference.ok_or("`explicit_preference` is missing for P2")?,
+                l.explicit_preference
+                    .ok_or("`explicit_preference` is missing for P2")?,
             ),
         };
         let intention = match l.intention {
             IntentionKind::None => Intention::None,
-            IntentionKind::Vague => {
-                Intention::Vague(l.vague_intention.ok_or("`vague_intention` is missing for I1")?)
-            }
+            IntentionKind::Vague => Intention::Vague(
+                l.vague_intention
+                    .ok_or("`vague_intention` is missing for I1")?,
+            ),
             IntentionKind::Specific => Intention::Specific(
-                l.specific_intention.ok_or("`specific_intention` is missing for I2")?,
+                l.specific_intention
+                    .ok_or("`specific_intention` is missing for I2")?,
             ),
         };
         Ok(Instruction {
@@ -175,14 +178,24 @@ pub enum RecordError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
-    Line { path: PathBuf, line: usize, message: String },
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
 }
 
 /// Writes one instruction per line to a temporary file beside `path`, renamed into place only
 /// when complete.
 pub fn write_jsonl(path: &Path, instructions: &[Instruction]) -> Result<(), RecordError> {
-    let io = |source| RecordError::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let io = |source| RecordError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     let mut w = BufWriter::new(tmp);
     for i in instructions {
@@ -194,7 +207,10 @@ pub fn write_jsonl(path: &Path, instructions: &[Instruction]) -> Result<(), Reco
 }
 
 pub fn read_jsonl(path: &Path) -> Result<Vec<Instruction>, RecordError> {
-    let io = |source| RecordError::Io { path: path.to_path_buf(), source };
+    let io = |source| RecordError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut out = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
@@ -202,7 +218,11 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Instruction>, RecordError> {
         if line.trim().is_empty() {
             continue;
         }
-        let err = |message: String| RecordError::Line { path: path.to_path_buf(), line: n + 1, message };
+        let err = |message: String| RecordError::Line {
+            path: path.to_path_buf(),
+            line: n + 1,
+            message,
+        };
         let parsed: Line = serde_json::from_str(&line).map_err(|e| err(e.to_string()))?;
         out.push(Instruction::try_from(parsed).map_err(err)?);
     }

@@ -61,7 +61,10 @@ fn mean(total: usize, n: usize) -> f64 {
 }
 
 fn split_stats(instructions: &[Instruction]) -> SplitStats {
-    let mut s = SplitStats { instructions: instructions.len(), ..Default::default() };
+    let mut s = SplitStats {
+        instructions: instructions.len(),
+        ..Default::default()
+    };
     let mut users = HashSet::new();
     let (mut iw, mut tw) = (0, 0);
     for i in instructions {
@@ -115,17 +118,26 @@ impl Stats {
         let templates = library.templates();
         Stats {
             templates: templates.len(),
-            average_template_words: mean(templates.iter().map(Template::word_count).sum(), templates.len()),
+            average_template_words: mean(
+                templates.iter().map(Template::word_count).sum(),
+                templates.len(),
+            ),
             splits: Split::ALL
                 .iter()
                 .zip(splits)
                 .map(|(s, i)| (s.name().to_string(), split_stats(i)))
                 .collect(),
             preferences: fill_stats(
-                fills.iter().filter(|(r, _)| matches!(r, FillRequest::Preference { .. })).map(|(_, f)| f),
+                fills
+                    .iter()
+                    .filter(|(r, _)| matches!(r, FillRequest::Preference { .. }))
+                    .map(|(_, f)| f),
             ),
             intentions: fill_stats(
-                fills.iter().filter(|(r, _)| matches!(r, FillRequest::Intention { .. })).map(|(_, f)| f),
+                fills
+                    .iter()
+                    .filter(|(r, _)| matches!(r, FillRequest::Intention { .. }))
+                    .map(|(_, f)| f),
             ),
             teacher,
             seconds,
@@ -137,29 +149,64 @@ impl Stats {
         let mut out = String::new();
         let names: Vec<&str> = Split::ALL.iter().map(|s| s.name()).collect();
         let get = |name: &str| self.splits.get(name).cloned().unwrap_or_default();
-        let _ = writeln!(out, "{:<28}{:>12}{:>12}{:>12}", "", names[0], names[1], names[2]);
+        let _ = writeln!(
+            out,
+            "{:<28}{:>12}{:>12}{:>12}",
+            "", names[0], names[1], names[2]
+        );
         let row = |out: &mut String, label: &str, f: &dyn Fn(&SplitStats) -> String| {
-            let _ = writeln!(out, "{label:<28}{:>12}{:>12}{:>12}", f(&get(names[0])), f(&get(names[1])), f(&get(names[2])));
+            let _ = writeln!(
+                out,
+                "{label:<28}{:>12}{:>12}{:>12}",
+                f(&get(names[0])),
+                f(&get(names[1])),
+                f(&get(names[2]))
+            );
         };
         row(&mut out, "instructions", &|s| s.instructions.to_string());
         row(&mut out, "users", &|s| s.users.to_string());
-        row(&mut out, "avg words / instruction", &|s| format!("{:.1}", s.average_instruction_words));
-        row(&mut out, "avg words / target", &|s| format!("{:.1}", s.average_target_words));
-        let mut aspects: Vec<&String> = self.splits.values().flat_map(|s| s.by_aspects.keys()).collect();
+        row(&mut out, "avg words / instruction", &|s| {
+            format!("{:.1}", s.average_instruction_words)
+        });
+        row(&mut out, "avg words / target", &|s| {
+            format!("{:.1}", s.average_target_words)
+        });
+        let mut aspects: Vec<&String> = self
+            .splits
+            .values()
+            .flat_map(|s| s.by_aspects.keys())
+            .collect();
         aspects.sort();
         aspects.dedup();
         for a in aspects {
-            row(&mut out, &format!("  {a}"), &|s| s.by_aspects.get(a).copied().unwrap_or(0).to_string());
+            row(&mut out, &format!("  {a}"), &|s| {
+                s.by_aspects.get(a).copied().unwrap_or(0).to_string()
+            });
         }
-        let mut strategies: Vec<&String> = self.splits.values().flat_map(|s| s.by_strategy.keys()).collect();
+        let mut strategies: Vec<&String> = self
+            .splits
+            .values()
+            .flat_map(|s| s.by_strategy.keys())
+            .collect();
         strategies.sort();
         strategies.dedup();
         for st in strategies {
-            row(&mut out, &format!("  strategy {st}"), &|s| s.by_strategy.get(st).copied().unwrap_or(0).to_string());
+            row(&mut out, &format!("  strategy {st}"), &|s| {
+                s.by_strategy.get(st).copied().unwrap_or(0).to_string()
+            });
         }
-        let _ = writeln!(out, "templates: {} (avg {:.1} words without slots)", self.templates, self.average_template_words);
-        for (label, f) in [("preferences (P2)", &self.preferences), ("intentions (I1)", &self.intentions)] {
-            let phrasings = f.distinct_phrasings.map_or("n/a".to_string(), |p| p.to_string());
+        let _ = writeln!(
+            out,
+            "templates: {} (avg {:.1} words without slots)",
+            self.templates, self.average_template_words
+        );
+        for (label, f) in [
+            ("preferences (P2)", &self.preferences),
+            ("intentions (I1)", &self.intentions),
+        ] {
+            let phrasings = f
+                .distinct_phrasings
+                .map_or("n/a".to_string(), |p| p.to_string());
             let _ = writeln!(
                 out,
                 "{label}: {} fills, avg {:.1} words, {} distinct texts, {} distinct phrasings",

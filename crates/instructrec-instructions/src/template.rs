@@ -109,11 +109,23 @@ impl Template {
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     #[error("{source_name}: {message}")]
-    Parse { source_name: String, message: String },
+    Parse {
+        source_name: String,
+        message: String,
+    },
     #[error("{source_name}: template `{id}`: slot `{slot}`: {message}")]
-    Slot { source_name: String, id: String, slot: String, message: String },
+    Slot {
+        source_name: String,
+        id: String,
+        slot: String,
+        message: String,
+    },
     #[error("{source_name}: template `{id}`: {message}")]
-    Template { source_name: String, id: String, message: String },
+    Template {
+        source_name: String,
+        id: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -150,8 +162,10 @@ impl TemplateLibrary {
 
     pub fn from_path(path: &Path) -> Result<Self, TemplateError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| TemplateError::Parse { source_name: name.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| TemplateError::Parse {
+            source_name: name.clone(),
+            message: e.to_string(),
+        })?;
         Self::parse(&text, &name)
     }
 
@@ -175,7 +189,9 @@ impl TemplateLibrary {
                 return Err(err("the id is used twice".into()));
             }
             if t.eval {
-                if let Some(other) = eval_scenarios.insert((t.preference, t.intention), t.id.clone()) {
+                if let Some(other) =
+                    eval_scenarios.insert((t.preference, t.intention), t.id.clone())
+                {
                     return Err(err(format!(
                         "`{other}` is already the evaluation template for {} {}",
                         t.preference, t.intention
@@ -190,7 +206,10 @@ impl TemplateLibrary {
                 message: "no templates".into(),
             });
         }
-        Ok(Self { templates, source_name: source_name.to_string() })
+        Ok(Self {
+            templates,
+            source_name: source_name.to_string(),
+        })
     }
 
     pub fn templates(&self) -> &[Template] {
@@ -214,13 +233,19 @@ fn required_slots(r: &RawTemplate) -> BTreeMap<Slot, &'static str> {
         req.insert(Slot::History, "preference P1 shows the history");
     }
     if r.preference == PreferenceKind::Explicit {
-        req.insert(Slot::ExplicitPreference, "preference P2 shows the stated taste");
+        req.insert(
+            Slot::ExplicitPreference,
+            "preference P2 shows the stated taste",
+        );
     }
     if r.intention == IntentionKind::Vague {
         req.insert(Slot::VagueIntention, "intention I1 shows the vague need");
     }
     if r.intention == IntentionKind::Specific {
-        req.insert(Slot::SpecificIntention, "intention I2 shows the category query");
+        req.insert(
+            Slot::SpecificIntention,
+            "intention I2 shows the category query",
+        );
     }
     match r.task {
         TaskForm::Rerank => {
@@ -299,7 +324,9 @@ fn check(r: RawTemplate, source_name: &str) -> Result<Template, TemplateError> {
         return Err(template_err(format!("target `{}`: {problem}", r.target)));
     }
     if r.eval && !(r.task == TaskForm::Rerank && r.strategy == Strategy::Plain) {
-        return Err(template_err("only plain T3 templates can be evaluation templates".into()));
+        return Err(template_err(
+            "only plain T3 templates can be evaluation templates".into(),
+        ));
     }
 
     let mut declared = BTreeSet::new();
@@ -319,10 +346,16 @@ fn check(r: RawTemplate, source_name: &str) -> Result<Template, TemplateError> {
         })
         .collect();
     if let Some(s) = used.difference(&declared).next() {
-        return Err(slot_err(s.name(), "used in the text but not declared in `slots`".into()));
+        return Err(slot_err(
+            s.name(),
+            "used in the text but not declared in `slots`".into(),
+        ));
     }
     if let Some(s) = declared.difference(&used).next() {
-        return Err(slot_err(s.name(), "declared but unfilled: the text never uses it".into()));
+        return Err(slot_err(
+            s.name(),
+            "declared but unfilled: the text never uses it".into(),
+        ));
     }
     let required = required_slots(&r);
     for (slot, why) in &required {
@@ -365,12 +398,15 @@ fn parse_text(text: &str) -> Result<Vec<Segment>, (String, String)> {
         if rest.as_bytes()[open] == b'}' {
             return Err(("}".into(), "a `}` without its `{`".into()));
         }
-        let close = rest[open..]
-            .find('}')
-            .map(|c| open + c)
-            .ok_or_else(|| (rest[open..].to_string(), "a `{` that is never closed".to_string()))?;
+        let close = rest[open..].find('}').map(|c| open + c).ok_or_else(|| {
+            (
+                rest[open..].to_string(),
+                "a `{` that is never closed".to_string(),
+            )
+        })?;
         let name = &rest[open + 1..close];
-        let slot = Slot::from_name(name).ok_or_else(|| (name.to_string(), "unknown slot".to_string()))?;
+        let slot =
+            Slot::from_name(name).ok_or_else(|| (name.to_string(), "unknown slot".to_string()))?;
         if open > 0 {
             segments.push(Segment::Text(rest[..open].to_string()));
         }
@@ -397,9 +433,15 @@ mod tests {
     #[test]
     fn builtin_library_loads_and_covers_the_papers_combinations() {
         let lib = TemplateLibrary::builtin();
-        assert!(lib.templates().len() >= 39, "{} templates", lib.templates().len());
+        assert!(
+            lib.templates().len() >= 39,
+            "{} templates",
+            lib.templates().len()
+        );
         let has = |p, i, t| {
-            lib.templates().iter().any(|x| x.preference == p && x.intention == i && x.task == t)
+            lib.templates()
+                .iter()
+                .any(|x| x.preference == p && x.intention == i && x.task == t)
         };
         use IntentionKind as I;
         use PreferenceKind as P;
@@ -428,35 +470,73 @@ mod tests {
             TargetKind::QueryAndItem,
             TargetKind::ReasoningAndItem,
         ] {
-            assert!(lib.templates().iter().any(|t| t.target == target), "{target}");
+            assert!(
+                lib.templates().iter().any(|t| t.target == target),
+                "{target}"
+            );
         }
-        let avg = lib.templates().iter().map(Template::word_count).sum::<usize>() as f64
+        let avg = lib
+            .templates()
+            .iter()
+            .map(Template::word_count)
+            .sum::<usize>() as f64
             / lib.templates().len() as f64;
-        assert!((25.0..=50.0).contains(&avg), "average template length {avg}");
+        assert!(
+            (25.0..=50.0).contains(&avg),
+            "average template length {avg}"
+        );
     }
 
     #[test]
     fn good_template_parses() {
-        let lib = TemplateLibrary::parse(&one("Past: {history}. Pick one: {candidates}", "\"history\", \"candidates\"", ""), "t.toml").unwrap();
+        let lib = TemplateLibrary::parse(
+            &one(
+                "Past: {history}. Pick one: {candidates}",
+                "\"history\", \"candidates\"",
+                "",
+            ),
+            "t.toml",
+        )
+        .unwrap();
         assert_eq!(lib.templates()[0].segments.len(), 4);
     }
 
     fn error_of(text: &str) -> String {
-        TemplateLibrary::parse(text, "t.toml").unwrap_err().to_string()
+        TemplateLibrary::parse(text, "t.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn unknown_slot_is_named() {
-        let e = error_of(&one("{history} {candidates} {mood}", "\"history\", \"candidates\"", ""));
-        assert!(e.contains("template `x`") && e.contains("slot `mood`") && e.contains("unknown"), "{e}");
-        let e = error_of(&one("{history} {candidates}", "\"history\", \"candidates\", \"mood\"", ""));
+        let e = error_of(&one(
+            "{history} {candidates} {mood}",
+            "\"history\", \"candidates\"",
+            "",
+        ));
+        assert!(
+            e.contains("template `x`") && e.contains("slot `mood`") && e.contains("unknown"),
+            "{e}"
+        );
+        let e = error_of(&one(
+            "{history} {candidates}",
+            "\"history\", \"candidates\", \"mood\"",
+            "",
+        ));
         assert!(e.contains("slot `mood`"), "{e}");
     }
 
     #[test]
     fn declared_but_unfilled_slot_is_named() {
-        let e = error_of(&one("{history} {candidates}", "\"history\", \"candidates\", \"context\"", ""));
-        assert!(e.contains("template `x`") && e.contains("slot `context`") && e.contains("unfilled"), "{e}");
+        let e = error_of(&one(
+            "{history} {candidates}",
+            "\"history\", \"candidates\", \"context\"",
+            "",
+        ));
+        assert!(
+            e.contains("template `x`") && e.contains("slot `context`") && e.contains("unfilled"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -472,7 +552,10 @@ mod tests {
             "\"history\", \"candidates\", \"vague_intention\"",
             "",
         ));
-        assert!(e.contains("slot `vague_intention`") && e.contains("not allowed"), "{e}");
+        assert!(
+            e.contains("slot `vague_intention`") && e.contains("not allowed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -70,8 +70,14 @@ pub fn mentions_title(text: &str, title: &str) -> bool {
     }
     let text = normalised_words(text);
     let n = title.len();
-    let run = if n <= 4 { n } else { 4.max((n * 3).div_ceil(5)) };
-    title.windows(run).any(|w| text.windows(run).any(|t| t == w))
+    let run = if n <= 4 {
+        n
+    } else {
+        4.max((n * 3).div_ceil(5))
+    };
+    title
+        .windows(run)
+        .any(|w| text.windows(run).any(|t| t == w))
 }
 
 #[cfg(test)]
@@ -92,7 +98,10 @@ mod tests {
     #[test]
     fn title_mentions_are_found_after_normalising() {
         let title = "Titanfall 2 - PlayStation 4";
-        assert!(mentions_title("I want TITANFALL 2: PlayStation-4 now", title));
+        assert!(mentions_title(
+            "I want TITANFALL 2: PlayStation-4 now",
+            title
+        ));
         assert!(!mentions_title("I want a shooter for PlayStation 4", title));
         let long = "Call of Duty: Black Ops III - Xbox One";
         assert!(mentions_title("more call of duty black ops please", long));

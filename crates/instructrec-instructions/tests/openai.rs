@@ -83,8 +83,15 @@ fn answer(content: &str) -> String {
 /// Echoes which kind of prompt it got and a hash of it, so different prompts get different fills.
 fn echo(body: &serde_json::Value) -> String {
     let prompt = body["messages"][1]["content"].as_str().unwrap();
-    let kind = if prompt.contains("describe your taste") { "taste" } else { "need" };
-    answer(&format!("\"I want something nice ({kind} {}).\"", prompt.len()))
+    let kind = if prompt.contains("describe your taste") {
+        "taste"
+    } else {
+        "need"
+    };
+    answer(&format!(
+        "\"I want something nice ({kind} {}).\"",
+        prompt.len()
+    ))
 }
 
 fn config(url: &str, cache: &std::path::Path) -> OpenAiConfig {
@@ -114,7 +121,10 @@ fn requests(p: &instructrec_data::Prepared) -> Vec<FillRequest> {
                     avoid: seq[seq.len() - 1].item,
                 }
             } else {
-                FillRequest::Intention { user, item: seq[seq.len() - 1].item }
+                FillRequest::Intention {
+                    user,
+                    item: seq[seq.len() - 1].item,
+                }
             }
         })
         .collect()
@@ -141,14 +151,29 @@ fn retries_counts_tokens_and_replays_from_the_cache() {
     assert_eq!(r.prompt_tokens, 100 * distinct as u64);
     assert_eq!(r.completion_tokens, 10 * distinct as u64);
     for (req, f) in reqs.iter().zip(&first.fills) {
-        assert!(f.text.starts_with("I want something nice"), "quotes are stripped: {}", f.text);
-        let kind = if matches!(req, FillRequest::Preference { .. }) { "taste" } else { "need" };
+        assert!(
+            f.text.starts_with("I want something nice"),
+            "quotes are stripped: {}",
+            f.text
+        );
+        let kind = if matches!(req, FillRequest::Preference { .. }) {
+            "taste"
+        } else {
+            "need"
+        };
         assert!(f.text.contains(kind), "{}", f.text);
     }
 
     let before = server.requests.load(Ordering::SeqCst);
-    let second = OpenAiTeacher::new(config(&server.url, cache.path()), 0).unwrap().fill(&p.dataset, &reqs).unwrap();
-    assert_eq!(server.requests.load(Ordering::SeqCst), before, "a rerun makes no request");
+    let second = OpenAiTeacher::new(config(&server.url, cache.path()), 0)
+        .unwrap()
+        .fill(&p.dataset, &reqs)
+        .unwrap();
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        before,
+        "a rerun makes no request"
+    );
     assert_eq!(second.report.requests, 0);
     assert_eq!(second.report.cache_hits, distinct);
     assert_eq!(second.fills, first.fills);
@@ -158,22 +183,43 @@ fn retries_counts_tokens_and_replays_from_the_cache() {
 fn an_interrupted_run_resumes_with_what_it_cached() {
     let p = common::prepared();
     // The server stops answering after five requests, as if the run were killed.
-    let server = serve(Box::new(|n, body| if n < 5 { (200, echo(body)) } else { (400, r#"{"error":"gone"}"#.into()) }));
+    let server = serve(Box::new(|n, body| {
+        if n < 5 {
+            (200, echo(body))
+        } else {
+            (400, r#"{"error":"gone"}"#.into())
+        }
+    }));
     let cache = tempfile::tempdir().unwrap();
     let mut c = config(&server.url, cache.path());
     c.concurrency = 1;
     let reqs = requests(&p);
-    let err = OpenAiTeacher::new(c.clone(), 0).unwrap().fill(&p.dataset, &reqs).unwrap_err();
+    let err = OpenAiTeacher::new(c.clone(), 0)
+        .unwrap()
+        .fill(&p.dataset, &reqs)
+        .unwrap_err();
     assert!(err.to_string().contains("HTTP 400"), "{err}");
 
     let healthy = serve(Box::new(|_, body| (200, echo(body))));
     c.base_url = healthy.url.clone();
-    let resumed = OpenAiTeacher::new(c.clone(), 0).unwrap().fill(&p.dataset, &reqs).unwrap();
+    let resumed = OpenAiTeacher::new(c.clone(), 0)
+        .unwrap()
+        .fill(&p.dataset, &reqs)
+        .unwrap();
     assert_eq!(resumed.report.cache_hits, 5, "{:?}", resumed.report);
-    assert_eq!(healthy.requests.load(Ordering::SeqCst), resumed.report.requests);
-    let replay = OpenAiTeacher::new(c, 0).unwrap().fill(&p.dataset, &reqs).unwrap();
+    assert_eq!(
+        healthy.requests.load(Ordering::SeqCst),
+        resumed.report.requests
+    );
+    let replay = OpenAiTeacher::new(c, 0)
+        .unwrap()
+        .fill(&p.dataset, &reqs)
+        .unwrap();
     assert_eq!(replay.report.requests, 0);
-    assert_eq!(resumed.report.cache_hits + resumed.report.requests, replay.report.cache_hits);
+    assert_eq!(
+        resumed.report.cache_hits + resumed.report.requests,
+        replay.report.cache_hits
+    );
     assert_eq!(replay.fills, resumed.fills);
 }
 
@@ -185,7 +231,11 @@ fn answers_naming_the_target_are_replaced() {
     // A careless teacher: it names the product it was shown.
     let server = serve(Box::new(move |_, body| {
         let prompt = body["messages"][1]["content"].as_str().unwrap();
-        let named = titles.iter().find(|t| prompt.contains(t.as_str())).cloned().unwrap_or_default();
+        let named = titles
+            .iter()
+            .find(|t| prompt.contains(t.as_str()))
+            .cloned()
+            .unwrap_or_default();
         (200, answer(&format!("I really want {named}.")))
     }));
     let cache = tempfile::tempdir().unwrap();
@@ -193,7 +243,10 @@ fn answers_naming_the_target_are_replaced() {
         .into_iter()
         .filter(|r| matches!(r, FillRequest::Intention { .. }))
         .collect();
-    let filled = OpenAiTeacher::new(config(&server.url, cache.path()), 0).unwrap().fill(&p.dataset, &reqs).unwrap();
+    let filled = OpenAiTeacher::new(config(&server.url, cache.path()), 0)
+        .unwrap()
+        .fill(&p.dataset, &reqs)
+        .unwrap();
     assert_eq!(filled.report.rejected, reqs.len());
     for (r, f) in reqs.iter().zip(&filled.fills) {
         assert!(!mentions_title(&f.text, &title_of(r.avoid())), "{}", f.text);
@@ -208,7 +261,15 @@ fn a_client_error_fails_at_once_naming_the_url() {
     let cache = tempfile::tempdir().unwrap();
     let mut c = config(&server.url, cache.path());
     c.api_key = None;
-    let err = OpenAiTeacher::new(c, 0).unwrap().fill(&p.dataset, &requests(&p)[..1]).unwrap_err();
+    let err = OpenAiTeacher::new(c, 0)
+        .unwrap()
+        .fill(&p.dataset, &requests(&p)[..1])
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("/v1/chat/completions") && msg.contains("HTTP 401") && msg.contains("after 1 attempts"), "{msg}");
+    assert!(
+        msg.contains("/v1/chat/completions")
+            && msg.contains("HTTP 401")
+            && msg.contains("after 1 attempts"),
+        "{msg}"
+    );
 }

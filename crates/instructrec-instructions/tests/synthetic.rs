@@ -15,11 +15,19 @@ use instructrec_instructions::{
 fn build(prepared: &Prepared, config: BuildConfig) -> InstructionSet {
     let library = TemplateLibrary::builtin();
     let teacher = OfflineTeacher::new(config.seed);
-    Builder::new(prepared, &library, &teacher, &WordCounter, config).unwrap().build().unwrap()
+    Builder::new(prepared, &library, &teacher, &WordCounter, config)
+        .unwrap()
+        .build()
+        .unwrap()
 }
 
 fn config() -> BuildConfig {
-    BuildConfig { per_user: 3, templates_per_target: 6, eval_sizes: vec![10, 20], ..BuildConfig::default() }
+    BuildConfig {
+        per_user: 3,
+        templates_per_target: 6,
+        eval_sizes: vec![10, 20],
+        ..BuildConfig::default()
+    }
 }
 
 fn title(p: &Prepared, i: ItemId) -> &str {
@@ -32,20 +40,43 @@ fn training_never_shows_a_held_out_item() {
     let set = build(&p, config());
     assert!(set.train.len() > 500, "{} training lines", set.train.len());
     for i in &set.train {
-        let held = [p.held_out(i.user, Fold::Validation), p.held_out(i.user, Fold::Test)];
-        let used = i.history.iter().chain(&i.candidates).chain([&i.target_item]);
+        let held = [
+            p.held_out(i.user, Fold::Validation),
+            p.held_out(i.user, Fold::Test),
+        ];
+        let used = i
+            .history
+            .iter()
+            .chain(&i.candidates)
+            .chain([&i.target_item]);
         for item in used {
-            assert!(!held.contains(item), "{} uses held-out item {item:?}", i.template);
+            assert!(
+                !held.contains(item),
+                "{} uses held-out item {item:?}",
+                i.template
+            );
         }
         for h in held {
             assert!(!i.text.contains(title(&p, h)), "{}: {}", i.template, i.text);
-            assert!(!i.target.contains(title(&p, h)), "{}: {}", i.template, i.target);
+            assert!(
+                !i.target.contains(title(&p, h)),
+                "{}: {}",
+                i.template,
+                i.target
+            );
         }
         // Query-derived lines only take targets from the item-level train split.
         let query_bound = i.intention != Intention::None
-            || matches!(i.target_kind, TargetKind::VagueIntention | TargetKind::SpecificIntention);
+            || matches!(
+                i.target_kind,
+                TargetKind::VagueIntention | TargetKind::SpecificIntention
+            );
         if query_bound {
-            assert!(p.item_split.train.contains(&i.target_item), "{}", i.template);
+            assert!(
+                p.item_split.train.contains(&i.target_item),
+                "{}",
+                i.template
+            );
         }
     }
 }
@@ -55,13 +86,20 @@ fn evaluation_lines_show_the_stored_candidates_in_a_seeded_order() {
     let p = common::prepared();
     let set = build(&p, config());
     let mut first_positions = HashSet::new();
-    for (split, fold) in [(Split::Validation, Fold::Validation), (Split::Test, Fold::Test)] {
+    for (split, fold) in [
+        (Split::Validation, Fold::Validation),
+        (Split::Test, Fold::Test),
+    ] {
         let lines = set.split(split);
         assert!(!lines.is_empty());
         let mut scenarios = HashSet::new();
         for size in [10, 20] {
-            let stored: HashMap<UserId, _> =
-                p.candidates(fold, size).unwrap().iter().map(|s| (s.user, s)).collect();
+            let stored: HashMap<UserId, _> = p
+                .candidates(fold, size)
+                .unwrap()
+                .iter()
+                .map(|s| (s.user, s))
+                .collect();
             for i in lines.iter().filter(|i| i.candidate_size == Some(size)) {
                 assert_eq!(i.task, TaskForm::Rerank);
                 assert_eq!(i.strategy, Strategy::Plain);
@@ -78,8 +116,11 @@ fn evaluation_lines_show_the_stored_candidates_in_a_seeded_order() {
                 scenarios.insert((i.preference.kind(), i.intention.kind()));
                 // The history ends right before the held-out item.
                 if let Preference::Implicit(h) = &i.preference {
-                    let before: Vec<ItemId> =
-                        p.recent_history(i.user, fold).iter().map(|x| x.item).collect();
+                    let before: Vec<ItemId> = p
+                        .recent_history(i.user, fold)
+                        .iter()
+                        .map(|x| x.item)
+                        .collect();
                     assert!(before.ends_with(h));
                 }
             }
@@ -92,7 +133,10 @@ fn evaluation_lines_show_the_stored_candidates_in_a_seeded_order() {
         }
         assert!(scenarios.len() >= 5, "{scenarios:?}");
     }
-    assert!(first_positions.len() > 5, "the positive moves around: {first_positions:?}");
+    assert!(
+        first_positions.len() > 5,
+        "the positive moves around: {first_positions:?}"
+    );
 }
 
 #[test]
@@ -107,28 +151,56 @@ fn builds_are_deterministic_and_files_round_trip() {
         let fa = std::fs::read(dir.path().join("a").join(split.file_name())).unwrap();
         let fb = std::fs::read(dir.path().join("b").join(split.file_name())).unwrap();
         assert_eq!(fa, fb, "{split:?}");
-        assert_eq!(read_jsonl(&dir.path().join("a").join(split.file_name())).unwrap(), a.split(split));
+        assert_eq!(
+            read_jsonl(&dir.path().join("a").join(split.file_name())).unwrap(),
+            a.split(split)
+        );
     }
     let stats: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("a/stats.json")).unwrap()).unwrap();
     assert_eq!(stats["splits"]["train"]["instructions"], a.train.len());
-    let c = build(&p, BuildConfig { seed: 1, ..config() });
+    let c = build(
+        &p,
+        BuildConfig {
+            seed: 1,
+            ..config()
+        },
+    );
     assert_ne!(a.train, c.train, "the seed matters");
 }
 
 #[test]
 fn history_is_cut_oldest_first_to_the_budget() {
     let p = common::prepared();
-    let set = build(&p, BuildConfig { history_budget: 12, ..config() });
+    let set = build(
+        &p,
+        BuildConfig {
+            history_budget: 12,
+            ..config()
+        },
+    );
     let mut cut = 0;
     for i in set.train.iter().chain(&set.test) {
-        let Preference::Implicit(shown) = &i.preference else { continue };
+        let Preference::Implicit(shown) = &i.preference else {
+            continue;
+        };
         assert!(!shown.is_empty());
-        let words: usize = shown.iter().map(|h| title(&p, *h).split_whitespace().count()).sum();
-        assert!(shown.len() == 1 || words + shown.len() - 1 <= 12, "{words} words in {}", i.text);
+        let words: usize = shown
+            .iter()
+            .map(|h| title(&p, *h).split_whitespace().count())
+            .sum();
+        assert!(
+            shown.len() == 1 || words + shown.len() - 1 <= 12,
+            "{words} words in {}",
+            i.text
+        );
         // The newest item before the target is always shown.
         let full: Vec<ItemId> = match i.split {
-            Split::Test => p.recent_history(i.user, Fold::Test).iter().map(|x| x.item).collect(),
+            Split::Test => p
+                .recent_history(i.user, Fold::Test)
+                .iter()
+                .map(|x| x.item)
+                .collect(),
             _ => continue,
         };
         assert!(full.ends_with(shown));
@@ -158,16 +230,29 @@ fn fills(i: &Instruction) -> Vec<&str> {
 fn offline_fills_are_varied_and_never_name_the_target() {
     let p = common::prepared();
     let set = build(&p, config());
-    let all: Vec<&Instruction> = set.train.iter().chain(&set.validation).chain(&set.test).collect();
+    let all: Vec<&Instruction> = set
+        .train
+        .iter()
+        .chain(&set.validation)
+        .chain(&set.test)
+        .collect();
     let mut checked = 0;
     for i in &all {
         for f in fills(i) {
             if i.target_kind == TargetKind::QueryAndItem {
                 // The target names the item after the request; only the request must not.
                 let request = f.split(" Product: ").next().unwrap();
-                assert!(!mentions_title(request, title(&p, i.target_item)), "{request}");
+                assert!(
+                    !mentions_title(request, title(&p, i.target_item)),
+                    "{request}"
+                );
             } else {
-                assert!(!mentions_title(f, title(&p, i.target_item)), "{} names {}", f, title(&p, i.target_item));
+                assert!(
+                    !mentions_title(f, title(&p, i.target_item)),
+                    "{} names {}",
+                    f,
+                    title(&p, i.target_item)
+                );
             }
             checked += 1;
         }
@@ -175,15 +260,37 @@ fn offline_fills_are_varied_and_never_name_the_target() {
     assert!(checked > 300, "{checked} fills checked");
     let s = &set.stats;
     assert!(s.preferences.count > 100 && s.intentions.count > 50);
-    assert!(s.preferences.distinct_phrasings.unwrap() >= 30, "{:?}", s.preferences);
-    assert!(s.intentions.distinct_phrasings.unwrap() >= 20, "{:?}", s.intentions);
-    assert!(s.preferences.distinct_texts * 2 > s.preferences.count, "{:?}", s.preferences);
+    assert!(
+        s.preferences.distinct_phrasings.unwrap() >= 30,
+        "{:?}",
+        s.preferences
+    );
+    assert!(
+        s.intentions.distinct_phrasings.unwrap() >= 20,
+        "{:?}",
+        s.intentions
+    );
+    assert!(
+        s.preferences.distinct_texts * 2 > s.preferences.count,
+        "{:?}",
+        s.preferences
+    );
     // The item titled like its own category still gets a need that does not name it.
-    let plain = p.dataset.items.iter().find(|i| i.title == "Controllers").unwrap().id;
+    let plain = p
+        .dataset
+        .items
+        .iter()
+        .find(|i| i.title == "Controllers")
+        .unwrap()
+        .id;
     let teacher = OfflineTeacher::new(0);
     use instructrec_instructions::teacher::{FillRequest, Teacher};
-    let requests: Vec<FillRequest> =
-        (0..40).map(|u| FillRequest::Intention { user: UserId(u), item: plain }).collect();
+    let requests: Vec<FillRequest> = (0..40)
+        .map(|u| FillRequest::Intention {
+            user: UserId(u),
+            item: plain,
+        })
+        .collect();
     let filled = teacher.fill(&p.dataset, &requests).unwrap();
     for f in &filled.fills {
         assert!(!mentions_title(&f.text, "Controllers"), "{}", f.text);
@@ -195,7 +302,13 @@ fn offline_fills_are_varied_and_never_name_the_target() {
 #[test]
 fn pointwise_and_pairwise_lines_are_well_formed() {
     let p = common::prepared();
-    let set = build(&p, BuildConfig { templates_per_target: 47, ..config() });
+    let set = build(
+        &p,
+        BuildConfig {
+            templates_per_target: 47,
+            ..config()
+        },
+    );
     let (mut yes, mut no, mut pairs) = (0, 0, 0);
     for i in &set.train {
         match i.task {
@@ -223,14 +336,22 @@ fn pointwise_and_pairwise_lines_are_well_formed() {
             }
             TaskForm::Matching => assert!(i.candidates.is_empty()),
         }
-        assert!(i.text.ends_with('.') || i.text.contains("Context: it is a"), "{}", i.text);
+        assert!(
+            i.text.ends_with('.') || i.text.contains("Context: it is a"),
+            "{}",
+            i.text
+        );
     }
     assert!(yes > 0 && yes == no, "{yes} yes, {no} no");
     assert!(pairs > 0);
     for id in set.stats.splits["train"].by_template.keys() {
         assert!(TemplateLibrary::builtin().get(id).is_some());
     }
-    assert!(set.stats.splits["train"].by_template.len() >= 40, "{:?}", set.stats.splits["train"].by_template);
+    assert!(
+        set.stats.splits["train"].by_template.len() >= 40,
+        "{:?}",
+        set.stats.splits["train"].by_template
+    );
 }
 
 #[test]
@@ -270,7 +391,18 @@ text = "{context} After {history}, pick one of {candidates}."
     std::fs::write(&path, text).unwrap();
     let library = TemplateLibrary::from_path(&path).unwrap();
     let teacher = OfflineTeacher::new(0);
-    let set = Builder::new(&p, &library, &teacher, &WordCounter, config()).unwrap().build().unwrap();
-    assert!(set.train.iter().chain(&set.test).all(|i| i.template == "mine"));
-    assert!(set.test[0].text.starts_with("Context: it is a"), "{}", set.test[0].text);
+    let set = Builder::new(&p, &library, &teacher, &WordCounter, config())
+        .unwrap()
+        .build()
+        .unwrap();
+    assert!(set
+        .train
+        .iter()
+        .chain(&set.test)
+        .all(|i| i.template == "mine"));
+    assert!(
+        set.test[0].text.starts_with("Context: it is a"),
+        "{}",
+        set.test[0].text
+    );
 }

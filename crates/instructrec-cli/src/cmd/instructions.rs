@@ -96,7 +96,9 @@ fn parse_users(s: &str) -> Result<EvalUsers, String> {
     if s == "all" {
         return Ok(EvalUsers(None));
     }
-    s.parse().map(|n| EvalUsers(Some(n))).map_err(|_| format!("expected a number or \"all\", got {s:?}"))
+    s.parse()
+        .map(|n| EvalUsers(Some(n)))
+        .map_err(|_| format!("expected a number or \"all\", got {s:?}"))
 }
 
 struct Loaded {
@@ -133,7 +135,12 @@ impl CommonArgs {
             eval_sizes: self.eval_sizes.clone(),
             eval_users: self.eval_users.0,
         };
-        Ok(Loaded { prepared, library, teacher, config })
+        Ok(Loaded {
+            prepared,
+            library,
+            teacher,
+            config,
+        })
     }
 }
 
@@ -149,7 +156,11 @@ pub fn run(command: InstructionsCommand) -> anyhow::Result<()> {
                 "full build: {seconds:.2} s (load + plan + teacher + render + write; target < 60 s)"
             );
         }
-        InstructionsCommand::Show { common, user, template } => show(&common, &user, template.as_deref())?,
+        InstructionsCommand::Show {
+            common,
+            user,
+            template,
+        } => show(&common, &user, template.as_deref())?,
     }
     Ok(())
 }
@@ -159,7 +170,13 @@ fn build(common: &CommonArgs, out: &Path) -> anyhow::Result<f64> {
     let start = Instant::now();
     let l = common.load()?;
     let loaded = start.elapsed().as_secs_f64();
-    let builder = Builder::new(&l.prepared, &l.library, l.teacher.as_ref(), &WordCounter, l.config)?;
+    let builder = Builder::new(
+        &l.prepared,
+        &l.library,
+        l.teacher.as_ref(),
+        &WordCounter,
+        l.config,
+    )?;
     let set = builder.build()?;
     let written = Instant::now();
     set.write(out)?;
@@ -181,15 +198,29 @@ fn find_user(prepared: &Prepared, user: &str) -> anyhow::Result<UserId> {
         .iter()
         .find(|u| u.original_id == user)
         .map(|u| u.id)
-        .with_context(|| format!("no user {user:?} (neither a dense index below {} nor a source id)", users.len()))
+        .with_context(|| {
+            format!(
+                "no user {user:?} (neither a dense index below {} nor a source id)",
+                users.len()
+            )
+        })
 }
 
 fn show(common: &CommonArgs, user: &str, template: Option<&str>) -> anyhow::Result<()> {
     let l = common.load()?;
     let user = find_user(&l.prepared, user)?;
-    let builder = Builder::new(&l.prepared, &l.library, l.teacher.as_ref(), &WordCounter, l.config)?;
+    let builder = Builder::new(
+        &l.prepared,
+        &l.library,
+        l.teacher.as_ref(),
+        &WordCounter,
+        l.config,
+    )?;
     for (id, result) in builder.show(user, template)? {
-        let t = l.library.get(&id).expect("shown templates come from the library");
+        let t = l
+            .library
+            .get(&id)
+            .expect("shown templates come from the library");
         println!(
             "== {id}  {} {} {}  {}",
             t.preference, t.intention, t.task, t.strategy

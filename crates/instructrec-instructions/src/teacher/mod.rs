@@ -17,7 +17,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FillRequest {
     /// State the taste behind `history` (oldest first) in the user's voice.
-    Preference { user: UserId, history: Vec<ItemId>, avoid: ItemId },
+    Preference {
+        user: UserId,
+        history: Vec<ItemId>,
+        avoid: ItemId,
+    },
     /// State the need that `item` met for `user`, without naming it.
     Intention { user: UserId, item: ItemId },
 }

@@ -83,8 +83,10 @@ const NEED_KEYWORDS: &[&str] = &[
     "What I care about most is {keywords}.",
     "It should have {keywords}, if possible.",
 ];
-const NEED_BRAND: &[&str] =
-    &["I wouldn't mind if it's from {brand}.", "Something by {brand} would be nice."];
+const NEED_BRAND: &[&str] = &[
+    "I wouldn't mind if it's from {brand}.",
+    "Something by {brand} would be nice.",
+];
 const NEED_FLAVOUR: &[&str] = &["Something from the {flavour} section would fit."];
 const NEED_NOTHING: &[&str] = &[
     "I'm looking for something new to enjoy.",
@@ -92,23 +94,310 @@ const NEED_NOTHING: &[&str] = &[
     "Surprise me with something I haven't tried yet.",
 ];
 
+/// Function words, verbs and marketing words that describe nothing about a product. Sorted:
+/// looked up by binary search.
 const STOPWORDS: &[&str] = &[
-    "about", "after", "against", "all", "also", "along", "always", "among", "another", "any",
-    "around", "based", "because", "been", "before", "being", "best", "better", "between", "both",
-    "bring", "built", "but", "can", "come", "comes", "could", "designed", "each", "easy", "even",
-    "ever", "every", "experience", "feature", "features", "featuring", "first", "from", "full",
-    "game", "games", "gameplay", "gaming", "get", "great", "have", "help", "here", "high",
-    "include", "included", "includes", "including", "into", "just", "keep", "like", "live",
-    "made", "make", "makes", "many", "more", "most", "much", "must", "need", "never", "only",
-    "other", "over", "play", "player", "players", "playing", "plus", "product", "provides",
-    "ready", "real", "right", "same", "series", "should", "some", "such", "take", "than", "that",
-    "their", "them", "then", "there", "these", "they", "this", "those", "through", "time",
-    "times", "together", "up", "use", "used", "uses", "using", "very", "want", "well", "were",
-    "what", "when", "where", "which", "while", "will", "with", "within", "without", "world",
-    "would", "year", "years", "you", "your", "yours", "new", "one", "two", "three", "first",
-    "next", "once", "way", "ways", "the", "and", "for", "are", "its", "it's", "does", "allows",
-    "enjoy", "features:", "offers", "original", "officially", "licensed", "compatible", "item",
-    "items", "brand", "color", "colors", "great", "perfect", "quality", "includes:", "now",
+    "ability",
+    "able",
+    "about",
+    "access",
+    "across",
+    "additional",
+    "advanced",
+    "after",
+    "against",
+    "allow",
+    "allowing",
+    "allows",
+    "along",
+    "also",
+    "always",
+    "amazing",
+    "among",
+    "another",
+    "around",
+    "authentic",
+    "available",
+    "awesome",
+    "back",
+    "base",
+    "based",
+    "beautiful",
+    "because",
+    "become",
+    "been",
+    "before",
+    "being",
+    "best",
+    "better",
+    "between",
+    "black",
+    "blue",
+    "bonus",
+    "both",
+    "brand",
+    "bring",
+    "brings",
+    "build",
+    "built",
+    "challenging",
+    "charge",
+    "choice",
+    "choose",
+    "classic",
+    "collect",
+    "color",
+    "colors",
+    "come",
+    "comes",
+    "compatible",
+    "complete",
+    "completely",
+    "content",
+    "could",
+    "create",
+    "created",
+    "creating",
+    "custom",
+    "customize",
+    "dark",
+    "deep",
+    "design",
+    "designed",
+    "detailed",
+    "device",
+    "different",
+    "discover",
+    "does",
+    "down",
+    "dual",
+    "during",
+    "dynamic",
+    "each",
+    "earn",
+    "easily",
+    "easy",
+    "edition",
+    "either",
+    "else",
+    "enhanced",
+    "enjoy",
+    "enough",
+    "entire",
+    "epic",
+    "even",
+    "ever",
+    "every",
+    "exactly",
+    "exciting",
+    "exclusive",
+    "experience",
+    "experiences",
+    "explore",
+    "extra",
+    "face",
+    "fast",
+    "favorite",
+    "favourite",
+    "feature",
+    "features",
+    "featuring",
+    "feel",
+    "fight",
+    "find",
+    "first",
+    "five",
+    "four",
+    "free",
+    "from",
+    "full",
+    "fully",
+    "game",
+    "gameplay",
+    "games",
+    "gaming",
+    "give",
+    "gives",
+    "going",
+    "gold",
+    "good",
+    "great",
+    "green",
+    "have",
+    "help",
+    "here",
+    "hidden",
+    "high",
+    "hours",
+    "huge",
+    "improved",
+    "include",
+    "included",
+    "includes",
+    "including",
+    "incredible",
+    "intense",
+    "into",
+    "it's",
+    "item",
+    "items",
+    "just",
+    "keep",
+    "latest",
+    "legendary",
+    "less",
+    "lets",
+    "licensed",
+    "life",
+    "light",
+    "like",
+    "little",
+    "live",
+    "long",
+    "look",
+    "lots",
+    "made",
+    "main",
+    "make",
+    "makes",
+    "many",
+    "massive",
+    "master",
+    "microsoft",
+    "mode",
+    "modes",
+    "more",
+    "most",
+    "much",
+    "multi",
+    "multiple",
+    "must",
+    "near",
+    "need",
+    "needs",
+    "never",
+    "next",
+    "nintendo",
+    "number",
+    "offer",
+    "offers",
+    "officially",
+    "once",
+    "only",
+    "open",
+    "orange",
+    "order",
+    "original",
+    "other",
+    "over",
+    "part",
+    "people",
+    "perfect",
+    "pick",
+    "pink",
+    "play",
+    "player",
+    "players",
+    "playing",
+    "plays",
+    "playstation",
+    "please",
+    "plus",
+    "possible",
+    "power",
+    "powerful",
+    "product",
+    "provides",
+    "purple",
+    "quality",
+    "range",
+    "ready",
+    "real",
+    "realistic",
+    "really",
+    "required",
+    "right",
+    "same",
+    "save",
+    "series",
+    "several",
+    "should",
+    "show",
+    "side",
+    "silver",
+    "simple",
+    "since",
+    "single",
+    "size",
+    "skill",
+    "some",
+    "sony",
+    "special",
+    "stand",
+    "still",
+    "style",
+    "such",
+    "support",
+    "take",
+    "takes",
+    "than",
+    "that",
+    "their",
+    "them",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "three",
+    "through",
+    "time",
+    "times",
+    "together",
+    "tons",
+    "totally",
+    "touch",
+    "true",
+    "turn",
+    "type",
+    "ultimate",
+    "unique",
+    "unlimited",
+    "unlock",
+    "upon",
+    "used",
+    "uses",
+    "using",
+    "variety",
+    "various",
+    "very",
+    "video",
+    "want",
+    "ways",
+    "well",
+    "were",
+    "what",
+    "when",
+    "where",
+    "whether",
+    "which",
+    "while",
+    "white",
+    "will",
+    "with",
+    "within",
+    "without",
+    "work",
+    "works",
+    "world",
+    "would",
+    "xbox",
+    "year",
+    "years",
+    "yellow",
+    "your",
+    "yours",
 ];
 
 /// The descriptive facts the teacher reads off one item.
@@ -143,7 +432,10 @@ impl<'a> Catalogue<'a> {
             for (i, seg) in item.categories.iter().enumerate() {
                 *df.entry(seg).or_default() += 1;
                 if i > 0 {
-                    parents.entry(seg).or_default().insert(&item.categories[i - 1]);
+                    parents
+                        .entry(seg)
+                        .or_default()
+                        .insert(&item.categories[i - 1]);
                 }
             }
             for w in feature_words(item) {
@@ -156,18 +448,30 @@ impl<'a> Catalogue<'a> {
         let facts = items
             .iter()
             .map(|item| {
-                let segs: Vec<&str> =
-                    item.categories.iter().map(String::as_str).filter(|s| !is_root(s)).collect();
+                let segs: Vec<&str> = item
+                    .categories
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|s| !is_root(s))
+                    .collect();
                 let (kind, above) = match segs.split_last() {
                     Some((leaf, above)) if !above.is_empty() => (Some(as_noun(leaf)), above),
                     _ => (None, &segs[..]),
                 };
-                let mut areas: Vec<&str> = above.iter().copied().filter(|s| !is_facet(s)).collect();
-                // The rarest area is the most specific one (a platform rather than "Kids & Family").
+                // Paths run umbrella ("Kids & Family") > area (a platform) > facet ("Accessories")
+                // > sub-kinds > leaf. Below the first facet everything is a kind, not an area.
+                let before_facet = match above.iter().position(|s| is_facet(s)) {
+                    Some(i) => &above[..i],
+                    None => above,
+                };
+                let mut areas: Vec<&str> = before_facet.to_vec();
+                // The rarest is the most specific one (a platform rather than "Kids & Family").
                 areas.sort_by_key(|s| (df.get(s).copied().unwrap_or(0), *s));
                 let area = areas.first().map(|s| s.to_string());
                 let flavours = areas.iter().skip(1).map(|s| s.to_string()).collect();
-                let title: HashSet<String> = crate::text::normalised_words(&item.title).into_iter().collect();
+                let title: HashSet<String> = crate::text::normalised_words(&item.title)
+                    .into_iter()
+                    .collect();
                 let mut keywords: Vec<(usize, String)> = feature_words(item)
                     .filter(|w| !title.contains(w))
                     .filter_map(|w| {
@@ -209,7 +513,7 @@ fn feature_words(item: &Item) -> impl Iterator<Item = String> + '_ {
         .flat_map(|f| f.split(|c: char| !c.is_alphabetic()))
         .filter(|w| w.len() >= 4)
         .map(str::to_lowercase)
-        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .filter(|w| STOPWORDS.binary_search(&w.as_str()).is_err())
         .filter(move |w| seen.insert(w.clone()))
 }
 
@@ -255,16 +559,24 @@ fn pick(rng: &mut ChaCha8Rng, bank: &[&str], tag: char, frame: &mut Vec<String>)
 fn describe(area: Option<&str>, kind: Option<&str>, form: usize) -> Option<String> {
     match (area, kind) {
         (Some(a), Some(k)) if k.to_lowercase().contains(&a.to_lowercase()) => Some(k.to_string()),
-        (Some(a), Some(k)) => Some(if form == 0 { format!("{k} for {a}") } else { format!("{a} {k}") }),
-        (Some(a), None) => Some(if form == 0 { format!("things for {a}") } else { format!("{a} stuff") }),
+        (Some(a), Some(k)) => Some(if form == 0 {
+            format!("{k} for {a}")
+        } else {
+            format!("{a} {k}")
+        }),
+        (Some(a), None) => Some(if form == 0 {
+            format!("things for {a}")
+        } else {
+            format!("{a} stuff")
+        }),
         (None, Some(k)) => Some(k.to_string()),
         (None, None) => None,
     }
 }
 
 /// Counts in first-seen order so that ties break the same way every time.
-fn ranked<'a>(values: impl Iterator<Item = &'a str>) -> Vec<(&'a str, usize)> {
-    let mut counts: Vec<(&str, usize)> = Vec::new();
+fn ranked<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<(T, usize)> {
+    let mut counts: Vec<(T, usize)> = Vec::new();
     for v in values {
         match counts.iter_mut().find(|(x, _)| *x == v) {
             Some((_, c)) => *c += 1,
@@ -290,12 +602,19 @@ impl OfflineTeacher {
         let mut frame = Vec::new();
         let form = rng.random_range(0..2);
         frame.push(format!("f{form}"));
-        let described: Vec<String> = facts
-            .iter()
-            .filter_map(|f| describe(f.area.as_deref(), f.kind.as_deref(), form))
-            .collect();
-        let pairs = ranked(described.iter().map(String::as_str));
-        let interests: Vec<String> = pairs.iter().take(2).map(|(p, _)| p.to_string()).collect();
+        let pairs = ranked(facts.iter().filter_map(|f| {
+            let area = f.area.as_deref();
+            // "PC" alone says less than "PC games": a bare area joins a kind on the same area.
+            let kind = f.kind.as_deref().or_else(|| {
+                facts
+                    .iter()
+                    .find(|g| g.area.as_deref() == area && g.kind.is_some())?
+                    .kind
+                    .as_deref()
+            });
+            describe(area, kind, form)
+        }));
+        let interests: Vec<String> = pairs.iter().take(2).map(|(p, _)| p.clone()).collect();
         let mut sentences = Vec::new();
         if interests.is_empty() {
             sentences.push(pick(rng, TASTE_NOTHING, 'n', &mut frame));
@@ -310,7 +629,11 @@ impl OfflineTeacher {
                 extras.push(pick(rng, TASTE_BRAND, 'b', &mut frame).replace("{brand}", brand));
             }
         }
-        let words = ranked(facts.iter().flat_map(|f| f.keywords.iter().map(String::as_str)));
+        let words = ranked(
+            facts
+                .iter()
+                .flat_map(|f| f.keywords.iter().map(String::as_str)),
+        );
         let recurring: Vec<String> = words
             .iter()
             .filter(|(_, c)| *c >= 2 || history.len() <= 2)
@@ -318,13 +641,19 @@ impl OfflineTeacher {
             .map(|(w, _)| w.to_string())
             .collect();
         if !recurring.is_empty() && rng.random_bool(0.7) {
-            let s = pick(rng, TASTE_KEYWORDS, 'k', &mut frame).replace("{keywords}", &join_and(&recurring));
+            let s = pick(rng, TASTE_KEYWORDS, 'k', &mut frame)
+                .replace("{keywords}", &join_and(&recurring));
             extras.push(capitalise(&s));
         }
-        let flavours = ranked(facts.iter().flat_map(|f| f.flavours.iter().map(String::as_str)));
+        let flavours = ranked(
+            facts
+                .iter()
+                .flat_map(|f| f.flavours.iter().map(String::as_str)),
+        );
         if let Some((flavour, count)) = flavours.first() {
             if *count * 2 >= history.len() && rng.random_bool(0.6) {
-                extras.push(pick(rng, TASTE_FLAVOUR, 'l', &mut frame).replace("{flavour}", flavour));
+                extras
+                    .push(pick(rng, TASTE_FLAVOUR, 'l', &mut frame).replace("{flavour}", flavour));
             }
         }
         if pairs.len() >= 3 && rng.random_bool(0.5) {
@@ -332,7 +661,10 @@ impl OfflineTeacher {
         }
         extras.shuffle(rng);
         sentences.extend(extras);
-        Fill { text: sentences.join(" "), phrasing: Some(format!("taste:{}", frame.join(","))) }
+        Fill {
+            text: sentences.join(" "),
+            phrasing: Some(format!("taste:{}", frame.join(","))),
+        }
     }
 
     fn need(&self, cat: &Catalogue, item: ItemId, rng: &mut ChaCha8Rng) -> Fill {
@@ -340,13 +672,29 @@ impl OfflineTeacher {
         let mut frame = Vec::new();
         let mut forms: Vec<(usize, String)> = Vec::new();
         if let (Some(_), Some(_)) = (&f.area, &f.kind) {
-            forms.push((0, format!("some {}", describe(f.area.as_deref(), f.kind.as_deref(), 0).unwrap_or_default())));
-            forms.push((1, format!("some {}", describe(f.area.as_deref(), f.kind.as_deref(), 1).unwrap_or_default())));
+            forms.push((
+                0,
+                format!(
+                    "some {}",
+                    describe(f.area.as_deref(), f.kind.as_deref(), 0).unwrap_or_default()
+                ),
+            ));
+            forms.push((
+                1,
+                format!(
+                    "some {}",
+                    describe(f.area.as_deref(), f.kind.as_deref(), 1).unwrap_or_default()
+                ),
+            ));
         }
         if let Some(area) = &f.area {
             forms.push((2, format!("something for my {area}")));
         }
-        if let Some(kind) = f.kind.as_ref().filter(|_| !f.broad_kind || f.area.is_none()) {
+        if let Some(kind) = f
+            .kind
+            .as_ref()
+            .filter(|_| !f.broad_kind || f.area.is_none())
+        {
             forms.push((3, format!("some new {kind}")));
         }
         if let (true, Some(brand)) = (forms.is_empty(), &f.brand) {
@@ -363,7 +711,8 @@ impl OfflineTeacher {
         let mut extras = Vec::new();
         if !f.keywords.is_empty() && rng.random_bool(0.6) {
             let k = rng.random_range(1..=f.keywords.len().min(2));
-            let s = pick(rng, NEED_KEYWORDS, 'k', &mut frame).replace("{keywords}", &join_and(&f.keywords[..k]));
+            let s = pick(rng, NEED_KEYWORDS, 'k', &mut frame)
+                .replace("{keywords}", &join_and(&f.keywords[..k]));
             extras.push(s);
         }
         if let (Some(brand), true) = (&f.brand, form != 4) {
@@ -378,7 +727,10 @@ impl OfflineTeacher {
         }
         extras.shuffle(rng);
         sentences.extend(extras);
-        Fill { text: sentences.join(" "), phrasing: Some(format!("need:{}", frame.join(","))) }
+        Fill {
+            text: sentences.join(" "),
+            phrasing: Some(format!("need:{}", frame.join(","))),
+        }
     }
 
     fn one(&self, cat: &Catalogue, request: &FillRequest) -> Fill {
@@ -400,7 +752,10 @@ impl OfflineTeacher {
         };
         let mut frame = Vec::new();
         let text = pick(&mut rng, bank, 'n', &mut frame);
-        Fill { text, phrasing: Some(format!("{tag}:{}", frame.join(","))) }
+        Fill {
+            text,
+            phrasing: Some(format!("{tag}:{}", frame.join(","))),
+        }
     }
 
     fn rng(&self, request: &FillRequest, attempt: u64) -> ChaCha8Rng {
@@ -424,7 +779,40 @@ impl Teacher for OfflineTeacher {
     fn fill(&self, dataset: &Dataset, requests: &[FillRequest]) -> Result<Filled, TeacherError> {
         let cat = Catalogue::new(dataset);
         let fills: Vec<Fill> = requests.par_iter().map(|r| self.one(&cat, r)).collect();
-        let report = TeacherReport { teacher: "offline".into(), fills: fills.len(), ..Default::default() };
+        let report = TeacherReport {
+            teacher: "offline".into(),
+            fills: fills.len(),
+            ..Default::default()
+        };
         Ok(Filled { fills, report })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopwords_are_sorted_for_binary_search() {
+        assert!(STOPWORDS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn category_names_read_as_nouns_unless_they_are_names() {
+        assert_eq!(as_noun("Gaming Mice"), "gaming mice");
+        assert_eq!(as_noun("PlayStation 4"), "PlayStation 4");
+        assert_eq!(as_noun("PC"), "PC");
+        assert_eq!(
+            describe(Some("PC"), Some("gaming mice"), 0).unwrap(),
+            "gaming mice for PC"
+        );
+        assert_eq!(
+            describe(Some("Puzzles"), Some("jigsaw puzzles"), 1).unwrap(),
+            "jigsaw puzzles"
+        );
+        assert_eq!(
+            join_and(&["a".into(), "b".into(), "c".into()]),
+            "a, b and c"
+        );
     }
 }

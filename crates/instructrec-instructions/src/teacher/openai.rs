@@ -77,7 +77,9 @@ impl OpenAiConfig {
     /// `OPENAI_API_KEY`.
     pub fn from_env(cache_dir: PathBuf) -> Result<Self, TeacherError> {
         let model = std::env::var("INSTRUCTREC_TEACHER_MODEL").map_err(|_| {
-            TeacherError::Config("set INSTRUCTREC_TEACHER_MODEL (or give a teacher config file)".into())
+            TeacherError::Config(
+                "set INSTRUCTREC_TEACHER_MODEL (or give a teacher config file)".into(),
+            )
         })?;
         Ok(Self {
             base_url: std::env::var("OPENAI_BASE_URL")
@@ -97,8 +99,10 @@ impl OpenAiConfig {
     /// A TOML file with the fields of this struct; a missing `api_key` comes from
     /// `OPENAI_API_KEY`. A relative `cache_dir` is taken relative to the file.
     pub fn from_file(path: &Path) -> Result<Self, TeacherError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| TeacherError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| TeacherError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut config: Self = toml::from_str(&text)
             .map_err(|e| TeacherError::Config(format!("{}: {e}", path.display())))?;
         if config.api_key.is_none() {
@@ -173,7 +177,9 @@ impl OpenAiTeacher {
     /// `seed` seeds the offline teacher that replaces rejected answers.
     pub fn new(config: OpenAiConfig, seed: u64) -> Result<Self, TeacherError> {
         if config.concurrency == 0 {
-            return Err(TeacherError::Config("concurrency must be at least 1".into()));
+            return Err(TeacherError::Config(
+                "concurrency must be at least 1".into(),
+            ));
         }
         if config.model.trim().is_empty() {
             return Err(TeacherError::Config("no model given".into()));
@@ -183,7 +189,11 @@ impl OpenAiTeacher {
             .http_status_as_error(false)
             .build()
             .into();
-        Ok(Self { config, fallback: OfflineTeacher::new(seed), agent })
+        Ok(Self {
+            config,
+            fallback: OfflineTeacher::new(seed),
+            agent,
+        })
     }
 
     fn messages(&self, dataset: &Dataset, request: &FillRequest) -> Vec<Message> {
@@ -214,8 +224,14 @@ impl OpenAiTeacher {
             }
         };
         vec![
-            Message { role: "system".into(), content: SYSTEM_PROMPT.trim().into() },
-            Message { role: "user".into(), content: user.trim().into() },
+            Message {
+                role: "system".into(),
+                content: SYSTEM_PROMPT.trim().into(),
+            },
+            Message {
+                role: "user".into(),
+                content: user.trim().into(),
+            },
         ]
     }
 
@@ -230,7 +246,10 @@ impl OpenAiTeacher {
 
     fn cache_path(&self, body: &serde_json::Value) -> PathBuf {
         let key = hex::encode(Sha256::digest(body.to_string().as_bytes()));
-        self.config.cache_dir.join(&key[..2]).join(format!("{key}.json"))
+        self.config
+            .cache_dir
+            .join(&key[..2])
+            .join(format!("{key}.json"))
     }
 
     /// The answer to one request: from the cache, or asked and then cached.
@@ -239,8 +258,11 @@ impl OpenAiTeacher {
         let path = self.cache_path(&body);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                let entry: CacheEntry = serde_json::from_str(&text)
-                    .map_err(|e| TeacherError::Cache { path: path.clone(), message: e.to_string() })?;
+                let entry: CacheEntry =
+                    serde_json::from_str(&text).map_err(|e| TeacherError::Cache {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
                 counters.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(entry.content);
             }
@@ -248,8 +270,12 @@ impl OpenAiTeacher {
             Err(source) => return Err(TeacherError::Io { path, source }),
         }
         let (content, usage) = self.ask(&body, counters)?;
-        counters.prompt_tokens.fetch_add(usage.prompt_tokens, Ordering::Relaxed);
-        counters.completion_tokens.fetch_add(usage.completion_tokens, Ordering::Relaxed);
+        counters
+            .prompt_tokens
+            .fetch_add(usage.prompt_tokens, Ordering::Relaxed);
+        counters
+            .completion_tokens
+            .fetch_add(usage.completion_tokens, Ordering::Relaxed);
         let entry = CacheEntry {
             model: self.config.model.clone(),
             messages: messages.to_vec(),
@@ -258,20 +284,34 @@ impl OpenAiTeacher {
             completion_tokens: usage.completion_tokens,
         };
         let bytes = serde_json::to_vec_pretty(&entry).expect("cache entries serialise");
-        crate::write_atomically(&path, &bytes).map_err(|source| TeacherError::Io { path, source })?;
+        crate::write_atomically(&path, &bytes)
+            .map_err(|source| TeacherError::Io { path, source })?;
         Ok(content)
     }
 
     /// POSTs with retries: 429, 5xx and transport failures wait (exponentially longer, or as
     /// long as `Retry-After` says) and try again; any other status fails at once.
-    fn ask(&self, body: &serde_json::Value, counters: &Counters) -> Result<(String, Usage), TeacherError> {
-        let url = format!("{}/chat/completions", self.config.base_url.trim_end_matches('/'));
-        let fail = |message: String| TeacherError::Request { url: url.clone(), message };
+    fn ask(
+        &self,
+        body: &serde_json::Value,
+        counters: &Counters,
+    ) -> Result<(String, Usage), TeacherError> {
+        let url = format!(
+            "{}/chat/completions",
+            self.config.base_url.trim_end_matches('/')
+        );
+        let fail = |message: String| TeacherError::Request {
+            url: url.clone(),
+            message,
+        };
         let payload = body.to_string();
         let mut attempt = 0;
         loop {
             counters.requests.fetch_add(1, Ordering::Relaxed);
-            let mut req = self.agent.post(&url).header("Content-Type", "application/json");
+            let mut req = self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json");
             if let Some(key) = &self.config.api_key {
                 req = req.header("Authorization", &format!("Bearer {key}"));
             }
@@ -295,18 +335,26 @@ impl OpenAiTeacher {
                             .next()
                             .and_then(|c| c.message.content)
                             .ok_or_else(|| fail("response has no message content".into()))?;
-                        let usage = parsed.usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 });
+                        let usage = parsed.usage.unwrap_or(Usage {
+                            prompt_tokens: 0,
+                            completion_tokens: 0,
+                        });
                         return Ok((content, usage));
                     }
                     let short: String = text.chars().take(300).collect();
-                    (status == 429 || status >= 500, retry_after, format!("HTTP {status}: {short}"))
+                    (
+                        status == 429 || status >= 500,
+                        retry_after,
+                        format!("HTTP {status}: {short}"),
+                    )
                 }
                 Err(e) => (true, None, e.to_string()),
             };
             if !retryable || attempt >= self.config.max_retries {
                 return Err(fail(format!("{message} (after {} attempts)", attempt + 1)));
             }
-            let backoff = Duration::from_millis(self.config.backoff_ms.saturating_mul(1 << attempt.min(16)));
+            let backoff =
+                Duration::from_millis(self.config.backoff_ms.saturating_mul(1 << attempt.min(16)));
             let wait = wait_hint.unwrap_or(backoff).min(MAX_BACKOFF);
             tracing::debug!(%message, ?wait, "teacher request failed; retrying");
             counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -326,7 +374,12 @@ fn describe_item(item: &Item, with_features: bool) -> String {
         s.push_str(&format!(" | brand: {brand}"));
     }
     if with_features && !item.features.is_empty() {
-        let features: Vec<&str> = item.features.iter().take(PROMPT_FEATURES).map(String::as_str).collect();
+        let features: Vec<&str> = item
+            .features
+            .iter()
+            .take(PROMPT_FEATURES)
+            .map(String::as_str)
+            .collect();
         s.push_str(&format!(" | features: {}", features.join(" / ")));
     }
     s
@@ -335,7 +388,10 @@ fn describe_item(item: &Item, with_features: bool) -> String {
 /// One line, no surrounding quotes: answers often come wrapped.
 fn clean(answer: &str) -> String {
     let joined = answer.split_whitespace().collect::<Vec<_>>().join(" ");
-    joined.trim_matches(|c| c == '"' || c == '\u{201c}' || c == '\u{201d}').trim().to_string()
+    joined
+        .trim_matches(|c| c == '"' || c == '\u{201c}' || c == '\u{201d}')
+        .trim()
+        .to_string()
 }
 
 impl Teacher for OpenAiTeacher {
@@ -368,12 +424,19 @@ impl Teacher for OpenAiTeacher {
                 scope.spawn(|| {
                     while !failed.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(messages) = prompts.get(i) else { break };
+                        let Some(messages) = prompts.get(i) else {
+                            break;
+                        };
                         match self.answer(messages, &counters) {
-                            Ok(answer) => answers.lock().expect("no worker panics")[i] = Some(answer),
+                            Ok(answer) => {
+                                answers.lock().expect("no worker panics")[i] = Some(answer)
+                            }
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);
-                                first_error.lock().expect("no worker panics").get_or_insert(e);
+                                first_error
+                                    .lock()
+                                    .expect("no worker panics")
+                                    .get_or_insert(e);
                             }
                         }
                         bar.inc(1);
@@ -389,19 +452,28 @@ impl Teacher for OpenAiTeacher {
         let mut fills: Vec<Option<Fill>> = Vec::with_capacity(requests.len());
         let mut rejected = Vec::new();
         for (request, prompt) in requests.iter().zip(prompt_of) {
-            let text = clean(answers[prompt].as_deref().expect("every prompt was answered"));
+            let text = clean(
+                answers[prompt]
+                    .as_deref()
+                    .expect("every prompt was answered"),
+            );
             let title: &str = &dataset.items[ItemId::index(request.avoid())].title;
             if text.is_empty() || mentions_title(&text, title) {
                 rejected.push(request.clone());
                 fills.push(None);
             } else {
-                fills.push(Some(Fill { text, phrasing: None }));
+                fills.push(Some(Fill {
+                    text,
+                    phrasing: None,
+                }));
             }
         }
         let mut replacements = self.fallback.fill(dataset, &rejected)?.fills.into_iter();
         let fills = fills
             .into_iter()
-            .map(|f| f.unwrap_or_else(|| replacements.next().expect("one replacement per rejection")))
+            .map(|f| {
+                f.unwrap_or_else(|| replacements.next().expect("one replacement per rejection"))
+            })
             .collect::<Vec<_>>();
         let report = TeacherReport {
             teacher: format!("openai:{}", self.config.model),

@@ -10,8 +10,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const PLATFORMS: &[&str] = &["PlayStation 4", "Xbox One", "PC", "Nintendo Switch"];
-const FIRST: &[&str] = &["Star", "Iron", "Shadow", "Crystal", "Thunder", "Silent", "Neon", "Wild"];
-const SECOND: &[&str] = &["Racer", "Legends", "Quest", "Arena", "Tactics", "Harbor", "Saga"];
+const FIRST: &[&str] = &[
+    "Star", "Iron", "Shadow", "Crystal", "Thunder", "Silent", "Neon", "Wild",
+];
+const SECOND: &[&str] = &[
+    "Racer", "Legends", "Quest", "Arena", "Tactics", "Harbor", "Saga",
+];
 const BRANDS: &[&str] = &["Nintendo", "Ubisoft", "Electronic Arts", "PDP", "Logitech"];
 const FEATURES: &[&str] = &[
     "Online multiplayer for up to eight friends",
@@ -28,17 +32,27 @@ pub fn prepared() -> Prepared {
     for i in 0..72 {
         let platform = PLATFORMS[i % PLATFORMS.len()];
         let accessory = i % 6 == 5;
-        let name = format!("{} {} {}", FIRST[i % FIRST.len()], SECOND[i % SECOND.len()], i);
+        let name = format!(
+            "{} {} {}",
+            FIRST[i % FIRST.len()],
+            SECOND[i % SECOND.len()],
+            i
+        );
         let (title, categories) = if accessory {
             (
                 format!("{name} Controller for {platform}"),
                 vec!["Video Games", platform, "Accessories", "Controllers"],
             )
         } else {
-            (format!("{name} - {platform}"), vec!["Video Games", platform, "Games"])
+            (
+                format!("{name} - {platform}"),
+                vec!["Video Games", platform, "Games"],
+            )
         };
-        let mut features: Vec<String> =
-            FEATURES.choose_multiple(&mut rng, 2).map(|f| f.to_string()).collect();
+        let mut features: Vec<String> = FEATURES
+            .choose_multiple(&mut rng, 2)
+            .map(|f| f.to_string())
+            .collect();
         // Feature sentences often name the game; a fill must never carry that over.
         features.push(format!("Play {title} with friends"));
         items.push(ImportedItem {
@@ -54,7 +68,12 @@ pub fn prepared() -> Prepared {
     items.push(ImportedItem {
         original_id: "I-plain".into(),
         title: Some("Controllers".into()),
-        categories: vec!["Video Games".into(), "PC".into(), "Accessories".into(), "Controllers".into()],
+        categories: vec![
+            "Video Games".into(),
+            "PC".into(),
+            "Accessories".into(),
+            "Controllers".into(),
+        ],
         brand: Some("Logitech".into()),
         description: None,
         features: vec!["Wireless connection with rechargeable battery".into()],
@@ -92,7 +111,19 @@ pub fn prepared() -> Prepared {
                 .collect(),
         );
     }
-    let imported = Imported { format: Format::Amazon2018, paths: Vec::new(), items, users, sequences };
-    let options = PrepareOptions { candidate_sizes: vec![10, 20], seed: 5, ..PrepareOptions::default() };
-    prepare_imported(imported, &options, Duration::ZERO).expect("the synthetic data prepares").0
+    let imported = Imported {
+        format: Format::Amazon2018,
+        paths: Vec::new(),
+        items,
+        users,
+        sequences,
+    };
+    let options = PrepareOptions {
+        candidate_sizes: vec![10, 20],
+        seed: 5,
+        ..PrepareOptions::default()
+    };
+    prepare_imported(imported, &options, Duration::ZERO)
+        .expect("the synthetic data prepares")
+        .0
 }
