@@ -1,7 +1,9 @@
 //! Times the model's hot paths on random weights and inputs (no data needed):
 //! a training step's forward + backward for a preset, and scoring 20 / 100 candidates.
 //!
-//!     cargo run --release -p instructrec-model --example bench_model -- [tiny|small|base]
+//!     cargo run --release -p instructrec-model --example bench_model -- [tiny|small|base] [d_ff] [layers]
+//!
+//! The optional `d_ff` and `layers` (encoder = decoder) override the preset, for sizing presets.
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -17,6 +19,17 @@ fn ids(rng: &mut ChaCha8Rng, n: usize, vocab: usize) -> Vec<u32> {
     (0..n).map(|_| rng.random_range(3..vocab as u32)).collect()
 }
 
+/// CPU seconds used by this process so far (all threads), from /proc/self/stat; on a busy
+/// shared machine this tracks the work done better than wall time. None where unavailable.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -28,7 +41,16 @@ fn main() -> candle_core::Result<()> {
         .unwrap_or_else(|| "small".into())
         .parse()
         .map_err(candle_core::Error::Msg)?;
-    let cfg = T5Config::preset(preset);
+    let mut cfg = T5Config::preset(preset);
+    let arg = |i: usize| std::env::args().nth(i).map(|a| a.parse::<usize>());
+    if let Some(d_ff) = arg(2) {
+        cfg.d_ff = d_ff.map_err(|e| candle_core::Error::Msg(format!("d_ff: {e}")))?;
+    }
+    if let Some(layers) = arg(3) {
+        let layers = layers.map_err(|e| candle_core::Error::Msg(format!("layers: {e}")))?;
+        cfg.num_layers = layers;
+        cfg.num_decoder_layers = Some(layers);
+    }
     let dev = Device::Cpu;
     let varmap = VarMap::new();
     let model = T5::new(&cfg, seeded_var_builder(&varmap, 0, &dev))?;
@@ -53,7 +75,11 @@ fn main() -> candle_core::Result<()> {
     let dec_in = shift_right(&labels, 0, 0)?;
     let mut dropout = Dropout::new(cfg.dropout_rate as f32, 2);
     let (mut times, mut fwd) = (Vec::new(), Vec::new());
+    let mut cpu_start = None;
     for i in 0..6 {
+        if i == 1 {
+            cpu_start = cpu_seconds();
+        }
         let start = Instant::now();
         let logits = model.forward(&src, &mask, &dec_in, Some(&mut dropout))?;
         let loss = seq2seq_loss(&logits, &labels)?;
@@ -65,10 +91,14 @@ fn main() -> candle_core::Result<()> {
             fwd.push(forward_done);
         }
     }
+    let cpu = cpu_start
+        .zip(cpu_seconds())
+        .map(|(a, z)| (z - a) / times.len() as f64);
     println!(
-        "train step (forward + loss + backward, no optimizer), batch {b} x {s} source x {t} target tokens: median {:.3} s (forward {:.3} s) over {} steps",
+        "train step (forward + loss + backward, no optimizer), batch {b} x {s} source x {t} target tokens: median {:.3} s wall (forward {:.3} s), {} CPU s per step, over {} steps",
         median(times.clone()),
         median(fwd),
+        cpu.map_or("?".into(), |c| format!("{c:.3}")),
         times.len()
     );
 

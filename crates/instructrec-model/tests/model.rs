@@ -453,7 +453,13 @@ fn incremental_decoding_matches_the_full_decoder_pass() {
     assert_eq!(cache.len(), 13);
     let inc = Tensor::cat(&steps, 1).unwrap();
     let d = max_abs_diff(&inc, &full);
-    let scale = full.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let scale = full
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     println!("cached vs full decoder logits: max abs diff {d:e} (max |logit| {scale})");
     // Logits reach ~24 here (random untied head), where one f32 ulp is 2e-6.
     assert!(d < 1e-6 * scale, "cached decoding differs by {d}");
