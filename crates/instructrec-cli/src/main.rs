@@ -22,6 +22,10 @@ enum Command {
     /// Build instruction files from a prepared dataset; show filled templates.
     #[command(subcommand)]
     Instructions(cmd::instructions::InstructionsCommand),
+    /// Instruction-tune a seq2seq model (new from a preset, or from --init); resumable.
+    Train(cmd::train::TrainArgs),
+    /// Span-corruption pre-training on item text before instruction tuning; resumable.
+    Pretrain(cmd::train::PretrainArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +41,8 @@ fn main() -> std::process::ExitCode {
         Command::Data(c) => cmd::data::run(c),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Instructions(c) => cmd::instructions::run(c),
+        Command::Train(a) => cmd::train::run_train(a),
+        Command::Pretrain(a) => cmd::train::run_pretrain(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

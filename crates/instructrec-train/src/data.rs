@@ -153,6 +153,16 @@ pub fn derive_seed(seed: u64, stream: u64, index: u64) -> u64 {
 pub(crate) const STREAM_ORDER: u64 = 1;
 pub(crate) const STREAM_DROPOUT: u64 = 2;
 pub(crate) const STREAM_CORRUPTION: u64 = 3;
+pub(crate) const STREAM_SAMPLE: u64 = 4;
+
+/// Shuffles `items` with a generator seeded by `seed` (e.g. to sample or hold out examples).
+pub fn seeded_shuffle<T>(items: &mut [T], seed: u64) {
+    items.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+        seed,
+        STREAM_SAMPLE,
+        0,
+    )));
+}
 
 /// The batches of one epoch, as indices into the examples. Examples are shuffled with a seed
 /// derived from (seed, epoch); within windows of `bucket_batches` batches they are sorted by
@@ -249,9 +259,18 @@ mod tests {
 
     #[test]
     fn source_loses_its_beginning_target_its_end() {
-        assert_eq!(truncate_source(vec![5, 6, 7, 8, EOS_ID], 3), (vec![7, 8, EOS_ID], true));
-        assert_eq!(truncate_source(vec![5, 6, EOS_ID], 3), (vec![5, 6, EOS_ID], false));
-        assert_eq!(truncate_target(vec![5, 6, 7, 8, EOS_ID], 3), (vec![5, 6, EOS_ID], true));
+        assert_eq!(
+            truncate_source(vec![5, 6, 7, 8, EOS_ID], 3),
+            (vec![7, 8, EOS_ID], true)
+        );
+        assert_eq!(
+            truncate_source(vec![5, 6, EOS_ID], 3),
+            (vec![5, 6, EOS_ID], false)
+        );
+        assert_eq!(
+            truncate_target(vec![5, 6, 7, 8, EOS_ID], 3),
+            (vec![5, 6, EOS_ID], true)
+        );
     }
 
     #[test]
@@ -278,13 +297,31 @@ mod tests {
 
     #[test]
     fn collate_pads_and_shifts() {
-        let a = Encoded { source: vec![10, 11, EOS_ID], target: vec![20, EOS_ID] };
-        let b = Encoded { source: vec![12, EOS_ID], target: vec![21, 22, EOS_ID] };
+        let a = Encoded {
+            source: vec![10, 11, EOS_ID],
+            target: vec![20, EOS_ID],
+        };
+        let b = Encoded {
+            source: vec![12, EOS_ID],
+            target: vec![21, 22, EOS_ID],
+        };
         let batch = collate(&[&a, &b], PAD_ID, &Device::Cpu).unwrap();
-        assert_eq!(batch.input_ids.to_vec2::<u32>().unwrap(), [[10, 11, 1], [12, 1, 0]]);
-        assert_eq!(batch.attention_mask.to_vec2::<u32>().unwrap(), [[1, 1, 1], [1, 1, 0]]);
-        assert_eq!(batch.decoder_input_ids.to_vec2::<u32>().unwrap(), [[0, 20, 1], [0, 21, 22]]);
-        assert_eq!(batch.labels.to_vec2::<i64>().unwrap(), [[20, 1, -100], [21, 22, 1]]);
+        assert_eq!(
+            batch.input_ids.to_vec2::<u32>().unwrap(),
+            [[10, 11, 1], [12, 1, 0]]
+        );
+        assert_eq!(
+            batch.attention_mask.to_vec2::<u32>().unwrap(),
+            [[1, 1, 1], [1, 1, 0]]
+        );
+        assert_eq!(
+            batch.decoder_input_ids.to_vec2::<u32>().unwrap(),
+            [[0, 20, 1], [0, 21, 22]]
+        );
+        assert_eq!(
+            batch.labels.to_vec2::<i64>().unwrap(),
+            [[20, 1, -100], [21, 22, 1]]
+        );
         assert_eq!(batch.target_tokens, 5);
     }
 
@@ -298,6 +335,9 @@ mod tests {
         )
         .unwrap();
         let err = read_jsonl(&path).unwrap_err().to_string();
-        assert!(err.contains("train.jsonl, line 2") && err.contains("`target`"), "{err}");
+        assert!(
+            err.contains("train.jsonl, line 2") && err.contains("`target`"),
+            "{err}"
+        );
     }
 }

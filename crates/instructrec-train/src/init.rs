@@ -9,11 +9,21 @@ use tokenizers::Tokenizer;
 use crate::error::Result;
 
 /// Deterministic: the same tokenizer, preset and seed give bit-identical weights.
-pub fn create_model(tokenizer: Tokenizer, preset: Preset, seed: u64, device: &Device) -> Result<Seq2Seq> {
+pub fn create_model(
+    tokenizer: Tokenizer,
+    preset: Preset,
+    seed: u64,
+    device: &Device,
+) -> Result<Seq2Seq> {
     let model = Seq2Seq::new_random(&T5Config::preset(preset), tokenizer, device, seed)?;
     tracing::info!(
         "created a {preset:?} T5 ({} parameters, vocabulary {}) from seed {seed}",
-        model.varmap.all_vars().iter().map(|v| v.elem_count()).sum::<usize>(),
+        model
+            .varmap
+            .all_vars()
+            .iter()
+            .map(|v| v.elem_count())
+            .sum::<usize>(),
         model.config().vocab_size
     );
     Ok(model)

@@ -14,3 +14,6 @@ pub mod tokenizer;
 pub mod trainer;
 
 pub use error::{Result, TrainError};
+// What a front end needs to load and build models, so that it depends on this crate alone.
+pub use candle_core::Device;
+pub use instructrec_model::{Preset, Seq2Seq, TokenLimits};

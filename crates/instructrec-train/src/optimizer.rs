@@ -101,7 +101,11 @@ impl FusedAdamW {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { cfg, slots, step: 0 })
+        Ok(Self {
+            cfg,
+            slots,
+            step: 0,
+        })
     }
 
     pub fn config(&self) -> &AdamWConfig {
@@ -226,9 +230,9 @@ impl FusedAdamW {
         for s in &mut self.slots {
             for (key, dst) in [("m", &mut s.m), ("v", &mut s.v)] {
                 let name = format!("{key}.{}", s.param.name);
-                let t = tensors.get(&name).ok_or_else(|| {
-                    TrainError::Config(format!("optimizer state lacks {name}"))
-                })?;
+                let t = tensors
+                    .get(&name)
+                    .ok_or_else(|| TrainError::Config(format!("optimizer state lacks {name}")))?;
                 if t.dims() != s.param.var.dims() {
                     return Err(TrainError::Config(format!(
                         "optimizer state {name} has shape {:?}, parameter has {:?}",
@@ -439,7 +443,14 @@ mod tests {
             decay: true,
         };
         let mut opt = FusedAdamW::new(vec![param.clone()], AdamWConfig::default()).unwrap();
-        let grads = w.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let grads = w
+            .as_tensor()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         opt.accumulate(&grads, 1.0).unwrap();
         opt.step(0.01, None).unwrap();
         let saved: HashMap<_, _> = opt.state_tensors().unwrap().into_iter().collect();
@@ -455,8 +466,17 @@ mod tests {
         let dev = Device::Cpu;
         let mat = Var::zeros((2, 2), DType::F32, &dev).unwrap();
         let vec = Var::zeros(2, DType::F32, &dev).unwrap();
-        assert!(Param::with_default_decay("encoder.block.0.layer.0.SelfAttention.q.weight".into(), mat.clone()).decay);
+        assert!(
+            Param::with_default_decay(
+                "encoder.block.0.layer.0.SelfAttention.q.weight".into(),
+                mat.clone()
+            )
+            .decay
+        );
         assert!(!Param::with_default_decay("encoder.final_layer_norm.weight".into(), vec).decay);
-        assert!(!Param::with_default_decay("decoder.block.0.layer.2.layer_norm.weight".into(), mat).decay);
+        assert!(
+            !Param::with_default_decay("decoder.block.0.layer.2.layer_norm.weight".into(), mat)
+                .decay
+        );
     }
 }

@@ -130,7 +130,9 @@ pub fn span_corruption_examples(
         .map(|n| sentinel_id(tokenizer, n))
         .collect::<Result<Vec<_>>>()?;
     if opts.copies == 0 {
-        return Err(TrainError::Config("span corruption needs at least one copy".into()));
+        return Err(TrainError::Config(
+            "span corruption needs at least one copy".into(),
+        ));
     }
     let mut out = Vec::with_capacity(texts.len() * opts.copies);
     for (t, chunk) in texts.chunks(1024).enumerate() {
@@ -163,7 +165,11 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let ex = corrupt(&tokens, &opts, &sentinels, &mut rng).unwrap();
         let is_sentinel = |x: &u32| *x > 900;
-        let hidden = ex.target.iter().filter(|x| !is_sentinel(x) && **x != EOS_ID).count();
+        let hidden = ex
+            .target
+            .iter()
+            .filter(|x| !is_sentinel(x) && **x != EOS_ID)
+            .count();
         assert_eq!(hidden, 15);
         assert_eq!(ex.source.iter().filter(|x| is_sentinel(x)).count(), 5);
         // Filling each sentinel of the source with its span from the target restores the text.

@@ -122,12 +122,17 @@ where
         .chain(pieces)
         .chain((0..options.extra_ids).rev().map(|n| (sentinel(n), 0.0)))
         .collect();
-    let model = Unigram::from(vocab, Some(UNK_ID as usize), false).map_err(TrainError::Tokenizer)?;
+    let model =
+        Unigram::from(vocab, Some(UNK_ID as usize), false).map_err(TrainError::Tokenizer)?;
 
     let mut tokenizer = Tokenizer::new(model);
     tokenizer.with_normalizer(Some(normalizer()?))?;
     tokenizer.with_pre_tokenizer(Some(metaspace()));
-    tokenizer.with_decoder(Some(MetaspaceDecoder::new('▁', PrependScheme::Always, true)));
+    tokenizer.with_decoder(Some(MetaspaceDecoder::new(
+        '▁',
+        PrependScheme::Always,
+        true,
+    )));
     tokenizer.with_post_processor(Some(
         TemplateProcessing::builder()
             .try_single(format!("$A:0 {EOS}:0"))
@@ -150,7 +155,12 @@ where
 fn normalizer() -> Result<NormalizerWrapper> {
     // SentencePiece's default: NFKC, no leading/trailing spaces, runs of spaces collapsed.
     let collapse = Replace::new(" {2,}", " ").map_err(TrainError::Tokenizer)?;
-    Ok(Sequence::new(vec![NFKC.into(), Strip::new(true, true).into(), collapse.into()]).into())
+    Ok(Sequence::new(vec![
+        NFKC.into(),
+        Strip::new(true, true).into(),
+        collapse.into(),
+    ])
+    .into())
 }
 
 fn metaspace() -> Metaspace {
@@ -225,7 +235,11 @@ mod tests {
         let enc = tok.encode("Zelda <extra_id_0> Mario", true).unwrap();
         let ids = enc.get_ids();
         assert_eq!(*ids.last().unwrap(), EOS_ID, "post-processor appends </s>");
-        assert!(ids.contains(&599), "sentinel kept whole: {:?}", enc.get_tokens());
+        assert!(
+            ids.contains(&599),
+            "sentinel kept whole: {:?}",
+            enc.get_tokens()
+        );
     }
 
     #[test]
@@ -240,7 +254,9 @@ mod tests {
         let path = dir.path().join("tokenizer.json");
         save_tokenizer(&tok, &path).unwrap();
         let reloaded = load_tokenizer(&path).unwrap();
-        assert_eq!(reloaded.encode(text, true).unwrap().get_ids(), tok.encode(text, true).unwrap().get_ids());
-
+        assert_eq!(
+            reloaded.encode(text, true).unwrap().get_ids(),
+            tok.encode(text, true).unwrap().get_ids()
+        );
     }
 }

@@ -306,11 +306,12 @@ impl Trainer {
         let mut cfg = state.config.clone();
         cfg.run = run;
         let mut opt = FusedAdamW::new(model_params(&model), cfg.adamw)?;
-        let moments = candle_core::safetensors::load(last.join(OPTIMIZER_FILE), &candle_core::Device::Cpu)
-            .map_err(|e| TrainError::Checkpoint {
-                path: last.join(OPTIMIZER_FILE),
-                message: e.to_string(),
-            })?;
+        let moments =
+            candle_core::safetensors::load(last.join(OPTIMIZER_FILE), &candle_core::Device::Cpu)
+                .map_err(|e| TrainError::Checkpoint {
+                    path: last.join(OPTIMIZER_FILE),
+                    message: e.to_string(),
+                })?;
         opt.load_state(&moments, state.step)?;
         tracing::info!(
             "resuming from {} at step {} (epoch {}, {} steps into it)",
@@ -358,7 +359,9 @@ impl Trainer {
         let mut window = LossWindow::default();
         let mut stop = StopReason::Completed;
 
-        'epochs: while self.state.epoch < self.cfg.epochs && self.state.step < self.state.total_steps {
+        'epochs: while self.state.epoch < self.cfg.epochs
+            && self.state.step < self.state.total_steps
+        {
             let batches = data::epoch_batches(
                 &lengths,
                 self.cfg.batch_size,
@@ -374,7 +377,8 @@ impl Trainer {
                 let mut tokens = 0usize;
                 let mut step_loss = 0.0;
                 for batch_idx in group {
-                    let members: Vec<&Encoded> = batch_idx.iter().map(|&i| &self.train[i]).collect();
+                    let members: Vec<&Encoded> =
+                        batch_idx.iter().map(|&i| &self.train[i]).collect();
                     let batch = data::collate(&members, start_id, &device)?;
                     let mut dropout = Dropout::new(
                         dropout_rate,
@@ -434,14 +438,24 @@ impl Trainer {
                     self.state.epoch += 1;
                     self.state.step_in_epoch = 0;
                 }
-                if epoch_done || self.cfg.run.eval_every.is_some_and(|n| self.state.step % n == 0) {
+                if epoch_done
+                    || self
+                        .cfg
+                        .run
+                        .eval_every
+                        .is_some_and(|n| self.state.step % n == 0)
+                {
                     self.validate(window.loss(), hooks)?;
                 }
                 if epoch_done
                     || done
                     || requested
                     || over_budget
-                    || self.cfg.run.save_every.is_some_and(|n| self.state.step % n == 0)
+                    || self
+                        .cfg
+                        .run
+                        .save_every
+                        .is_some_and(|n| self.state.step % n == 0)
                 {
                     self.save_last()?;
                 }
@@ -538,12 +552,15 @@ impl Trainer {
     fn save(&self, name: &str, with_optimizer: bool) -> Result<()> {
         let target = self.out_dir.join(name);
         checkpoint::write_dir_atomic(&target, |dir| {
-            self.model.save_hf_dir(dir).map_err(|e| TrainError::Checkpoint {
-                path: dir.to_path_buf(),
-                message: format!("cannot save model: {e}"),
-            })?;
+            self.model
+                .save_hf_dir(dir)
+                .map_err(|e| TrainError::Checkpoint {
+                    path: dir.to_path_buf(),
+                    message: format!("cannot save model: {e}"),
+                })?;
             if with_optimizer {
-                let tensors: HashMap<String, Tensor> = self.opt.state_tensors()?.into_iter().collect();
+                let tensors: HashMap<String, Tensor> =
+                    self.opt.state_tensors()?.into_iter().collect();
                 candle_core::safetensors::save(&tensors, dir.join(OPTIMIZER_FILE))?;
             }
             let json = serde_json::to_vec_pretty(&self.state).expect("state serialises");
@@ -564,7 +581,10 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
     if state.format != STATE_FORMAT {
         return Err(TrainError::Checkpoint {
             path,
-            message: format!("trainer state format {} (expected {STATE_FORMAT})", state.format),
+            message: format!(
+                "trainer state format {} (expected {STATE_FORMAT})",
+                state.format
+            ),
         });
     }
     Ok(state)

@@ -102,7 +102,12 @@ fn weights(model: &Seq2Seq) -> Vec<(String, Vec<f32>)> {
         .lock()
         .unwrap()
         .iter()
-        .map(|(k, v)| (k.clone(), v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            )
+        })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -175,9 +180,14 @@ fn stopped_and_resumed_run_matches_uninterrupted_run_bit_for_bit() {
 
     let last = split_dir.path().join(LAST_DIR);
     let reloaded = Seq2Seq::load_hf_dir(&last, &Device::Cpu).unwrap();
-    let mut resumed =
-        Trainer::resume(reloaded, data.clone(), valid.clone(), config(11).run, split_dir.path())
-            .unwrap();
+    let mut resumed = Trainer::resume(
+        reloaded,
+        data.clone(),
+        valid.clone(),
+        config(11).run,
+        split_dir.path(),
+    )
+    .unwrap();
     let finished = resumed.run(&mut Hooks::default()).unwrap();
     assert_eq!(finished.stop, StopReason::Completed);
     assert_eq!(finished.state.step, 9);
@@ -191,15 +201,32 @@ fn stopped_and_resumed_run_matches_uninterrupted_run_bit_for_bit() {
         assert!(same, "{name} differs after resuming");
     }
     assert_ne!(a, weights(&fresh()), "training changed the weights");
-    for file in ["model.safetensors", "config.json", "tokenizer.json", "optimizer.safetensors", "trainer_state.json"] {
+    for file in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    ] {
         assert!(last.join(file).is_file(), "last/ lacks {file}");
     }
-    assert!(split_dir.path().join(BEST_DIR).join("model.safetensors").is_file());
+    assert!(split_dir
+        .path()
+        .join(BEST_DIR)
+        .join("model.safetensors")
+        .is_file());
 
     // A different seed takes a different path (the comparison above can fail).
     let other_dir = tempfile::tempdir().unwrap();
-    let mut other =
-        Trainer::new(fresh(), data, Default::default(), valid, config(12), other_dir.path()).unwrap();
+    let mut other = Trainer::new(
+        fresh(),
+        data,
+        Default::default(),
+        valid,
+        config(12),
+        other_dir.path(),
+    )
+    .unwrap();
     other.run(&mut Hooks::default()).unwrap();
     assert_ne!(weights(other.model()), a);
 }
@@ -219,7 +246,15 @@ fn loss_falls_on_real_examples_and_checkpoint_reloads_identically() {
     cfg.dropout = Some(0.0);
     cfg.run.save_every = None;
     // Validation on the training examples themselves: this measures fitting, not generalising.
-    let mut trainer = Trainer::new(model, data.clone(), Default::default(), data.clone(), cfg, dir.path()).unwrap();
+    let mut trainer = Trainer::new(
+        model,
+        data.clone(),
+        Default::default(),
+        data.clone(),
+        cfg,
+        dir.path(),
+    )
+    .unwrap();
     let initial = trainer.validation_loss().unwrap().unwrap();
     let mut metric_calls = 0;
     let mut metric = |_: &Seq2Seq| -> Result<f64, instructrec_train::trainer::MetricError> {
@@ -236,7 +271,10 @@ fn loss_falls_on_real_examples_and_checkpoint_reloads_identically() {
     let final_loss = last_record.valid_loss.unwrap();
     eprintln!("validation loss {initial:.3} -> {final_loss:.3}");
     assert!(final_loss < 0.7 * initial, "{initial} -> {final_loss}");
-    assert_eq!(metric_calls, 30, "the caller's metric runs after each epoch");
+    assert_eq!(
+        metric_calls, 30,
+        "the caller's metric runs after each epoch"
+    );
 
     let reloaded = Seq2Seq::load_hf_dir(&dir.path().join(LAST_DIR), &Device::Cpu).unwrap();
     let probe = &data[..5];
@@ -258,11 +296,22 @@ fn time_budget_stops_with_a_checkpoint_and_pretraining_runs_on_items() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(2);
     cfg.run.time_budget = Some(std::time::Duration::ZERO);
-    let mut trainer = Trainer::new(model, corrupted, Default::default(), Vec::new(), cfg, dir.path()).unwrap();
+    let mut trainer = Trainer::new(
+        model,
+        corrupted,
+        Default::default(),
+        Vec::new(),
+        cfg,
+        dir.path(),
+    )
+    .unwrap();
     let report = trainer.run(&mut Hooks::default()).unwrap();
     assert_eq!(report.stop, StopReason::TimeBudget);
     assert_eq!(report.state.step, 1);
     let state = instructrec_train::trainer::read_state(&dir.path().join(LAST_DIR)).unwrap();
     assert_eq!(state.step, 1);
-    assert!(report.best_dir.is_none(), "no validation data, no best checkpoint");
+    assert!(
+        report.best_dir.is_none(),
+        "no validation data, no best checkpoint"
+    );
 }

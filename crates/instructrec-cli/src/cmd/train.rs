@@ -1,0 +1,451 @@
+//! `instructrec train` (instruction tuning) and `instructrec pretrain` (span corruption on item
+//! text): argument parsing and wiring; the work is in `instructrec-train`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use instructrec_data::{ItemId, Prepared};
+use instructrec_train::data::{
+    encode_examples, read_jsonl, seeded_shuffle, Encoded, Example, Truncation,
+};
+use instructrec_train::init::create_model;
+use instructrec_train::pretrain::{
+    item_text, pretraining_items, span_corruption_examples, CorruptionOptions,
+};
+use instructrec_train::schedule::Decay;
+use instructrec_train::tokenizer::{read_corpus, train_tokenizer, TokenizerOptions};
+use instructrec_train::trainer::{
+    Hooks, MetricError, RunControl, TrainConfig, TrainReport, Trainer, LAST_DIR,
+};
+use instructrec_train::{Device, Preset, Seq2Seq, TokenLimits};
+
+/// Where the model comes from and how it is trained; shared by `train` and `pretrain`.
+#[derive(Args)]
+pub struct Common {
+    /// Output directory: checkpoints go to OUT/last and OUT/best.
+    #[arg(long)]
+    out: PathBuf,
+    /// Start from this Hugging Face-style model directory (config.json, model.safetensors,
+    /// tokenizer.json).
+    #[arg(long, conflicts_with = "preset")]
+    init: Option<PathBuf>,
+    /// Create a new model of this size (tiny, small, base) with a tokenizer trained on the
+    /// training text and the --tokenizer-corpus files.
+    #[arg(long, default_value = "small")]
+    preset: Preset,
+    /// Extra text for the new tokenizer: plain text (one sentence per line) or instruction
+    /// JSONL (its instruction and target fields).
+    #[arg(long, num_args = 1..)]
+    tokenizer_corpus: Vec<PathBuf>,
+    /// Vocabulary size of a new tokenizer (sentinels included).
+    #[arg(long, default_value_t = 8000)]
+    vocab_size: usize,
+    /// Continue from OUT/last if it exists (weights, optimizer, data position, RNG streams).
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Wall-clock budget, e.g. 90s, 30m, 2h; training stops with a checkpoint when spent.
+    #[arg(long, value_parser = parse_duration)]
+    time_budget: Option<Duration>,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Warm-up steps.
+    #[arg(long, default_value_t = 100)]
+    warmup: u64,
+    /// linear, cosine or constant.
+    #[arg(long, default_value = "linear")]
+    decay: Decay,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Global gradient-norm clip; 0 disables.
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    #[arg(long, default_value_t = 512)]
+    max_source_len: usize,
+    #[arg(long, default_value_t = 64)]
+    max_target_len: usize,
+    /// Dropout rate (default: the model config's).
+    #[arg(long)]
+    dropout: Option<f32>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 500)]
+    save_every: u64,
+    /// Also validate every N steps (always at each epoch end).
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Instruction JSONL (fields `instruction` and `target`).
+    #[arg(long)]
+    train: PathBuf,
+    #[arg(long)]
+    valid: Option<PathBuf>,
+    /// Prepared dataset of the instructions: enables HR@1 on reranking lines of --valid.
+    #[arg(long)]
+    items: Option<PathBuf>,
+    /// Reranking validation lines sampled for HR@1.
+    #[arg(long, default_value_t = 200)]
+    rank_sample: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+pub struct PretrainArgs {
+    /// Prepared dataset directory whose item texts are corrupted.
+    #[arg(long)]
+    items: PathBuf,
+    /// Corrupted copies of each item text.
+    #[arg(long, default_value_t = 2)]
+    copies: usize,
+    #[arg(long, default_value_t = 0.15)]
+    noise_density: f64,
+    #[arg(long, default_value_t = 3.0)]
+    mean_span_length: f64,
+    /// Fraction of items kept apart for validation loss.
+    #[arg(long, default_value_t = 0.02)]
+    valid_fraction: f64,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 90s, 30m, 2h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl Common {
+    fn config(&self) -> TrainConfig {
+        let mut cfg = TrainConfig {
+            seed: self.seed,
+            epochs: self.epochs,
+            max_steps: self.max_steps,
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            lr: self.lr,
+            warmup_steps: self.warmup,
+            decay: self.decay,
+            max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm),
+            max_source_len: self.max_source_len,
+            max_target_len: self.max_target_len,
+            dropout: self.dropout,
+            run: self.run_control(),
+            ..TrainConfig::default()
+        };
+        cfg.adamw.weight_decay = self.weight_decay;
+        cfg
+    }
+
+    fn run_control(&self) -> RunControl {
+        RunControl {
+            time_budget: self.time_budget,
+            save_every: Some(self.save_every),
+            eval_every: self.eval_every,
+            valid_batch_size: 2 * self.batch_size,
+            progress: !self.quiet,
+        }
+    }
+
+    fn resumable(&self) -> Result<Option<PathBuf>> {
+        if !self.resume {
+            return Ok(None);
+        }
+        let found = instructrec_train::checkpoint::recover(&self.out.join(LAST_DIR))?;
+        if found.is_none() {
+            tracing::warn!(
+                "--resume: no checkpoint in {}, starting afresh",
+                self.out.display()
+            );
+        }
+        Ok(found)
+    }
+
+    /// The model to start from: `--init`, or a new one from `--preset` whose tokenizer is
+    /// trained on `own_text` and the `--tokenizer-corpus` files.
+    fn initial_model(&self, own_text: impl Iterator<Item = String>) -> Result<Seq2Seq> {
+        if let Some(dir) = &self.init {
+            return Seq2Seq::load_hf_dir(dir, &Device::Cpu)
+                .with_context(|| format!("loading --init {}", dir.display()));
+        }
+        let mut corpus: Vec<String> = own_text.collect();
+        for path in &self.tokenizer_corpus {
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                corpus.extend(
+                    read_jsonl(path)?
+                        .into_iter()
+                        .flat_map(|e| [e.source, e.target]),
+                );
+            } else {
+                corpus.extend(read_corpus(path)?);
+            }
+        }
+        tracing::info!("training a tokenizer on {} lines", corpus.len());
+        let tokenizer = train_tokenizer(
+            corpus.iter(),
+            TokenizerOptions {
+                vocab_size: self.vocab_size,
+                extra_ids: 100,
+            },
+        )?;
+        Ok(create_model(
+            tokenizer,
+            self.preset,
+            self.seed,
+            &Device::Cpu,
+        )?)
+    }
+
+    fn encode(
+        &self,
+        model: &Seq2Seq,
+        examples: &[Example],
+        what: &str,
+    ) -> Result<(Vec<Encoded>, Truncation)> {
+        let (encoded, cut) = encode_examples(
+            &model.tokenizer,
+            examples,
+            self.max_source_len,
+            self.max_target_len,
+        )?;
+        if cut.sources > 0 || cut.targets > 0 {
+            tracing::warn!(
+                "{what}: {} of {} sources cut from the left to {} tokens, {} targets cut to {}",
+                cut.sources,
+                examples.len(),
+                self.max_source_len,
+                cut.targets,
+                self.max_target_len
+            );
+        }
+        Ok((encoded, cut))
+    }
+
+    fn run(
+        &self,
+        fresh: impl FnOnce() -> Result<Seq2Seq>,
+        encode: impl Fn(&Seq2Seq) -> Result<(Vec<Encoded>, Truncation, Vec<Encoded>)>,
+        hooks: &mut Hooks<'_>,
+    ) -> Result<TrainReport> {
+        let mut trainer = match self.resumable()? {
+            Some(last) => {
+                let model = Seq2Seq::load_hf_dir(&last, &Device::Cpu)?;
+                let (train, _, valid) = encode(&model)?;
+                Trainer::resume(model, train, valid, self.run_control(), &self.out)?
+            }
+            None => {
+                let model = fresh()?;
+                let (train, cut, valid) = encode(&model)?;
+                Trainer::new(model, train, cut, valid, self.config(), &self.out)?
+            }
+        };
+        let report = trainer.run(hooks)?;
+        println!(
+            "{:?} after {} steps ({} epochs done, {:.0} s); best {} at step {}; checkpoints in {}",
+            report.stop,
+            report.state.step,
+            report.state.epoch,
+            report.state.elapsed_secs,
+            report
+                .state
+                .best_metric
+                .map_or("-".into(), |m| format!("{m:.4}")),
+            report.state.best_step.map_or("-".into(), |s| s.to_string()),
+            self.out.display()
+        );
+        Ok(report)
+    }
+}
+
+/// A reranking validation line: the instruction, its candidates' titles, and which is right.
+struct RankCase {
+    instruction: String,
+    candidates: Vec<String>,
+    positive: usize,
+}
+
+fn rank_cases(
+    valid: &Path,
+    prepared: &Prepared,
+    sample: usize,
+    seed: u64,
+) -> Result<Vec<RankCase>> {
+    let text =
+        std::fs::read_to_string(valid).with_context(|| format!("reading {}", valid.display()))?;
+    let title = |id: &serde_json::Value| -> Option<String> {
+        let id = ItemId(u32::try_from(id.as_u64()?).ok()?);
+        prepared
+            .dataset
+            .items
+            .get(id.index())
+            .map(|i| i.title.clone())
+    };
+    let mut cases = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}, line {}: not JSON", valid.display(), n + 1))?;
+        let Some(ids) = v["candidates"]
+            .as_array()
+            .filter(|c| c.len() > 1 && v["task"] == "T3")
+        else {
+            continue;
+        };
+        let candidates: Option<Vec<String>> = ids.iter().map(title).collect();
+        let target = title(&v["target_item"]);
+        let (Some(candidates), Some(target)) = (candidates, target) else {
+            bail!(
+                "{}, line {}: candidate or target item not in the prepared dataset",
+                valid.display(),
+                n + 1
+            );
+        };
+        if let Some(positive) = candidates.iter().position(|c| *c == target) {
+            let instruction = v["instruction"].as_str().unwrap_or_default().to_string();
+            cases.push(RankCase {
+                instruction,
+                candidates,
+                positive,
+            });
+        }
+    }
+    seeded_shuffle(&mut cases, seed);
+    cases.truncate(sample);
+    Ok(cases)
+}
+
+/// HR@1 by title likelihood; ties count as misses.
+fn hit_rate_at_1(
+    model: &Seq2Seq,
+    cases: &[RankCase],
+    limits: TokenLimits,
+) -> std::result::Result<f64, MetricError> {
+    let mut hits = 0usize;
+    for case in cases {
+        let cands: Vec<&str> = case.candidates.iter().map(String::as_str).collect();
+        let scores = model.score(&case.instruction, &cands, limits)?;
+        let pos = scores[case.positive].sum;
+        hits += usize::from(
+            scores
+                .iter()
+                .enumerate()
+                .all(|(i, s)| i == case.positive || s.sum < pos),
+        );
+    }
+    Ok(hits as f64 / cases.len().max(1) as f64)
+}
+
+pub fn run_train(args: TrainArgs) -> Result<()> {
+    let c = &args.common;
+    let train = read_jsonl(&args.train)?;
+    let valid = args
+        .valid
+        .as_deref()
+        .map(read_jsonl)
+        .transpose()?
+        .unwrap_or_default();
+    let cases = match (&args.items, &args.valid) {
+        (Some(dir), Some(valid)) => {
+            let prepared =
+                Prepared::load(dir).with_context(|| format!("loading {}", dir.display()))?;
+            let cases = rank_cases(valid, &prepared, args.rank_sample, c.seed)?;
+            tracing::info!("HR@1 on {} reranking validation lines", cases.len());
+            cases
+        }
+        _ => Vec::new(),
+    };
+    let limits = TokenLimits {
+        source: c.max_source_len,
+        target: c.max_target_len,
+    };
+    let mut metric = |m: &Seq2Seq| hit_rate_at_1(m, &cases, limits);
+    let mut hooks = Hooks {
+        metric: (!cases.is_empty()).then_some(&mut metric as _),
+        ..Hooks::default()
+    };
+    c.run(
+        || {
+            c.initial_model(
+                train
+                    .iter()
+                    .flat_map(|e| [e.source.clone(), e.target.clone()]),
+            )
+        },
+        |model| {
+            let (t, cut) = c.encode(model, &train, "train")?;
+            let (v, _) = c.encode(model, &valid, "valid")?;
+            Ok((t, cut, v))
+        },
+        &mut hooks,
+    )?;
+    Ok(())
+}
+
+pub fn run_pretrain(args: PretrainArgs) -> Result<()> {
+    let c = &args.common;
+    let prepared =
+        Prepared::load(&args.items).with_context(|| format!("loading {}", args.items.display()))?;
+    let mut texts: Vec<String> = pretraining_items(&prepared)
+        .into_iter()
+        .map(item_text)
+        .collect();
+    seeded_shuffle(&mut texts, c.seed);
+    let n_valid =
+        ((texts.len() as f64 * args.valid_fraction).round() as usize).min(texts.len() - 1);
+    let valid_texts = texts.split_off(texts.len() - n_valid);
+    let opts = CorruptionOptions {
+        noise_density: args.noise_density,
+        mean_span_length: args.mean_span_length,
+        max_tokens: c.max_source_len,
+        copies: args.copies,
+        seed: c.seed,
+    };
+    tracing::info!(
+        "span corruption on {} item texts ({} for validation)",
+        texts.len(),
+        valid_texts.len()
+    );
+    c.run(
+        || c.initial_model(texts.iter().chain(&valid_texts).cloned()),
+        |model| {
+            let train = span_corruption_examples(&model.tokenizer, &texts, &opts)?;
+            let valid = span_corruption_examples(
+                &model.tokenizer,
+                &valid_texts,
+                &CorruptionOptions { copies: 1, ..opts },
+            )?;
+            Ok((train, Truncation::default(), valid))
+        },
+        &mut Hooks::default(),
+    )?;
+    Ok(())
+}
