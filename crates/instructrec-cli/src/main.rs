@@ -22,6 +22,12 @@ enum Command {
     /// Build instruction files from a prepared dataset; show filled templates.
     #[command(subcommand)]
     Instructions(cmd::instructions::InstructionsCommand),
+    /// Recommend with a tuned model: once (--instruction, --json) or in an interactive loop.
+    Recommend(cmd::recommend::RecommendArgs),
+    /// Serve the HTTP API and the web page.
+    Serve(cmd::serve::ServeArgs),
+    /// Load-test the server on loopback: latency percentiles and errors.
+    ServeBench(cmd::serve::BenchArgs),
     /// Instruction-tune a seq2seq model (new from a preset, or from --init); resumable.
     Train(cmd::train::TrainArgs),
     /// Span-corruption pre-training on item text before instruction tuning; resumable.
@@ -41,6 +47,9 @@ fn main() -> std::process::ExitCode {
         Command::Data(c) => cmd::data::run(c),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Instructions(c) => cmd::instructions::run(c),
+        Command::Recommend(a) => cmd::recommend::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::ServeBench(a) => cmd::serve::bench(a),
         Command::Train(a) => cmd::train::run_train(a),
         Command::Pretrain(a) => cmd::train::run_pretrain(a),
     };

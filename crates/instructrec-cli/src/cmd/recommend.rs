@@ -1,0 +1,58 @@
+//! `instructrec recommend`: answer one instruction (plain or JSON), or talk in a terminal loop.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use instructrec_serve::{interactive, Options, Recommender, Request, UserRef};
+
+#[derive(Args)]
+pub struct RecommendArgs {
+    /// A model checkpoint directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// A prepared dataset directory (from `instructrec data prepare`).
+    #[arg(long)]
+    data: PathBuf,
+    /// The user's id in the source data; their history becomes the implicit preference.
+    #[arg(long)]
+    user: Option<String>,
+    /// What the user wants. With it, answers once; without it, starts the interactive loop.
+    #[arg(long)]
+    instruction: Option<String>,
+    /// Stated taste, in the user's words.
+    #[arg(long)]
+    preference: Option<String>,
+    /// The situation (time, place, device).
+    #[arg(long)]
+    context: Option<String>,
+    /// Print the answer as JSON (with --instruction).
+    #[arg(long)]
+    json: bool,
+    /// How many items to show.
+    #[arg(short, default_value_t = instructrec_serve::DEFAULT_K)]
+    k: usize,
+}
+
+pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
+    let rec = Recommender::load(&args.model, &args.data, Options::default())?;
+    let user = args.user.map(UserRef::Name);
+    if args.instruction.is_none() && args.preference.is_none() && !args.json {
+        let stdin = std::io::stdin();
+        return Ok(interactive::run(&rec, &mut stdin.lock(), &mut std::io::stdout().lock(), user, args.k)?);
+    }
+    let request = Request {
+        user,
+        intention: args.instruction,
+        preference: args.preference,
+        context: args.context,
+        k: Some(args.k),
+        ..Request::default()
+    };
+    let answer = rec.recommend(&request)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        interactive::write_response(&mut std::io::stdout().lock(), &answer)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `instructrec serve`: the HTTP API and the web page; `instructrec serve-bench`: a loopback
+//! load test of the same server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use instructrec_serve::bench::{self, BenchConfig};
+use instructrec_serve::{Options, Recommender, ServeConfig};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// A model checkpoint directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// A prepared dataset directory (from `instructrec data prepare`).
+    #[arg(long)]
+    data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Model calls running at once (default: the number of CPU cores).
+    #[arg(long)]
+    model_slots: Option<usize>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = ServeConfig::new(args.model, args.data, args.addr);
+    if let Some(n) = args.model_slots {
+        config.model_slots = n;
+    }
+    instructrec_serve::serve(config)
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    requests: usize,
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// No request starts after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    time_limit_s: u64,
+    #[arg(short, default_value_t = instructrec_serve::DEFAULT_K)]
+    k: usize,
+    /// Model calls running at once (default: the number of CPU cores).
+    #[arg(long)]
+    model_slots: Option<usize>,
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let rec = Arc::new(Recommender::load(&args.model, &args.data, Options::default())?);
+    let config = BenchConfig {
+        requests: args.requests,
+        concurrency: args.concurrency,
+        time_limit: Duration::from_secs(args.time_limit_s),
+        k: args.k,
+        model_slots: args
+            .model_slots
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+    };
+    let report = bench::run(rec, config)?;
+    println!("{report}");
+    if report.errors > 0 || report.stopped_by_time_limit {
+        anyhow::bail!("the load test had {} errors and completed {} of {} requests", report.errors, report.completed, report.requested);
+    }
+    Ok(())
+}

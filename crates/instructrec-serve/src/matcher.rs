@@ -1,0 +1,125 @@
+//! The matching stage: retrieves candidates from the whole catalogue for the reranker. BM25
+//! over item text is used when no two-tower model is trained; a learned matcher implements the
+//! same trait.
+
+use std::collections::HashSet;
+
+use instructrec_baselines::{Bm25, Bm25Config, Popularity};
+use instructrec_data::{ItemId, Prepared, UserId};
+use instructrec_eval::{Case, Scorer};
+
+/// What the matching stage knows about a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchQuery<'a> {
+    pub user: Option<UserId>,
+    /// Oldest first.
+    pub history: &'a [ItemId],
+    /// The stated taste, the intention and the context, as one text.
+    pub text: String,
+}
+
+pub trait Matcher: Send + Sync {
+    fn name(&self) -> String;
+
+    /// Up to `n` items, best first, none of them in `exclude`.
+    fn retrieve(
+        &self,
+        query: &MatchQuery<'_>,
+        n: usize,
+        exclude: &HashSet<ItemId>,
+    ) -> anyhow::Result<Vec<ItemId>>;
+}
+
+/// BM25 over title, categories and brand, with the query text and the recent history titles as
+/// the query. Items BM25 cannot tell apart (no shared word) are ordered by popularity, so a
+/// request whose words match nothing still gets the catalogue's best sellers.
+pub struct Bm25Matcher {
+    bm25: Bm25,
+    popularity: Popularity,
+}
+
+impl Bm25Matcher {
+    pub fn fit(prepared: &Prepared) -> Self {
+        Self {
+            bm25: Bm25::fit(prepared, Bm25Config::default()),
+            popularity: Popularity::fit(prepared),
+        }
+    }
+}
+
+/// The evaluation `Case` needs a user; BM25 and popularity never look at it.
+const ANONYMOUS: UserId = UserId(u32::MAX);
+
+impl Matcher for Bm25Matcher {
+    fn name(&self) -> String {
+        "bm25".into()
+    }
+
+    fn retrieve(
+        &self,
+        query: &MatchQuery<'_>,
+        n: usize,
+        exclude: &HashSet<ItemId>,
+    ) -> anyhow::Result<Vec<ItemId>> {
+        let case = Case {
+            user: query.user.unwrap_or(ANONYMOUS),
+            history: query.history.to_vec(),
+            query: Some(query.text.clone()),
+            instruction: None,
+        };
+        let all = |s: &dyn Scorer| -> anyhow::Result<Vec<f32>> {
+            let mut v = s
+                .score_all(&[&case])
+                .ok_or_else(|| anyhow::anyhow!("{} cannot score the catalogue", s.name()))??;
+            v.pop()
+                .ok_or_else(|| anyhow::anyhow!("{} returned no scores", s.name()))
+        };
+        let text = all(&self.bm25)?;
+        let popular = all(&self.popularity)?;
+        let mut ids: Vec<u32> = (0..text.len() as u32)
+            .filter(|i| !exclude.contains(&ItemId(*i)))
+            .collect();
+        let order = |a: &u32, b: &u32| {
+            let (a, b) = (*a as usize, *b as usize);
+            text[b]
+                .total_cmp(&text[a])
+                .then(popular[b].total_cmp(&popular[a]))
+                .then(a.cmp(&b))
+        };
+        if n < ids.len() {
+            ids.select_nth_unstable_by(n, order);
+            ids.truncate(n);
+        }
+        ids.sort_unstable_by(order);
+        Ok(ids.into_iter().map(ItemId).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retrieves_matching_items_first_and_skips_excluded() {
+        let prepared = instructrec_eval::synthetic::prepared(30, 120, 1);
+        let m = Bm25Matcher::fit(&prepared);
+        let q = MatchQuery {
+            user: None,
+            history: &[],
+            text: "puzzle".into(),
+        };
+        let exclude: HashSet<ItemId> = [ItemId(1)].into_iter().collect();
+        let got = m.retrieve(&q, 10, &exclude).unwrap();
+        assert_eq!(got.len(), 10);
+        for i in &got {
+            assert!(prepared.dataset.items[i.index()].title.starts_with("Puzzle"), "{i:?}");
+            assert_ne!(*i, ItemId(1));
+        }
+        // No shared word: the most popular items, still n of them.
+        let q = MatchQuery {
+            text: "zzzz".into(),
+            ..q
+        };
+        assert_eq!(m.retrieve(&q, 5, &HashSet::new()).unwrap().len(), 5);
+    }
+}

@@ -1,0 +1,593 @@
+//! The matching-then-reranking pipeline behind every front end: a request is resolved against
+//! the catalogue, mapped to a template and filled; candidates come from the request or the
+//! matching stage; the tuned model scores each candidate's title under the instruction.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use instructrec_data::{Item, ItemId, Prepared, UserId};
+use instructrec_instructions::{fit_history, IntentionKind, PreferenceKind, TokenCounter};
+use instructrec_instructions::{TemplateLibrary, TaskForm};
+use instructrec_model::{Seq2Seq, TokenLimits};
+use serde::Serialize;
+
+use crate::fill::{self, Fills};
+use crate::matcher::{Bm25Matcher, MatchQuery, Matcher};
+use crate::request::{
+    CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, Request, RequestError,
+    Response, Timings, UserRef, DEFAULT_K,
+};
+use crate::session::{SessionState, Sessions};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Options {
+    pub limits: Limits,
+    /// Candidates the matching stage retrieves when the request lists none.
+    pub matched: usize,
+    /// Candidates listed in one instruction: the length of the lists the model was tuned on.
+    /// Longer lists are scored in several groups, each under its own instruction.
+    pub group_size: usize,
+    /// Token budget of the shown history (the builder's default).
+    pub history_budget: usize,
+    pub source_tokens: usize,
+    pub target_tokens: usize,
+    pub sessions: usize,
+    pub session_ttl_s: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let tokens = TokenLimits::default();
+        Self {
+            limits: Limits::default(),
+            matched: 20,
+            group_size: 10,
+            history_budget: 200,
+            source_tokens: tokens.source,
+            target_tokens: tokens.target,
+            sessions: 10_000,
+            session_ttl_s: 30 * 60,
+        }
+    }
+}
+
+/// Counts tokens with the model's own tokenizer, for the history budget.
+struct ModelTokens<'a>(&'a Seq2Seq);
+
+impl TokenCounter for ModelTokens<'_> {
+    fn count(&self, text: &str) -> usize {
+        self.0
+            .tokenize(text, false, usize::MAX)
+            .map(|ids| ids.len())
+            .unwrap_or_else(|_| text.split_whitespace().count())
+    }
+}
+
+/// A request resolved against the catalogue and merged with its session.
+#[derive(Debug, Clone)]
+struct Need {
+    user: Option<UserId>,
+    history: Vec<ItemId>,
+    preference: Option<String>,
+    intention: Option<(IntentionKind, String)>,
+    context: Option<String>,
+    listed: Option<Vec<ItemId>>,
+    k: usize,
+}
+
+pub struct Recommender {
+    prepared: Prepared,
+    model: Seq2Seq,
+    matcher: Box<dyn Matcher>,
+    library: TemplateLibrary,
+    options: Options,
+    item_by_original: HashMap<String, ItemId>,
+    item_by_title: HashMap<String, ItemId>,
+    user_by_original: HashMap<String, UserId>,
+    /// Lower-cased category labels: a query made only of these is a specific (I2) query.
+    categories: HashSet<String>,
+    sessions: Sessions,
+    session_prefix: String,
+    session_counter: AtomicU64,
+}
+
+impl Recommender {
+    /// Loads a model checkpoint (Hugging Face layout) and a prepared dataset; BM25 is the
+    /// matching stage.
+    pub fn load(model_dir: &Path, data_dir: &Path, options: Options) -> anyhow::Result<Self> {
+        let prepared = Prepared::load(data_dir)
+            .with_context(|| format!("loading the prepared dataset {}", data_dir.display()))?;
+        let model = Seq2Seq::load_hf_dir(model_dir, &candle_core::Device::Cpu)
+            .with_context(|| format!("loading the model {}", model_dir.display()))?;
+        let matcher = Box::new(Bm25Matcher::fit(&prepared));
+        Ok(Self::new(prepared, model, matcher, TemplateLibrary::builtin(), options))
+    }
+
+    pub fn new(
+        prepared: Prepared,
+        model: Seq2Seq,
+        matcher: Box<dyn Matcher>,
+        library: TemplateLibrary,
+        options: Options,
+    ) -> Self {
+        let items = &prepared.dataset.items;
+        let item_by_original = items.iter().map(|i| (i.original_id.clone(), i.id)).collect();
+        let mut item_by_title = HashMap::new();
+        for i in items {
+            // Titles repeat across editions; the first (lowest id) one answers for the title.
+            item_by_title.entry(i.title.to_lowercase()).or_insert(i.id);
+        }
+        let user_by_original = prepared
+            .dataset
+            .users
+            .iter()
+            .map(|u| (u.original_id.clone(), u.id))
+            .collect();
+        let categories = items
+            .iter()
+            .flat_map(|i| i.categories.iter().map(|c| c.trim().to_lowercase()))
+            .collect();
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let sessions = Sessions::new(
+            NonZeroUsize::new(options.sessions.max(1)).unwrap_or(NonZeroUsize::MIN),
+            Duration::from_secs(options.session_ttl_s),
+        );
+        Self {
+            item_by_original,
+            item_by_title,
+            user_by_original,
+            categories,
+            sessions,
+            session_prefix: format!("{:x}", started.as_nanos() & 0xffff_ffff_ffff),
+            session_counter: AtomicU64::new(0),
+            prepared,
+            model,
+            matcher,
+            library,
+            options,
+        }
+    }
+
+    pub fn prepared(&self) -> &Prepared {
+        &self.prepared
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.options.limits
+    }
+
+    pub fn matcher_name(&self) -> String {
+        self.matcher.name()
+    }
+
+    pub fn user_by_original(&self, id: &str) -> Option<UserId> {
+        self.user_by_original.get(id).copied()
+    }
+
+    /// What a user did, oldest first: the whole sequence, capped like instruction histories.
+    /// Serving recommends what comes after everything known, so no item is held out.
+    pub fn user_history(&self, user: UserId) -> Vec<ItemId> {
+        let seq = &self.prepared.dataset.sequences[user.index()];
+        let cap = self.prepared.manifest.options.history_cap;
+        seq[seq.len().saturating_sub(cap)..].iter().map(|x| x.item).collect()
+    }
+
+    pub fn item(&self, id: ItemId) -> &Item {
+        &self.prepared.dataset.items[id.index()]
+    }
+
+    /// Catalogue search for the page and `GET /v1/items`: the matching stage on a text alone.
+    pub fn search_items(&self, q: &str, limit: usize) -> anyhow::Result<Vec<ItemId>> {
+        let query = MatchQuery {
+            user: None,
+            history: &[],
+            text: q.to_string(),
+        };
+        self.matcher.retrieve(&query, limit, &HashSet::new())
+    }
+
+    /// Vague (I1) unless every part of the query (split at `,` `>` `/` `|` `;`) is a category
+    /// label of the catalogue, like "Video Games, PC, Gaming Mice".
+    pub fn intention_kind(&self, text: &str) -> IntentionKind {
+        let mut parts = text.split([',', '>', '/', '|', ';']).map(|p| p.trim().to_lowercase());
+        let specific = parts.all(|p| !p.is_empty() && self.categories.contains(&p));
+        if specific {
+            IntentionKind::Specific
+        } else {
+            IntentionKind::Vague
+        }
+    }
+
+    fn resolve_user(&self, user: &UserRef) -> Result<UserId, RequestError> {
+        let users = &self.prepared.dataset.users;
+        match user {
+            UserRef::Id(i) if (*i as usize) < users.len() => Ok(UserId(*i)),
+            UserRef::Id(i) => Err(RequestError::invalid(
+                "user",
+                format!("no user with id {i} (ids run from 0 to {})", users.len().saturating_sub(1)),
+            )),
+            UserRef::Name(name) => self
+                .user_by_original
+                .get(name.trim())
+                .copied()
+                .ok_or_else(|| RequestError::invalid("user", format!("no user `{name}`"))),
+        }
+    }
+
+    fn resolve_item(&self, field: &str, item: &ItemRef) -> Result<ItemId, RequestError> {
+        let n = self.prepared.dataset.items.len();
+        match item {
+            ItemRef::Id(i) if (*i as usize) < n => Ok(ItemId(*i)),
+            ItemRef::Id(i) => Err(RequestError::invalid(
+                field,
+                format!("no item with id {i} (ids run from 0 to {})", n.saturating_sub(1)),
+            )),
+            ItemRef::Name(name) => {
+                let name = name.trim();
+                self.item_by_original
+                    .get(name)
+                    .or_else(|| self.item_by_title.get(&name.to_lowercase()))
+                    .copied()
+                    .ok_or_else(|| {
+                        RequestError::invalid(field, format!("no item with id or title `{name}`"))
+                    })
+            }
+        }
+    }
+
+    fn resolve_items(
+        &self,
+        field: &str,
+        items: &[ItemRef],
+        max: usize,
+    ) -> Result<Vec<ItemId>, RequestError> {
+        if items.len() > max {
+            return Err(RequestError::invalid(
+                field,
+                format!("{} items, more than the limit of {max}", items.len()),
+            ));
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, x)| self.resolve_item(&format!("{field}[{i}]"), x))
+            .collect()
+    }
+
+    /// A trimmed free-text field; `None` when absent, an error when blank or too long.
+    fn text(&self, field: &str, value: &Option<String>) -> Result<Option<String>, RequestError> {
+        let Some(v) = value else { return Ok(None) };
+        let v = v.split_whitespace().collect::<Vec<_>>().join(" ");
+        if v.is_empty() {
+            return Err(RequestError::invalid(field, "is empty; leave it out instead"));
+        }
+        let max = self.options.limits.max_text_chars;
+        if v.chars().count() > max {
+            return Err(RequestError::invalid(
+                field,
+                format!("{} characters, more than the limit of {max}", v.chars().count()),
+            ));
+        }
+        Ok(Some(v))
+    }
+
+    fn session_id(&self, given: &Option<String>) -> Result<String, RequestError> {
+        match given {
+            Some(s) if s.is_empty() || s.len() > 64 => Err(RequestError::invalid(
+                "session",
+                "must be 1 to 64 characters",
+            )),
+            Some(s) if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {
+                Err(RequestError::invalid(
+                    "session",
+                    "may hold only ASCII letters, digits, `-` and `_`",
+                ))
+            }
+            Some(s) => Ok(s.clone()),
+            None => Ok(format!(
+                "s{}-{}",
+                self.session_prefix,
+                self.session_counter.fetch_add(1, Ordering::Relaxed)
+            )),
+        }
+    }
+
+    /// Resolves and checks every field, then merges a follow-up with its session.
+    fn need(&self, req: &Request, previous: Option<&SessionState>) -> Result<Need, RequestError> {
+        let limits = self.options.limits;
+        let k = req.k.unwrap_or(DEFAULT_K);
+        if k == 0 || k > limits.max_k {
+            return Err(RequestError::invalid(
+                "k",
+                format!("{k} is out of range: it must be from 1 to {}", limits.max_k),
+            ));
+        }
+        let user = req.user.as_ref().map(|u| self.resolve_user(u)).transpose()?;
+        let history = match (&req.history, user) {
+            (Some(h), _) => Some(self.resolve_items("history", h, limits.max_history)?),
+            (None, Some(u)) => Some(self.user_history(u)),
+            (None, None) => None,
+        };
+        let listed = req
+            .candidates
+            .as_ref()
+            .map(|c| -> Result<Vec<ItemId>, RequestError> {
+                let ids = self.resolve_items("candidates", c, limits.max_candidates)?;
+                if ids.is_empty() {
+                    return Err(RequestError::invalid(
+                        "candidates",
+                        "is empty; leave it out to let the matching stage retrieve candidates",
+                    ));
+                }
+                let mut seen = HashSet::new();
+                Ok(ids.into_iter().filter(|i| seen.insert(*i)).collect())
+            })
+            .transpose()?;
+        let preference = self.text("preference", &req.preference)?;
+        let context = self.text("context", &req.context)?;
+        let intention = self.text("intention", &req.intention)?.map(|t| {
+            let kind = match req.intention_style {
+                Some(IntentionStyle::Vague) => IntentionKind::Vague,
+                Some(IntentionStyle::Specific) => IntentionKind::Specific,
+                None => self.intention_kind(&t),
+            };
+            (kind, t)
+        });
+
+        let Some(prev) = previous else {
+            let need = Need {
+                user,
+                history: history.unwrap_or_default(),
+                preference,
+                intention,
+                context,
+                listed,
+                k,
+            };
+            if need.history.is_empty() && need.preference.is_none() && need.intention.is_none() {
+                return Err(RequestError::Empty);
+            }
+            return Ok(need);
+        };
+        if intention.is_none() && preference.is_none() && context.is_none() {
+            return Err(RequestError::invalid(
+                "refine",
+                "a follow-up needs an intention, a preference or a context to refine with",
+            ));
+        }
+        let intention = match (prev.intention.clone(), intention) {
+            (Some((IntentionKind::Specific, a)), Some((IntentionKind::Specific, b))) => {
+                Some((IntentionKind::Specific, format!("{a}, {b}")))
+            }
+            (Some((_, a)), Some((_, b))) => Some((
+                IntentionKind::Vague,
+                format!("{}. {b}", a.trim_end_matches(['.', '!', '?', ' '])),
+            )),
+            (a, b) => b.or(a),
+        };
+        Ok(Need {
+            user: user.or(prev.user),
+            history: history.unwrap_or_else(|| prev.history.clone()),
+            preference: preference.or_else(|| prev.preference.clone()),
+            intention,
+            context: context.or_else(|| prev.context.clone()),
+            listed: listed.or_else(|| prev.listed.clone()),
+            k,
+        })
+    }
+
+    /// Answers one request. Never panics on request data; every refusal names its field.
+    pub fn recommend(&self, req: &Request) -> Result<Response, RequestError> {
+        let started = Instant::now();
+        let session = self.session_id(&req.session)?;
+        let previous = if req.refine {
+            if req.session.is_none() {
+                return Err(RequestError::invalid(
+                    "session",
+                    "required when `refine` is true (use the session of the answer to refine)",
+                ));
+            }
+            Some(
+                self.sessions
+                    .get(&session)
+                    .ok_or_else(|| RequestError::UnknownSession(session.clone()))?,
+            )
+        } else {
+            None
+        };
+        let need = self.need(req, previous.as_ref())?;
+
+        // An explicit taste is what the user says now, so it outranks the history in the
+        // instruction (templates show one kind of preference); the history still steers the
+        // matching stage and keeps owned items out of the answer.
+        let preference = if need.preference.is_some() {
+            PreferenceKind::Explicit
+        } else if !need.history.is_empty() {
+            PreferenceKind::Implicit
+        } else {
+            PreferenceKind::None
+        };
+        let intention = need.intention.as_ref().map_or(IntentionKind::None, |(k, _)| *k);
+        let template = fill::choose(&self.library, preference, intention).ok_or_else(|| {
+            RequestError::invalid(
+                "intention",
+                format!("no template for {preference} {intention}: say what you want"),
+            )
+        })?;
+
+        let match_started = Instant::now();
+        let (candidates, source, matched) = match &need.listed {
+            Some(list) => (list.clone(), CandidateSource::Request, 0),
+            None => {
+                let owned: HashSet<ItemId> = need.history.iter().copied().collect();
+                let text = [&need.preference, &need.intention.as_ref().map(|(_, t)| t.clone()), &need.context]
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let query = MatchQuery {
+                    user: need.user,
+                    history: &need.history,
+                    text,
+                };
+                let fresh = self
+                    .matcher
+                    .retrieve(&query, self.options.matched, &owned)
+                    .map_err(|e| RequestError::Model(format!("matching stage: {e:#}")))?;
+                let matched = fresh.len();
+                match &previous {
+                    Some(prev) => {
+                        let mut seen = HashSet::new();
+                        let merged = prev
+                            .answer
+                            .iter()
+                            .chain(&fresh)
+                            .copied()
+                            .filter(|i| !owned.contains(i) && seen.insert(*i))
+                            .collect();
+                        (merged, CandidateSource::PreviousAndMatched, matched)
+                    }
+                    None => (fresh, CandidateSource::Matched, matched),
+                }
+            }
+        };
+        let match_ms = ms(match_started.elapsed());
+
+        let score_started = Instant::now();
+        let (scored, instruction) = self.score(template, &need, &candidates)?;
+        let score_ms = ms(score_started.elapsed());
+
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        order.sort_by(|&a, &b| {
+            scored[b]
+                .0
+                .total_cmp(&scored[a].0)
+                .then(scored[b].1.total_cmp(&scored[a].1))
+                .then(a.cmp(&b))
+        });
+        let items: Vec<RankedItem> = order
+            .iter()
+            .take(need.k)
+            .enumerate()
+            .map(|(rank, &i)| {
+                let item = self.item(candidates[i]);
+                RankedItem {
+                    rank: rank + 1,
+                    item_id: item.id.0,
+                    original_id: item.original_id.clone(),
+                    title: item.title.clone(),
+                    categories: item.categories.clone(),
+                    brand: item.brand.clone(),
+                    score: scored[i].0,
+                    log_likelihood: scored[i].1,
+                }
+            })
+            .collect();
+
+        let keep = need.k.max(self.options.group_size);
+        self.sessions.put(
+            session.clone(),
+            SessionState {
+                user: need.user,
+                history: need.history.clone(),
+                preference: need.preference.clone(),
+                intention: need.intention.clone(),
+                context: need.context.clone(),
+                listed: need.listed.clone(),
+                answer: order.iter().take(keep).map(|&i| candidates[i]).collect(),
+            },
+        );
+        Ok(Response {
+            session,
+            refined: previous.is_some(),
+            template: template.id.clone(),
+            scenario: format!("{} {} {}", template.preference, template.intention, TaskForm::Rerank),
+            instruction,
+            items,
+            candidate_source: source,
+            matched,
+            scored: candidates.len(),
+            matcher: (source != CandidateSource::Request).then(|| self.matcher.name()),
+            timings: Timings {
+                match_ms,
+                score_ms,
+                total_ms: ms(started.elapsed()),
+            },
+        })
+    }
+
+    /// (mean, sum) log-likelihood of each candidate's title, and the first group's instruction.
+    /// Candidates are dealt round-robin into groups of at most `group_size` so that every group
+    /// mixes strong and weak matches; each group is one encoder pass and one batched decoder
+    /// pass.
+    fn score(
+        &self,
+        template: &instructrec_instructions::Template,
+        need: &Need,
+        candidates: &[ItemId],
+    ) -> Result<(Vec<(f32, f32)>, String), RequestError> {
+        let titles: Vec<&str> = need.history.iter().map(|i| self.item(*i).title.as_str()).collect();
+        let kept = fit_history(&titles, self.options.history_budget, &ModelTokens(&self.model));
+        let shown_history = &titles[titles.len() - kept..];
+        let context = need.context.as_ref().map(|c| {
+            if c.to_lowercase().starts_with("context:") {
+                c.clone()
+            } else {
+                format!("Context: {c}")
+            }
+        });
+        let (vague, specific) = match &need.intention {
+            Some((IntentionKind::Specific, t)) => (None, Some(t.as_str())),
+            Some((_, t)) => (Some(t.as_str()), None),
+            None => (None, None),
+        };
+        let limits = TokenLimits {
+            source: self.options.source_tokens,
+            target: self.options.target_tokens,
+        };
+        let groups = candidates.len().div_ceil(self.options.group_size.max(1)).max(1);
+        let mut scores = vec![(f32::NEG_INFINITY, f32::NEG_INFINITY); candidates.len()];
+        let mut first_instruction = None;
+        for g in 0..groups {
+            let members: Vec<usize> = (g..candidates.len()).step_by(groups).collect();
+            let group_titles: Vec<&str> =
+                members.iter().map(|&i| self.item(candidates[i]).title.as_str()).collect();
+            let fills = Fills {
+                history: shown_history,
+                explicit_preference: need.preference.as_deref(),
+                vague_intention: vague,
+                specific_intention: specific,
+                candidates: &group_titles,
+                context: context.as_deref(),
+            };
+            let instruction =
+                fill::render(template, &fills).map_err(|e| RequestError::Model(e.to_string()))?;
+            if !group_titles.is_empty() {
+                let s = self
+                    .model
+                    .score(&instruction, &group_titles, limits)
+                    .map_err(|e| RequestError::Model(e.to_string()))?;
+                for (&i, c) in members.iter().zip(s) {
+                    scores[i] = (c.mean, c.sum);
+                }
+            }
+            first_instruction.get_or_insert(instruction);
+        }
+        Ok((scores, first_instruction.unwrap_or_default()))
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

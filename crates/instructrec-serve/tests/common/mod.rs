@@ -1,0 +1,35 @@
+//! A recommender over a small synthetic catalogue with a tiny random model: the tests check
+//! plumbing, not ranking quality.
+#![allow(dead_code)] // each test binary uses part of this module
+
+use std::sync::Arc;
+
+use candle_core::Device;
+use instructrec_instructions::TemplateLibrary;
+use instructrec_model::{Preset, Seq2Seq, T5Config};
+use instructrec_serve::http::{bind, router, AppState};
+use instructrec_serve::{Bm25Matcher, Options, Recommender};
+
+/// The model crate's fixture tokenizer (151 pieces): enough to tokenise any title.
+const TOKENIZER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../instructrec-model/tests/fixtures/t5-relu-tied/tokenizer.json"
+);
+
+pub fn recommender() -> Recommender {
+    let prepared = instructrec_eval::synthetic::prepared(60, 150, 5);
+    let tokenizer = tokenizers::Tokenizer::from_file(TOKENIZER).expect("fixture tokenizer");
+    let model = Seq2Seq::new_random(&T5Config::preset(Preset::Tiny), tokenizer, &Device::Cpu, 11)
+        .expect("tiny model");
+    let matcher = Box::new(Bm25Matcher::fit(&prepared));
+    Recommender::new(prepared, model, matcher, TemplateLibrary::builtin(), Options::default())
+}
+
+/// Serves a fresh recommender on an ephemeral loopback port; returns its base URL.
+pub async fn start_server() -> String {
+    let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(AppState::new(Arc::new(recommender()), 2));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
