@@ -27,7 +27,7 @@ use crate::aspects::{Intention, IntentionKind, Preference, PreferenceKind, Targe
 use crate::record::{Instruction, Split};
 use crate::seeded_rng;
 use crate::stats::{Stats, Timings};
-use crate::teacher::{Fill, FillRequest, Teacher, TeacherError};
+use crate::teacher::{Fill, FillRequest, Teacher, TeacherError, TeacherReport};
 use crate::template::{Segment, Slot, Template, TemplateLibrary};
 use crate::text::{fit_history, render_candidates, render_history, TokenCounter};
 
@@ -107,6 +107,32 @@ impl InstructionSet {
             Split::Test => &self.test,
         }
     }
+}
+
+/// One training target: the item, what came before it, and what negatives must avoid.
+struct Example<'e> {
+    user: UserId,
+    target: ItemId,
+    /// The capped history before the target, oldest first.
+    history: Vec<ItemId>,
+    context: Option<String>,
+    /// Everything the user ever interacted with.
+    exclude: &'e HashSet<ItemId>,
+}
+
+/// Instructions rendered from drafts, with the fills they used.
+struct Finished {
+    instructions: Vec<Instruction>,
+    fills: Vec<(FillRequest, Fill)>,
+    report: TeacherReport,
+    teacher_seconds: f64,
+}
+
+/// A template as `show` filled it for one user, or why it could not be.
+#[derive(Debug, Clone)]
+pub struct ShownTemplate {
+    pub template: String,
+    pub instruction: Result<Instruction, Ineligible>,
 }
 
 /// One instruction before its teacher fills are known.
@@ -329,21 +355,12 @@ impl<'a> Builder<'a> {
     }
 
     /// Drafts of one template for one training target.
-    #[allow(clippy::too_many_arguments)]
-    fn train_drafts(
-        &self,
-        index: usize,
-        user: UserId,
-        target: ItemId,
-        history: &[ItemId],
-        context: &Option<String>,
-        exclude: &HashSet<ItemId>,
-        rng: &mut ChaCha8Rng,
-    ) -> Vec<Draft> {
+    fn train_drafts(&self, index: usize, ex: &Example, rng: &mut ChaCha8Rng) -> Vec<Draft> {
         let t = &self.library.templates()[index];
+        let (user, target, history) = (ex.user, ex.target, &ex.history);
         let negatives = self.negatives(
             rng,
-            exclude,
+            ex.exclude,
             negatives_needed(t, self.config.train_candidates),
         );
         let draft = |shown: Vec<ItemId>, yes: Option<bool>| Draft {
@@ -355,7 +372,7 @@ impl<'a> Builder<'a> {
             shown,
             yes,
             candidate_size: None,
-            context: context.clone(),
+            context: ex.context.clone(),
             preference: needs_preference_fill(t).then(|| FillRequest::Preference {
                 user,
                 history: history.to_vec(),
@@ -400,14 +417,20 @@ impl<'a> Builder<'a> {
                 .iter()
                 .map(|x| x.item)
                 .collect();
-            let context = context_of(seq[pos].timestamp);
+            let ex = Example {
+                user,
+                target,
+                history,
+                context: context_of(seq[pos].timestamp),
+                exclude: &exclude,
+            };
             let mut rng = seeded_rng(self.config.seed, "train", &[user.0 as u64, pos as u64]);
             let eligible: Vec<usize> = (0..self.library.templates().len())
                 .filter(|&i| {
                     self.train_problem(
                         &self.library.templates()[i],
                         target,
-                        &history,
+                        &ex.history,
                         exclude.len(),
                     )
                     .is_none()
@@ -418,9 +441,7 @@ impl<'a> Builder<'a> {
                 .copied()
                 .collect();
             for index in chosen {
-                drafts.extend(
-                    self.train_drafts(index, user, target, &history, &context, &exclude, &mut rng),
-                );
+                drafts.extend(self.train_drafts(index, &ex, &mut rng));
             }
         }
         drafts
@@ -522,7 +543,12 @@ impl<'a> Builder<'a> {
         let start = Instant::now();
         let drafts = self.plan();
         let planned = start.elapsed().as_secs_f64();
-        let (instructions, fills, report, teacher_s) = self.finish(drafts)?;
+        let Finished {
+            instructions,
+            fills,
+            report,
+            teacher_seconds: teacher_s,
+        } = self.finish(drafts)?;
         let render_s = start.elapsed().as_secs_f64() - planned - teacher_s;
         let mut by_split: HashMap<Split, Vec<Instruction>> = HashMap::new();
         for i in instructions {
@@ -555,19 +581,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Asks the teacher for the drafts' fills (each distinct request once) and renders them.
-    #[allow(clippy::type_complexity)]
-    fn finish(
-        &self,
-        drafts: Vec<Draft>,
-    ) -> Result<
-        (
-            Vec<Instruction>,
-            Vec<(FillRequest, Fill)>,
-            crate::teacher::TeacherReport,
-            f64,
-        ),
-        BuildError,
-    > {
+    fn finish(&self, drafts: Vec<Draft>) -> Result<Finished, BuildError> {
         let mut index: HashMap<&FillRequest, usize> = HashMap::new();
         let mut requests: Vec<FillRequest> = Vec::new();
         for r in drafts
@@ -605,7 +619,12 @@ impl<'a> Builder<'a> {
         bar.finish_and_clear();
         drop(index);
         let fills = requests.into_iter().zip(filled.fills).collect();
-        Ok((instructions, fills, filled.report, teacher_s))
+        Ok(Finished {
+            instructions,
+            fills,
+            report: filled.report,
+            teacher_seconds: teacher_s,
+        })
     }
 
     fn render(
@@ -713,7 +732,7 @@ impl<'a> Builder<'a> {
         &self,
         user: UserId,
         template: Option<&str>,
-    ) -> Result<Vec<(String, Result<Instruction, Ineligible>)>, BuildError> {
+    ) -> Result<Vec<ShownTemplate>, BuildError> {
         if user.index() >= self.prepared.dataset.users.len() {
             return Err(BuildError::Config(format!("no user with index {}", user.0)));
         }
@@ -741,6 +760,13 @@ impl<'a> Builder<'a> {
             .map(|x| x.item)
             .collect();
         let exclude = self.user_items(user);
+        let ex = Example {
+            user,
+            target,
+            history,
+            context: context_of(last.timestamp),
+            exclude: &exclude,
+        };
         let eval_set = self.config.eval_sizes.iter().min().and_then(|size| {
             let sets = p.candidates(Fold::Test, *size)?;
             sets.iter().find(|s| s.user == user).map(|s| (*size, s))
@@ -755,35 +781,30 @@ impl<'a> Builder<'a> {
                     drafts.extend(self.eval_drafts(Fold::Test, size, set, Some(i)));
                 }
             }
-            let problem = self.train_problem(t, target, &history, exclude.len());
+            let problem = self.train_problem(t, target, &ex.history, exclude.len());
             if drafts.len() == start && problem.is_none() {
                 let mut rng = seeded_rng(self.config.seed, "show", &[user.0 as u64, i as u64]);
-                drafts.extend(self.train_drafts(
-                    i,
-                    user,
-                    target,
-                    &history,
-                    &context_of(last.timestamp),
-                    &exclude,
-                    &mut rng,
-                ));
+                drafts.extend(self.train_drafts(i, &ex, &mut rng));
             }
-            match (drafts.len() - start, problem) {
-                (0, Some(p)) => outcome.push((t.id.clone(), Err(p))),
-                (0, None) => outcome.push((t.id.clone(), Err(Ineligible::NotInFoldItems))),
-                (n, _) => outcome.extend((start..start + n).map(|d| (t.id.clone(), Ok(d)))),
+            match drafts.len() - start {
+                0 => outcome.push((
+                    t.id.clone(),
+                    Err(problem.expect("an eligible template always yields a draft")),
+                )),
+                n => outcome.extend((start..start + n).map(|d| (t.id.clone(), Ok(d)))),
             }
         }
-        let (instructions, ..) = self.finish(drafts)?;
-        let mut instructions: Vec<Option<Instruction>> =
-            instructions.into_iter().map(Some).collect();
+        let mut instructions: Vec<Option<Instruction>> = self
+            .finish(drafts)?
+            .instructions
+            .into_iter()
+            .map(Some)
+            .collect();
         Ok(outcome
             .into_iter()
-            .map(|(id, r)| {
-                (
-                    id,
-                    r.map(|d| instructions[d].take().expect("each draft is shown once")),
-                )
+            .map(|(template, r)| ShownTemplate {
+                template,
+                instruction: r.map(|d| instructions[d].take().expect("each draft is shown once")),
             })
             .collect())
     }

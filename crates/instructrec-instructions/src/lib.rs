@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 pub use aspects::{
     Intention, IntentionKind, Preference, PreferenceKind, Strategy, TargetKind, TaskForm,
 };
-pub use build::{BuildConfig, BuildError, Builder, Ineligible, InstructionSet};
+pub use build::{BuildConfig, BuildError, Builder, Ineligible, InstructionSet, ShownTemplate};
 pub use record::{read_jsonl, write_jsonl, Instruction, RecordError, Split};
 pub use stats::{FillKindStats, SplitStats, Stats, Timings};
 pub use template::{Segment, Slot, Template, TemplateError, TemplateLibrary, BUILTIN_TEMPLATES};

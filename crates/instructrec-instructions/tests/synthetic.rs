@@ -361,12 +361,12 @@ fn show_fills_every_template_or_says_why() {
     let teacher = OfflineTeacher::new(0);
     let builder = Builder::new(&p, &library, &teacher, &WordCounter, config()).unwrap();
     let shown = builder.show(UserId(3), None).unwrap();
-    let ids: HashSet<&str> = shown.iter().map(|(id, _)| id.as_str()).collect();
+    let ids: HashSet<&str> = shown.iter().map(|s| s.template.as_str()).collect();
     assert_eq!(ids.len(), library.templates().len());
-    assert!(shown.iter().filter(|(_, r)| r.is_ok()).count() >= 20);
+    assert!(shown.iter().filter(|s| s.instruction.is_ok()).count() >= 20);
     let one = builder.show(UserId(3), Some("p1-rerank-a")).unwrap();
     assert_eq!(one.len(), 1);
-    assert_eq!(one[0].1.as_ref().unwrap().split, Split::Test);
+    assert_eq!(one[0].instruction.as_ref().unwrap().split, Split::Test);
     assert!(builder.show(UserId(3), Some("nope")).is_err());
     assert!(builder.show(UserId(100_000), None).is_err());
 }

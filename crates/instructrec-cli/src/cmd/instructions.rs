@@ -216,16 +216,16 @@ fn show(common: &CommonArgs, user: &str, template: Option<&str>) -> anyhow::Resu
         &WordCounter,
         l.config,
     )?;
-    for (id, result) in builder.show(user, template)? {
+    for shown in builder.show(user, template)? {
         let t = l
             .library
-            .get(&id)
+            .get(&shown.template)
             .expect("shown templates come from the library");
         println!(
-            "== {id}  {} {} {}  {}",
-            t.preference, t.intention, t.task, t.strategy
+            "== {}  {} {} {}  {}",
+            t.id, t.preference, t.intention, t.task, t.strategy
         );
-        match result {
+        match shown.instruction {
             Ok(i) => {
                 println!("[{}] {}", i.split.name(), i.text);
                 println!("-> {}\n", i.target);

@@ -583,7 +583,7 @@ fn ranked<T: PartialEq>(values: impl Iterator<Item = T>) -> Vec<(T, usize)> {
             None => counts.push((v, 1)),
         }
     }
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     counts
 }
 

@@ -254,7 +254,7 @@ impl OpenAiTeacher {
 
     /// The answer to one request: from the cache, or asked and then cached.
     fn answer(&self, messages: &[Message], counters: &Counters) -> Result<String, TeacherError> {
-        let body = self.body(&messages);
+        let body = self.body(messages);
         let path = self.cache_path(&body);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
