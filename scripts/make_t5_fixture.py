@@ -14,7 +14,8 @@ Each directory holds config.json, model.safetensors, tokenizer.json and referenc
 (inputs with padding, decoder inputs longer than 9 positions, logits, mean loss and the loss
 gradient of a few weights). buckets.json holds transformers' relative-position buckets and
 tokenizer_sample.json one text with the ids the Python tokenizer gives it. Rerunning reproduces
-every file except for float noise in the Unigram scores of tokenizer.json.
+every file but tokenizer.json (Unigram training is not bit-reproducible: the last digits of
+scores and the order of equally scored pieces vary); the reference tensors do not depend on it.
 
 Usage (needs torch, transformers, tokenizers, safetensors; keep the venv outside the repo):
     python3 -m venv /work/venv && /work/venv/bin/pip install torch transformers tokenizers safetensors
