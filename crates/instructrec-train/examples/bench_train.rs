@@ -2,6 +2,9 @@
 //! tokens, and the optimizer step alone: the fused AdamW against candle-nn's AdamW on the same
 //! model and the same gradients.
 //!
+//! Wall time is what a user waits; process CPU time (from /proc) is printed beside it because
+//! on a shared 2-core machine other jobs inflate wall time.
+//!
 //! cargo run --release -p instructrec-train --example bench_train [-- tiny|small|base [steps]]
 
 use std::time::Instant;
@@ -22,6 +25,18 @@ const ITEMS: &str = concat!(
 const BATCH: usize = 16;
 const SOURCE: usize = 128;
 const TARGET: usize = 32;
+
+/// CPU seconds this process has used (Linux; 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // utime and stime are the 12th and 13th fields after the parenthesised command name.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -75,8 +90,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         },
     )?;
-    let (mut fwd_bwd, mut ours, mut theirs) = (0.0, 0.0, 0.0);
+    let (mut fwd_bwd, mut ours, mut theirs, mut cpu) = (0.0, 0.0, 0.0, 0.0);
     for step in 0..=steps {
+        let cpu_start = cpu_seconds();
         let t = Instant::now();
         let mut dropout = Dropout::new(0.1, step as u64);
         let logits = model
@@ -89,11 +105,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         fused.accumulate(&grads, 1.0)?;
         fused.step(1e-4, Some(1.0))?;
         let b = t.elapsed().as_secs_f64();
+        let step_cpu = cpu_seconds() - cpu_start;
         let t = Instant::now();
         reference.step(&grads)?;
         let c = t.elapsed().as_secs_f64();
         println!(
-            "step {step}: loss {:.3}  forward+backward {a:.3} s  fused AdamW {b:.3} s  candle AdamW {c:.3} s",
+            "step {step}: loss {:.3}  forward+backward {a:.3} s  fused AdamW {b:.3} s  \
+             ({step_cpu:.2} CPU-s)  candle AdamW {c:.3} s",
             loss.to_scalar::<f32>()?
         );
         // The first step warms caches and allocators; it is shown but not averaged.
@@ -101,15 +119,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             fwd_bwd += a;
             ours += b;
             theirs += c;
+            cpu += step_cpu;
         }
     }
     let n = steps as f64;
     let step_time = (fwd_bwd + ours) / n;
     println!(
-        "mean over {steps} steps: train step {step_time:.3} s (forward+backward {:.3} s + fused AdamW {:.3} s), \
-         {:.0} tokens/s ({} source + {} target tokens per step); candle AdamW {:.3} s = {:.1}x the fused step",
+        "mean over {steps} steps: train step {step_time:.3} s (forward+backward {:.3} s + fused \
+         AdamW {:.3} s), {:.2} CPU-s, {:.0} tokens/s ({} source + {} target tokens per step); \
+         candle AdamW {:.3} s = {:.1}x the fused step",
         fwd_bwd / n,
         ours / n,
+        cpu / n,
         (BATCH * (SOURCE + TARGET)) as f64 / step_time,
         BATCH * SOURCE,
         BATCH * TARGET,

@@ -184,12 +184,15 @@ pub struct StepReport {
 
 pub type MetricError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Scores a model on the caller's held-out ranking examples (e.g. HR@1); higher is better.
+pub type Metric<'a> = dyn FnMut(&Seq2Seq) -> std::result::Result<f64, MetricError> + 'a;
+
 /// Caller-supplied extras. `metric` scores the model on held-out ranking examples (higher is
 /// better) and then decides which checkpoint is `best/`; without it, the lowest validation loss
 /// does.
 #[derive(Default)]
 pub struct Hooks<'a> {
-    pub metric: Option<&'a mut dyn FnMut(&Seq2Seq) -> std::result::Result<f64, MetricError>>,
+    pub metric: Option<&'a mut Metric<'a>>,
     pub after_step: Option<&'a mut dyn FnMut(&StepReport) -> Control>,
 }
 
@@ -443,7 +446,7 @@ impl Trainer {
                         .cfg
                         .run
                         .eval_every
-                        .is_some_and(|n| self.state.step % n == 0)
+                        .is_some_and(|n| self.state.step.is_multiple_of(n))
                 {
                     self.validate(window.loss(), hooks)?;
                 }
@@ -455,7 +458,7 @@ impl Trainer {
                         .cfg
                         .run
                         .save_every
-                        .is_some_and(|n| self.state.step % n == 0)
+                        .is_some_and(|n| self.state.step.is_multiple_of(n))
                 {
                     self.save_last()?;
                 }

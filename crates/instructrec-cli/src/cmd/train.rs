@@ -418,6 +418,12 @@ pub fn run_pretrain(args: PretrainArgs) -> Result<()> {
         .into_iter()
         .map(item_text)
         .collect();
+    if texts.len() < 2 {
+        bail!(
+            "{}: fewer than two items with a title to pre-train on",
+            args.items.display()
+        );
+    }
     seeded_shuffle(&mut texts, c.seed);
     let n_valid =
         ((texts.len() as f64 * args.valid_fraction).round() as usize).min(texts.len() - 1);
