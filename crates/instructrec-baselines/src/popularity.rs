@@ -66,7 +66,7 @@ mod tests {
             .sum();
         assert_eq!(total as usize, expected);
         // An item seen only as someone's test item scores zero.
-        let mut only_test = vec![true; 120];
+        let mut only_test = [true; 120];
         for (u, seq) in prepared.dataset.sequences.iter().enumerate() {
             let test = prepared.held_out(UserId(u as u32), Fold::Test);
             for i in seq {

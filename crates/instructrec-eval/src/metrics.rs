@@ -75,8 +75,11 @@ pub struct Metrics {
     pub mrr: f64,
 }
 
+/// Reads one metric out of [`Metrics`].
+pub type MetricAccessor = fn(&Metrics) -> f64;
+
 /// The metric names in report column order, with accessors.
-pub const METRIC_COLUMNS: [(&str, fn(&Metrics) -> f64); 8] = [
+pub const METRIC_COLUMNS: [(&str, MetricAccessor); 8] = [
     ("HR@1", |m| m.hr1),
     ("HR@3", |m| m.hr3),
     ("HR@5", |m| m.hr5),
