@@ -95,7 +95,12 @@ struct CheckpointMeta {
     training: TrainingLog,
 }
 
-fn simple(scorer: Box<dyn Scorer>, config: serde_json::Value, model_hash: String, wall: f64) -> Fitted {
+fn simple(
+    scorer: Box<dyn Scorer>,
+    config: serde_json::Value,
+    model_hash: String,
+    wall: f64,
+) -> Fitted {
     Fitted {
         scorer,
         config_hash: config_hash(&config),
@@ -107,20 +112,35 @@ fn simple(scorer: Box<dyn Scorer>, config: serde_json::Value, model_hash: String
     }
 }
 
-pub fn fit(baseline: Baseline, prepared: &Prepared, options: &FitOptions) -> anyhow::Result<Fitted> {
+pub fn fit(
+    baseline: Baseline,
+    prepared: &Prepared,
+    options: &FitOptions,
+) -> anyhow::Result<Fitted> {
     let start = Instant::now();
     match baseline {
         Baseline::Popularity => {
             let p = Popularity::fit(prepared);
             let hash = p.state_hash();
-            let config = serde_json::json!({"counts": "training split (all but the last two items)"});
-            Ok(simple(Box::new(p), config, hash, start.elapsed().as_secs_f64()))
+            let config =
+                serde_json::json!({"counts": "training split (all but the last two items)"});
+            Ok(simple(
+                Box::new(p),
+                config,
+                hash,
+                start.elapsed().as_secs_f64(),
+            ))
         }
         Baseline::Bm25 => {
             let cfg = Bm25Config::default();
             let b = Bm25::fit(prepared, cfg);
             let hash = b.state_hash();
-            Ok(simple(Box::new(b), serde_json::to_value(cfg)?, hash, start.elapsed().as_secs_f64()))
+            Ok(simple(
+                Box::new(b),
+                serde_json::to_value(cfg)?,
+                hash,
+                start.elapsed().as_secs_f64(),
+            ))
         }
         Baseline::SasRec | Baseline::Bert4Rec => {
             let mut config = match baseline {
@@ -141,11 +161,20 @@ pub fn fit(baseline: Baseline, prepared: &Prepared, options: &FitOptions) -> any
     }
 }
 
-fn fit_seqrec(prepared: &Prepared, config: SeqRecConfig, dir: Option<&Path>) -> anyhow::Result<Fitted> {
+fn fit_seqrec(
+    prepared: &Prepared,
+    config: SeqRecConfig,
+    dir: Option<&Path>,
+) -> anyhow::Result<Fitted> {
     let config_json = serde_json::to_value(&config)?;
     let hash = config_hash(&config_json);
     let name = config.name();
-    let paths = dir.map(|d| (d.join(format!("{name}.safetensors")), d.join(format!("{name}.json"))));
+    let paths = dir.map(|d| {
+        (
+            d.join(format!("{name}.safetensors")),
+            d.join(format!("{name}.json")),
+        )
+    });
     if let Some((weights, meta_path)) = &paths {
         if weights.exists() && meta_path.exists() {
             let text = std::fs::read_to_string(meta_path)

@@ -38,7 +38,11 @@ impl Scorer for Popularity {
             .iter()
             .map(|i| match self.counts.get(i.index()) {
                 Some(&c) => Ok(c),
-                None => bail!("item {} is outside the catalogue of {}", i.0, self.counts.len()),
+                None => bail!(
+                    "item {} is outside the catalogue of {}",
+                    i.0,
+                    self.counts.len()
+                ),
             })
             .collect()
     }
@@ -58,12 +62,7 @@ mod tests {
         let prepared = instructrec_eval::synthetic::prepared(30, 120, 1);
         let pop = Popularity::fit(&prepared);
         let total: f32 = pop.counts.iter().sum();
-        let expected: usize = prepared
-            .dataset
-            .sequences
-            .iter()
-            .map(|s| s.len() - 2)
-            .sum();
+        let expected: usize = prepared.dataset.sequences.iter().map(|s| s.len() - 2).sum();
         assert_eq!(total as usize, expected);
         // An item seen only as someone's test item scores zero.
         let mut only_test = [true; 120];

@@ -18,8 +18,8 @@ use candle_nn::{Linear, Module, Optimizer, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};
 use instructrec_data::{Fold, ItemId, Prepared};
 use instructrec_eval::harness::{build_cases, evaluate_sampled, EvalCase};
-use instructrec_eval::{Case, Protocol, Request, Scorer, Setting, StopReason, TrainingLog};
 use instructrec_eval::report::EpochLog;
+use instructrec_eval::{Case, Protocol, Request, Scorer, Setting, StopReason, TrainingLog};
 use instructrec_model::ops;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -121,7 +121,11 @@ impl SeqRecConfig {
 
     fn validate(&self) -> anyhow::Result<()> {
         if self.dim == 0 || self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
-            bail!("dim {} must be a positive multiple of heads {}", self.dim, self.heads);
+            bail!(
+                "dim {} must be a positive multiple of heads {}",
+                self.dim,
+                self.heads
+            );
         }
         if self.max_len < 2 || self.batch_size == 0 || self.validation_stride == 0 {
             bail!("max_len must be >= 2, batch_size and validation_stride >= 1");
@@ -163,13 +167,19 @@ impl Init<'_> {
     fn add(&mut self, name: String, t: Tensor) -> anyhow::Result<Tensor> {
         let var = Var::from_tensor(&t)?;
         let tensor = var.as_tensor().clone();
-        self.varmap.data().lock().expect("varmap lock").insert(name, var);
+        self.varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .insert(name, var);
         Ok(tensor)
     }
 
     fn normal(&mut self, name: String, shape: (usize, usize), std: f32) -> anyhow::Result<Tensor> {
         let dist = Normal::new(0f32, std)?;
-        let values: Vec<f32> = (0..shape.0 * shape.1).map(|_| dist.sample(self.rng)).collect();
+        let values: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|_| dist.sample(self.rng))
+            .collect();
         let t = Tensor::from_vec(values, shape, self.device)?;
         self.add(name, t)
     }
@@ -222,7 +232,11 @@ fn linear3(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// Dropout with the generator when training; identity at inference.
-fn maybe_dropout(x: &Tensor, p: f32, rng: &mut Option<&mut ChaCha8Rng>) -> candle_core::Result<Tensor> {
+fn maybe_dropout(
+    x: &Tensor,
+    p: f32,
+    rng: &mut Option<&mut ChaCha8Rng>,
+) -> candle_core::Result<Tensor> {
     match rng {
         Some(r) => ops::dropout(x, p, &mut **r),
         None => Ok(x.clone()),
@@ -342,7 +356,12 @@ impl SeqRec {
             let ff = linear3(&blk.ff2, &maybe_dropout(&ff, p, &mut rng)?)?;
             x = (x + maybe_dropout(&ff, p, &mut rng)?)?;
         }
-        Ok(ops::layer_norm(&x, &self.final_ln.0, &self.final_ln.1, 1e-6)?)
+        Ok(ops::layer_norm(
+            &x,
+            &self.final_ln.0,
+            &self.final_ln.1,
+            1e-6,
+        )?)
     }
 
     /// The encoder input for scoring after `history`: SASRec reads the last `max_len` items,
@@ -352,7 +371,11 @@ impl SeqRec {
         let mut tokens: Vec<u32> = Vec::with_capacity(l);
         for &i in history {
             if i.index() >= self.num_items {
-                bail!("history item {} is outside the catalogue of {}", i.0, self.num_items);
+                bail!(
+                    "history item {} is outside the catalogue of {}",
+                    i.0,
+                    self.num_items
+                );
             }
             tokens.push(token(i));
         }
@@ -449,7 +472,11 @@ impl Scorer for SeqRec {
         for (r, req) in requests.iter().enumerate() {
             for &c in req.candidates {
                 if c.index() >= self.num_items {
-                    bail!("candidate {} is outside the catalogue of {}", c.0, self.num_items);
+                    bail!(
+                        "candidate {} is outside the catalogue of {}",
+                        c.0,
+                        self.num_items
+                    );
                 }
                 rows.push(r as u32);
                 items.push(c.0);
@@ -576,7 +603,9 @@ impl SeqRec {
 
     fn loss(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> anyhow::Result<Tensor> {
         let d = self.config.dim;
-        let h = self.encode(&batch.input, batch.size, Some(rng))?.reshape(((), d))?;
+        let h = self
+            .encode(&batch.input, batch.size, Some(rng))?
+            .reshape(((), d))?;
         let positions: Vec<u32> = batch
             .targets
             .iter()
@@ -620,7 +649,11 @@ impl SeqRec {
     pub fn gradient_norms(&self, prepared: &Prepared) -> anyhow::Result<Vec<(String, f32)>> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
         let seqs = training_sequences(prepared, self.config.variant);
-        let seqs: Vec<&[u32]> = seqs.iter().take(self.config.batch_size).map(Vec::as_slice).collect();
+        let seqs: Vec<&[u32]> = seqs
+            .iter()
+            .take(self.config.batch_size)
+            .map(Vec::as_slice)
+            .collect();
         let seen: Vec<HashSet<u32>> = seqs.iter().map(|s| s.iter().copied().collect()).collect();
         let seen: Vec<&HashSet<u32>> = seen.iter().collect();
         let batch = match self.config.variant {
@@ -652,12 +685,17 @@ pub struct StepTimes {
 }
 
 /// Runs `steps` training steps on the first users and times their parts.
-pub fn time_steps(prepared: &Prepared, config: &SeqRecConfig, steps: usize) -> anyhow::Result<StepTimes> {
+pub fn time_steps(
+    prepared: &Prepared,
+    config: &SeqRecConfig,
+    steps: usize,
+) -> anyhow::Result<StepTimes> {
     let model = SeqRec::new(config.clone(), prepared.dataset.items.len())?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let seqs = training_sequences(prepared, config.variant);
     let seen: Vec<HashSet<u32>> = seqs.iter().map(|s| s.iter().copied().collect()).collect();
-    let mut opt = candle_nn::AdamW::new(model.varmap.all_vars(), candle_nn::ParamsAdamW::default())?;
+    let mut opt =
+        candle_nn::AdamW::new(model.varmap.all_vars(), candle_nn::ParamsAdamW::default())?;
     let mut t = StepTimes::default();
     let order: Vec<usize> = (0..seqs.len()).collect();
     for chunk in order.chunks(config.batch_size).take(steps) {
@@ -730,7 +768,10 @@ pub fn train(prepared: &Prepared, config: SeqRecConfig) -> anyhow::Result<Traine
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_da7a);
     let seqs = training_sequences(prepared, config.variant);
     if seqs.is_empty() {
-        bail!("no user has a training sequence long enough for {}", config.name());
+        bail!(
+            "no user has a training sequence long enough for {}",
+            config.name()
+        );
     }
     // SASRec negatives avoid the user's training items only: excluding validation or test items
     // as well would tell the model something about them.
@@ -752,8 +793,10 @@ pub fn train(prepared: &Prepared, config: SeqRecConfig) -> anyhow::Result<Traine
     let steps = seqs.len().div_ceil(config.batch_size);
     let pb = ProgressBar::new((steps * config.max_epochs) as u64);
     pb.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}",
+        )
+        .expect("valid template"),
     );
     pb.set_prefix(config.name());
     let mut order: Vec<usize> = (0..seqs.len()).collect();
@@ -775,7 +818,10 @@ pub fn train(prepared: &Prepared, config: SeqRecConfig) -> anyhow::Result<Traine
             let loss = model.loss(&batch, &mut rng)?;
             let value = loss.to_scalar::<f32>()? as f64;
             if !value.is_finite() {
-                bail!("{} training loss became {value} in epoch {epoch}", config.name());
+                bail!(
+                    "{} training loss became {value} in epoch {epoch}",
+                    config.name()
+                );
             }
             loss_sum += value;
             opt.backward_step(&loss)?;

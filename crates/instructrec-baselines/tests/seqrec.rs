@@ -15,7 +15,11 @@ fn tiny(mut c: SeqRecConfig) -> SeqRecConfig {
     c
 }
 
-fn test_metrics(model: &SeqRec, p: &instructrec_data::Prepared, setting: Setting) -> instructrec_eval::Metrics {
+fn test_metrics(
+    model: &SeqRec,
+    p: &instructrec_data::Prepared,
+    setting: Setting,
+) -> instructrec_eval::Metrics {
     evaluate(model, p, Protocol::Sequential, Fold::Test, setting, 64)
         .unwrap()
         .unwrap()
@@ -34,7 +38,10 @@ fn every_parameter_receives_a_gradient() {
         for (param, norm) in grads {
             // The padding row never appears as an input with a gradient path to the loss in
             // BERT4Rec's output layer, but it does as an input embedding: all must move.
-            assert!(norm > 0.0 && norm.is_finite(), "{name}: {param} got gradient norm {norm}");
+            assert!(
+                norm > 0.0 && norm.is_finite(),
+                "{name}: {param} got gradient norm {norm}"
+            );
         }
     }
 }
@@ -48,15 +55,24 @@ fn same_seed_reproduces_training_and_metrics_exactly() {
     let b = train(&p, config.clone()).unwrap();
     assert_eq!(a.log.epochs.len(), b.log.epochs.len());
     for (x, y) in a.log.epochs.iter().zip(&b.log.epochs) {
-        assert_eq!((x.train_loss, x.val_hr1, x.val_ndcg5), (y.train_loss, y.val_hr1, y.val_ndcg5));
+        assert_eq!(
+            (x.train_loss, x.val_hr1, x.val_ndcg5),
+            (y.train_loss, y.val_hr1, y.val_ndcg5)
+        );
     }
-    assert_eq!(a.model.weights_hash().unwrap(), b.model.weights_hash().unwrap());
+    assert_eq!(
+        a.model.weights_hash().unwrap(),
+        b.model.weights_hash().unwrap()
+    );
     let ma = test_metrics(&a.model, &p, Setting::Sampled { size: 100 });
     let mb = test_metrics(&b.model, &p, Setting::Sampled { size: 100 });
     assert_eq!(ma, mb);
     config.seed = 8;
     let c = train(&p, config).unwrap();
-    assert_ne!(a.model.weights_hash().unwrap(), c.model.weights_hash().unwrap());
+    assert_ne!(
+        a.model.weights_hash().unwrap(),
+        c.model.weights_hash().unwrap()
+    );
 }
 
 #[test]
@@ -64,10 +80,17 @@ fn sequential_models_learn_the_synthetic_structure() {
     // Users mostly step to the next item id: a sequential model should rank it first far more
     // often than popularity can.
     let p = synthetic::prepared(400, 120, 23);
-    let pop = evaluate(&Popularity::fit(&p), &p, Protocol::Sequential, Fold::Test, Setting::Sampled { size: 10 }, 64)
-        .unwrap()
-        .unwrap()
-        .metrics;
+    let pop = evaluate(
+        &Popularity::fit(&p),
+        &p,
+        Protocol::Sequential,
+        Fold::Test,
+        Setting::Sampled { size: 10 },
+        64,
+    )
+    .unwrap()
+    .unwrap()
+    .metrics;
     for config in [SeqRecConfig::sasrec(3), SeqRecConfig::bert4rec(3)] {
         let mut config = tiny(config);
         config.max_epochs = 25;
@@ -96,9 +119,18 @@ fn checkpoint_round_trip_gives_identical_scores() {
     let path = dir.path().join("w.safetensors");
     trained.model.save(&path).unwrap();
     let mut fresh = SeqRec::new(config, 120).unwrap();
-    assert_ne!(fresh.weights_hash().unwrap(), trained.model.weights_hash().unwrap());
+    assert_ne!(
+        fresh.weights_hash().unwrap(),
+        trained.model.weights_hash().unwrap()
+    );
     fresh.load(&path).unwrap();
-    assert_eq!(fresh.weights_hash().unwrap(), trained.model.weights_hash().unwrap());
+    assert_eq!(
+        fresh.weights_hash().unwrap(),
+        trained.model.weights_hash().unwrap()
+    );
     let s = Setting::Sampled { size: 10 };
-    assert_eq!(test_metrics(&fresh, &p, s), test_metrics(&trained.model, &p, s));
+    assert_eq!(
+        test_metrics(&fresh, &p, s),
+        test_metrics(&trained.model, &p, s)
+    );
 }

@@ -86,7 +86,10 @@ pub fn build_cases(
     setting: Setting,
 ) -> anyhow::Result<Vec<EvalCase>> {
     if let Some(why) = protocol.missing() {
-        bail!("protocol {protocol} ({}) is not implemented: {why}", protocol.scenario());
+        bail!(
+            "protocol {protocol} ({}) is not implemented: {why}",
+            protocol.scenario()
+        );
     }
     // Full ranking uses the users of the 1+9 lists, so both settings cover the same people.
     let size = match setting {
@@ -137,8 +140,10 @@ pub fn build_cases(
 fn progress(len: usize, label: String) -> ProgressBar {
     let pb = ProgressBar::new(len as u64);
     pb.set_style(
-        ProgressStyle::with_template("{msg} [{elapsed_precise}] {bar:30} {pos}/{len} cases ({eta})")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {bar:30} {pos}/{len} cases ({eta})",
+        )
+        .expect("valid template"),
     );
     pb.set_message(label);
     pb
@@ -184,7 +189,9 @@ pub fn evaluate_sampled(
                 .candidates
                 .iter()
                 .position(|&i| i == c.positive)
-                .with_context(|| format!("user {}: positive not among candidates", c.case.user.0))?;
+                .with_context(|| {
+                    format!("user {}: positive not among candidates", c.case.user.0)
+                })?;
             let rank = pessimistic_rank(s, positive)
                 .with_context(|| format!("{} on user {}", scorer.name(), c.case.user.0))?;
             acc.add(rank);
@@ -213,7 +220,12 @@ pub fn evaluate_full(
         };
         let scores = scores?;
         if scores.len() != chunk.len() {
-            bail!("{} returned {} score lists for {} cases", scorer.name(), scores.len(), chunk.len());
+            bail!(
+                "{} returned {} score lists for {} cases",
+                scorer.name(),
+                scores.len(),
+                chunk.len()
+            );
         }
         for (c, s) in chunk.iter().zip(&scores) {
             if s.len() != catalogue {

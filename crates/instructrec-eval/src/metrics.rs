@@ -187,7 +187,11 @@ mod tests {
             for (j, s) in scores.iter_mut().enumerate().skip(1) {
                 *s = 10.0 - j as f32 + 1.0;
             }
-            assert_eq!(pessimistic_rank(&scores, 0).unwrap(), rank, "scores {scores:?}");
+            assert_eq!(
+                pessimistic_rank(&scores, 0).unwrap(),
+                rank,
+                "scores {scores:?}"
+            );
             let mut acc = MetricAccumulator::default();
             acc.add(rank);
             let m = acc.finish().unwrap();
@@ -232,10 +236,7 @@ mod tests {
 
     #[test]
     fn empty_and_invalid_inputs_are_errors() {
-        assert_eq!(
-            pessimistic_rank(&[], 0),
-            Err(MetricError::EmptyCandidates)
-        );
+        assert_eq!(pessimistic_rank(&[], 0), Err(MetricError::EmptyCandidates));
         assert_eq!(
             pessimistic_rank(&[1.0], 1),
             Err(MetricError::PositiveOutOfRange { index: 1, len: 1 })
@@ -264,7 +265,10 @@ mod tests {
         // Unfiltered: 5.0, 4.0 and the tie 1.0 are above => rank 4.
         assert_eq!(pessimistic_rank(&scores, 0).unwrap(), 4);
         // Excluding item 1 (and the positive itself, which is ignored) => rank 3.
-        assert_eq!(pessimistic_rank_excluding(&scores, 0, &[1, 0, 1]).unwrap(), 3);
+        assert_eq!(
+            pessimistic_rank_excluding(&scores, 0, &[1, 0, 1]).unwrap(),
+            3
+        );
         // Excluding a lower-scored item changes nothing.
         assert_eq!(pessimistic_rank_excluding(&scores, 0, &[3]).unwrap(), 4);
     }

@@ -48,7 +48,10 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                format!("{} {}: test fold, 1 positive + 9 random negatives", report.protocol, report.scenario),
+                format!(
+                    "{} {}: test fold, 1 positive + 9 random negatives",
+                    report.protocol, report.scenario
+                ),
                 ("sans-serif", 18),
             )
             .margin(12)

@@ -66,13 +66,21 @@ impl Protocol {
     pub fn missing(self) -> Option<&'static str> {
         match self {
             Protocol::Sequential => None,
-            Protocol::ProductSearch => Some("needs queries per item and the item-level split wired into cases"),
+            Protocol::ProductSearch => {
+                Some("needs queries per item and the item-level split wired into cases")
+            }
             Protocol::PersonalisedSearch | Protocol::HeldOut => {
                 Some("needs vague/specific intention fills from the instruction stage")
             }
-            Protocol::HardNegatives => Some("needs the two-tower matching model to draw hard negatives"),
-            Protocol::Tournament => Some("needs a scorer that picks group winners (the instruction model)"),
-            Protocol::ZeroShot => Some("needs a second prepared domain and a model trained on the first"),
+            Protocol::HardNegatives => {
+                Some("needs the two-tower matching model to draw hard negatives")
+            }
+            Protocol::Tournament => {
+                Some("needs a scorer that picks group winners (the instruction model)")
+            }
+            Protocol::ZeroShot => {
+                Some("needs a second prepared domain and a model trained on the first")
+            }
         }
     }
 }
@@ -92,7 +100,10 @@ impl FromStr for Protocol {
             .find(|p| p.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
-                format!("unknown protocol {s:?}; expected one of {}", names.join(", "))
+                format!(
+                    "unknown protocol {s:?}; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -108,6 +119,9 @@ mod tests {
             let json = serde_json::to_string(&p).unwrap();
             assert_eq!(json, format!("\"{}\"", p.as_str()));
         }
-        assert!("seq".parse::<Protocol>().unwrap_err().contains("sequential"));
+        assert!("seq"
+            .parse::<Protocol>()
+            .unwrap_err()
+            .contains("sequential"));
     }
 }

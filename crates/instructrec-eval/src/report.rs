@@ -148,7 +148,10 @@ impl Report {
             .and_then(|n| n.to_str())
             .unwrap_or("plot.svg")
             .to_string();
-        write_atomic(&stem.with_extension("md"), self.markdown(&svg_name).as_bytes())?;
+        write_atomic(
+            &stem.with_extension("md"),
+            self.markdown(&svg_name).as_bytes(),
+        )?;
         write_atomic(&svg_path, plot::render(self)?.as_bytes())?;
         Ok(())
     }
@@ -189,7 +192,11 @@ impl Report {
                 "---|".repeat(header.len())
             );
             for m in &self.models {
-                for e in m.results.iter().filter(|e| e.fold == fold && e.setting == setting) {
+                for e in m
+                    .results
+                    .iter()
+                    .filter(|e| e.fold == fold && e.setting == setting)
+                {
                     let values: Vec<String> = METRIC_COLUMNS
                         .iter()
                         .map(|(_, f)| format!("{:.4}", f(&e.metrics)))

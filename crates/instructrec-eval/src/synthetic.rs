@@ -17,7 +17,10 @@ const GENRES: [&str; 4] = ["Racing", "Puzzle", "Shooter", "Strategy"];
 
 /// `users` users over `items` items (at least 110, so 1+99 lists fit), drawn from `seed`.
 pub fn prepared(users: usize, items: usize, seed: u64) -> Prepared {
-    assert!(items >= 110, "need room for 99 negatives beside a user's sequence");
+    assert!(
+        items >= 110,
+        "need room for 99 negatives beside a user's sequence"
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let catalogue: Vec<Item> = (0..items)
         .map(|i| {

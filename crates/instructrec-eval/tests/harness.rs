@@ -28,7 +28,10 @@ impl Scorer for Oracle {
     }
     fn score(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<Vec<f32>> {
         let answer = self.0[&case.user];
-        Ok(candidates.iter().map(|&c| (c == answer) as u8 as f32).collect())
+        Ok(candidates
+            .iter()
+            .map(|&c| (c == answer) as u8 as f32)
+            .collect())
     }
     fn score_all(&self, cases: &[&Case]) -> Option<anyhow::Result<Vec<Vec<f32>>>> {
         Some(Ok(cases
@@ -94,7 +97,13 @@ fn answers(p: &instructrec_data::Prepared, fold: Fold) -> HashMap<UserId, ItemId
 #[test]
 fn constant_scorer_gets_zero_and_oracle_gets_one() {
     let p = synthetic::prepared(40, 120, 5);
-    let cases = build_cases(&p, Protocol::Sequential, Fold::Test, Setting::Sampled { size: 10 }).unwrap();
+    let cases = build_cases(
+        &p,
+        Protocol::Sequential,
+        Fold::Test,
+        Setting::Sampled { size: 10 },
+    )
+    .unwrap();
     assert_eq!(cases.len(), 40);
     let m = evaluate_sampled(&Constant, &cases, 7).unwrap();
     assert_eq!((m.hr1, m.hr5, m.ndcg5, m.hr10), (0.0, 0.0, 0.0, 1.0));
@@ -108,7 +117,13 @@ fn constant_scorer_gets_zero_and_oracle_gets_one() {
 #[test]
 fn positive_at_each_rank_through_the_harness() {
     let p = synthetic::prepared(10, 120, 6);
-    let cases = build_cases(&p, Protocol::Sequential, Fold::Test, Setting::Sampled { size: 10 }).unwrap();
+    let cases = build_cases(
+        &p,
+        Protocol::Sequential,
+        Fold::Test,
+        Setting::Sampled { size: 10 },
+    )
+    .unwrap();
     for rank in 1..=10 {
         let m = evaluate_sampled(&AtRank(answers(&p, Fold::Test), rank), &cases, 3).unwrap();
         assert_eq!(m.hr1, (rank == 1) as u8 as f64, "rank {rank}");
@@ -121,7 +136,13 @@ fn positive_at_each_rank_through_the_harness() {
 fn cases_hide_the_answer_and_keep_the_history() {
     let p = synthetic::prepared(5, 120, 7);
     for fold in [Fold::Validation, Fold::Test] {
-        let cases = build_cases(&p, Protocol::Sequential, fold, Setting::Sampled { size: 100 }).unwrap();
+        let cases = build_cases(
+            &p,
+            Protocol::Sequential,
+            fold,
+            Setting::Sampled { size: 100 },
+        )
+        .unwrap();
         for c in &cases {
             let seq = &p.dataset.sequences[c.case.user.index()];
             let cut = seq.len() - if fold == Fold::Test { 1 } else { 2 };
@@ -138,7 +159,9 @@ fn cases_hide_the_answer_and_keep_the_history() {
 fn full_ranking_excludes_other_interactions() {
     let p = synthetic::prepared(20, 120, 8);
     let cases = build_cases(&p, Protocol::Sequential, Fold::Test, Setting::FullRanking).unwrap();
-    let m = evaluate_full(&Oracle(answers(&p, Fold::Test)), &cases, 120, 8).unwrap().unwrap();
+    let m = evaluate_full(&Oracle(answers(&p, Fold::Test)), &cases, 120, 8)
+        .unwrap()
+        .unwrap();
     assert_eq!(m.hr1, 1.0);
     // A constant ranks the positive below every non-excluded item: 120 - |other interactions|.
     let m = evaluate_full(&Constant, &cases, 120, 8).unwrap().unwrap();
@@ -149,24 +172,44 @@ fn full_ranking_excludes_other_interactions() {
         / cases.len() as f64;
     assert!((m.mrr - expected).abs() < 1e-12);
     // A scorer without score_all is reported as unsupported, not as zero.
-    assert!(evaluate_full(&AtRank(answers(&p, Fold::Test), 1), &cases, 120, 8)
-        .unwrap()
-        .is_none());
+    assert!(
+        evaluate_full(&AtRank(answers(&p, Fold::Test), 1), &cases, 120, 8)
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
 fn broken_scorers_and_missing_protocols_are_errors() {
     let p = synthetic::prepared(5, 120, 9);
-    let cases = build_cases(&p, Protocol::Sequential, Fold::Test, Setting::Sampled { size: 10 }).unwrap();
+    let cases = build_cases(
+        &p,
+        Protocol::Sequential,
+        Fold::Test,
+        Setting::Sampled { size: 10 },
+    )
+    .unwrap();
     let e = evaluate_sampled(&Broken { nan: true }, &cases, 2).unwrap_err();
     assert!(format!("{e:#}").contains("NaN"), "{e:#}");
     let e = evaluate_sampled(&Broken { nan: false }, &cases, 2).unwrap_err();
-    assert!(format!("{e:#}").contains("9 scores for 10 candidates"), "{e:#}");
-    for protocol in Protocol::ALL.into_iter().filter(|p| *p != Protocol::Sequential) {
+    assert!(
+        format!("{e:#}").contains("9 scores for 10 candidates"),
+        "{e:#}"
+    );
+    for protocol in Protocol::ALL
+        .into_iter()
+        .filter(|p| *p != Protocol::Sequential)
+    {
         let e = build_cases(&p, protocol, Fold::Test, Setting::Sampled { size: 10 }).unwrap_err();
         assert!(e.to_string().contains("not implemented"), "{e}");
     }
-    let e = build_cases(&p, Protocol::Sequential, Fold::Test, Setting::Sampled { size: 50 }).unwrap_err();
+    let e = build_cases(
+        &p,
+        Protocol::Sequential,
+        Fold::Test,
+        Setting::Sampled { size: 50 },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("size 50"), "{e}");
 }
 
@@ -183,8 +226,16 @@ fn report_renders_json_markdown_and_svg() {
     .unwrap();
     let oracle = Oracle(answers(&p, Fold::Test));
     let mut results = Vec::new();
-    for setting in [Setting::Sampled { size: 10 }, Setting::Sampled { size: 100 }, Setting::FullRanking] {
-        results.push(evaluate(&oracle, &p, Protocol::Sequential, Fold::Test, setting, 16).unwrap().unwrap());
+    for setting in [
+        Setting::Sampled { size: 10 },
+        Setting::Sampled { size: 100 },
+        Setting::FullRanking,
+    ] {
+        results.push(
+            evaluate(&oracle, &p, Protocol::Sequential, Fold::Test, setting, 16)
+                .unwrap()
+                .unwrap(),
+        );
     }
     let config = serde_json::json!({"kind": "oracle"});
     report.models.push(ModelReport {
@@ -202,16 +253,29 @@ fn report_renders_json_markdown_and_svg() {
     report.write(&stem).unwrap();
     let md = std::fs::read_to_string(stem.with_extension("md")).unwrap();
     assert!(md.contains("| oracle | 1.0000 | 1.0000"), "{md}");
-    assert!(md.contains("| sequential <P1,I0,T3> | SASRec | 0.6663"), "{md}");
+    assert!(
+        md.contains("| sequential <P1,I0,T3> | SASRec | 0.6663"),
+        "{md}"
+    );
     assert!(md.contains("full ranking"), "{md}");
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(stem.with_extension("json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(stem.with_extension("json")).unwrap())
+            .unwrap();
     assert_eq!(json["protocol"], "sequential");
     assert_eq!(json["candidates"][1]["size"], 100);
-    assert_eq!(json["models"][0]["results"][2]["setting"]["kind"], "full-ranking");
+    assert_eq!(
+        json["models"][0]["results"][2]["setting"]["kind"],
+        "full-ranking"
+    );
     let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("NDCG@5") && svg.contains("oracle (ours)"), "{svg}");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("NDCG@5") && svg.contains("oracle (ours)"),
+        "{svg}"
+    );
     // No temporary files left behind.
-    let names: Vec<_> = std::fs::read_dir(stem.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(stem.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 3, "{names:?}");
 }

@@ -19,7 +19,11 @@ pub struct EvalArgs {
     #[arg(long)]
     data: PathBuf,
     /// Comma-separated models: popularity, bm25, sasrec, bert4rec.
-    #[arg(long, value_delimiter = ',', default_value = "popularity,bm25,sasrec,bert4rec")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "popularity,bm25,sasrec,bert4rec"
+    )]
     models: Vec<Baseline>,
     /// Report path without extension: writes <out>.json, <out>.md and <out>.svg.
     #[arg(long)]
@@ -68,7 +72,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|&s| prepared.candidates(Fold::Test, s).is_some())
         .collect();
-    let mut settings: Vec<Setting> = sizes.iter().map(|&size| Setting::Sampled { size }).collect();
+    let mut settings: Vec<Setting> = sizes
+        .iter()
+        .map(|&size| Setting::Sampled { size })
+        .collect();
     if !args.no_full_ranking {
         settings.push(Setting::FullRanking);
     }
@@ -121,9 +128,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         // Write after every model so a long run leaves a usable partial report.
         report.write(&args.out)?;
     }
-    println!(
-        "wrote {}.{{json,md,svg}}",
-        args.out.display()
-    );
+    println!("wrote {}.{{json,md,svg}}", args.out.display());
     Ok(())
 }
