@@ -442,6 +442,7 @@ impl Trainer {
                     self.state.step_in_epoch = 0;
                 }
                 if epoch_done
+                    || done
                     || self
                         .cfg
                         .run
@@ -471,9 +472,6 @@ impl Trainer {
                     break 'epochs;
                 }
                 if done {
-                    if !epoch_done {
-                        self.validate(window.loss(), hooks)?;
-                    }
                     break 'epochs;
                 }
                 if epoch_done {

@@ -253,6 +253,7 @@ impl Common {
         encode: impl Fn(&Seq2Seq) -> Result<(Vec<Encoded>, Truncation, Vec<Encoded>)>,
         hooks: &mut Hooks<'_>,
     ) -> Result<TrainReport> {
+        let has_metric = hooks.metric.is_some();
         let mut trainer = match self.resumable()? {
             Some(last) => {
                 let model = Seq2Seq::load_hf_dir(&last, &Device::Cpu)?;
@@ -266,17 +267,23 @@ impl Common {
             }
         };
         let report = trainer.run(hooks)?;
+        // Without a ranking metric the best checkpoint is chosen by validation loss, which the
+        // trainer stores negated (higher is better).
+        let best = match (report.state.best_metric, has_metric) {
+            (Some(m), true) => format!("best HR@1 {m:.4}"),
+            (Some(m), false) => format!("best validation loss {:.4}", -m),
+            (None, _) => "no validation".to_string(),
+        };
         println!(
-            "{:?} after {} steps ({} epochs done, {:.0} s); best {} at step {}; checkpoints in {}",
+            "{:?} after {} steps ({} epochs done, {:.0} s); {best}{}; checkpoints in {}",
             report.stop,
             report.state.step,
             report.state.epoch,
             report.state.elapsed_secs,
             report
                 .state
-                .best_metric
-                .map_or("-".into(), |m| format!("{m:.4}")),
-            report.state.best_step.map_or("-".into(), |s| s.to_string()),
+                .best_step
+                .map_or(String::new(), |s| format!(" at step {s}")),
             self.out.display()
         );
         Ok(report)
