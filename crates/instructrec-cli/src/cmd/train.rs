@@ -187,6 +187,32 @@ impl Common {
         Ok(found)
     }
 
+    /// A resumed run continues with its checkpoint's settings; refuse flags that would change
+    /// them rather than ignore them silently. Only the run controls (time budget, save and
+    /// validation intervals, progress) may differ.
+    fn check_same_run(&self, last: &Path) -> Result<()> {
+        let mut saved = instructrec_train::trainer::read_state(last)?.config;
+        let asked = self.config();
+        saved.run = asked.run.clone();
+        if saved != asked {
+            let (a, b) = (serde_json::to_value(&saved)?, serde_json::to_value(&asked)?);
+            let changed: Vec<String> = a
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+                .map(|(k, v)| format!("{k} (checkpoint {v}, now {})", b[k.as_str()]))
+                .collect();
+            bail!(
+                "--resume: {} was trained with different settings: {}; repeat the original \
+                 flags or start a new --out",
+                last.display(),
+                changed.join(", ")
+            );
+        }
+        Ok(())
+    }
+
     /// The model to start from: `--init`, or a new one from `--preset` whose tokenizer is
     /// trained on `own_text` and the `--tokenizer-corpus` files.
     fn initial_model(&self, own_text: impl Iterator<Item = String>) -> Result<Seq2Seq> {
@@ -256,6 +282,7 @@ impl Common {
         let has_metric = hooks.metric.is_some();
         let mut trainer = match self.resumable()? {
             Some(last) => {
+                self.check_same_run(&last)?;
                 let model = Seq2Seq::load_hf_dir(&last, &Device::Cpu)?;
                 let (train, _, valid) = encode(&model)?;
                 Trainer::resume(model, train, valid, self.run_control(), &self.out)?
