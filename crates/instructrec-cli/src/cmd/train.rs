@@ -101,6 +101,9 @@ pub struct TrainArgs {
     /// Reranking validation lines sampled for HR@1.
     #[arg(long, default_value_t = 200)]
     rank_sample: usize,
+    /// Validation lines sampled for the validation loss.
+    #[arg(long, default_value_t = 2000)]
+    valid_sample: usize,
     #[command(flatten)]
     common: Common,
 }
@@ -401,12 +404,17 @@ fn hit_rate_at_1(
 pub fn run_train(args: TrainArgs) -> Result<()> {
     let c = &args.common;
     let train = read_jsonl(&args.train)?;
-    let valid = args
+    let mut valid = args
         .valid
         .as_deref()
         .map(read_jsonl)
         .transpose()?
         .unwrap_or_default();
+    if valid.len() > args.valid_sample {
+        // Validation loss runs after every epoch: a seeded sample keeps it affordable.
+        seeded_shuffle(&mut valid, c.seed);
+        valid.truncate(args.valid_sample);
+    }
     let cases = match (&args.items, &args.valid) {
         (Some(dir), Some(valid)) => {
             let prepared =
