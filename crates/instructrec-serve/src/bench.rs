@@ -87,8 +87,15 @@ fn request(rec: &Recommender, i: usize, k: usize) -> Request {
     };
     match i % 4 {
         0 => Request { user, ..base },
-        1 => Request { user, intention: Some(need), ..base },
-        2 => Request { intention: Some(need), ..base },
+        1 => Request {
+            user,
+            intention: Some(need),
+            ..base
+        },
+        2 => Request {
+            intention: Some(need),
+            ..base
+        },
         _ if !item.categories.is_empty() => Request {
             intention: Some(item.categories.join(", ")),
             ..base
@@ -117,7 +124,9 @@ async fn run_async(rec: Arc<Recommender>, config: BenchConfig) -> anyhow::Result
     let app = router(AppState::new(rec.clone(), config.model_slots));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let url = format!("http://{addr}/v1/recommend");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(config.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(config.concurrency)
+        .build()?;
 
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(config.requests)));
@@ -130,8 +139,15 @@ async fn run_async(rec: Arc<Recommender>, config: BenchConfig) -> anyhow::Result
     let deadline = started + config.time_limit;
     let mut workers = Vec::new();
     for _ in 0..config.concurrency.max(1) {
-        let (rec, client, url, next, latencies, errors, bar) =
-            (rec.clone(), client.clone(), url.clone(), next.clone(), latencies.clone(), errors.clone(), bar.clone());
+        let (rec, client, url, next, latencies, errors, bar) = (
+            rec.clone(),
+            client.clone(),
+            url.clone(),
+            next.clone(),
+            latencies.clone(),
+            errors.clone(),
+            bar.clone(),
+        );
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -141,7 +157,9 @@ async fn run_async(rec: Arc<Recommender>, config: BenchConfig) -> anyhow::Result
                 let body = request(&rec, i, config.k);
                 let t = Instant::now();
                 let outcome = match client.post(&url).json(&body).send().await {
-                    Ok(r) if r.status().is_success() => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+                    Ok(r) if r.status().is_success() => {
+                        r.bytes().await.map(|_| ()).map_err(|e| e.to_string())
+                    }
                     Ok(r) => {
                         let status = r.status();
                         Err(format!("{status}: {}", r.text().await.unwrap_or_default()))

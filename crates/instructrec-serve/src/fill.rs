@@ -118,7 +118,10 @@ mod tests {
                     assert!(t.is_none());
                 } else {
                     let t = t.unwrap_or_else(|| panic!("no template for {p} {i}"));
-                    assert_eq!((t.preference, t.intention, t.task), (p, i, TaskForm::Rerank));
+                    assert_eq!(
+                        (t.preference, t.intention, t.task),
+                        (p, i, TaskForm::Rerank)
+                    );
                 }
             }
         }
@@ -174,7 +177,12 @@ mod tests {
                 candidates: &candidates,
                 context: ins.context.as_deref(),
             };
-            assert_eq!(render(template, &fills).unwrap(), ins.text, "{}", ins.template);
+            assert_eq!(
+                render(template, &fills).unwrap(),
+                ins.text,
+                "{}",
+                ins.template
+            );
             checked += 1;
         }
         assert!(checked > 100, "only {checked} instructions compared");

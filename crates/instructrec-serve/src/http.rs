@@ -67,7 +67,13 @@ pub struct ErrorBody {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> HttpResponse {
-        (self.status, Json(ErrorBody { error: self.message })).into_response()
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -85,8 +91,13 @@ impl From<RequestError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         let message = match &r {
-            JsonRejection::JsonSyntaxError(_) => format!("the body is not valid JSON: {}", r.body_text()),
-            JsonRejection::JsonDataError(_) => format!("the body does not fit the request schema: {}", r.body_text()),
+            JsonRejection::JsonSyntaxError(_) => {
+                format!("the body is not valid JSON: {}", r.body_text())
+            }
+            JsonRejection::JsonDataError(_) => format!(
+                "the body does not fit the request schema: {}",
+                r.body_text()
+            ),
             JsonRejection::MissingJsonContentType(_) => {
                 "send the body as JSON with `Content-Type: application/json`".to_string()
             }
@@ -119,18 +130,50 @@ impl From<PathRejection> for ApiError {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.recommender.limits().max_body_bytes;
     Router::new()
-        .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
-        .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS) }))
-        .route("/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE_CSS) }))
-        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }))
+        .route(
+            "/",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    INDEX_HTML,
+                )
+            }),
+        )
+        .route(
+            "/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/style.css",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    STYLE_CSS,
+                )
+            }),
+        )
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
+        )
         .route("/healthz", get(healthz))
         .route("/v1/recommend", post(recommend))
         .route("/v1/items", get(items))
         .route("/v1/users", get(users))
         .route("/v1/users/{id}", get(user))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json")
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route; see /openapi.json")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route; see /openapi.json",
+            )
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
@@ -160,16 +203,21 @@ async fn recommend(
     body: Result<Json<Request>, JsonRejection>,
 ) -> Result<Json<crate::request::Response>, ApiError> {
     let Json(req) = body?;
-    let _permit = s
-        .model_slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"))?;
+    let _permit = s.model_slots.clone().acquire_owned().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        )
+    })?;
     let rec = s.recommender.clone();
     let answer = tokio::task::spawn_blocking(move || rec.recommend(&req))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the request failed: {e}")))??;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the request failed: {e}"),
+            )
+        })??;
     Ok(Json(answer))
 }
 
@@ -225,7 +273,10 @@ async fn items(
     let limit = search_limit(p.limit)?;
     let q = p.q.trim();
     if q.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "q: give some words to search for"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "q: give some words to search for",
+        ));
     }
     if q.chars().count() > s.recommender.limits().max_text_chars {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "q: too long"));
@@ -297,7 +348,11 @@ async fn user(
     Ok(Json(UserDetail {
         user_id: uid.0,
         original_id: id,
-        history: r.user_history(uid).into_iter().map(|i| item_view(r, i)).collect(),
+        history: r
+            .user_history(uid)
+            .into_iter()
+            .map(|i| item_view(r, i))
+            .collect(),
     }))
 }
 

@@ -54,7 +54,11 @@ pub fn run(
     let mut session: Option<String> = None;
     writeln!(out, "{HELP}")?;
     loop {
-        write!(out, "{}> ", if session.is_some() { "refine" } else { "ask" })?;
+        write!(
+            out,
+            "{}> ",
+            if session.is_some() { "refine" } else { "ask" }
+        )?;
         out.flush()?;
         let mut line = String::new();
         if input.read_line(&mut line)? == 0 {

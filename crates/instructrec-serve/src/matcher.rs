@@ -112,7 +112,12 @@ mod tests {
         let got = m.retrieve(&q, 10, &exclude).unwrap();
         assert_eq!(got.len(), 10);
         for i in &got {
-            assert!(prepared.dataset.items[i.index()].title.starts_with("Puzzle"), "{i:?}");
+            assert!(
+                prepared.dataset.items[i.index()]
+                    .title
+                    .starts_with("Puzzle"),
+                "{i:?}"
+            );
             assert_ne!(*i, ItemId(1));
         }
         // No shared word: the most popular items, still n of them.

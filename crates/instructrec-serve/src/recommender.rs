@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use instructrec_data::{Item, ItemId, Prepared, UserId};
 use instructrec_instructions::{fit_history, IntentionKind, PreferenceKind, TokenCounter};
-use instructrec_instructions::{TemplateLibrary, TaskForm};
+use instructrec_instructions::{TaskForm, TemplateLibrary};
 use instructrec_model::{Seq2Seq, TokenLimits};
 use serde::Serialize;
 
 use crate::fill::{self, Fills};
 use crate::matcher::{Bm25Matcher, MatchQuery, Matcher};
 use crate::request::{
-    CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, Request, RequestError,
-    Response, Timings, UserRef, DEFAULT_K,
+    CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, Request, RequestError, Response,
+    Timings, UserRef, DEFAULT_K,
 };
 use crate::session::{SessionState, Sessions};
 
@@ -104,7 +104,13 @@ impl Recommender {
         let model = Seq2Seq::load_hf_dir(model_dir, &candle_core::Device::Cpu)
             .with_context(|| format!("loading the model {}", model_dir.display()))?;
         let matcher = Box::new(Bm25Matcher::fit(&prepared));
-        Ok(Self::new(prepared, model, matcher, TemplateLibrary::builtin(), options))
+        Ok(Self::new(
+            prepared,
+            model,
+            matcher,
+            TemplateLibrary::builtin(),
+            options,
+        ))
     }
 
     pub fn new(
@@ -115,7 +121,10 @@ impl Recommender {
         options: Options,
     ) -> Self {
         let items = &prepared.dataset.items;
-        let item_by_original = items.iter().map(|i| (i.original_id.clone(), i.id)).collect();
+        let item_by_original = items
+            .iter()
+            .map(|i| (i.original_id.clone(), i.id))
+            .collect();
         let mut item_by_title = HashMap::new();
         for i in items {
             // Titles repeat across editions; the first (lowest id) one answers for the title.
@@ -179,7 +188,10 @@ impl Recommender {
     pub fn user_history(&self, user: UserId) -> Vec<ItemId> {
         let seq = &self.prepared.dataset.sequences[user.index()];
         let cap = self.prepared.manifest.options.history_cap;
-        seq[seq.len().saturating_sub(cap)..].iter().map(|x| x.item).collect()
+        seq[seq.len().saturating_sub(cap)..]
+            .iter()
+            .map(|x| x.item)
+            .collect()
     }
 
     pub fn item(&self, id: ItemId) -> &Item {
@@ -199,7 +211,9 @@ impl Recommender {
     /// Vague (I1) unless every part of the query (split at `,` `>` `/` `|` `;`) is a category
     /// label of the catalogue, like "Video Games, PC, Gaming Mice".
     pub fn intention_kind(&self, text: &str) -> IntentionKind {
-        let mut parts = text.split([',', '>', '/', '|', ';']).map(|p| p.trim().to_lowercase());
+        let mut parts = text
+            .split([',', '>', '/', '|', ';'])
+            .map(|p| p.trim().to_lowercase());
         let specific = parts.all(|p| !p.is_empty() && self.categories.contains(&p));
         if specific {
             IntentionKind::Specific
@@ -214,7 +228,10 @@ impl Recommender {
             UserRef::Id(i) if (*i as usize) < users.len() => Ok(UserId(*i)),
             UserRef::Id(i) => Err(RequestError::invalid(
                 "user",
-                format!("no user with id {i} (ids run from 0 to {})", users.len().saturating_sub(1)),
+                format!(
+                    "no user with id {i} (ids run from 0 to {})",
+                    users.len().saturating_sub(1)
+                ),
             )),
             UserRef::Name(name) => self
                 .user_by_original
@@ -230,7 +247,10 @@ impl Recommender {
             ItemRef::Id(i) if (*i as usize) < n => Ok(ItemId(*i)),
             ItemRef::Id(i) => Err(RequestError::invalid(
                 field,
-                format!("no item with id {i} (ids run from 0 to {})", n.saturating_sub(1)),
+                format!(
+                    "no item with id {i} (ids run from 0 to {})",
+                    n.saturating_sub(1)
+                ),
             )),
             ItemRef::Name(name) => {
                 let name = name.trim();
@@ -269,13 +289,19 @@ impl Recommender {
         let Some(v) = value else { return Ok(None) };
         let v = v.split_whitespace().collect::<Vec<_>>().join(" ");
         if v.is_empty() {
-            return Err(RequestError::invalid(field, "is empty; leave it out instead"));
+            return Err(RequestError::invalid(
+                field,
+                "is empty; leave it out instead",
+            ));
         }
         let max = self.options.limits.max_text_chars;
         if v.chars().count() > max {
             return Err(RequestError::invalid(
                 field,
-                format!("{} characters, more than the limit of {max}", v.chars().count()),
+                format!(
+                    "{} characters, more than the limit of {max}",
+                    v.chars().count()
+                ),
             ));
         }
         Ok(Some(v))
@@ -287,7 +313,11 @@ impl Recommender {
                 "session",
                 "must be 1 to 64 characters",
             )),
-            Some(s) if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => {
+            Some(s)
+                if !s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+            {
                 Err(RequestError::invalid(
                     "session",
                     "may hold only ASCII letters, digits, `-` and `_`",
@@ -312,7 +342,11 @@ impl Recommender {
                 format!("{k} is out of range: it must be from 1 to {}", limits.max_k),
             ));
         }
-        let user = req.user.as_ref().map(|u| self.resolve_user(u)).transpose()?;
+        let user = req
+            .user
+            .as_ref()
+            .map(|u| self.resolve_user(u))
+            .transpose()?;
         let history = match (&req.history, user) {
             (Some(h), _) => Some(self.resolve_items("history", h, limits.max_history)?),
             (None, Some(u)) => Some(self.user_history(u)),
@@ -417,7 +451,10 @@ impl Recommender {
         } else {
             PreferenceKind::None
         };
-        let intention = need.intention.as_ref().map_or(IntentionKind::None, |(k, _)| *k);
+        let intention = need
+            .intention
+            .as_ref()
+            .map_or(IntentionKind::None, |(k, _)| *k);
         let template = fill::choose(&self.library, preference, intention).ok_or_else(|| {
             RequestError::invalid(
                 "intention",
@@ -430,12 +467,16 @@ impl Recommender {
             Some(list) => (list.clone(), CandidateSource::Request, 0),
             None => {
                 let owned: HashSet<ItemId> = need.history.iter().copied().collect();
-                let text = [&need.preference, &need.intention.as_ref().map(|(_, t)| t.clone()), &need.context]
-                    .into_iter()
-                    .flatten()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let text = [
+                    &need.preference,
+                    &need.intention.as_ref().map(|(_, t)| t.clone()),
+                    &need.context,
+                ]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ");
                 let query = MatchQuery {
                     user: need.user,
                     history: &need.history,
@@ -512,7 +553,12 @@ impl Recommender {
             session,
             refined: previous.is_some(),
             template: template.id.clone(),
-            scenario: format!("{} {} {}", template.preference, template.intention, TaskForm::Rerank),
+            scenario: format!(
+                "{} {} {}",
+                template.preference,
+                template.intention,
+                TaskForm::Rerank
+            ),
             instruction,
             items,
             candidate_source: source,
@@ -537,8 +583,16 @@ impl Recommender {
         need: &Need,
         candidates: &[ItemId],
     ) -> Result<(Vec<(f32, f32)>, String), RequestError> {
-        let titles: Vec<&str> = need.history.iter().map(|i| self.item(*i).title.as_str()).collect();
-        let kept = fit_history(&titles, self.options.history_budget, &ModelTokens(&self.model));
+        let titles: Vec<&str> = need
+            .history
+            .iter()
+            .map(|i| self.item(*i).title.as_str())
+            .collect();
+        let kept = fit_history(
+            &titles,
+            self.options.history_budget,
+            &ModelTokens(&self.model),
+        );
         let shown_history = &titles[titles.len() - kept..];
         let context = need.context.as_ref().map(|c| {
             if c.to_lowercase().starts_with("context:") {
@@ -556,13 +610,18 @@ impl Recommender {
             source: self.options.source_tokens,
             target: self.options.target_tokens,
         };
-        let groups = candidates.len().div_ceil(self.options.group_size.max(1)).max(1);
+        let groups = candidates
+            .len()
+            .div_ceil(self.options.group_size.max(1))
+            .max(1);
         let mut scores = vec![(f32::NEG_INFINITY, f32::NEG_INFINITY); candidates.len()];
         let mut first_instruction = None;
         for g in 0..groups {
             let members: Vec<usize> = (g..candidates.len()).step_by(groups).collect();
-            let group_titles: Vec<&str> =
-                members.iter().map(|&i| self.item(candidates[i]).title.as_str()).collect();
+            let group_titles: Vec<&str> = members
+                .iter()
+                .map(|&i| self.item(candidates[i]).title.as_str())
+                .collect();
             let fills = Fills {
                 history: shown_history,
                 explicit_preference: need.preference.as_deref(),

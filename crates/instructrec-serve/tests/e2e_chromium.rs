@@ -16,7 +16,8 @@ fn page_shows_results_and_a_refined_answer() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let base = runtime.block_on(common::start_server());
     let profile = tempfile::tempdir().unwrap();
-    let url = format!("{base}/?user=U7&q=a%20racing%20game&refine=for%20two%20players&k=4&autorun=1");
+    let url =
+        format!("{base}/?user=U7&q=a%20racing%20game&refine=for%20two%20players&k=4&autorun=1");
     let binary = chromium();
     let output = Command::new(&binary)
         .args([
@@ -48,11 +49,33 @@ fn page_shows_results_and_a_refined_answer() {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let context = || format!("DOM:\n{dom}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(dom.contains("data-state=\"done\""), "the page did not finish; {}", context());
-    assert!(dom.contains("data-refined=\"yes\""), "no refined answer; {}", context());
-    assert_eq!(dom.matches("<tr class=\"result\"").count(), 4, "{}", context());
-    assert!(dom.contains("class=\"history-item\""), "no history shown; {}", context());
+    let context = || {
+        format!(
+            "DOM:\n{dom}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    assert!(
+        dom.contains("data-state=\"done\""),
+        "the page did not finish; {}",
+        context()
+    );
+    assert!(
+        dom.contains("data-refined=\"yes\""),
+        "no refined answer; {}",
+        context()
+    );
+    assert_eq!(
+        dom.matches("<tr class=\"result\"").count(),
+        4,
+        "{}",
+        context()
+    );
+    assert!(
+        dom.contains("class=\"history-item\""),
+        "no history shown; {}",
+        context()
+    );
     assert!(dom.contains("P1 I1 T3"), "{}", context());
     assert!(dom.contains("game number"), "no titles; {}", context());
 }

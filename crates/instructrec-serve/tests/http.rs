@@ -17,7 +17,8 @@ async fn post(base: &str, body: Value) -> (StatusCode, Value) {
         .unwrap();
     let status = r.status();
     let text = r.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
     (status, body)
 }
 
@@ -31,7 +32,8 @@ async fn post_raw(base: &str, body: Vec<u8>, content_type: &str) -> (StatusCode,
         .unwrap();
     let status = r.status();
     let text = r.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
+    let body =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
     (status, body)
 }
 
@@ -39,14 +41,17 @@ async fn get(base: &str, path: &str) -> (StatusCode, Value) {
     let r = reqwest::get(format!("{base}{path}")).await.unwrap();
     let status = r.status();
     let text = r.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {status}: not JSON ({e}): {text}"));
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{path}: {status}: not JSON ({e}): {text}"));
     (status, body)
 }
 
 /// A 4xx whose JSON message contains every one of `words`.
 fn assert_refused(status: StatusCode, body: &Value, expected: StatusCode, words: &[&str]) {
     assert_eq!(status, expected, "{body}");
-    let message = body["error"].as_str().unwrap_or_else(|| panic!("no error message: {body}"));
+    let message = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message: {body}"));
     for w in words {
         assert!(message.contains(w), "`{message}` does not mention `{w}`");
     }
@@ -55,7 +60,11 @@ fn assert_refused(status: StatusCode, body: &Value, expected: StatusCode, words:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_and_refines() {
     let base = common::start_server().await;
-    let (status, first) = post(&base, json!({"user": "U3", "intention": "a racing game", "k": 5})).await;
+    let (status, first) = post(
+        &base,
+        json!({"user": "U3", "intention": "a racing game", "k": 5}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{first}");
     let items = first["items"].as_array().unwrap();
     assert_eq!(items.len(), 5);
@@ -63,7 +72,10 @@ async fn answers_and_refines() {
     assert_eq!(first["scenario"], "P1 I1 T3");
     assert_eq!(first["candidate_source"], "matched");
     assert_eq!(first["matcher"], "bm25");
-    assert!(first["instruction"].as_str().unwrap().contains("a racing game"));
+    assert!(first["instruction"]
+        .as_str()
+        .unwrap()
+        .contains("a racing game"));
     let scores: Vec<f64> = items.iter().map(|i| i["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
     for (r, i) in items.iter().enumerate() {
@@ -82,7 +94,10 @@ async fn answers_and_refines() {
     assert_eq!(second["session"], session);
     assert_eq!(second["candidate_source"], "previous_and_matched");
     let instruction = second["instruction"].as_str().unwrap();
-    assert!(instruction.contains("a racing game") && instruction.contains("for two players"), "{instruction}");
+    assert!(
+        instruction.contains("a racing game") && instruction.contains("for two players"),
+        "{instruction}"
+    );
 
     // Category queries are specific (I2); listed candidates are reranked as given.
     let (status, search) = post(
@@ -93,12 +108,21 @@ async fn answers_and_refines() {
     assert_eq!(status, StatusCode::OK, "{search}");
     assert_eq!(search["scenario"], "P0 I2 T3");
     assert_eq!(search["candidate_source"], "request");
-    let mut ids: Vec<u64> = search["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_u64().unwrap()).collect();
+    let mut ids: Vec<u64> = search["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item_id"].as_u64().unwrap())
+        .collect();
     ids.sort();
     assert_eq!(ids, [1, 4, 9]);
 
     // Stated taste with a history: P2 in the instruction.
-    let (status, taste) = post(&base, json!({"history": [1, 2, 3], "preference": "I love puzzles"})).await;
+    let (status, taste) = post(
+        &base,
+        json!({"history": [1, 2, 3], "preference": "I love puzzles"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{taste}");
     assert_eq!(taste["scenario"], "P2 I0 T3");
     assert_eq!(taste["items"].as_array().unwrap().len(), 10);
@@ -140,9 +164,17 @@ async fn refusals_are_json_4xx_naming_the_field() {
     assert_refused(s, &b, bad, &["candidates", "limit of 100"]);
     let (s, b) = post(&base, json!({"intention": "x", "refine": true})).await;
     assert_refused(s, &b, bad, &["session", "refine"]);
-    let (s, b) = post(&base, json!({"intention": "x", "session": "no such one", "refine": false})).await;
+    let (s, b) = post(
+        &base,
+        json!({"intention": "x", "session": "no such one", "refine": false}),
+    )
+    .await;
     assert_refused(s, &b, bad, &["session"]);
-    let (s, b) = post(&base, json!({"intention": "x", "session": "never-seen", "refine": true})).await;
+    let (s, b) = post(
+        &base,
+        json!({"intention": "x", "session": "never-seen", "refine": true}),
+    )
+    .await;
     assert_refused(s, &b, StatusCode::NOT_FOUND, &["never-seen"]);
 
     let (s, b) = post_raw(&base, b"{\"intention\": ".to_vec(), "application/json").await;
@@ -183,11 +215,19 @@ async fn openapi_document_matches_the_routes() {
             let url = format!("{base}{}", path.replace("{id}", "U2"));
             let r = match method.as_str() {
                 "get" => client.get(format!("{url}?q=racing")).send().await.unwrap(),
-                "post" => client.post(&url).json(&json!({"user": "U2"})).send().await.unwrap(),
+                "post" => client
+                    .post(&url)
+                    .json(&json!({"user": "U2"}))
+                    .send()
+                    .await
+                    .unwrap(),
                 other => panic!("{path}: undocumented method {other} in the test"),
             };
             let code = r.status().as_u16().to_string();
-            assert!(op["responses"].get(&code).is_some(), "{method} {path}: {code} is not documented");
+            assert!(
+                op["responses"].get(&code).is_some(),
+                "{method} {path}: {code} is not documented"
+            );
             assert!(r.status().is_success(), "{method} {path}: {}", r.status());
             checked += 1;
         }
@@ -201,7 +241,11 @@ async fn openapi_document_matches_the_routes() {
     assert_eq!(req["k"]["maximum"], limits.max_k);
     assert_eq!(req["k"]["default"], instructrec_serve::DEFAULT_K);
     assert_eq!(req["intention"]["maxLength"], limits.max_text_chars);
-    assert_eq!(limits.max_body_bytes, 64 * 1024, "the description says 64 KiB");
+    assert_eq!(
+        limits.max_body_bytes,
+        64 * 1024,
+        "the description says 64 KiB"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +255,12 @@ async fn catalogue_and_user_lookups() {
     assert_eq!(s, StatusCode::OK);
     let items = b["items"].as_array().unwrap();
     assert_eq!(items.len(), 5);
-    assert!(items.iter().all(|i| i["title"].as_str().unwrap().starts_with("Puzzle")), "{b}");
+    assert!(
+        items
+            .iter()
+            .all(|i| i["title"].as_str().unwrap().starts_with("Puzzle")),
+        "{b}"
+    );
     let (s, b) = get(&base, "/v1/users?q=U1&limit=3").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["users"].as_array().unwrap().len(), 3);
@@ -234,8 +283,20 @@ async fn mangled_bodies_never_get_a_5xx() {
         json!({"history": [1, "S00002", "Puzzle game number 5"], "preference": "puzzles", "candidates": [4, 5, 6]}),
         json!({"intention": "Video Games, Racing", "context": "on a train", "session": "abc", "k": 2}),
     ];
-    let tokens: [&[u8]; 12] =
-        [b"null", b"-1", b"1e999", b"\"\"", b"[]", b"{}", b"true", b"\"\\u0000\"", b"99999999999", b",", b"\"k\":", b"\xff"];
+    let tokens: [&[u8]; 12] = [
+        b"null",
+        b"-1",
+        b"1e999",
+        b"\"\"",
+        b"[]",
+        b"{}",
+        b"true",
+        b"\"\\u0000\"",
+        b"99999999999",
+        b",",
+        b"\"k\":",
+        b"\xff",
+    ];
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let mut answered = 0;
     for i in 0..150 {

@@ -33,7 +33,11 @@ never read
     let mut out = Vec::new();
     interactive::run(shared(), &mut script.as_bytes(), &mut out, None, 3).unwrap();
     let out = String::from_utf8(out).unwrap();
-    let after = |marker: &str| &out[out.find(marker).unwrap_or_else(|| panic!("no `{marker}` in:\n{out}"))..];
+    let after = |marker: &str| {
+        &out[out
+            .find(marker)
+            .unwrap_or_else(|| panic!("no `{marker}` in:\n{out}"))..]
+    };
     assert!(out.contains("error: nothing to refine yet"), "{out}");
     // First answer: no user, vague need; the next plain line refines it.
     assert!(after("ask> ").contains("(P0 I1 T3)"), "{out}");
@@ -61,7 +65,11 @@ fn item_ref() -> impl Strategy<Value = ItemRef> {
 }
 
 fn text() -> impl Strategy<Value = Option<String>> {
-    prop::option::of(prop_oneof![".{0,40}", Just("Video Games, Racing".to_string()), Just(" ".repeat(3))])
+    prop::option::of(prop_oneof![
+        ".{0,40}",
+        Just("Video Games, Racing".to_string()),
+        Just(" ".repeat(3))
+    ])
 }
 
 prop_compose! {

@@ -38,7 +38,13 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
     let user = args.user.map(UserRef::Name);
     if args.instruction.is_none() && args.preference.is_none() && !args.json {
         let stdin = std::io::stdin();
-        return Ok(interactive::run(&rec, &mut stdin.lock(), &mut std::io::stdout().lock(), user, args.k)?);
+        return Ok(interactive::run(
+            &rec,
+            &mut stdin.lock(),
+            &mut std::io::stdout().lock(),
+            user,
+            args.k,
+        )?);
     }
     let request = Request {
         user,

@@ -55,7 +55,11 @@ pub struct BenchArgs {
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let rec = Arc::new(Recommender::load(&args.model, &args.data, Options::default())?);
+    let rec = Arc::new(Recommender::load(
+        &args.model,
+        &args.data,
+        Options::default(),
+    )?);
     let config = BenchConfig {
         requests: args.requests,
         concurrency: args.concurrency,
@@ -68,7 +72,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let report = bench::run(rec, config)?;
     println!("{report}");
     if report.errors > 0 || report.stopped_by_time_limit {
-        anyhow::bail!("the load test had {} errors and completed {} of {} requests", report.errors, report.completed, report.requested);
+        anyhow::bail!(
+            "the load test had {} errors and completed {} of {} requests",
+            report.errors,
+            report.completed,
+            report.requested
+        );
     }
     Ok(())
 }

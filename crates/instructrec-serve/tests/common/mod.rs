@@ -22,7 +22,13 @@ pub fn recommender() -> Recommender {
     let model = Seq2Seq::new_random(&T5Config::preset(Preset::Tiny), tokenizer, &Device::Cpu, 11)
         .expect("tiny model");
     let matcher = Box::new(Bm25Matcher::fit(&prepared));
-    Recommender::new(prepared, model, matcher, TemplateLibrary::builtin(), Options::default())
+    Recommender::new(
+        prepared,
+        model,
+        matcher,
+        TemplateLibrary::builtin(),
+        Options::default(),
+    )
 }
 
 /// Serves a fresh recommender on an ephemeral loopback port; returns its base URL.
