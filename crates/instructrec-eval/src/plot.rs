@@ -57,7 +57,8 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(45)
-            .build_cartesian_2d(0f64..METRICS.len() as f64, 0f64..1f64)?;
+            // Head room above 1.0 keeps the legend clear of the bars.
+            .build_cartesian_2d(0f64..METRICS.len() as f64, 0f64..1.5f64)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -71,6 +72,13 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
                 }
             })
             .y_desc("value")
+            .y_label_formatter(&|y| {
+                if *y <= 1.0 + 1e-9 {
+                    format!("{y:.1}")
+                } else {
+                    String::new()
+                }
+            })
             .draw()?;
         let width = 0.8 / series.len().max(1) as f64;
         for (j, s) in series.iter().enumerate() {
