@@ -14,7 +14,7 @@ pub struct MatchQuery<'a> {
     pub user: Option<UserId>,
     /// Oldest first.
     pub history: &'a [ItemId],
-    /// The stated taste, the intention and the context, as one text.
+    /// The stated taste and the intention, as one text (empty when the request has neither).
     pub text: String,
 }
 
@@ -30,9 +30,11 @@ pub trait Matcher: Send + Sync {
     ) -> anyhow::Result<Vec<ItemId>>;
 }
 
-/// BM25 over title, categories and brand, with the query text and the recent history titles as
-/// the query. Items BM25 cannot tell apart (no shared word) are ordered by popularity, so a
-/// request whose words match nothing still gets the catalogue's best sellers.
+/// BM25 over title, categories and brand. The query is the request's text when it has one, else
+/// the recent history titles: long titles would outweigh a short need ("a scary game" matched
+/// consoles from a user's history), and the reranker sees the history anyway. Items BM25
+/// cannot tell apart (no shared word) are ordered by popularity, so a request whose words match
+/// nothing still gets the catalogue's best sellers.
 pub struct Bm25Matcher {
     bm25: Bm25,
     popularity: Popularity,
@@ -63,7 +65,11 @@ impl Matcher for Bm25Matcher {
     ) -> anyhow::Result<Vec<ItemId>> {
         let case = Case {
             user: query.user.unwrap_or(ANONYMOUS),
-            history: query.history.to_vec(),
+            history: if query.text.trim().is_empty() {
+                query.history.to_vec()
+            } else {
+                Vec::new()
+            },
             query: Some(query.text.clone()),
             instruction: None,
         };
@@ -120,6 +126,30 @@ mod tests {
             );
             assert_ne!(*i, ItemId(1));
         }
+        // The request's text outweighs the history's titles.
+        let racing: Vec<ItemId> = (0..40).step_by(4).map(ItemId).collect();
+        assert!(prepared.dataset.items[0].title.starts_with("Racing"));
+        let with_history = MatchQuery {
+            history: &racing,
+            ..q.clone()
+        };
+        for i in m.retrieve(&with_history, 10, &exclude).unwrap() {
+            assert!(
+                prepared.dataset.items[i.index()]
+                    .title
+                    .starts_with("Puzzle"),
+                "{i:?}"
+            );
+        }
+        let history_only = MatchQuery {
+            history: &racing,
+            text: String::new(),
+            user: None,
+        };
+        let got = m.retrieve(&history_only, 5, &HashSet::new()).unwrap();
+        assert!(got.iter().all(|i| prepared.dataset.items[i.index()]
+            .title
+            .starts_with("Racing")));
         // No shared word: the most popular items, still n of them.
         let q = MatchQuery {
             text: "zzzz".into(),

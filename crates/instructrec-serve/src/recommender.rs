@@ -467,14 +467,13 @@ impl Recommender {
             Some(list) => (list.clone(), CandidateSource::Request, 0),
             None => {
                 let owned: HashSet<ItemId> = need.history.iter().copied().collect();
+                // The context describes the situation, not products, so it stays out.
                 let text = [
-                    &need.preference,
-                    &need.intention.as_ref().map(|(_, t)| t.clone()),
-                    &need.context,
+                    need.preference.as_deref(),
+                    need.intention.as_ref().map(|(_, t)| t.as_str()),
                 ]
                 .into_iter()
                 .flatten()
-                .cloned()
                 .collect::<Vec<_>>()
                 .join(" ");
                 let query = MatchQuery {
