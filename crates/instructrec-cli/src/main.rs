@@ -6,7 +6,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "instructrec", version, about = "Recommendation as instruction following")]
+#[command(
+    name = "instructrec",
+    version,
+    about = "Recommendation as instruction following"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,6 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: prepare the data, build instructions, tune the model within a time
+    /// budget, evaluate it against baselines, then serve the web page.
+    Run(cmd::run::RunArgs),
     /// Import, filter, split and describe datasets.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
@@ -34,16 +41,9 @@ enum Command {
     Pretrain(cmd::train::PretrainArgs),
 }
 
-fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(a) => cmd::run::run(a),
         Command::Data(c) => cmd::data::run(c),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Instructions(c) => cmd::instructions::run(c),
@@ -52,7 +52,24 @@ fn main() -> std::process::ExitCode {
         Command::ServeBench(a) => cmd::serve::bench(a),
         Command::Train(a) => cmd::train::run_train(a),
         Command::Pretrain(a) => cmd::train::run_pretrain(a),
-    };
+    }
+}
+
+/// Parses `argv` (without the program name) as a command line and runs it.
+pub(crate) fn execute(argv: &[&str]) -> anyhow::Result<()> {
+    let cli = Cli::try_parse_from(std::iter::once("instructrec").chain(argv.iter().copied()))?;
+    dispatch(cli.command)
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = dispatch(Cli::parse().command);
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -2,6 +2,7 @@
 //! the paper's protocols, and reports that tie each number to its data, seed and configuration.
 
 pub mod harness;
+pub mod instruct;
 pub mod metrics;
 pub mod paper;
 mod plot;
@@ -11,6 +12,7 @@ pub mod scorer;
 pub mod synthetic;
 
 pub use harness::{build_cases, evaluate, EvalCase, Evaluation, Setting};
+pub use instruct::{InstructRecScorer, InstructionIndex, Normalisation};
 pub use metrics::{MetricAccumulator, Metrics};
 pub use protocol::Protocol;
 pub use report::{ModelReport, Report, StopReason, TrainingLog};

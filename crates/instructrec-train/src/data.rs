@@ -26,11 +26,13 @@ pub struct Example {
 struct InstructionLine {
     instruction: Option<String>,
     target: Option<String>,
+    preference: Option<String>,
 }
 
-/// Reads instruction JSONL (one object per line with at least `instruction` and `target`;
-/// other fields are ignored).
-pub fn read_jsonl(path: &Path) -> Result<Vec<Example>> {
+/// Reads instruction JSONL (one object per line with at least `instruction` and `target`).
+/// With `preferences` non-empty, only lines whose `preference` field (P0, P1, P2) is one of them
+/// are kept: a small CPU budget is better spent on the scenarios that will be evaluated.
+pub fn read_jsonl(path: &Path, preferences: &[String]) -> Result<Vec<Example>> {
     let file = std::fs::File::open(path).map_err(io_err(path))?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -45,6 +47,14 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Example>> {
         };
         let row: InstructionLine =
             serde_json::from_str(&line).map_err(|e| bad(format!("not a JSON object: {e}")))?;
+        if !preferences.is_empty()
+            && !row
+                .preference
+                .as_ref()
+                .is_some_and(|p| preferences.contains(p))
+        {
+            continue;
+        }
         let field = |v: Option<String>, name: &str| {
             v.filter(|s| !s.trim().is_empty())
                 .ok_or_else(|| bad(format!("field `{name}` is missing or empty")))
@@ -58,7 +68,11 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Example>> {
         return Err(TrainError::Input {
             path: path.to_path_buf(),
             line: 0,
-            message: "no examples".into(),
+            message: if preferences.is_empty() {
+                "no examples".into()
+            } else {
+                format!("no examples with preference {}", preferences.join(" or "))
+            },
         });
     }
     Ok(out)
@@ -334,7 +348,7 @@ mod tests {
             "{\"instruction\":\"a\",\"target\":\"b\",\"task\":\"x\"}\n{\"instruction\":\"a\"}\n",
         )
         .unwrap();
-        let err = read_jsonl(&path).unwrap_err().to_string();
+        let err = read_jsonl(&path, &[]).unwrap_err().to_string();
         assert!(
             err.contains("train.jsonl, line 2") && err.contains("`target`"),
             "{err}"

@@ -6,8 +6,16 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use instructrec_baselines::{fit, Baseline, FitOptions};
-use instructrec_data::{Fold, Prepared};
-use instructrec_eval::{evaluate, ModelReport, Protocol, Report, Setting};
+use std::collections::HashSet;
+
+use instructrec_data::{Fold, Prepared, UserId};
+use instructrec_eval::{
+    evaluate, InstructRecScorer, InstructionIndex, ModelReport, Normalisation, Protocol, Report,
+    Setting,
+};
+use instructrec_instructions::{IntentionKind, PreferenceKind, Split};
+use instructrec_train::{Device, Seq2Seq, TokenLimits};
+use sha2::{Digest, Sha256};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -52,6 +60,20 @@ pub struct EvalArgs {
     /// Skip full-catalogue ranking.
     #[arg(long)]
     no_full_ranking: bool,
+    /// An instruction-tuned model directory (config.json, model.safetensors, tokenizer.json) to
+    /// evaluate beside the baselines; needs --instructions.
+    #[arg(long, requires = "instructions")]
+    instructrec: Option<PathBuf>,
+    /// Instructions built from the same prepared dataset (`instructrec instructions build`):
+    /// the model reads its test instructions from there, and every model is evaluated on the
+    /// users those instructions cover.
+    #[arg(long)]
+    instructions: Option<PathBuf>,
+    /// Longest instruction and answer, in tokens, for the instruction-tuned model.
+    #[arg(long, default_value_t = 256)]
+    max_source_len: usize,
+    #[arg(long, default_value_t = 40)]
+    max_target_len: usize,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -66,8 +88,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             args.protocol.scenario()
         );
     }
-    let prepared = Prepared::load(&args.data)
+    let mut prepared = Prepared::load(&args.data)
         .with_context(|| format!("loading the prepared dataset {}", args.data.display()))?;
+    let index = match &args.instructions {
+        Some(dir) => {
+            let index = InstructionIndex::read(
+                &dir.join(Split::Test.file_name()),
+                PreferenceKind::Implicit,
+                IntentionKind::None,
+            )?;
+            restrict_to_users(&mut prepared, &index.users());
+            Some(index)
+        }
+        None => None,
+    };
     let sizes: Vec<usize> = [10, 100]
         .into_iter()
         .filter(|&s| prepared.candidates(Fold::Test, s).is_some())
@@ -128,6 +162,86 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         // Write after every model so a long run leaves a usable partial report.
         report.write(&args.out)?;
     }
+    if let (Some(dir), Some(index)) = (&args.instructrec, index) {
+        let model_config = std::fs::read(dir.join("config.json"))
+            .with_context(|| format!("reading {}/config.json", dir.display()))?;
+        let model = Seq2Seq::load_hf_dir(dir, &Device::Cpu)
+            .with_context(|| format!("loading the model {}", dir.display()))?;
+        let limits = TokenLimits {
+            source: args.max_source_len,
+            target: args.max_target_len,
+        };
+        let scorer = InstructRecScorer::new(
+            "instructrec",
+            model,
+            &prepared,
+            index,
+            limits,
+            Normalisation::Sum,
+        );
+        // The instructions show the 1+9 lists; longer lists need the tournament protocol.
+        let mut results = Vec::new();
+        for &setting in settings
+            .iter()
+            .filter(|s| matches!(s, Setting::Sampled { size: 10 }))
+        {
+            if let Some(e) = evaluate(
+                &scorer,
+                &prepared,
+                args.protocol,
+                Fold::Test,
+                setting,
+                args.batch_size,
+            )? {
+                tracing::info!(model = "instructrec", %setting, hr1 = e.metrics.hr1, ndcg5 = e.metrics.ndcg5, "evaluated");
+                results.push(e);
+            }
+        }
+        report.models.push(ModelReport {
+            name: "instructrec".into(),
+            config: serde_json::json!({
+                "model": serde_json::from_slice::<serde_json::Value>(&model_config)?,
+                "max_source_len": args.max_source_len,
+                "max_target_len": args.max_target_len,
+                "score": "summed log-likelihood of the candidate title",
+            }),
+            config_hash: hex::encode(Sha256::digest(&model_config)),
+            model_hash: file_sha256(&dir.join("model.safetensors"))?,
+            train_wall_s: training_seconds(dir),
+            training: None,
+            loaded_from: Some(dir.display().to_string()),
+            results,
+        });
+        report.write(&args.out)?;
+    }
     println!("wrote {}.{{json,md,svg}}", args.out.display());
     Ok(())
+}
+
+/// Keeps only the candidate lists of `users`, so that every model is scored on the same sample
+/// of users the instruction stage wrote test instructions for.
+fn restrict_to_users(prepared: &mut Prepared, users: &[UserId]) {
+    let keep: HashSet<UserId> = users.iter().copied().collect();
+    for lists in prepared.candidates.values_mut() {
+        lists.retain(|set| keep.contains(&set.user));
+    }
+    tracing::info!(
+        "evaluating on the {} users with test instructions",
+        keep.len()
+    );
+}
+
+/// Training wall time recorded in a checkpoint by `instructrec train`; 0 for a checkpoint made
+/// elsewhere.
+fn training_seconds(dir: &std::path::Path) -> f64 {
+    std::fs::read(dir.join("trainer_state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["elapsed_secs"].as_f64())
+        .unwrap_or(0.0)
+}
+
+fn file_sha256(path: &std::path::Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex::encode(Sha256::digest(bytes)))
 }

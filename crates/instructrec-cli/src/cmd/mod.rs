@@ -1,6 +1,7 @@
 pub mod data;
 pub mod eval;
 pub mod instructions;
-pub mod train;
 pub mod recommend;
+pub mod run;
 pub mod serve;
+pub mod train;

@@ -93,6 +93,9 @@ pub struct TrainArgs {
     /// Instruction JSONL (fields `instruction` and `target`).
     #[arg(long)]
     train: PathBuf,
+    /// Train only on lines with these preferences (P0, P1, P2; comma-separated); default all.
+    #[arg(long, value_delimiter = ',')]
+    preference: Vec<String>,
     #[arg(long)]
     valid: Option<PathBuf>,
     /// Prepared dataset of the instructions: enables HR@1 on reranking lines of --valid.
@@ -227,7 +230,7 @@ impl Common {
         for path in &self.tokenizer_corpus {
             if path.extension().is_some_and(|e| e == "jsonl") {
                 corpus.extend(
-                    read_jsonl(path)?
+                    read_jsonl(path, &[])?
                         .into_iter()
                         .flat_map(|e| [e.source, e.target]),
                 );
@@ -403,11 +406,11 @@ fn hit_rate_at_1(
 
 pub fn run_train(args: TrainArgs) -> Result<()> {
     let c = &args.common;
-    let train = read_jsonl(&args.train)?;
+    let train = read_jsonl(&args.train, &args.preference)?;
     let mut valid = args
         .valid
         .as_deref()
-        .map(read_jsonl)
+        .map(|p| read_jsonl(p, &[]))
         .transpose()?
         .unwrap_or_default();
     if valid.len() > args.valid_sample {

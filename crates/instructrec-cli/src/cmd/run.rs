@@ -1,0 +1,152 @@
+//! `instructrec run`: the whole pipeline on one dataset, each stage being the same subcommand a
+//! user would type, so the main job and the step-by-step commands can never drift apart. Stages
+//! whose output already exists are skipped (training resumes), so a killed run picks up where it
+//! stopped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The input data: any layout `instructrec data prepare` reads.
+    #[arg(long, default_value = "../shared/datasets/amazon-games")]
+    input: PathBuf,
+    /// Working directory: prepared data, instructions, model, reports.
+    #[arg(long, default_value = "runs/amazon-games")]
+    work: PathBuf,
+    /// Wall-clock budget of instruction tuning (e.g. 45m, 2h); a rerun resumes the training.
+    #[arg(long, default_value = "45m")]
+    train_budget: String,
+    /// Seed of every stage.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Evaluation users (the same sample for every model).
+    #[arg(long, default_value_t = 1000)]
+    eval_users: usize,
+    /// Where the web page and the API listen at the end.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Stop after the evaluation instead of serving.
+    #[arg(long)]
+    no_serve: bool,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let prepared = args.work.join("prepared");
+    let instructions = args.work.join("instructions");
+    let model = args.work.join("model");
+    let report = args.work.join("report-sequential");
+    let seed = args.seed.to_string();
+    std::fs::create_dir_all(&args.work)
+        .with_context(|| format!("creating {}", args.work.display()))?;
+
+    if prepared.join("manifest.json").exists() {
+        tracing::info!("{} exists: not preparing again", prepared.display());
+        stage(&["data", "stats", s(&prepared)])?;
+    } else {
+        stage(&[
+            "data",
+            "prepare",
+            "--input",
+            s(&args.input),
+            "--out",
+            s(&prepared),
+            "--seed",
+            &seed,
+        ])?;
+    }
+
+    if instructions.join("stats.json").exists() {
+        tracing::info!("{} exists: not building again", instructions.display());
+    } else {
+        stage(&[
+            "instructions",
+            "build",
+            "--data",
+            s(&prepared),
+            "--out",
+            s(&instructions),
+            "--seed",
+            &seed,
+            "--eval-users",
+            &args.eval_users.to_string(),
+        ])?;
+    }
+
+    stage(&[
+        "train",
+        "--train",
+        s(&instructions.join("train.jsonl")),
+        "--preference",
+        "P1",
+        "--valid",
+        s(&instructions.join("validation.jsonl")),
+        "--items",
+        s(&prepared),
+        "--out",
+        s(&model),
+        "--resume",
+        "--time-budget",
+        &args.train_budget,
+        "--epochs",
+        "1",
+        "--max-source-len",
+        "256",
+        "--max-target-len",
+        "40",
+        "--seed",
+        &seed,
+    ])?;
+
+    let best = model.join("best");
+    let tuned = if best.join("config.json").exists() {
+        best
+    } else {
+        model.join("last")
+    };
+    stage(&[
+        "eval",
+        "--protocol",
+        "sequential",
+        "--data",
+        s(&prepared),
+        "--models",
+        "popularity,bm25",
+        "--instructrec",
+        s(&tuned),
+        "--instructions",
+        s(&instructions),
+        "--no-full-ranking",
+        "--out",
+        s(&report),
+        "--seed",
+        &seed,
+    ])?;
+    println!("report: {}.md", report.display());
+
+    if !args.no_serve {
+        stage(&[
+            "serve",
+            "--model",
+            s(&tuned),
+            "--data",
+            s(&prepared),
+            "--addr",
+            &args.addr.to_string(),
+        ])?;
+    }
+    Ok(())
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+/// Runs one stage exactly as if it had been typed after `instructrec`.
+fn stage(argv: &[&str]) -> anyhow::Result<()> {
+    println!("\n$ instructrec {}", argv.join(" "));
+    crate::execute(argv)
+}
