@@ -28,8 +28,8 @@ use crate::record::{Instruction, Split};
 use crate::seeded_rng;
 use crate::stats::{Stats, Timings};
 use crate::teacher::{Fill, FillRequest, Teacher, TeacherError, TeacherReport};
-use crate::template::{Segment, Slot, Template, TemplateLibrary};
-use crate::text::{fit_history, render_candidates, render_history, TokenCounter};
+use crate::template::{Fills, Slot, Template, TemplateLibrary};
+use crate::text::{fit_history, TokenCounter};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildConfig {
@@ -652,34 +652,28 @@ impl<'a> Builder<'a> {
             IntentionKind::Specific => Intention::Specific(self.path(d.target)),
         };
         let target_title = self.title(d.target);
-        let mut text = String::new();
-        for segment in &t.segments {
-            match segment {
-                Segment::Text(s) => text.push_str(s),
-                Segment::Slot(slot) => match slot {
-                    Slot::History => text.push_str(&render_history(&titles[titles.len() - kept..])),
-                    Slot::ExplicitPreference => text.push_str(preference_fill.unwrap_or_default()),
-                    Slot::VagueIntention => text.push_str(intention_fill.unwrap_or_default()),
-                    Slot::SpecificIntention => text.push_str(&self.path(d.target)),
-                    Slot::Candidates => {
-                        let shown: Vec<&str> = d.shown.iter().map(|i| self.title(*i)).collect();
-                        text.push_str(&render_candidates(&shown));
-                    }
-                    Slot::Item if t.task == TaskForm::Pointwise => {
-                        text.push_str(self.title(d.shown[0]))
-                    }
-                    Slot::Item => text.push_str(target_title),
-                    Slot::ItemA => text.push_str(self.title(d.shown[0])),
-                    Slot::ItemB => text.push_str(self.title(d.shown[1])),
-                    Slot::Context => text.push_str(d.context.as_deref().unwrap_or_default()),
-                },
-            }
-        }
-        if let (Some(context), false) = (&d.context, t.uses(Slot::Context)) {
-            text.push(' ');
-            text.push_str(context);
-        }
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let path = t.uses(Slot::SpecificIntention).then(|| self.path(d.target));
+        let candidates: Vec<&str> = if t.uses(Slot::Candidates) {
+            d.shown.iter().map(|i| self.title(*i)).collect()
+        } else {
+            Vec::new()
+        };
+        let shown = |k: usize| d.shown.get(k).map(|i| self.title(*i));
+        let text = t.fill(&Fills {
+            history: &titles[titles.len() - kept..],
+            explicit_preference: preference_fill,
+            vague_intention: intention_fill,
+            specific_intention: path.as_deref(),
+            candidates: &candidates,
+            item: if t.task == TaskForm::Pointwise {
+                shown(0)
+            } else {
+                Some(target_title)
+            },
+            item_a: shown(0),
+            item_b: shown(1),
+            context: d.context.as_deref(),
+        });
         let previous = d.history.last().copied();
         let target = match t.target {
             TargetKind::ItemTitle | TargetKind::PreferredItem => target_title.to_string(),

@@ -22,7 +22,9 @@ pub use aspects::{
 pub use build::{BuildConfig, BuildError, Builder, Ineligible, InstructionSet, ShownTemplate};
 pub use record::{read_jsonl, write_jsonl, Instruction, RecordError, Split};
 pub use stats::{FillKindStats, SplitStats, Stats, Timings};
-pub use template::{Segment, Slot, Template, TemplateError, TemplateLibrary, BUILTIN_TEMPLATES};
+pub use template::{
+    Fills, Segment, Slot, Template, TemplateError, TemplateLibrary, BUILTIN_TEMPLATES,
+};
 pub use text::{fit_history, mentions_title, normalised_words, TokenCounter, WordCounter};
 
 /// An independent generator for each (seed, purpose, parts): every sampled thing can be

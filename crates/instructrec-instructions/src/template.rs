@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::aspects::{IntentionKind, PreferenceKind, Strategy, TargetKind, TaskForm};
+use crate::text::{render_candidates, render_history};
 
 /// The library shipped with the crate.
 pub const BUILTIN_TEMPLATES: &str = include_str!("../templates/templates.toml");
@@ -94,6 +95,30 @@ impl Template {
         self.slots.contains(&slot)
     }
 
+    /// The instruction text: each slot replaced by its fill (history titles joined with "; ",
+    /// candidates numbered "[i] title"), the context appended when the template has no
+    /// `{context}` slot, whitespace normalised. A slot whose fill is unset renders as nothing.
+    /// The builder renders every instruction through this, so anything else that fills a
+    /// template (serving) phrases it exactly as the model was tuned and evaluated on.
+    pub fn fill(&self, fills: &Fills<'_>) -> String {
+        let mut text = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Text(s) => text.push_str(s),
+                Segment::Slot(Slot::History) => text.push_str(&render_history(fills.history)),
+                Segment::Slot(Slot::Candidates) => {
+                    text.push_str(&render_candidates(fills.candidates))
+                }
+                Segment::Slot(slot) => text.push_str(fills.get(*slot).unwrap_or_default()),
+            }
+        }
+        if let (Some(context), false) = (fills.context, self.uses(Slot::Context)) {
+            text.push(' ');
+            text.push_str(context);
+        }
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
     /// Words of the template without its slots (the paper reports 41.4 on average).
     pub fn word_count(&self) -> usize {
         self.segments
@@ -103,6 +128,40 @@ impl Template {
                 Segment::Slot(_) => 0,
             })
             .sum()
+    }
+}
+
+/// What fills a template's slots (see [`Template::fill`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fills<'a> {
+    /// Shown history titles, oldest first.
+    pub history: &'a [&'a str],
+    pub explicit_preference: Option<&'a str>,
+    pub vague_intention: Option<&'a str>,
+    /// The category path.
+    pub specific_intention: Option<&'a str>,
+    /// Candidate titles in display order.
+    pub candidates: &'a [&'a str],
+    pub item: Option<&'a str>,
+    pub item_a: Option<&'a str>,
+    pub item_b: Option<&'a str>,
+    /// A full context sentence ("Context: ..."), appended when the template has no slot for it.
+    pub context: Option<&'a str>,
+}
+
+impl<'a> Fills<'a> {
+    /// The fill of a single-text slot (`None` for the list slots, history and candidates).
+    fn get(&self, slot: Slot) -> Option<&'a str> {
+        match slot {
+            Slot::History | Slot::Candidates => None,
+            Slot::ExplicitPreference => self.explicit_preference,
+            Slot::VagueIntention => self.vague_intention,
+            Slot::SpecificIntention => self.specific_intention,
+            Slot::Item => self.item,
+            Slot::ItemA => self.item_a,
+            Slot::ItemB => self.item_b,
+            Slot::Context => self.context,
+        }
     }
 }
 
@@ -484,6 +543,30 @@ mod tests {
         assert!(
             (25.0..=50.0).contains(&avg),
             "average template length {avg}"
+        );
+    }
+
+    #[test]
+    fn fill_joins_numbers_and_appends_the_context() {
+        let lib = TemplateLibrary::parse(
+            &one(
+                "Past: {history}.   Pick one: {candidates}",
+                "\"history\", \"candidates\"",
+                "",
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let fills = Fills {
+            history: &["Old, game", "New"],
+            candidates: &["A", "B, C"],
+            context: Some("Context: it is a Monday morning in May 2014."),
+            ..Fills::default()
+        };
+        assert_eq!(
+            lib.templates()[0].fill(&fills),
+            "Past: Old, game; New. Pick one: [1] A; [2] B, C \
+             Context: it is a Monday morning in May 2014."
         );
     }
 

@@ -1,17 +1,12 @@
 //! Choosing and filling a template for a request.
 //!
-//! The instructions crate renders templates inside its builder only (its renderer is private and
-//! tied to the builder's drafts), so this module is a small adapter over the public `Template`
-//! segments. Its output is checked against the builder's own instructions in the tests, so the
-//! model sees at serving time exactly the wording it was tuned and evaluated on.
+//! Rendering is the instructions crate's own `Template::fill`, the one its builder makes every
+//! instruction with, so the model sees at serving time exactly the wording it was tuned and
+//! evaluated on (the tests check this against the builder's instructions).
 
 use instructrec_instructions::{
     IntentionKind, PreferenceKind, Segment, Slot, Strategy, TaskForm, Template, TemplateLibrary,
 };
-
-/// The builder's history separator and candidate numbering (see `instructrec-instructions`'s
-/// `text.rs`): titles may contain commas, so neither list is comma-separated.
-const HISTORY_SEPARATOR: &str = "; ";
 
 /// What fills a template's slots.
 #[derive(Debug, Clone, Copy, Default)]
@@ -59,42 +54,25 @@ pub fn choose(
 /// Fills `template` the way the instruction builder does: slots replaced, the context appended
 /// when the template has no `{context}` slot, whitespace normalised.
 pub fn render(template: &Template, fills: &Fills<'_>) -> Result<String, UnfillableSlot> {
-    let mut text = String::new();
-    for segment in &template.segments {
-        match segment {
-            Segment::Text(s) => text.push_str(s),
-            Segment::Slot(slot) => match slot {
-                Slot::History => text.push_str(&fills.history.join(HISTORY_SEPARATOR)),
-                Slot::ExplicitPreference => {
-                    text.push_str(fills.explicit_preference.unwrap_or_default())
-                }
-                Slot::VagueIntention => text.push_str(fills.vague_intention.unwrap_or_default()),
-                Slot::SpecificIntention => {
-                    text.push_str(fills.specific_intention.unwrap_or_default())
-                }
-                Slot::Candidates => {
-                    for (i, t) in fills.candidates.iter().enumerate() {
-                        if i > 0 {
-                            text.push_str("; ");
-                        }
-                        text.push_str(&format!("[{}] {t}", i + 1));
-                    }
-                }
-                Slot::Context => text.push_str(fills.context.unwrap_or_default()),
-                Slot::Item | Slot::ItemA | Slot::ItemB => {
-                    return Err(UnfillableSlot {
-                        template: template.id.clone(),
-                        slot: *slot,
-                    })
-                }
-            },
-        }
+    let item_slot = template.segments.iter().find_map(|s| match s {
+        Segment::Slot(slot @ (Slot::Item | Slot::ItemA | Slot::ItemB)) => Some(*slot),
+        _ => None,
+    });
+    if let Some(slot) = item_slot {
+        return Err(UnfillableSlot {
+            template: template.id.clone(),
+            slot,
+        });
     }
-    if let (Some(context), false) = (fills.context, template.uses(Slot::Context)) {
-        text.push(' ');
-        text.push_str(context);
-    }
-    Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    Ok(template.fill(&instructrec_instructions::Fills {
+        history: fills.history,
+        explicit_preference: fills.explicit_preference,
+        vague_intention: fills.vague_intention,
+        specific_intention: fills.specific_intention,
+        candidates: fills.candidates,
+        context: fills.context,
+        ..Default::default()
+    }))
 }
 
 #[cfg(test)]
