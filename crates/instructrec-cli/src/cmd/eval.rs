@@ -74,6 +74,10 @@ pub struct EvalArgs {
     max_source_len: usize,
     #[arg(long, default_value_t = 40)]
     max_target_len: usize,
+    /// Score the instruction-tuned model's candidates by their mean token log-likelihood
+    /// instead of the sum (removes the sum's preference for short titles).
+    #[arg(long)]
+    length_normalise: bool,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -171,14 +175,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             source: args.max_source_len,
             target: args.max_target_len,
         };
-        let scorer = InstructRecScorer::new(
-            "instructrec",
-            model,
-            &prepared,
-            index,
-            limits,
-            Normalisation::Sum,
-        );
+        let (name, normalisation, score) = if args.length_normalise {
+            (
+                "instructrec-mean",
+                Normalisation::Mean,
+                "mean token log-likelihood of the candidate title",
+            )
+        } else {
+            (
+                "instructrec",
+                Normalisation::Sum,
+                "summed log-likelihood of the candidate title",
+            )
+        };
+        let scorer = InstructRecScorer::new(name, model, &prepared, index, limits, normalisation);
         // The instructions show the 1+9 lists; longer lists need the tournament protocol.
         let mut results = Vec::new();
         for &setting in settings
@@ -193,17 +203,17 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 setting,
                 args.batch_size,
             )? {
-                tracing::info!(model = "instructrec", %setting, hr1 = e.metrics.hr1, ndcg5 = e.metrics.ndcg5, "evaluated");
+                tracing::info!(model = name, %setting, hr1 = e.metrics.hr1, ndcg5 = e.metrics.ndcg5, "evaluated");
                 results.push(e);
             }
         }
         report.models.push(ModelReport {
-            name: "instructrec".into(),
+            name: name.into(),
             config: serde_json::json!({
                 "model": serde_json::from_slice::<serde_json::Value>(&model_config)?,
                 "max_source_len": args.max_source_len,
                 "max_target_len": args.max_target_len,
-                "score": "summed log-likelihood of the candidate title",
+                "score": score,
             }),
             config_hash: hex::encode(Sha256::digest(&model_config)),
             model_hash: file_sha256(&dir.join("model.safetensors"))?,
