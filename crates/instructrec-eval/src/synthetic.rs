@@ -5,11 +5,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use instructrec_data::candidates::draw;
 use instructrec_data::{
-    CandidateSet, Counts, Dataset, Fold, Interaction, Item, ItemId, ItemSplit, Manifest,
-    PrepareOptions, Prepared, Source, User, UserId,
+    Counts, Dataset, Fold, Interaction, Item, ItemId, ItemSplit, Manifest, PrepareOptions,
+    Prepared, Source, User, UserId,
 };
-use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -74,32 +74,12 @@ pub fn prepared(users: usize, items: usize, seed: u64) -> Prepared {
         seed,
         ..PrepareOptions::default()
     };
+    // The data layer's own sampler, so synthetic lists obey the same rules as prepared ones.
     let mut candidates = BTreeMap::new();
     for fold in [Fold::Validation, Fold::Test] {
         for &size in &options.candidate_sizes {
-            let sets = (0..users)
-                .map(|u| {
-                    let seq = &dataset.sequences[u];
-                    let positive = match fold {
-                        Fold::Test => seq[seq.len() - 1].item,
-                        Fold::Validation => seq[seq.len() - 2].item,
-                    };
-                    let taken: HashSet<ItemId> = seq.iter().map(|i| i.item).collect();
-                    let pool: Vec<ItemId> = (0..items as u32)
-                        .map(ItemId)
-                        .filter(|i| !taken.contains(i))
-                        .collect();
-                    let negatives = sample(&mut rng, pool.len(), size - 1)
-                        .into_iter()
-                        .map(|k| pool[k])
-                        .collect();
-                    CandidateSet {
-                        user: UserId(u as u32),
-                        positive,
-                        negatives,
-                    }
-                })
-                .collect();
+            let sets = draw(&dataset, seed, fold, size)
+                .expect("the catalogue leaves room for every list's negatives");
             candidates.insert((fold, size), sets);
         }
     }
