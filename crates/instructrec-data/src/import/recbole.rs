@@ -87,15 +87,20 @@ impl<'a> Table<'a> {
             .ok_or_else(|| DataError::field(self.path, 1, name, "no such column in the header"))
     }
 
+    /// Rust's float parser also takes "NaN" and "inf"; no rating or timestamp is either.
     fn number(&self, line: usize, field: &str, raw: &str) -> Result<f64, DataError> {
-        raw.trim().parse().map_err(|_| {
-            DataError::field(
-                self.path,
-                line,
-                field,
-                format!("expected a number, got {raw:?}"),
-            )
-        })
+        raw.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| {
+                DataError::field(
+                    self.path,
+                    line,
+                    field,
+                    format!("expected a number, got {raw:?}"),
+                )
+            })
     }
 }
 
