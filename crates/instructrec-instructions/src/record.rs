@@ -213,16 +213,18 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Instruction>, RecordError> {
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut out = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    // Split on bytes, not `lines()`, so that a line that is not UTF-8 is reported by number.
+    for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
         let err = |message: String| RecordError::Line {
             path: path.to_path_buf(),
             line: n + 1,
             message,
         };
+        let line = String::from_utf8(line.map_err(io)?)
+            .map_err(|e| err(format!("not valid UTF-8: {}", e.utf8_error())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
         let parsed: Line = serde_json::from_str(&line).map_err(|e| err(e.to_string()))?;
         out.push(Instruction::try_from(parsed).map_err(err)?);
     }
