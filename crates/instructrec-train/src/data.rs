@@ -35,16 +35,18 @@ struct InstructionLine {
 pub fn read_jsonl(path: &Path, preferences: &[String]) -> Result<Vec<Example>> {
     let file = std::fs::File::open(path).map_err(io_err(path))?;
     let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io_err(path))?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    // Split on bytes, not `lines()`, so that a line that is not UTF-8 is reported by number.
+    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         let bad = |message: String| TrainError::Input {
             path: path.to_path_buf(),
             line: i + 1,
             message,
         };
+        let line = String::from_utf8(line.map_err(io_err(path))?)
+            .map_err(|e| bad(format!("not valid UTF-8: {}", e.utf8_error())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
         let row: InstructionLine =
             serde_json::from_str(&line).map_err(|e| bad(format!("not a JSON object: {e}")))?;
         if !preferences.is_empty()
