@@ -5,12 +5,18 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use instructrec_data::{CandidateSet, Fold, ItemId, Prepared};
+use std::collections::HashMap;
+
+use instructrec_data::{CandidateSet, Fold, ItemId, Prepared, UserId};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::metrics::{pessimistic_rank, pessimistic_rank_excluding, MetricAccumulator, Metrics};
 use crate::protocol::Protocol;
+use crate::queries::QueryLine;
 use crate::scorer::{Case, Request, Scorer};
 
 /// A case with its answer: what the harness knows and the scorer does not.
@@ -32,6 +38,10 @@ pub enum Setting {
     Sampled { size: usize },
     /// Every catalogue item except the user's other interactions.
     FullRanking,
+    /// The paper's way with long lists: the 1 + `size - 1` candidates are shuffled (seeded per
+    /// user) into `groups` equal groups, each group's top-scored item goes to a final list that
+    /// is scored again. A positive that loses its group ranks after every winner.
+    Tournament { size: usize, groups: usize },
 }
 
 impl std::fmt::Display for Setting {
@@ -39,6 +49,9 @@ impl std::fmt::Display for Setting {
         match self {
             Setting::Sampled { size } => write!(f, "1+{} sampled", size - 1),
             Setting::FullRanking => f.write_str("full ranking"),
+            Setting::Tournament { size, groups } => {
+                write!(f, "1+{} in {groups} groups", size - 1)
+            }
         }
     }
 }
@@ -91,9 +104,22 @@ pub fn build_cases(
             protocol.scenario()
         );
     }
+    if protocol == Protocol::HardNegatives {
+        bail!(
+            "protocol {protocol} uses mined lists: build the sequential cases and replace their \
+             candidates with with_candidates"
+        );
+    }
+    if protocol.needs_queries() {
+        bail!(
+            "protocol {protocol} ({}) takes its queries from instruction lines: use \
+             build_query_cases",
+            protocol.scenario()
+        );
+    }
     // Full ranking uses the users of the 1+9 lists, so both settings cover the same people.
     let size = match setting {
-        Setting::Sampled { size } => size,
+        Setting::Sampled { size } | Setting::Tournament { size, .. } => size,
         Setting::FullRanking => 10,
     };
     let sets = stored_candidates(prepared, fold, size)?;
@@ -128,13 +154,133 @@ pub fn build_cases(
                 },
                 positive: set.positive,
                 candidates: match setting {
-                    Setting::Sampled { .. } => set.items(),
                     Setting::FullRanking => Vec::new(),
+                    _ => set.items(),
                 },
                 excluded,
             })
         })
         .collect()
+}
+
+/// The user's interactions other than `positive`, which full ranking never counts above it.
+fn others(prepared: &Prepared, user: UserId, positive: ItemId) -> Vec<ItemId> {
+    prepared.dataset.sequences[user.index()]
+        .iter()
+        .map(|i| i.item)
+        .filter(|&i| i != positive)
+        .collect()
+}
+
+/// Cases of a search protocol from the instruction stage's test lines (see
+/// [`crate::queries::read_queries`]). 1+9 uses each line's own list; longer lists and
+/// tournaments use the stored test lists of that size, whose positive must be the line's.
+/// Product search is <P0,...>: its cases carry no history.
+pub fn build_query_cases(
+    prepared: &Prepared,
+    protocol: Protocol,
+    lines: &[QueryLine],
+    setting: Setting,
+) -> anyhow::Result<Vec<EvalCase>> {
+    if !protocol.needs_queries() {
+        bail!("protocol {protocol} does not take queries");
+    }
+    let stored: Option<HashMap<UserId, &CandidateSet>> = match setting {
+        Setting::Sampled { size } | Setting::Tournament { size, .. } if size != 10 => Some(
+            stored_candidates(prepared, Fold::Test, size)?
+                .iter()
+                .map(|s| (s.user, s))
+                .collect(),
+        ),
+        _ => None,
+    };
+    let mut cases = Vec::with_capacity(lines.len());
+    for line in lines {
+        if line.user.index() >= prepared.dataset.users.len() {
+            bail!(
+                "query line names user {} who is not in the dataset",
+                line.user.0
+            );
+        }
+        let candidates = match (&stored, setting) {
+            (_, Setting::FullRanking) => Vec::new(),
+            (Some(stored), _) => {
+                let Some(set) = stored.get(&line.user) else {
+                    // The sample the lists were drawn for may not cover every query user.
+                    continue;
+                };
+                if set.positive != line.positive {
+                    bail!(
+                        "user {}: stored list has positive {} but the query line's target is {}",
+                        line.user.0,
+                        set.positive.0,
+                        line.positive.0
+                    );
+                }
+                set.items()
+            }
+            (None, _) => line.candidates.clone(),
+        };
+        if !candidates.is_empty() && !candidates.contains(&line.positive) {
+            bail!(
+                "user {}: the query line's target is not among its candidates",
+                line.user.0
+            );
+        }
+        let (history, excluded) = if protocol == Protocol::ProductSearch {
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                prepared
+                    .history_before(line.user, Fold::Test)
+                    .iter()
+                    .map(|i| i.item)
+                    .collect(),
+                others(prepared, line.user, line.positive),
+            )
+        };
+        cases.push(EvalCase {
+            case: Case {
+                user: line.user,
+                history,
+                query: Some(line.query.clone()),
+                instruction: None,
+            },
+            positive: line.positive,
+            candidates,
+            excluded,
+        });
+    }
+    if cases.is_empty() {
+        bail!("no {protocol} case could be built for {setting}");
+    }
+    Ok(cases)
+}
+
+/// Replaces each case's candidates by a list mined elsewhere (hard negatives), matched by user;
+/// cases without a list are dropped. Errors if a list's positive is not the case's.
+pub fn with_candidates(
+    cases: Vec<EvalCase>,
+    lists: &[CandidateSet],
+) -> anyhow::Result<Vec<EvalCase>> {
+    let by_user: HashMap<UserId, &CandidateSet> = lists.iter().map(|s| (s.user, s)).collect();
+    let mut out = Vec::with_capacity(lists.len());
+    for mut c in cases {
+        let Some(set) = by_user.get(&c.case.user) else {
+            continue;
+        };
+        if set.positive != c.positive {
+            bail!(
+                "user {}: mined list has positive {} but the case's is {}",
+                c.case.user.0,
+                set.positive.0,
+                c.positive.0
+            );
+        }
+        c.candidates = set.items();
+        out.push(c);
+    }
+    Ok(out)
 }
 
 fn progress(len: usize, label: String) -> ProgressBar {
@@ -246,8 +392,166 @@ pub fn evaluate_full(
     acc.finish().context("no cases to evaluate").map(Some)
 }
 
-/// Builds the cases and evaluates one setting, timing the scoring. `Ok(None)` for a full-ranking
-/// setting the scorer does not support.
+/// Seeded per-user grouping of a tournament: the candidates shuffled, then cut into `groups`.
+fn tournament_groups(case: &EvalCase, groups: usize, seed: u64) -> Vec<Vec<ItemId>> {
+    let mut items = case.candidates.clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(u64::from(case.case.user.0));
+    items.shuffle(&mut rng);
+    let per = items.len().div_ceil(groups.max(1));
+    items.chunks(per.max(1)).map(<[ItemId]>::to_vec).collect()
+}
+
+/// Index of the top score; a tie goes against `avoid` (the positive), as everywhere else in the
+/// harness.
+fn winner(items: &[ItemId], scores: &[f32], avoid: ItemId) -> usize {
+    let mut best = 0;
+    for i in 1..items.len() {
+        let better =
+            scores[i] > scores[best] || (scores[i] == scores[best] && items[best] == avoid);
+        if better {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Ranks each case's positive by the tournament described at [`Setting::Tournament`]. Groups are
+/// scored as separate requests, so a scorer that reads the list (the instruction model) sees
+/// lists of the size it was tuned on.
+pub fn evaluate_tournament(
+    scorer: &dyn Scorer,
+    cases: &[EvalCase],
+    groups: usize,
+    seed: u64,
+    batch_size: usize,
+) -> anyhow::Result<Metrics> {
+    let mut acc = MetricAccumulator::default();
+    let pb = progress(cases.len(), format!("{} tournament", scorer.name()));
+    let per_batch = (batch_size / groups.max(1)).max(1);
+    for chunk in cases.chunks(per_batch) {
+        let grouped: Vec<Vec<Vec<ItemId>>> = chunk
+            .iter()
+            .map(|c| tournament_groups(c, groups, seed))
+            .collect();
+        let requests: Vec<Request<'_>> = chunk
+            .iter()
+            .zip(&grouped)
+            .flat_map(|(c, gs)| {
+                gs.iter().map(move |g| Request {
+                    case: &c.case,
+                    candidates: g,
+                })
+            })
+            .collect();
+        let scores = checked_scores(scorer, &requests)?;
+        let mut finals = Vec::with_capacity(chunk.len());
+        let mut lost = Vec::with_capacity(chunk.len());
+        let mut at = 0;
+        for (c, gs) in chunk.iter().zip(&grouped) {
+            let mut winners = Vec::with_capacity(gs.len());
+            let mut within = None;
+            for g in gs {
+                let s = &scores[at];
+                at += 1;
+                let w = winner(g, s, c.positive);
+                winners.push(g[w]);
+                if let Some(p) = g.iter().position(|&i| i == c.positive) {
+                    if w != p {
+                        within = Some(pessimistic_rank(s, p)?);
+                    }
+                }
+            }
+            finals.push(winners);
+            lost.push(within);
+        }
+        let final_requests: Vec<Request<'_>> = chunk
+            .iter()
+            .zip(&finals)
+            .map(|(c, w)| Request {
+                case: &c.case,
+                candidates: w,
+            })
+            .collect();
+        let final_scores = checked_scores(scorer, &final_requests)?;
+        for ((c, w), (s, within)) in chunk
+            .iter()
+            .zip(&finals)
+            .zip(final_scores.iter().zip(&lost))
+        {
+            let rank = match within {
+                // After every winner, in its place within its group.
+                Some(r) => w.len() + r - 1,
+                None => {
+                    let p = w.iter().position(|&i| i == c.positive).with_context(|| {
+                        format!("user {}: positive neither won nor lost", c.case.user.0)
+                    })?;
+                    pessimistic_rank(s, p)
+                        .with_context(|| format!("{} on user {}", scorer.name(), c.case.user.0))?
+                }
+            };
+            acc.add(rank);
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    acc.finish().context("no cases to evaluate")
+}
+
+/// Scores requests and checks one score per candidate.
+fn checked_scores(scorer: &dyn Scorer, requests: &[Request<'_>]) -> anyhow::Result<Vec<Vec<f32>>> {
+    let scores = scorer.score_batch(requests)?;
+    if scores.len() != requests.len() {
+        bail!(
+            "{} returned {} score lists for {} requests",
+            scorer.name(),
+            scores.len(),
+            requests.len()
+        );
+    }
+    for (r, s) in requests.iter().zip(&scores) {
+        if s.len() != r.candidates.len() {
+            bail!(
+                "{} returned {} scores for {} candidates (user {})",
+                scorer.name(),
+                s.len(),
+                r.candidates.len(),
+                r.case.user.0
+            );
+        }
+    }
+    Ok(scores)
+}
+
+/// Evaluates built cases under one setting, timing the scoring. `Ok(None)` for a full-ranking
+/// setting the scorer does not support. `seed` only matters for tournaments (the grouping).
+pub fn evaluate_cases(
+    scorer: &dyn Scorer,
+    cases: &[EvalCase],
+    catalogue: usize,
+    fold: Fold,
+    setting: Setting,
+    batch_size: usize,
+    seed: u64,
+) -> anyhow::Result<Option<Evaluation>> {
+    let start = Instant::now();
+    let metrics = match setting {
+        Setting::Sampled { .. } => Some(evaluate_sampled(scorer, cases, batch_size)?),
+        Setting::FullRanking => evaluate_full(scorer, cases, catalogue, batch_size)?,
+        Setting::Tournament { groups, .. } => Some(evaluate_tournament(
+            scorer, cases, groups, seed, batch_size,
+        )?),
+    };
+    let eval_wall_s = start.elapsed().as_secs_f64();
+    Ok(metrics.map(|metrics| Evaluation {
+        setting,
+        fold,
+        metrics,
+        eval_wall_s,
+    }))
+}
+
+/// Builds the cases of a protocol without queries and evaluates one setting.
 pub fn evaluate(
     scorer: &dyn Scorer,
     prepared: &Prepared,
@@ -257,18 +561,6 @@ pub fn evaluate(
     batch_size: usize,
 ) -> anyhow::Result<Option<Evaluation>> {
     let cases = build_cases(prepared, protocol, fold, setting)?;
-    let start = Instant::now();
-    let metrics = match setting {
-        Setting::Sampled { .. } => Some(evaluate_sampled(scorer, &cases, batch_size)?),
-        Setting::FullRanking => {
-            evaluate_full(scorer, &cases, prepared.dataset.items.len(), batch_size)?
-        }
-    };
-    let eval_wall_s = start.elapsed().as_secs_f64();
-    Ok(metrics.map(|metrics| Evaluation {
-        setting,
-        fold,
-        metrics,
-        eval_wall_s,
-    }))
+    let catalogue = prepared.dataset.items.len();
+    evaluate_cases(scorer, &cases, catalogue, fold, setting, batch_size, 0)
 }

@@ -7,13 +7,18 @@ pub mod metrics;
 pub mod paper;
 mod plot;
 pub mod protocol;
+pub mod queries;
 pub mod report;
 pub mod scorer;
 pub mod synthetic;
 
-pub use harness::{build_cases, evaluate, EvalCase, Evaluation, Setting};
+pub use harness::{
+    build_cases, build_query_cases, evaluate, evaluate_cases, with_candidates, EvalCase,
+    Evaluation, Setting,
+};
 pub use instruct::{InstructRecScorer, InstructionIndex, Normalisation};
 pub use metrics::{MetricAccumulator, Metrics};
 pub use protocol::Protocol;
+pub use queries::{read_queries, QueryKind, QueryLine};
 pub use report::{ModelReport, Report, StopReason, TrainingLog};
 pub use scorer::{Case, Request, Scorer};

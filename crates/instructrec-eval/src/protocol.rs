@@ -62,25 +62,30 @@ impl Protocol {
         }
     }
 
+    /// Whether cases come from the instruction stage's query lines (see `crate::queries`).
+    pub fn needs_queries(self) -> bool {
+        matches!(
+            self,
+            Protocol::ProductSearch | Protocol::PersonalisedSearch | Protocol::Tournament
+        )
+    }
+
     /// Why a protocol cannot be evaluated yet; `None` when it can.
     pub fn missing(self) -> Option<&'static str> {
         match self {
-            Protocol::Sequential => None,
-            Protocol::ProductSearch => {
-                Some("needs queries per item and the item-level split wired into cases")
-            }
-            Protocol::PersonalisedSearch | Protocol::HeldOut => {
-                Some("needs vague/specific intention fills from the instruction stage")
-            }
-            Protocol::HardNegatives => {
-                Some("needs the two-tower matching model to draw hard negatives")
-            }
-            Protocol::Tournament => {
-                Some("needs a scorer that picks group winners (the instruction model)")
-            }
-            Protocol::ZeroShot => {
-                Some("needs a second prepared domain and a model trained on the first")
-            }
+            Protocol::Sequential
+            | Protocol::ProductSearch
+            | Protocol::PersonalisedSearch
+            | Protocol::HardNegatives
+            | Protocol::Tournament => None,
+            Protocol::HeldOut => Some(
+                "needs instruction models tuned without the held-out scenario while instruction \
+                 types are added (several tuning runs); not built yet",
+            ),
+            Protocol::ZeroShot => Some(
+                "needs an instruction model tuned on one domain and a second domain's \
+                 instructions; not built yet",
+            ),
         }
     }
 }

@@ -1,8 +1,13 @@
 use std::collections::HashMap;
 
+use instructrec_data::CandidateSet;
 use instructrec_data::{Fold, ItemId, UserId};
-use instructrec_eval::harness::{build_cases, evaluate_full, evaluate_sampled};
+use instructrec_eval::harness::{
+    build_cases, build_query_cases, evaluate_full, evaluate_sampled, evaluate_tournament,
+    stored_candidates, with_candidates,
+};
 use instructrec_eval::report::{config_hash, ModelReport};
+use instructrec_eval::QueryLine;
 use instructrec_eval::{evaluate, synthetic, Case, Protocol, Report, Scorer, Setting};
 
 struct Constant;
@@ -196,12 +201,17 @@ fn broken_scorers_and_missing_protocols_are_errors() {
         format!("{e:#}").contains("9 scores for 10 candidates"),
         "{e:#}"
     );
-    for protocol in Protocol::ALL
-        .into_iter()
-        .filter(|p| *p != Protocol::Sequential)
-    {
+    for protocol in [Protocol::HeldOut, Protocol::ZeroShot] {
         let e = build_cases(&p, protocol, Fold::Test, Setting::Sampled { size: 10 }).unwrap_err();
         assert!(e.to_string().contains("not implemented"), "{e}");
+    }
+    for protocol in [
+        Protocol::ProductSearch,
+        Protocol::PersonalisedSearch,
+        Protocol::Tournament,
+    ] {
+        let e = build_cases(&p, protocol, Fold::Test, Setting::Sampled { size: 10 }).unwrap_err();
+        assert!(e.to_string().contains("build_query_cases"), "{e}");
     }
     let e = build_cases(
         &p,
@@ -278,4 +288,95 @@ fn report_renders_json_markdown_and_svg() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
+}
+
+fn query_lines(p: &instructrec_data::Prepared) -> Vec<QueryLine> {
+    stored_candidates(p, Fold::Test, 10)
+        .unwrap()
+        .iter()
+        .map(|set| QueryLine {
+            user: set.user,
+            positive: set.positive,
+            candidates: set.items(),
+            query: format!("query of user {}", set.user.0),
+        })
+        .collect()
+}
+
+#[test]
+fn query_cases_carry_the_query_and_product_search_no_history() {
+    let p = synthetic::prepared(20, 120, 10);
+    let lines = query_lines(&p);
+    let setting = Setting::Sampled { size: 10 };
+    let personal = build_query_cases(&p, Protocol::PersonalisedSearch, &lines, setting).unwrap();
+    let product = build_query_cases(&p, Protocol::ProductSearch, &lines, setting).unwrap();
+    assert_eq!(personal.len(), lines.len());
+    for ((a, b), line) in personal.iter().zip(&product).zip(&lines) {
+        assert_eq!(a.case.query.as_deref(), Some(line.query.as_str()));
+        assert!(!a.case.history.is_empty());
+        assert!(b.case.history.is_empty());
+        assert_eq!(a.candidates, line.candidates);
+    }
+    // 1+99 takes the stored lists, whose positives must agree with the lines.
+    let long = build_query_cases(
+        &p,
+        Protocol::Tournament,
+        &lines,
+        Setting::Tournament {
+            size: 100,
+            groups: 10,
+        },
+    )
+    .unwrap();
+    assert!(long.iter().all(|c| c.candidates.len() == 100));
+    let mut wrong = lines.clone();
+    wrong[0].positive = ItemId((wrong[0].positive.0 + 1) % 120);
+    let e = build_query_cases(
+        &p,
+        Protocol::Tournament,
+        &wrong,
+        Setting::Sampled { size: 100 },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("positive"), "{e}");
+}
+
+#[test]
+fn tournament_ranks_winners_then_losers() {
+    let p = synthetic::prepared(20, 120, 10);
+    let lines = query_lines(&p);
+    let setting = Setting::Tournament {
+        size: 100,
+        groups: 10,
+    };
+    let cases = build_query_cases(&p, Protocol::Tournament, &lines, setting).unwrap();
+    let answers = answers(&p, Fold::Test);
+    let oracle = evaluate_tournament(&Oracle(answers.clone()), &cases, 10, 3, 64).unwrap();
+    assert_eq!(oracle.hr1, 1.0);
+    // A constant scorer: every tie goes against the positive, which loses its group.
+    let constant = evaluate_tournament(&Constant, &cases, 10, 3, 64).unwrap();
+    assert_eq!(constant.hr5, 0.0);
+    // Second in a group of ten (and so not a winner) means rank 10 + 1.
+    let second = evaluate_tournament(&AtRank(answers, 2), &cases, 10, 3, 64).unwrap();
+    assert_eq!(second.hr5, 0.0);
+    assert_eq!(second.hr10, 0.0);
+}
+
+#[test]
+fn mined_lists_replace_candidates() {
+    let p = synthetic::prepared(20, 120, 10);
+    let cases = build_cases(
+        &p,
+        Protocol::Sequential,
+        Fold::Test,
+        Setting::Sampled { size: 10 },
+    )
+    .unwrap();
+    let mut lists: Vec<CandidateSet> = stored_candidates(&p, Fold::Test, 10).unwrap()[..5].to_vec();
+    lists[0].negatives.reverse();
+    let replaced = with_candidates(cases.clone(), &lists).unwrap();
+    assert_eq!(replaced.len(), 5);
+    assert_eq!(replaced[0].candidates, lists[0].items());
+    lists[1].positive = ItemId((lists[1].positive.0 + 1) % 120);
+    assert!(with_candidates(cases, &lists).is_err());
 }
