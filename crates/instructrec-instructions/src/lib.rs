@@ -25,7 +25,9 @@ pub use stats::{FillKindStats, SplitStats, Stats, Timings};
 pub use template::{
     Fills, Segment, Slot, Template, TemplateError, TemplateLibrary, BUILTIN_TEMPLATES,
 };
-pub use text::{fit_history, mentions_title, normalised_words, TokenCounter, WordCounter};
+pub use text::{
+    fit_history, mentions_title, normalised_words, AnswerFormat, TokenCounter, WordCounter,
+};
 
 /// An independent generator for each (seed, purpose, parts): every sampled thing can be
 /// reproduced from the recorded seed alone, whatever order the work runs in.
@@ -40,25 +42,40 @@ pub(crate) fn seeded_rng(seed: u64, purpose: &str, parts: &[u64]) -> ChaCha8Rng 
 }
 
 impl InstructionSet {
-    /// Writes `train.jsonl`, `validation.jsonl`, `test.jsonl` and `stats.json` into `dir`, each
-    /// atomically.
+    /// Writes `train.jsonl`, `validation.jsonl`, `test.jsonl` and `stats.json` into `dir`. All
+    /// four are completed in temporary files before any is renamed into place, so that a failure
+    /// (a full disk, say) leaves an earlier set whole instead of mixing old and new files.
     pub fn write(&self, dir: &Path) -> Result<(), RecordError> {
         std::fs::create_dir_all(dir).map_err(|source| RecordError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
+        let mut staged = Vec::new();
         for split in Split::ALL {
-            write_jsonl(&dir.join(split.file_name()), self.split(split))?;
+            let path = dir.join(split.file_name());
+            staged.push((record::staged_jsonl(&path, self.split(split))?, path));
         }
         let stats = serde_json::to_vec_pretty(&self.stats).expect("stats serialise");
         let path = dir.join("stats.json");
-        write_atomically(&path, &stats).map_err(|source| RecordError::Io { path, source })
+        match staged_bytes(&path, &stats) {
+            Ok(tmp) => staged.push((tmp, path)),
+            Err(source) => return Err(RecordError::Io { path, source }),
+        }
+        for (tmp, path) in staged {
+            persist(tmp, &path).map_err(|source| RecordError::Io { path, source })?;
+        }
+        Ok(())
     }
 }
 
 /// Writes to a temporary file beside `path` and renames it into place, so a reader never sees
 /// a partial file.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    persist(staged_bytes(path, bytes)?, path)
+}
+
+/// `bytes` complete in a temporary file beside `path`, not yet renamed into place.
+fn staged_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
     use std::io::Write;
     let dir = path
         .parent()
@@ -67,7 +84,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
-    persist(tmp, path)
+    Ok(tmp)
 }
 
 /// Renames a finished temporary file into place, readable like any other output file

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::Optimizer;
-use instructrec_model::{seq2seq_loss, Dropout, Preset};
+use instructrec_model::{seq2seq_loss, Dropout, Preset, T5Config};
 use instructrec_train::init::create_model;
 use instructrec_train::optimizer::{AdamWConfig, FusedAdamW};
 use instructrec_train::tokenizer::{train_tokenizer, TokenizerOptions};
@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         titles.len(),
         t.elapsed().as_secs_f64()
     );
-    let model = create_model(tokenizer, preset, 0, &Device::Cpu)?;
+    let model = create_model(tokenizer, &T5Config::preset(preset), 0, &Device::Cpu)?;
     let cfg = model.config().clone();
     let n_params: usize = model.varmap.all_vars().iter().map(|v| v.elem_count()).sum();
     println!(

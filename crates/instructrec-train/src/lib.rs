@@ -16,4 +16,4 @@ pub mod trainer;
 pub use error::{Result, TrainError};
 // What a front end needs to load and build models, so that it depends on this crate alone.
 pub use candle_core::Device;
-pub use instructrec_model::{Preset, Seq2Seq, TokenLimits};
+pub use instructrec_model::{Preset, Seq2Seq, T5Config, TokenLimits};

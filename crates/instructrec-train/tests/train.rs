@@ -3,7 +3,7 @@
 //! with the same weights, bit for bit, as one that never stopped.
 
 use candle_core::{Device, Tensor};
-use instructrec_model::{Preset, Seq2Seq};
+use instructrec_model::{Preset, Seq2Seq, T5Config};
 use instructrec_train::data::{collate, encode_examples, Encoded, Example};
 use instructrec_train::init::create_model;
 use instructrec_train::pretrain::{span_corruption_examples, CorruptionOptions};
@@ -132,7 +132,15 @@ fn stopped_and_resumed_run_matches_uninterrupted_run_bit_for_bit() {
     let tok = tokenizer();
     let data = encoded(&tok, 24);
     let valid = encoded(&tok, 30)[24..].to_vec();
-    let fresh = || create_model(tok.clone(), Preset::Tiny, 7, &Device::Cpu).unwrap();
+    let fresh = || {
+        create_model(
+            tok.clone(),
+            &T5Config::preset(Preset::Tiny),
+            7,
+            &Device::Cpu,
+        )
+        .unwrap()
+    };
     assert_eq!(weights(&fresh()), weights(&fresh()), "creation is seeded");
 
     let straight_dir = tempfile::tempdir().unwrap();
@@ -235,7 +243,7 @@ fn stopped_and_resumed_run_matches_uninterrupted_run_bit_for_bit() {
 fn loss_falls_on_real_examples_and_checkpoint_reloads_identically() {
     let tok = tokenizer();
     let data = encoded(&tok, 50);
-    let model = create_model(tok, Preset::Tiny, 3, &Device::Cpu).unwrap();
+    let model = create_model(tok, &T5Config::preset(Preset::Tiny), 3, &Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(5);
     cfg.epochs = 30;
@@ -292,7 +300,7 @@ fn time_budget_stops_with_a_checkpoint_and_pretraining_runs_on_items() {
         .collect();
     let corrupted = span_corruption_examples(&tok, &texts, &CorruptionOptions::default()).unwrap();
     assert_eq!(corrupted.len(), 80, "two corrupted copies per item");
-    let model = create_model(tok, Preset::Tiny, 1, &Device::Cpu).unwrap();
+    let model = create_model(tok, &T5Config::preset(Preset::Tiny), 1, &Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(2);
     cfg.run.time_budget = Some(std::time::Duration::ZERO);

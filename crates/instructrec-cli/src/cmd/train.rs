@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use instructrec_data::{ItemId, Prepared};
+use instructrec_instructions::AnswerFormat;
 use instructrec_train::data::{
     encode_examples, read_jsonl, seeded_shuffle, Encoded, Example, Truncation,
 };
@@ -19,7 +20,7 @@ use instructrec_train::tokenizer::{read_corpus, train_tokenizer, TokenizerOption
 use instructrec_train::trainer::{
     Hooks, MetricError, RunControl, TrainConfig, TrainReport, Trainer, LAST_DIR,
 };
-use instructrec_train::{Device, Preset, Seq2Seq, TokenLimits};
+use instructrec_train::{Device, Preset, Seq2Seq, T5Config, TokenLimits};
 
 /// Where the model comes from and how it is trained; shared by `train` and `pretrain`.
 #[derive(Args)]
@@ -35,6 +36,10 @@ pub struct Common {
     /// training text and the --tokenizer-corpus files.
     #[arg(long, default_value = "small")]
     preset: Preset,
+    /// Create a new model of this shape instead of a preset: a Hugging Face-style T5
+    /// config.json (its vocab_size is replaced by the new tokenizer's).
+    #[arg(long, conflicts_with_all = ["init", "preset"])]
+    model_config: Option<PathBuf>,
     /// Extra text for the new tokenizer: plain text (one sentence per line) or instruction
     /// JSONL (its instruction and target fields).
     #[arg(long, num_args = 1..)]
@@ -104,6 +109,10 @@ pub struct TrainArgs {
     /// Reranking validation lines sampled for HR@1.
     #[arg(long, default_value_t = 200)]
     rank_sample: usize,
+    /// How the model names its choice on reranking lines (title, numbered): HR@1 scores each
+    /// candidate in this form; use the form the instructions were built with.
+    #[arg(long, default_value = "title")]
+    answer: AnswerFormat,
     /// Validation lines sampled for the validation loss.
     #[arg(long, default_value_t = 2000)]
     valid_sample: usize,
@@ -246,12 +255,20 @@ impl Common {
                 extra_ids: 100,
             },
         )?;
-        Ok(create_model(
-            tokenizer,
-            self.preset,
-            self.seed,
-            &Device::Cpu,
-        )?)
+        let shape = match &self.model_config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --model-config {}", path.display()))?;
+                let shape: T5Config = serde_json::from_str(&text)
+                    .with_context(|| format!("--model-config {}", path.display()))?;
+                shape
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("--model-config {}: {e}", path.display()))?;
+                shape
+            }
+            None => T5Config::preset(self.preset),
+        };
+        Ok(create_model(tokenizer, &shape, self.seed, &Device::Cpu)?)
     }
 
     fn encode(
@@ -335,6 +352,7 @@ fn rank_cases(
     prepared: &Prepared,
     sample: usize,
     seed: u64,
+    answer: AnswerFormat,
 ) -> Result<Vec<RankCase>> {
     let text =
         std::fs::read_to_string(valid).with_context(|| format!("reading {}", valid.display()))?;
@@ -371,6 +389,11 @@ fn rank_cases(
         };
         if let Some(positive) = candidates.iter().position(|c| *c == target) {
             let instruction = v["instruction"].as_str().unwrap_or_default().to_string();
+            let candidates = candidates
+                .iter()
+                .enumerate()
+                .map(|(i, t)| answer.answer(i, t))
+                .collect();
             cases.push(RankCase {
                 instruction,
                 candidates,
@@ -422,7 +445,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         (Some(dir), Some(valid)) => {
             let prepared =
                 Prepared::load(dir).with_context(|| format!("loading {}", dir.display()))?;
-            let cases = rank_cases(valid, &prepared, args.rank_sample, c.seed)?;
+            let cases = rank_cases(valid, &prepared, args.rank_sample, c.seed, args.answer)?;
             tracing::info!("HR@1 on {} reranking validation lines", cases.len());
             cases
         }
