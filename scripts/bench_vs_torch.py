@@ -141,9 +141,8 @@ def torch_side(model, inputs: dict, eos: int, runs: int, per_candidate_100: bool
     generated = generate()
     out["generate"] = {
         "seconds": median_time(runs, generate),
-        "titles": [
-            [t for t in seq.tolist()[1:] if t != model.config.pad_token_id] for seq in generated.sequences
-        ],
+        # Each sequence: the start token, the title, EOS, then padding.
+        "titles": [(ids := seq.tolist()[1:])[: ids.index(eos) + 1] for seq in generated.sequences],
     }
     return out
 

@@ -239,7 +239,12 @@ fn run(dir: &Path, runs: usize) -> AnyResult<serde_json::Value> {
 
 fn main() -> AnyResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["prepare", preset, dir] => prepare(preset.parse()?, &PathBuf::from(dir)),
         ["run", dir, rest @ ..] => {
             let runs = rest.first().map_or(Ok(3), |r| r.parse())?;

@@ -4,21 +4,33 @@
 //! wrong) backward pass, so every model in this workspace that is trained uses these instead.
 //! Each function here only chains primitive ops whose backward candle implements.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, D,
+};
 use rand::Rng;
 
 /// Softmax over the last dimension.
 ///
-/// The row maximum is subtracted for numerical stability; it is detached because softmax is
-/// invariant to that shift, so its gradient contribution is exactly zero and need not be traced.
+/// On CPU (f32 / f64) one fused pass forward and one backward (`y (g - sum(g y))`): the
+/// attention weights are the largest tensors of a step after the FFN, and the composed chain
+/// below allocates five tensors forward and more backward. Elsewhere the composed chain: the row
+/// maximum is subtracted for stability and detached, because softmax is invariant to that shift
+/// (its gradient contribution is exactly zero).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused_cpu(x) {
+        return x.contiguous()?.apply_op1(RowOp::Softmax);
+    }
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
-/// Log-softmax over the last dimension (stable: `x - max - log(sum(exp(x - max)))`).
+/// Log-softmax over the last dimension (stable: `x - max - log(sum(exp(x - max)))`); fused on
+/// CPU like [`softmax_last_dim`], with backward `g - exp(y) sum(g)`.
 pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused_cpu(x) {
+        return x.contiguous()?.apply_op1(RowOp::LogSoftmax);
+    }
     let max = x.max_keepdim(D::Minus1)?.detach();
     let shifted = x.broadcast_sub(&max)?;
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
@@ -26,11 +38,310 @@ pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 }
 
 /// T5-style RMS norm over the last dimension: `x / sqrt(mean(x^2) + eps) * weight`
-/// (no mean subtraction, no bias).
+/// (no mean subtraction, no bias). Fused on CPU for a `[d]` weight (forward one pass; backward
+/// one pass for `x` and one reduction for `weight`).
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused_cpu(x) && weight.dtype() == x.dtype() && weight.dims() == [x.dim(D::Minus1)?] {
+        return x
+            .contiguous()?
+            .apply_op2(&weight.contiguous()?, RowOp::RmsNorm { eps });
+    }
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     let inv = (ms + eps)?.sqrt()?.recip()?;
     x.broadcast_mul(&inv)?.broadcast_mul(weight)
+}
+
+fn fused_cpu(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) && x.rank() > 0
+}
+
+/// Float element types of the fused CPU kernels.
+trait Real: WithDType {
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+}
+
+impl Real for f32 {
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+}
+
+impl Real for f64 {
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+}
+
+/// Row-wise kernels over the last dimension of contiguous CPU tensors. The `*Grad*` variants
+/// are the backward passes; they are applied without tracking (no second derivatives).
+#[derive(Debug, Clone, Copy)]
+enum RowOp {
+    /// (x) -> softmax(x)
+    Softmax,
+    /// (y = softmax(x), g) -> dL/dx
+    SoftmaxGrad,
+    /// (x) -> log_softmax(x)
+    LogSoftmax,
+    /// (y = log_softmax(x), g) -> dL/dx
+    LogSoftmaxGrad,
+    /// (x, w) -> rms_norm(x) * w
+    RmsNorm { eps: f64 },
+    /// (x, w, g) -> dL/dx
+    RmsNormGradX { eps: f64 },
+    /// (x, g) -> dL/dw, shape `[d]`
+    RmsNormGradW { eps: f64 },
+}
+
+fn row_max<T: Real>(x: &[T]) -> T {
+    x.iter().copied().fold(
+        T::from_f64(f64::NEG_INFINITY),
+        |m, v| if v > m { v } else { m },
+    )
+}
+
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    a.iter()
+        .zip(b)
+        .fold(T::from_f64(0.0), |s, (&a, &b)| s + a * b)
+}
+
+/// `1 / sqrt(mean(x^2) + eps)`.
+fn inv_rms<T: Real>(x: &[T], eps: f64) -> T {
+    let ms = dot(x, x) / T::from_f64(x.len() as f64);
+    T::from_f64(1.0) / (ms + T::from_f64(eps)).sqrt()
+}
+
+/// A fresh buffer of `n` elements filled row by row (rows of `row` elements) by `f(row index,
+/// row)`, in parallel chunks of whole rows for large buffers.
+fn by_rows<T: Real>(n: usize, row: usize, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 15;
+    let mut out = vec![T::from_f64(0.0); n];
+    let rows_per_chunk = (CHUNK / row).max(1);
+    out.par_chunks_mut(rows_per_chunk * row)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            for (i, r) in chunk.chunks_mut(row).enumerate() {
+                f(c * rows_per_chunk + i, r);
+            }
+        });
+    out
+}
+
+impl RowOp {
+    /// Runs the kernel on same-length (but for the weight) contiguous inputs with rows of `row`.
+    fn compute<T: Real>(self, a: &[&[T]], row: usize) -> Vec<T> {
+        let n = a[0].len();
+        let at = |k: usize, r: usize| &a[k][r * row..(r + 1) * row];
+        let one = T::from_f64(1.0);
+        match self {
+            RowOp::Softmax => by_rows(n, row, |r, o| {
+                let x = at(0, r);
+                let m = row_max(x);
+                let mut sum = T::from_f64(0.0);
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = (x - m).exp();
+                    sum += *o;
+                }
+                let inv = one / sum;
+                o.iter_mut().for_each(|o| *o *= inv);
+            }),
+            RowOp::SoftmaxGrad => by_rows(n, row, |r, o| {
+                let (y, g) = (at(0, r), at(1, r));
+                let yg = dot(y, g);
+                for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+                    *o = y * (g - yg);
+                }
+            }),
+            RowOp::LogSoftmax => by_rows(n, row, |r, o| {
+                let x = at(0, r);
+                let m = row_max(x);
+                let sum = x.iter().fold(T::from_f64(0.0), |s, &x| s + (x - m).exp());
+                let shift = m + sum.ln();
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = x - shift;
+                }
+            }),
+            RowOp::LogSoftmaxGrad => by_rows(n, row, |r, o| {
+                let (y, g) = (at(0, r), at(1, r));
+                let gs = g.iter().fold(T::from_f64(0.0), |s, &g| s + g);
+                for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+                    *o = g - y.exp() * gs;
+                }
+            }),
+            RowOp::RmsNorm { eps } => by_rows(n, row, |r, o| {
+                let x = at(0, r);
+                let inv = inv_rms(x, eps);
+                for ((o, &x), &w) in o.iter_mut().zip(x).zip(a[1]) {
+                    *o = x * inv * w;
+                }
+            }),
+            RowOp::RmsNormGradX { eps } => by_rows(n, row, |r, o| {
+                // y_j = w_j x_j s, s = (mean(x^2) + eps)^-1/2, ds/dx_j = -s^3 x_j / d;
+                // with u = g w: dL/dx_j = s u_j - s^3 x_j (u . x) / d.
+                let (x, g) = (at(0, r), at(2, r));
+                let s = inv_rms(x, eps);
+                let ux = x
+                    .iter()
+                    .zip(g)
+                    .zip(a[1])
+                    .fold(T::from_f64(0.0), |acc, ((&x, &g), &w)| acc + g * w * x);
+                let k = s * s * s * ux / T::from_f64(row as f64);
+                for (((o, &x), &g), &w) in o.iter_mut().zip(x).zip(g).zip(a[1]) {
+                    *o = s * g * w - k * x;
+                }
+            }),
+            RowOp::RmsNormGradW { eps } => {
+                use rayon::prelude::*;
+                let zeros = || vec![T::from_f64(0.0); row];
+                (0..n / row)
+                    .into_par_iter()
+                    .fold(zeros, |mut acc, r| {
+                        let (x, g) = (at(0, r), at(1, r));
+                        let s = inv_rms(x, eps);
+                        for ((acc, &x), &g) in acc.iter_mut().zip(x).zip(g) {
+                            *acc += g * x * s;
+                        }
+                        acc
+                    })
+                    .reduce(zeros, |mut a, b| {
+                        a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                        a
+                    })
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RowOp::Softmax => "softmax-fused",
+            RowOp::SoftmaxGrad => "softmax-fused-grad",
+            RowOp::LogSoftmax => "log-softmax-fused",
+            RowOp::LogSoftmaxGrad => "log-softmax-fused-grad",
+            RowOp::RmsNorm { .. } => "rms-norm-fused",
+            RowOp::RmsNormGradX { .. } => "rms-norm-fused-grad-x",
+            RowOp::RmsNormGradW { .. } => "rms-norm-fused-grad-w",
+        }
+    }
+
+    /// Checks the inputs (same float dtype, contiguous) and runs the kernel; rows are the first
+    /// input's last dimension.
+    fn run(self, inputs: &[(&CpuStorage, &Layout)]) -> Result<(CpuStorage, Shape)> {
+        let (s0, l0) = inputs[0];
+        let row = *l0.shape().dims().last().unwrap_or(&1);
+        let shape = match self {
+            RowOp::RmsNormGradW { .. } => Shape::from(row),
+            _ => l0.shape().clone(),
+        };
+        fn slices<'a, T: Real>(
+            op: RowOp,
+            inputs: &[(&'a CpuStorage, &Layout)],
+        ) -> Result<Vec<&'a [T]>> {
+            inputs
+                .iter()
+                .map(|(s, l)| match l.contiguous_offsets() {
+                    Some((start, end)) => Ok(&T::cpu_storage_as_slice(s)?[start..end]),
+                    None => candle_core::bail!("{} expects contiguous input", op.name()),
+                })
+                .collect()
+        }
+        if row == 0 {
+            candle_core::bail!("{}: empty last dimension", self.name());
+        }
+        let out = match s0 {
+            CpuStorage::F32(_) => {
+                f32::to_cpu_storage_owned(self.compute(&slices(self, inputs)?, row))
+            }
+            CpuStorage::F64(_) => {
+                f64::to_cpu_storage_owned(self.compute(&slices(self, inputs)?, row))
+            }
+            _ => candle_core::bail!("{}: only f32 and f64 are supported", self.name()),
+        };
+        Ok((out, shape))
+    }
+}
+
+impl CustomOp1 for RowOp {
+    fn name(&self) -> &'static str {
+        RowOp::name(*self)
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.run(&[(s, l)])
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad_op = match self {
+            RowOp::Softmax => RowOp::SoftmaxGrad,
+            RowOp::LogSoftmax => RowOp::LogSoftmaxGrad,
+            _ => candle_core::bail!("{} has no backward pass", RowOp::name(*self)),
+        };
+        Ok(Some(res.apply_op2_no_bwd(&grad.contiguous()?, &grad_op)?))
+    }
+}
+
+impl CustomOp2 for RowOp {
+    fn name(&self) -> &'static str {
+        RowOp::name(*self)
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run(&[(s1, l1), (s2, l2)])
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let RowOp::RmsNorm { eps } = *self else {
+            candle_core::bail!("{} has no backward pass", RowOp::name(*self))
+        };
+        let grad = grad.contiguous()?;
+        let grad_x = x.apply_op3_no_bwd(w, &grad, &RowOp::RmsNormGradX { eps })?;
+        let grad_w = x.apply_op2_no_bwd(&grad, &RowOp::RmsNormGradW { eps })?;
+        Ok((Some(grad_x), Some(grad_w)))
+    }
+}
+
+impl CustomOp3 for RowOp {
+    fn name(&self) -> &'static str {
+        RowOp::name(*self)
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run(&[(s1, l1), (s2, l2), (s3, l3)])
+    }
 }
 
 /// Layer norm over the last dimension: `(x - mean) / sqrt(var + eps) * weight + bias`,
@@ -359,6 +670,40 @@ mod tests {
                     grad[i]
                 );
             }
+        }
+    }
+
+    /// The fused RMS norm's weight gradient against central finite differences.
+    #[test]
+    fn rms_norm_weight_gradient_matches_finite_differences() {
+        let dev = Device::Cpu;
+        let x = input().to_dtype(DType::F64).unwrap();
+        let r = x.affine(0.7, 0.2).unwrap().cos().unwrap();
+        let w0 = [0.5f64, 1.0, 1.5, -2.0];
+        let loss = |w: &Tensor| rms_norm(&x, w, 1e-6)?.mul(&r)?.sum_all();
+        let w = Var::from_slice(&w0, 4, &dev).unwrap();
+        let grad: Vec<f64> = loss(w.as_tensor())
+            .unwrap()
+            .backward()
+            .unwrap()
+            .get(&w)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let h = 1e-5;
+        for i in 0..w0.len() {
+            let eval = |delta: f64| {
+                let mut v = w0;
+                v[i] += delta;
+                let t = Tensor::new(&v, &dev).unwrap();
+                loss(&t).unwrap().to_scalar::<f64>().unwrap()
+            };
+            let fd = (eval(h) - eval(-h)) / (2.0 * h);
+            assert!(
+                (fd - grad[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                "d/dw[{i}] backward {} vs finite difference {fd}",
+                grad[i]
+            );
         }
     }
 

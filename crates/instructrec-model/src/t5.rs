@@ -10,7 +10,7 @@
 use crate::config::{FeedForwardProj, T5Config};
 use crate::ops;
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, Init, Linear, VarBuilder};
+use candle_nn::{Embedding, Init, VarBuilder};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -59,6 +59,36 @@ fn maybe_dropout(x: Tensor, dropout: &mut Option<&mut Dropout>) -> Result<Tensor
     }
 }
 
+/// A bias-free linear layer, `x @ weight^T`, with all leading dimensions of `x` folded into one
+/// so that forward and backward are single 2-D matrix products. (candle-nn's `Linear` instead
+/// broadcasts the weight over the batch; its backward then materialises a
+/// `[batch, in, out]` weight gradient and sums it: for the LM head of a 16-row batch and a
+/// 32k vocabulary that is a 1 GB temporary.)
+#[derive(Debug, Clone)]
+struct Linear {
+    weight: Tensor,
+}
+
+impl Linear {
+    fn new(weight: Tensor) -> Self {
+        Self { weight }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        let (&d, lead) = dims
+            .split_last()
+            .ok_or_else(|| candle_core::Error::Msg("linear layer on a scalar".into()))?;
+        let rows: usize = lead.iter().product();
+        let out = x.reshape((rows, d))?.matmul(&self.weight.t()?)?;
+        let mut shape = lead.to_vec();
+        shape.push(self.weight.dim(0)?);
+        out.reshape(shape)
+    }
+}
+
 /// A bias-free linear layer initialised with normal(0, std), as transformers initialises T5.
 fn linear(in_dim: usize, out_dim: usize, std: f64, vb: VarBuilder) -> Result<Linear> {
     let w = vb.get_with_hints(
@@ -69,7 +99,7 @@ fn linear(in_dim: usize, out_dim: usize, std: f64, vb: VarBuilder) -> Result<Lin
             stdev: std,
         },
     )?;
-    Ok(Linear::new(w, None))
+    Ok(Linear::new(w))
 }
 
 fn embedding(n: usize, dim: usize, std: f64, vb: VarBuilder) -> Result<Embedding> {
@@ -532,7 +562,7 @@ impl T5 {
         let decoder = Stack::new(cfg, true, vb.pp("decoder"))?;
         let tied = cfg.tie_word_embeddings && !vb.contains_tensor("lm_head.weight");
         let lm_head = if tied {
-            Linear::new(shared.embeddings().clone(), None)
+            Linear::new(shared.embeddings().clone())
         } else {
             linear(cfg.d_model, cfg.vocab_size, 1.0, vb.pp("lm_head"))?
         };
