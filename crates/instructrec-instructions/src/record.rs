@@ -188,6 +188,18 @@ pub enum RecordError {
 /// Writes one instruction per line to a temporary file beside `path`, renamed into place only
 /// when complete.
 pub fn write_jsonl(path: &Path, instructions: &[Instruction]) -> Result<(), RecordError> {
+    let tmp = staged_jsonl(path, instructions)?;
+    crate::persist(tmp, path).map_err(|source| RecordError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The lines for `path`, complete in a temporary file beside it, not yet renamed into place.
+pub(crate) fn staged_jsonl(
+    path: &Path,
+    instructions: &[Instruction],
+) -> Result<tempfile::NamedTempFile, RecordError> {
     let io = |source| RecordError::Io {
         path: path.to_path_buf(),
         source,
@@ -202,8 +214,7 @@ pub fn write_jsonl(path: &Path, instructions: &[Instruction]) -> Result<(), Reco
         serde_json::to_writer(&mut w, &Line::from(i)).map_err(|e| io(e.into()))?;
         w.write_all(b"\n").map_err(io)?;
     }
-    let tmp = w.into_inner().map_err(|e| io(e.into_error()))?;
-    crate::persist(tmp, path).map_err(io)
+    w.into_inner().map_err(|e| io(e.into_error()))
 }
 
 pub fn read_jsonl(path: &Path) -> Result<Vec<Instruction>, RecordError> {

@@ -132,4 +132,3 @@ pub fn corrupt(content: &[u8], how: &Corruption) -> Option<Vec<u8>> {
     }
     Some(out)
 }
-
