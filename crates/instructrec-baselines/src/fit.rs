@@ -11,7 +11,14 @@ use instructrec_eval::report::{config_hash, write_atomic};
 use instructrec_eval::{Scorer, TrainingLog};
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashSet;
+
+use instructrec_data::ItemId;
+use instructrec_eval::QueryKind;
+use instructrec_text::SentenceEncoder;
+
 use crate::seqrec::{self, SeqRec, SeqRecConfig};
+use crate::textrec::{self, read_pairs, TextModelKind, TextRec, TextRecConfig, TextSource};
 use crate::{Bm25, Bm25Config, Popularity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -21,14 +28,18 @@ pub enum Baseline {
     Bm25,
     SasRec,
     Bert4Rec,
+    Dssm,
+    Tem,
 }
 
 impl Baseline {
-    pub const ALL: [Baseline; 4] = [
+    pub const ALL: [Baseline; 6] = [
         Baseline::Popularity,
         Baseline::Bm25,
         Baseline::SasRec,
         Baseline::Bert4Rec,
+        Baseline::Dssm,
+        Baseline::Tem,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +48,8 @@ impl Baseline {
             Baseline::Bm25 => "bm25",
             Baseline::SasRec => "sasrec",
             Baseline::Bert4Rec => "bert4rec",
+            Baseline::Dssm => "dssm",
+            Baseline::Tem => "tem",
         }
     }
 }
@@ -71,6 +84,21 @@ pub struct FitOptions {
     pub validation_stride: Option<usize>,
     /// Where weights are saved after training and loaded from when they match.
     pub checkpoint_dir: Option<PathBuf>,
+    /// A pretrained sentence encoder directory for the text models; without it they train a
+    /// hashed bag of words.
+    pub text_encoder: Option<PathBuf>,
+    /// What the text models (DSSM, TEM) train on; they refuse to fit without it.
+    pub search: Option<SearchTraining>,
+}
+
+/// The (query, target) pairs the text models train on.
+#[derive(Debug, Clone)]
+pub struct SearchTraining {
+    /// An instruction training file (`train.jsonl` from `instructrec instructions build`).
+    pub instructions: PathBuf,
+    pub query: QueryKind,
+    /// Items that must not be training targets (product search's unseen items).
+    pub excluded_targets: Vec<ItemId>,
 }
 
 /// A fitted baseline and what a report says about it.
@@ -87,8 +115,8 @@ pub struct Fitted {
 /// What is stored beside a checkpoint's weights, so it is reused only for the same data and
 /// configuration.
 #[derive(Debug, Serialize, Deserialize)]
-struct CheckpointMeta {
-    config: SeqRecConfig,
+struct CheckpointMeta<C> {
+    config: C,
     config_hash: String,
     dataset_checksums: std::collections::BTreeMap<String, String>,
     train_wall_s: f64,
@@ -158,7 +186,104 @@ pub fn fit(
             }
             fit_seqrec(prepared, config, options.checkpoint_dir.as_deref())
         }
+        Baseline::Dssm | Baseline::Tem => fit_text(baseline, prepared, options),
     }
+}
+
+fn fit_text(
+    baseline: Baseline,
+    prepared: &Prepared,
+    options: &FitOptions,
+) -> anyhow::Result<Fitted> {
+    let search = options.search.as_ref().with_context(|| {
+        format!(
+            "{baseline} trains on query lines: give the instruction directory (--instructions) \
+             and use a search protocol"
+        )
+    })?;
+    let encoder = options
+        .text_encoder
+        .as_deref()
+        .map(SentenceEncoder::load)
+        .transpose()?;
+    let text = match &encoder {
+        Some(e) => TextSource::Pretrained {
+            dir: e.dir().to_path_buf(),
+            weights: e.weights_hash().to_string(),
+        },
+        None => TextSource::Trained {
+            buckets: 1 << 15,
+            dim: 64,
+        },
+    };
+    let kind = match baseline {
+        Baseline::Dssm => TextModelKind::Dssm,
+        _ => TextModelKind::Tem,
+    };
+    let mut config = TextRecConfig::new(kind, text, search.query, options.seed);
+    config.excluded_targets = search.excluded_targets.len();
+    if let Some(t) = options.time_budget_s {
+        config.time_budget_s = t;
+    }
+    if let Some(e) = options.max_epochs {
+        config.max_epochs = e;
+    }
+    let config_json = serde_json::to_value(&config)?;
+    let hash = config_hash(&config_json);
+    let name = config.name();
+    let paths = options.checkpoint_dir.as_ref().map(|d| {
+        let stem = format!("{name}-{}", &hash[..12]);
+        (
+            d.join(format!("{stem}.safetensors")),
+            d.join(format!("{stem}.json")),
+        )
+    });
+    if let Some((weights, meta_path)) = &paths {
+        if weights.exists() && meta_path.exists() {
+            let text = std::fs::read_to_string(meta_path)
+                .with_context(|| format!("reading {}", meta_path.display()))?;
+            let meta: CheckpointMeta<TextRecConfig> = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", meta_path.display()))?;
+            if meta.config_hash == hash && meta.dataset_checksums == prepared.manifest.checksums {
+                let mut model = TextRec::new(config, prepared, encoder)?;
+                model.load(weights)?;
+                tracing::info!(model = name, path = %weights.display(), "loaded checkpoint");
+                return Ok(Fitted {
+                    model_hash: model.weights_hash()?,
+                    scorer: Box::new(model),
+                    config: config_json,
+                    config_hash: hash,
+                    train_wall_s: meta.train_wall_s,
+                    training: Some(meta.training),
+                    loaded_from: Some(weights.clone()),
+                });
+            }
+        }
+    }
+    let excluded: HashSet<ItemId> = search.excluded_targets.iter().copied().collect();
+    let pairs = read_pairs(&search.instructions, prepared, search.query, &excluded)?;
+    tracing::info!(model = name, pairs = pairs.len(), "training pairs");
+    let trained = textrec::train(prepared, config.clone(), encoder, pairs)?;
+    if let Some((weights, meta_path)) = &paths {
+        trained.model.save(weights)?;
+        let meta = CheckpointMeta {
+            config,
+            config_hash: hash.clone(),
+            dataset_checksums: prepared.manifest.checksums.clone(),
+            train_wall_s: trained.train_wall_s,
+            training: trained.log.clone(),
+        };
+        write_atomic(meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
+    }
+    Ok(Fitted {
+        model_hash: trained.model.weights_hash()?,
+        scorer: Box::new(trained.model),
+        config: config_json,
+        config_hash: hash,
+        train_wall_s: trained.train_wall_s,
+        training: Some(trained.log),
+        loaded_from: None,
+    })
 }
 
 fn fit_seqrec(
@@ -179,7 +304,7 @@ fn fit_seqrec(
         if weights.exists() && meta_path.exists() {
             let text = std::fs::read_to_string(meta_path)
                 .with_context(|| format!("reading {}", meta_path.display()))?;
-            let meta: CheckpointMeta = serde_json::from_str(&text)
+            let meta: CheckpointMeta<SeqRecConfig> = serde_json::from_str(&text)
                 .with_context(|| format!("parsing {}", meta_path.display()))?;
             if meta.config_hash == hash && meta.dataset_checksums == prepared.manifest.checksums {
                 let mut model = SeqRec::new(config, prepared.dataset.items.len())?;

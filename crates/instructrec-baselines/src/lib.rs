@@ -1,12 +1,14 @@
 //! Classic baselines for instructrec, each evaluated through `instructrec_eval::Scorer`:
-//! popularity, BM25 over item text, SASRec and BERT4Rec.
+//! popularity, BM25 over item text, SASRec and BERT4Rec, and the text search models DSSM and TEM.
 
 pub mod bm25;
 pub mod popularity;
 pub mod seqrec;
+pub mod textrec;
 
 pub use bm25::{Bm25, Bm25Config};
 pub use popularity::Popularity;
 pub use seqrec::{SeqRec, SeqRecConfig, Variant};
 pub mod fit;
-pub use fit::{fit, Baseline, FitOptions, Fitted};
+pub use fit::{fit, Baseline, FitOptions, Fitted, SearchTraining};
+pub use textrec::{TextModelKind, TextRec, TextRecConfig, TextSource};

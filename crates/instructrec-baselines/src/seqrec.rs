@@ -157,10 +157,10 @@ struct Block {
 
 /// Creates every parameter from one generator, in a fixed order, so the same seed gives the same
 /// initial weights (candle's own CPU generator cannot be seeded).
-struct Init<'a> {
-    varmap: &'a VarMap,
-    rng: &'a mut ChaCha8Rng,
-    device: &'a Device,
+pub(crate) struct Init<'a> {
+    pub(crate) varmap: &'a VarMap,
+    pub(crate) rng: &'a mut ChaCha8Rng,
+    pub(crate) device: &'a Device,
 }
 
 impl Init<'_> {
@@ -175,7 +175,7 @@ impl Init<'_> {
         Ok(tensor)
     }
 
-    fn normal(&mut self, name: String, shape: (usize, usize), std: f32) -> anyhow::Result<Tensor> {
+    pub(crate) fn normal(&mut self, name: String, shape: (usize, usize), std: f32) -> anyhow::Result<Tensor> {
         let dist = Normal::new(0f32, std)?;
         let values: Vec<f32> = (0..shape.0 * shape.1)
             .map(|_| dist.sample(self.rng))
@@ -184,25 +184,54 @@ impl Init<'_> {
         self.add(name, t)
     }
 
-    fn constant(&mut self, name: String, len: usize, value: f32) -> anyhow::Result<Tensor> {
+    pub(crate) fn constant(&mut self, name: String, len: usize, value: f32) -> anyhow::Result<Tensor> {
         let t = Tensor::full(value, len, self.device)?;
         self.add(name, t)
     }
 
     /// Xavier-normal weight and zero bias.
-    fn linear(&mut self, name: &str, inp: usize, out: usize) -> anyhow::Result<Linear> {
+    pub(crate) fn linear(&mut self, name: &str, inp: usize, out: usize) -> anyhow::Result<Linear> {
         let std = (2.0 / (inp + out) as f32).sqrt();
         let w = self.normal(format!("{name}.weight"), (out, inp), std)?;
         let b = self.constant(format!("{name}.bias"), out, 0.0)?;
         Ok(Linear::new(w, Some(b)))
     }
 
-    fn norm(&mut self, name: &str, dim: usize) -> anyhow::Result<(Tensor, Tensor)> {
+    pub(crate) fn norm(&mut self, name: &str, dim: usize) -> anyhow::Result<(Tensor, Tensor)> {
         Ok((
             self.constant(format!("{name}.weight"), dim, 1.0)?,
             self.constant(format!("{name}.bias"), dim, 0.0)?,
         ))
     }
+}
+
+/// Writes every weight to `path` through a temporary file, so a stop leaves no partial file.
+pub(crate) fn save_varmap(varmap: &VarMap, path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::Builder::new()
+        .suffix(".safetensors")
+        .tempfile_in(dir)?;
+    varmap.save(tmp.path())?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// SHA-256 of every weight, in name order (the same bytes whether trained or loaded).
+pub(crate) fn varmap_hash(varmap: &VarMap) -> anyhow::Result<String> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut h = Sha256::new();
+    for n in names {
+        h.update(n.as_bytes());
+        let v: Vec<f32> = data[n].as_tensor().flatten_all()?.to_vec1()?;
+        for x in v {
+            h.update(x.to_le_bytes());
+        }
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// A copy of every weight, by name (the best epoch so far).
@@ -224,7 +253,7 @@ pub struct SeqRec {
 
 /// Applies a linear layer to `[batch, len, in]` as one 2-D matmul: candle's `Linear` on 3-D
 /// input broadcasts the weight into `batch` small matmuls, many times slower here.
-fn linear3(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn linear3(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
     let (b, l, d) = x.dims3()?;
     let y = layer.forward(&x.reshape((b * l, d))?)?;
     let out = y.dim(1)?;
@@ -405,15 +434,7 @@ impl SeqRec {
     }
 
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = tempfile::Builder::new()
-            .suffix(".safetensors")
-            .tempfile_in(dir)?;
-        self.varmap.save(tmp.path())?;
-        tmp.persist(path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        save_varmap(&self.varmap, path)
     }
 
     pub fn load(&mut self, path: &Path) -> anyhow::Result<()> {
@@ -424,18 +445,7 @@ impl SeqRec {
 
     /// SHA-256 of every weight, in name order (the same bytes whether trained or loaded).
     pub fn weights_hash(&self) -> anyhow::Result<String> {
-        let data = self.varmap.data().lock().expect("varmap lock");
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        let mut h = Sha256::new();
-        for n in names {
-            h.update(n.as_bytes());
-            let v: Vec<f32> = data[n].as_tensor().flatten_all()?.to_vec1()?;
-            for x in v {
-                h.update(x.to_le_bytes());
-            }
-        }
-        Ok(hex::encode(h.finalize()))
+        varmap_hash(&self.varmap)
     }
 
     fn snapshot(&self) -> anyhow::Result<Snapshot> {

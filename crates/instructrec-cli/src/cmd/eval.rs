@@ -5,13 +5,15 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use instructrec_baselines::{fit, Baseline, FitOptions};
+use instructrec_baselines::{fit, Baseline, FitOptions, SearchTraining};
 use std::collections::HashSet;
 
-use instructrec_data::{Fold, Prepared, UserId};
+use instructrec_data::{CandidateSet, Fold, Prepared, UserId};
+use instructrec_eval::harness::{build_query_cases, candidates_checksum, EvalCase};
+use instructrec_eval::report::CandidateInfo;
 use instructrec_eval::{
-    evaluate, InstructRecScorer, InstructionIndex, ModelReport, Normalisation, Protocol, Report,
-    Setting,
+    evaluate, evaluate_cases, read_queries, InstructRecScorer, InstructionIndex, ModelReport,
+    Normalisation, Protocol, QueryKind, Report, Setting,
 };
 use instructrec_instructions::{IntentionKind, PreferenceKind, Split};
 use instructrec_train::{Device, Seq2Seq, TokenLimits};
@@ -19,14 +21,16 @@ use sha2::{Digest, Sha256};
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Protocol: sequential (implemented); product-search, personalised-search, hard-negatives,
-    /// tournament, held-out and zero-shot are named but refused until their inputs exist.
+    /// Protocol: sequential, product-search, personalised-search and tournament (1+99 with the
+    /// query of --query, in one pass and as 10 groups) are implemented; hard-negatives, held-out
+    /// and zero-shot are named but refused until their inputs exist.
     #[arg(long)]
     protocol: Protocol,
     /// A prepared directory (from `instructrec data prepare`).
     #[arg(long)]
     data: PathBuf,
-    /// Comma-separated models: popularity, bm25, sasrec, bert4rec.
+    /// Comma-separated models: popularity, bm25, sasrec, bert4rec, dssm, tem (the last two only
+    /// under search protocols).
     #[arg(
         long,
         value_delimiter = ',',
@@ -78,6 +82,35 @@ pub struct EvalArgs {
     /// instead of the sum (removes the sum's preference for short titles).
     #[arg(long)]
     length_normalise: bool,
+    /// Search protocols: which fill is the query (explicit = P2, vague = I1, specific = I2).
+    /// product-search always uses specific; personalised-search and tournament default to vague.
+    #[arg(long)]
+    query: Option<QueryKind>,
+    /// A pretrained sentence encoder directory (all-MiniLM-L6-v2: config.json,
+    /// model.safetensors, tokenizer.json) for DSSM and TEM; without it they train their own
+    /// word embeddings.
+    #[arg(long)]
+    text_encoder: Option<PathBuf>,
+    /// Search protocols: evaluate only the first N users (by id) of the query lines.
+    #[arg(long)]
+    max_users: Option<usize>,
+}
+
+/// A search protocol's query: the lines' preference and the fill used as the query.
+fn search_query(
+    protocol: Protocol,
+    query: Option<QueryKind>,
+) -> anyhow::Result<(PreferenceKind, QueryKind)> {
+    Ok(match (protocol, query) {
+        (Protocol::ProductSearch, None | Some(QueryKind::Specific)) => {
+            (PreferenceKind::None, QueryKind::Specific)
+        }
+        (Protocol::ProductSearch, Some(q)) => {
+            anyhow::bail!("product-search queries are specific intentions, not {q}")
+        }
+        (_, Some(QueryKind::Explicit)) => (PreferenceKind::Explicit, QueryKind::Explicit),
+        (_, q) => (PreferenceKind::Implicit, q.unwrap_or(QueryKind::Vague)),
+    })
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -90,6 +123,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             "protocol {} ({}) is not implemented: {why}",
             args.protocol,
             args.protocol.scenario()
+        );
+    }
+    if args.instructrec.is_some() && args.protocol != Protocol::Sequential {
+        anyhow::bail!(
+            "--instructrec is evaluated under the sequential protocol only so far: its search \
+             instructions are keyed by the 1+9 lists"
         );
     }
     let mut prepared = Prepared::load(&args.data)
@@ -106,40 +145,113 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let sizes: Vec<usize> = [10, 100]
-        .into_iter()
-        .filter(|&s| prepared.candidates(Fold::Test, s).is_some())
-        .collect();
-    let mut settings: Vec<Setting> = sizes
-        .iter()
-        .map(|&size| Setting::Sampled { size })
-        .collect();
-    if !args.no_full_ranking {
-        settings.push(Setting::FullRanking);
-    }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let lists: Vec<(Fold, usize)> = sizes.iter().map(|&s| (Fold::Test, s)).collect();
-    let mut report = Report::new(&prepared, args.protocol, command, args.seed, &lists)?;
+    let catalogue = prepared.dataset.items.len();
+    let mut search = None;
+    let (settings, mut report, query_cases) = if args.protocol.needs_queries() {
+        let dir = args.instructions.as_ref().with_context(|| {
+            format!("protocol {} reads its queries from --instructions", args.protocol)
+        })?;
+        let (preference, query) = search_query(args.protocol, args.query)?;
+        let mut lines = read_queries(&dir.join(Split::Test.file_name()), preference, query)?;
+        lines.sort_by_key(|l| l.user);
+        if let Some(n) = args.max_users {
+            lines.truncate(n);
+        }
+        let mut settings = match args.protocol {
+            Protocol::Tournament => vec![
+                Setting::Sampled { size: 100 },
+                Setting::Tournament {
+                    size: 100,
+                    groups: 10,
+                },
+            ],
+            _ => vec![Setting::Sampled { size: 10 }],
+        };
+        if !args.no_full_ranking {
+            settings.push(Setting::FullRanking);
+        }
+        let mut report = Report::new(&prepared, args.protocol, command, args.seed, &[])?;
+        report.scenario = match args.protocol {
+            Protocol::ProductSearch => "<P0,I2,T3>".into(),
+            Protocol::Tournament => format!("<P1,{},T3>, 100 candidates", query.aspect()),
+            _ => format!("<P1,{},T3>", query.aspect()),
+        };
+        let mut cases = Vec::new();
+        for &setting in &settings {
+            let c = build_query_cases(&prepared, args.protocol, &lines, setting)?;
+            if !matches!(setting, Setting::FullRanking) {
+                let sets: Vec<CandidateSet> = c.iter().map(as_candidate_set).collect();
+                report.candidates.push(CandidateInfo {
+                    fold: Fold::Test,
+                    size: sets[0].negatives.len() + 1,
+                    cases: sets.len(),
+                    checksum: candidates_checksum(&sets),
+                });
+            }
+            cases.push(c);
+        }
+        let excluded_targets = if args.protocol == Protocol::ProductSearch {
+            let split = &prepared.item_split;
+            split.validation.iter().chain(&split.test).copied().collect()
+        } else {
+            Vec::new()
+        };
+        search = Some(SearchTraining {
+            instructions: dir.join(Split::Train.file_name()),
+            query,
+            excluded_targets,
+        });
+        (settings, report, Some(cases))
+    } else {
+        let sizes: Vec<usize> = [10, 100]
+            .into_iter()
+            .filter(|&s| prepared.candidates(Fold::Test, s).is_some())
+            .collect();
+        let mut settings: Vec<Setting> = sizes
+            .iter()
+            .map(|&size| Setting::Sampled { size })
+            .collect();
+        if !args.no_full_ranking {
+            settings.push(Setting::FullRanking);
+        }
+        let lists: Vec<(Fold, usize)> = sizes.iter().map(|&s| (Fold::Test, s)).collect();
+        let report = Report::new(&prepared, args.protocol, command, args.seed, &lists)?;
+        (settings, report, None)
+    };
     let options = FitOptions {
         seed: args.seed,
         time_budget_s: args.time_budget_s,
         max_epochs: args.max_epochs,
         validation_stride: args.validation_stride,
         checkpoint_dir: args.checkpoint_dir.clone(),
+        text_encoder: args.text_encoder.clone(),
+        search,
     };
     for &baseline in &args.models {
         tracing::info!(model = %baseline, "fitting");
         let fitted = fit(baseline, &prepared, &options)?;
         let mut results = Vec::new();
-        for &setting in &settings {
-            let e = evaluate(
-                fitted.scorer.as_ref(),
-                &prepared,
-                args.protocol,
-                Fold::Test,
-                setting,
-                args.batch_size,
-            )?;
+        for (i, &setting) in settings.iter().enumerate() {
+            let e = match &query_cases {
+                Some(cases) => evaluate_cases(
+                    fitted.scorer.as_ref(),
+                    &cases[i],
+                    catalogue,
+                    Fold::Test,
+                    setting,
+                    args.batch_size,
+                    args.seed,
+                )?,
+                None => evaluate(
+                    fitted.scorer.as_ref(),
+                    &prepared,
+                    args.protocol,
+                    Fold::Test,
+                    setting,
+                    args.batch_size,
+                )?,
+            };
             if let Some(e) = e {
                 tracing::info!(
                     model = %baseline,
@@ -226,6 +338,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     println!("wrote {}.{{json,md,svg}}", args.out.display());
     Ok(())
+}
+
+/// A case's list in the stored form, for the report's checksum.
+fn as_candidate_set(c: &EvalCase) -> CandidateSet {
+    CandidateSet {
+        user: c.case.user,
+        positive: c.positive,
+        negatives: c
+            .candidates
+            .iter()
+            .copied()
+            .filter(|&i| i != c.positive)
+            .collect(),
+    }
 }
 
 /// Keeps only the candidate lists of `users`, so that every model is scored on the same sample
