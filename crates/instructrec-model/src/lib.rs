@@ -2,6 +2,7 @@
 //! composed differentiable ops shared by the other models of the workspace.
 
 pub mod config;
+pub mod cpu;
 pub mod error;
 pub mod generate;
 pub mod ops;
