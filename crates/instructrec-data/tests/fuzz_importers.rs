@@ -45,7 +45,10 @@ fn layouts() -> Vec<Layout> {
         Layout {
             format: Format::AmazonGames,
             files: vec![
-                text("raw/G.inter.json", r#"{"0": [0, 1, 2], "1": [1, 2, 0], "2": [2, 0, 1]}"#),
+                text(
+                    "raw/G.inter.json",
+                    r#"{"0": [0, 1, 2], "1": [1, 2, 0], "2": [2, 0, 1]}"#,
+                ),
                 text("raw/G.item2id", "B1\t0\nB2\t1\nB3\t2\n"),
                 text("raw/G.user2id", "U1\t0\nU2\t1\nU3\t2\n"),
                 text(
@@ -95,10 +98,7 @@ fn layouts() -> Vec<Layout> {
         },
         Layout {
             format: Format::Amazon2018,
-            files: vec![
-                text("Toys.json", REVIEWS),
-                text("meta_Toys.json", META),
-            ],
+            files: vec![text("Toys.json", REVIEWS), text("meta_Toys.json", META)],
         },
         Layout {
             format: Format::Amazon2018,

@@ -53,8 +53,13 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<u64>().prop_map(|n| Value::Number(n.into())),
         any::<f64>().prop_filter_map("finite", |f| Number::from_f64(f).map(Value::Number)),
         "\\PC{0,40}".prop_map(Value::String),
-        prop::sample::select(vec!["U3", "S00002", "Puzzle game number 5", "Video Games, Racing"])
-            .prop_map(|s| Value::String(s.to_string())),
+        prop::sample::select(vec![
+            "U3",
+            "S00002",
+            "Puzzle game number 5",
+            "Video Games, Racing"
+        ])
+        .prop_map(|s| Value::String(s.to_string())),
     ];
     leaf.prop_recursive(4, 40, 8, |inner| {
         let key = prop_oneof![

@@ -33,12 +33,15 @@ fn fsync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes a file through a temporary sibling and a rename.
+/// The temporary name is fixed, not per process, so that one left by a killed run is reused.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = sibling(path, &format!("tmp-{}", std::process::id()))?;
+    let tmp = sibling(path, "tmp")?;
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(&tmp))?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        // Best effort, as below: the write error is the one to report.
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(&tmp)(e));
+    }
     fs::rename(&tmp, path).map_err(io_err(path))?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fsync_dir(parent)?;
@@ -53,7 +56,9 @@ pub fn write_dir_atomic(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let tmp = sibling(target, &format!("tmp-{}", std::process::id()))?;
+    // A fixed name, not per process: the temporary directory of a killed run is removed here
+    // instead of lingering beside the checkpoint.
+    let tmp = sibling(target, "tmp")?;
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
