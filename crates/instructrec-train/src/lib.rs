@@ -1,12 +1,13 @@
 //! Training for instructrec's seq2seq models: a T5-style tokenizer trained on the project's
 //! text, instruction tuning (negative log-likelihood of the target given the instruction) with
-//! a fused AdamW, span-corruption pre-training on item text, and checkpoints that resume
+//! a fused AdamW (or low-rank adapters on a large checkpoint), span-corruption pre-training on item text, and checkpoints that resume
 //! bit for bit.
 
 pub mod checkpoint;
 pub mod data;
 mod error;
 pub mod init;
+pub mod lora;
 pub mod optimizer;
 pub mod pretrain;
 pub mod schedule;

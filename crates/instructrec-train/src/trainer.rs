@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, OPTIMIZER_FILE, STATE_FILE};
 use crate::data::{self, derive_seed, Encoded, Truncation, STREAM_DROPOUT};
 use crate::error::{io_err, Result, TrainError};
+use crate::lora::{Lora, LoraConfig};
 use crate::optimizer::{AdamWConfig, FusedAdamW, Param};
 use crate::schedule::{Decay, Schedule};
 
@@ -49,6 +50,9 @@ pub struct TrainConfig {
     pub dropout: Option<f32>,
     /// Batches per length-sorting window (1 = no length bucketing).
     pub bucket_batches: usize,
+    /// Train low-rank adapters on these weights instead of every parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
     #[serde(flatten)]
     pub run: RunControl,
 }
@@ -85,6 +89,7 @@ impl Default for TrainConfig {
             max_target_len: 64,
             dropout: None,
             bucket_batches: 50,
+            lora: None,
             run: RunControl {
                 time_budget: None,
                 save_every: Some(500),
@@ -220,8 +225,14 @@ pub fn model_params(model: &Seq2Seq) -> Vec<Param> {
         .collect()
 }
 
+/// What the optimizer updates: the adapters when LoRA is on, else every parameter.
+fn trainable(model: &Seq2Seq, lora: Option<&Lora>) -> Vec<Param> {
+    lora.map_or_else(|| model_params(model), Lora::params)
+}
+
 pub struct Trainer {
     model: Seq2Seq,
+    lora: Option<Lora>,
     opt: FusedAdamW,
     cfg: TrainConfig,
     state: TrainerState,
@@ -245,7 +256,12 @@ impl Trainer {
         if train.is_empty() {
             return Err(TrainError::Config("no training examples".into()));
         }
-        let opt = FusedAdamW::new(model_params(&model), cfg.adamw)?;
+        let lora = cfg
+            .lora
+            .as_ref()
+            .map(|l| Lora::attach(&model, l, cfg.seed))
+            .transpose()?;
+        let opt = FusedAdamW::new(trainable(&model, lora.as_ref()), cfg.adamw)?;
         let total_steps = total_steps(&cfg, train.len());
         let state = TrainerState {
             format: STATE_FORMAT,
@@ -267,6 +283,7 @@ impl Trainer {
         Ok(Self {
             schedule: schedule(&cfg, total_steps),
             model,
+            lora,
             opt,
             cfg,
             state,
@@ -277,7 +294,8 @@ impl Trainer {
     }
 
     /// Continues the run whose checkpoint is `out_dir/last`. `model` must have been loaded from
-    /// that checkpoint, and `train` must be the same examples; `run` may differ from the
+    /// that checkpoint (with LoRA: the model the run started from, since the checkpoint holds
+    /// merged weights), and `train` must be the same examples; `run` may differ from the
     /// original run's (a new time budget, say), nothing else in the configuration may.
     pub fn resume(
         model: Seq2Seq,
@@ -308,7 +326,12 @@ impl Trainer {
         }
         let mut cfg = state.config.clone();
         cfg.run = run;
-        let mut opt = FusedAdamW::new(model_params(&model), cfg.adamw)?;
+        let lora = cfg
+            .lora
+            .as_ref()
+            .map(|l| Lora::load(&model, l, &last))
+            .transpose()?;
+        let mut opt = FusedAdamW::new(trainable(&model, lora.as_ref()), cfg.adamw)?;
         let moments =
             candle_core::safetensors::load(last.join(OPTIMIZER_FILE), &candle_core::Device::Cpu)
                 .map_err(|e| TrainError::Checkpoint {
@@ -326,6 +349,7 @@ impl Trainer {
         Ok(Self {
             schedule: schedule(&cfg, state.total_steps),
             model,
+            lora,
             opt,
             cfg,
             state,
@@ -395,7 +419,10 @@ impl Trainer {
                     )?;
                     let (nll, n) = seq2seq_nll(&logits, &batch.labels)?;
                     let loss = (nll / n as f64)?;
-                    let grads = loss.backward()?;
+                    let mut grads = loss.backward()?;
+                    if let Some(lora) = &self.lora {
+                        lora.add_grads(&mut grads)?;
+                    }
                     self.opt.accumulate(&grads, 1.0 / group.len() as f32)?;
                     step_loss += loss.to_scalar::<f32>()? as f64 / group.len() as f64;
                     tokens += batch.source_tokens + batch.target_tokens;
@@ -403,6 +430,9 @@ impl Trainer {
                 }
                 let lr = self.schedule.lr(self.state.step + 1);
                 let stats = self.opt.step(lr, self.cfg.max_grad_norm)?;
+                if let Some(lora) = &self.lora {
+                    lora.merge()?;
+                }
                 if stats.without_grad > 0 && self.state.step == 0 {
                     tracing::warn!("{} parameters received no gradient", stats.without_grad);
                 }
@@ -559,6 +589,9 @@ impl Trainer {
                     path: dir.to_path_buf(),
                     message: format!("cannot save model: {e}"),
                 })?;
+            if let Some(lora) = &self.lora {
+                lora.save(dir)?;
+            }
             if with_optimizer {
                 let tensors: HashMap<String, Tensor> =
                     self.opt.state_tensors()?.into_iter().collect();

@@ -12,6 +12,7 @@ use instructrec_train::data::{
     encode_examples, read_jsonl, seeded_shuffle, Encoded, Example, Truncation,
 };
 use instructrec_train::init::create_model;
+use instructrec_train::lora::LoraConfig;
 use instructrec_train::pretrain::{
     item_text, pretraining_items, span_corruption_examples, CorruptionOptions,
 };
@@ -78,6 +79,21 @@ pub struct Common {
     max_source_len: usize,
     #[arg(long, default_value_t = 64)]
     max_target_len: usize,
+    /// Train low-rank adapters of this rank instead of all weights (for large --init
+    /// checkpoints); checkpoints hold the merged model plus the adapters in PEFT's layout.
+    #[arg(long, requires = "init")]
+    lora_rank: Option<usize>,
+    /// LoRA scaling numerator: adapters are applied as (alpha / rank) B A.
+    #[arg(long, default_value_t = 16.0, requires = "lora_rank")]
+    lora_alpha: f64,
+    /// Weights that get adapters, by module name (q, k, v, o, wi_0, wi_1, wo).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "q,v",
+        requires = "lora_rank"
+    )]
+    lora_targets: Vec<String>,
     /// Dropout rate (default: the model config's).
     #[arg(long)]
     dropout: Option<f32>,
@@ -172,6 +188,11 @@ impl Common {
             max_target_len: self.max_target_len,
             dropout: self.dropout,
             run: self.run_control(),
+            lora: self.lora_rank.map(|rank| LoraConfig {
+                rank,
+                alpha: self.lora_alpha,
+                targets: self.lora_targets.clone(),
+            }),
             ..TrainConfig::default()
         };
         cfg.adamw.weight_decay = self.weight_decay;
@@ -306,7 +327,15 @@ impl Common {
         let mut trainer = match self.resumable()? {
             Some(last) => {
                 self.check_same_run(&last)?;
-                let model = Seq2Seq::load_hf_dir(&last, &Device::Cpu)?;
+                // A LoRA checkpoint holds merged weights; the adapters are resumed on top of
+                // the model the run started from.
+                let from = match (&self.lora_rank, &self.init) {
+                    (None, _) => last.clone(),
+                    (Some(_), Some(init)) => init.clone(),
+                    (Some(_), None) => bail!("--resume with --lora-rank needs the same --init"),
+                };
+                let model = Seq2Seq::load_hf_dir(&from, &Device::Cpu)
+                    .with_context(|| format!("loading {}", from.display()))?;
                 let (train, _, valid) = encode(&model)?;
                 Trainer::resume(model, train, valid, self.run_control(), &self.out)?
             }
