@@ -1,6 +1,11 @@
 //! A loopback load test: the server runs in-process on an ephemeral port and a pool of clients
 //! sends recommendation requests (a fixed mix of scenarios over many users) until the count or
 //! the time limit is reached. Reports latency percentiles and every failure.
+//!
+//! The sustained mode ([`run_sustained`]) keeps the concurrency for a fixed duration instead and
+//! reports each tenth (or other fraction) of it separately: latency, throughput, errors and the
+//! process's resident memory, then the last window against the first, so that a server whose
+//! latency or memory creeps up under load shows it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -118,16 +123,41 @@ pub fn run(rec: Arc<Recommender>, config: BenchConfig) -> anyhow::Result<BenchRe
     tokio::runtime::Runtime::new()?.block_on(run_async(rec, config))
 }
 
-async fn run_async(rec: Arc<Recommender>, config: BenchConfig) -> anyhow::Result<BenchReport> {
+/// Serves `rec` in-process on an ephemeral loopback port; returns the recommend URL, the server
+/// task and a client pooled for `concurrency` connections.
+async fn start(
+    rec: Arc<Recommender>,
+    concurrency: usize,
+    model_slots: usize,
+) -> anyhow::Result<(
+    String,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    reqwest::Client,
+)> {
     let listener = bind("127.0.0.1:0".parse()?).await?;
     let addr = listener.local_addr()?;
-    let app = router(AppState::new(rec.clone(), config.model_slots));
+    let app = router(AppState::new(rec, model_slots));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let url = format!("http://{addr}/v1/recommend");
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(config.concurrency)
+        .pool_max_idle_per_host(concurrency)
         .build()?;
+    Ok((format!("http://{addr}/v1/recommend"), server, client))
+}
 
+/// One request, read to the end; an error is the status and body, or the transport error.
+async fn send(client: &reqwest::Client, url: &str, body: &Request) -> Result<(), String> {
+    match client.post(url).json(body).send().await {
+        Ok(r) if r.status().is_success() => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+        Ok(r) => {
+            let status = r.status();
+            Err(format!("{status}: {}", r.text().await.unwrap_or_default()))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn run_async(rec: Arc<Recommender>, config: BenchConfig) -> anyhow::Result<BenchReport> {
+    let (url, server, client) = start(rec.clone(), config.concurrency, config.model_slots).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(config.requests)));
     let errors = Arc::new(Mutex::new((0usize, None::<String>)));
@@ -156,16 +186,7 @@ async fn run_async(rec: Arc<Recommender>, config: BenchConfig) -> anyhow::Result
                 }
                 let body = request(&rec, i, config.k);
                 let t = Instant::now();
-                let outcome = match client.post(&url).json(&body).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        r.bytes().await.map(|_| ()).map_err(|e| e.to_string())
-                    }
-                    Ok(r) => {
-                        let status = r.status();
-                        Err(format!("{status}: {}", r.text().await.unwrap_or_default()))
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
+                let outcome = send(&client, &url, &body).await;
                 let ms = t.elapsed().as_secs_f64() * 1000.0;
                 match outcome {
                     Ok(()) => latencies.lock().unwrap_or_else(|e| e.into_inner()).push(ms),
@@ -206,9 +227,255 @@ async fn run_async(rec: Arc<Recommender>, config: BenchConfig) -> anyhow::Result
     })
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SustainedConfig {
+    /// Requests start until this much time has passed.
+    pub duration: Duration,
+    /// Reporting windows the duration is cut into.
+    pub windows: usize,
+    pub concurrency: usize,
+    pub k: usize,
+    pub model_slots: usize,
+}
+
+/// One reporting window; requests belong to the window in which they finished.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowStats {
+    pub start_s: f64,
+    pub end_s: f64,
+    pub completed: usize,
+    pub errors: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub requests_per_s: f64,
+    /// Resident memory of this process (server and clients) at the window's end; `None` where
+    /// /proc/self/status cannot be read.
+    pub rss_mib: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SustainedReport {
+    pub concurrency: usize,
+    pub duration_s: f64,
+    pub windows: Vec<WindowStats>,
+    pub first_error: Option<String>,
+}
+
+impl SustainedReport {
+    pub fn errors(&self) -> usize {
+        self.windows.iter().map(|w| w.errors).sum()
+    }
+
+    /// The last window against the first: p50, p99, throughput and memory ratios.
+    pub fn verdict(&self) -> String {
+        let (Some(first), Some(last)) = (self.windows.first(), self.windows.last()) else {
+            return "no windows".into();
+        };
+        let rss = match (first.rss_mib, last.rss_mib) {
+            (Some(a), Some(b)) => format!("{:.2}x ({a:.1} -> {b:.1} MiB)", b / a),
+            _ => "not measured".into(),
+        };
+        format!(
+            "last window / first: p50 {:.2}x, p99 {:.2}x, throughput {:.2}x, resident memory {rss}; {} errors in all",
+            last.p50_ms / first.p50_ms,
+            last.p99_ms / first.p99_ms,
+            last.requests_per_s / first.requests_per_s,
+            self.errors()
+        )
+    }
+}
+
+impl std::fmt::Display for SustainedReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "sustained load: concurrency {} for {:.0} s",
+            self.concurrency, self.duration_s
+        )?;
+        writeln!(
+            f,
+            "| window (s) | requests | errors | req/s | p50 ms | p99 ms | RSS MiB |"
+        )?;
+        writeln!(f, "|---|---|---|---|---|---|---|")?;
+        for w in &self.windows {
+            let rss = w.rss_mib.map_or("-".into(), |r| format!("{r:.1}"));
+            writeln!(
+                f,
+                "| {:.0}-{:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {rss} |",
+                w.start_s, w.end_s, w.completed, w.errors, w.requests_per_s, w.p50_ms, w.p99_ms
+            )?;
+        }
+        write!(f, "{}", self.verdict())?;
+        if let Some(e) = &self.first_error {
+            write!(f, "; first error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// VmRSS of this process in MiB, from /proc/self/status.
+fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// A finished request: when it finished (seconds from the start), its latency, and whether it
+/// succeeded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Finished {
+    at_s: f64,
+    ms: f64,
+    ok: bool,
+}
+
+/// Cuts the finished requests into `rss.len()` windows of `window_s`; requests that finished
+/// after the last window's end (started before it) count in the last window.
+fn summarise(finished: &[Finished], window_s: f64, rss: &[Option<f64>]) -> Vec<WindowStats> {
+    let n = rss.len();
+    let mut by_window: Vec<(Vec<f64>, usize)> = vec![(Vec::new(), 0); n];
+    for r in finished {
+        let w = ((r.at_s / window_s) as usize).min(n - 1);
+        if r.ok {
+            by_window[w].0.push(r.ms);
+        } else {
+            by_window[w].1 += 1;
+        }
+    }
+    by_window
+        .into_iter()
+        .zip(rss)
+        .enumerate()
+        .map(|(i, ((mut lat, errors), rss))| {
+            lat.sort_by(f64::total_cmp);
+            let completed = lat.len() + errors;
+            WindowStats {
+                start_s: i as f64 * window_s,
+                end_s: (i + 1) as f64 * window_s,
+                completed,
+                errors,
+                p50_ms: percentile(&lat, 50.0),
+                p99_ms: percentile(&lat, 99.0),
+                requests_per_s: completed as f64 / window_s,
+                rss_mib: *rss,
+            }
+        })
+        .collect()
+}
+
+/// Runs the sustained load test on its own runtime.
+pub fn run_sustained(
+    rec: Arc<Recommender>,
+    config: SustainedConfig,
+) -> anyhow::Result<SustainedReport> {
+    anyhow::ensure!(config.windows > 0, "at least one window");
+    anyhow::ensure!(!config.duration.is_zero(), "the duration must be positive");
+    tokio::runtime::Runtime::new()?.block_on(sustained_async(rec, config))
+}
+
+async fn sustained_async(
+    rec: Arc<Recommender>,
+    config: SustainedConfig,
+) -> anyhow::Result<SustainedReport> {
+    let (url, server, client) = start(rec.clone(), config.concurrency, config.model_slots).await?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let first_error = Arc::new(Mutex::new(None::<String>));
+    let started = Instant::now();
+    let deadline = started + config.duration;
+    let mut workers = Vec::new();
+    for _ in 0..config.concurrency.max(1) {
+        let (rec, client, url, next, finished, first_error) = (
+            rec.clone(),
+            client.clone(),
+            url.clone(),
+            next.clone(),
+            finished.clone(),
+            first_error.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let body = request(&rec, i, config.k);
+                let t = Instant::now();
+                let outcome = send(&client, &url, &body).await;
+                let done = Finished {
+                    at_s: started.elapsed().as_secs_f64(),
+                    ms: t.elapsed().as_secs_f64() * 1000.0,
+                    ok: outcome.is_ok(),
+                };
+                if let Err(e) = outcome {
+                    first_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(format!("request {i}: {e}"));
+                }
+                finished
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(done);
+            }
+        }));
+    }
+
+    let window = config.duration / config.windows as u32;
+    let bar = ProgressBar::new(config.windows as u64).with_style(
+        ProgressStyle::with_template("sustained load {bar:40} window {pos}/{len} eta {eta} {msg}")
+            .map_err(|e| anyhow::anyhow!("progress template: {e}"))?,
+    );
+    let mut rss = Vec::with_capacity(config.windows);
+    for w in 1..=config.windows {
+        tokio::time::sleep_until((started + window * w as u32).into()).await;
+        let now = resident_mib();
+        rss.push(now);
+        bar.set_message(now.map_or(String::new(), |r| format!("RSS {r:.0} MiB")));
+        bar.inc(1);
+    }
+    for w in workers {
+        w.await?;
+    }
+    bar.finish_and_clear();
+    server.abort();
+
+    let finished = std::mem::take(&mut *finished.lock().unwrap_or_else(|e| e.into_inner()));
+    let first_error = first_error.lock().unwrap_or_else(|e| e.into_inner()).take();
+    Ok(SustainedReport {
+        concurrency: config.concurrency,
+        duration_s: config.duration.as_secs_f64(),
+        windows: summarise(&finished, window.as_secs_f64(), &rss),
+        first_error,
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{percentile, summarise, Finished};
+
+    #[test]
+    fn requests_fall_into_the_window_they_finished_in() {
+        let done = |at_s, ms, ok| Finished { at_s, ms, ok };
+        let finished = [
+            done(0.5, 10.0, true),
+            done(1.5, 20.0, true),
+            done(1.9, 30.0, false),
+            // Started before the end, finished after it: counted in the last window.
+            done(2.3, 40.0, true),
+        ];
+        let w = summarise(&finished, 1.0, &[Some(100.0), Some(110.0)]);
+        assert_eq!(w.len(), 2);
+        assert_eq!((w[0].completed, w[0].errors, w[0].p50_ms), (1, 0, 10.0));
+        assert_eq!((w[1].completed, w[1].errors), (3, 1));
+        assert_eq!((w[1].p50_ms, w[1].p99_ms), (20.0, 40.0));
+        assert_eq!(w[1].requests_per_s, 3.0);
+        assert_eq!(w[1].rss_mib, Some(110.0));
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
