@@ -245,7 +245,8 @@ fn fit_text(
             let meta: CheckpointMeta<TextRecConfig> = serde_json::from_str(&text)
                 .with_context(|| format!("parsing {}", meta_path.display()))?;
             if meta.config_hash == hash && meta.dataset_checksums == prepared.manifest.checksums {
-                let mut model = TextRec::new(config, prepared, encoder)?;
+                let mut model =
+                    TextRec::new(config, prepared, encoder, options.checkpoint_dir.as_deref())?;
                 model.load(weights)?;
                 tracing::info!(model = name, path = %weights.display(), "loaded checkpoint");
                 return Ok(Fitted {
@@ -263,7 +264,13 @@ fn fit_text(
     let excluded: HashSet<ItemId> = search.excluded_targets.iter().copied().collect();
     let pairs = read_pairs(&search.instructions, prepared, search.query, &excluded)?;
     tracing::info!(model = name, pairs = pairs.len(), "training pairs");
-    let trained = textrec::train(prepared, config.clone(), encoder, pairs)?;
+    let trained = textrec::train(
+        prepared,
+        config.clone(),
+        encoder,
+        options.checkpoint_dir.as_deref(),
+        pairs,
+    )?;
     if let Some((weights, meta_path)) = &paths {
         trained.model.save(weights)?;
         let meta = CheckpointMeta {

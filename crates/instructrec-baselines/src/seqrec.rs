@@ -175,7 +175,12 @@ impl Init<'_> {
         Ok(tensor)
     }
 
-    pub(crate) fn normal(&mut self, name: String, shape: (usize, usize), std: f32) -> anyhow::Result<Tensor> {
+    pub(crate) fn normal(
+        &mut self,
+        name: String,
+        shape: (usize, usize),
+        std: f32,
+    ) -> anyhow::Result<Tensor> {
         let dist = Normal::new(0f32, std)?;
         let values: Vec<f32> = (0..shape.0 * shape.1)
             .map(|_| dist.sample(self.rng))
@@ -184,7 +189,12 @@ impl Init<'_> {
         self.add(name, t)
     }
 
-    pub(crate) fn constant(&mut self, name: String, len: usize, value: f32) -> anyhow::Result<Tensor> {
+    pub(crate) fn constant(
+        &mut self,
+        name: String,
+        len: usize,
+        value: f32,
+    ) -> anyhow::Result<Tensor> {
         let t = Tensor::full(value, len, self.device)?;
         self.add(name, t)
     }

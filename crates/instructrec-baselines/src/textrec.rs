@@ -34,6 +34,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::seqrec::{linear3, save_varmap, varmap_hash, Init};
 
@@ -213,7 +214,11 @@ impl TextFeatures {
                     }
                 }
                 let flat: Vec<f32> = texts.iter().flat_map(|t| cache[*t].clone()).collect();
-                Ok(Tensor::from_vec(flat, (texts.len(), encoder.dim()), device)?)
+                Ok(Tensor::from_vec(
+                    flat,
+                    (texts.len(), encoder.dim()),
+                    device,
+                )?)
             }
             TextFeatures::Bag { table, buckets } => {
                 let n = texts.len();
@@ -241,6 +246,44 @@ impl TextFeatures {
             TextFeatures::Bag { .. } => self.texts(titles, device),
         }
     }
+}
+
+/// Title vectors from the encoder, cached in `dir` under a name derived from the encoder's
+/// weights and every title, so a stale cache is never read.
+fn title_vectors(
+    encoder: &SentenceEncoder,
+    titles: &[String],
+    dir: Option<&Path>,
+) -> anyhow::Result<Tensor> {
+    let Some(dir) = dir else {
+        return encoder.encode_all(titles, 64, "encoding titles");
+    };
+    let mut h = Sha256::new();
+    h.update(encoder.weights_hash().as_bytes());
+    for t in titles {
+        h.update((t.len() as u64).to_le_bytes());
+        h.update(t.as_bytes());
+    }
+    let path = dir.join(format!(
+        "titles-{}.safetensors",
+        &hex::encode(h.finalize())[..16]
+    ));
+    if path.exists() {
+        let mut loaded = candle_core::safetensors::load(&path, &Device::Cpu)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return loaded
+            .remove("titles")
+            .with_context(|| format!("{}: no tensor named titles", path.display()));
+    }
+    let items = encoder.encode_all(titles, 64, "encoding titles")?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::Builder::new()
+        .suffix(".safetensors")
+        .tempfile_in(dir)?;
+    items.save_safetensors("titles", tmp.path())?;
+    tmp.persist(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(items)
 }
 
 struct Block {
@@ -281,7 +324,11 @@ fn mlp(x: &Tensor, layers: &(Linear, Linear)) -> candle_core::Result<Tensor> {
 }
 
 fn l2_normalise(x: &Tensor) -> candle_core::Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-6, f64::MAX)?;
+    let norm = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-6, f64::MAX)?;
     x.broadcast_div(&norm)
 }
 
@@ -294,11 +341,13 @@ fn cross_entropy(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor
 }
 
 impl TextRec {
-    /// Creates the model; a pretrained encoder encodes every title once here.
+    /// Creates the model; a pretrained encoder encodes every title once here, or reads the
+    /// vectors from `title_cache` (a directory) when an earlier run stored them there.
     pub fn new(
         config: TextRecConfig,
         prepared: &Prepared,
         encoder: Option<SentenceEncoder>,
+        title_cache: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let device = Device::Cpu;
         let varmap = VarMap::new();
@@ -316,7 +365,7 @@ impl TextRec {
             .collect();
         let text = match (&config.text, encoder) {
             (TextSource::Pretrained { .. }, Some(encoder)) => {
-                let items = encoder.encode_all(&titles, 64, "encoding titles")?;
+                let items = title_vectors(&encoder, &titles, title_cache)?;
                 TextFeatures::Frozen {
                     encoder,
                     items,
@@ -355,7 +404,11 @@ impl TextRec {
             }
         };
         if config.dim % config.heads != 0 {
-            bail!("dim {} must be a multiple of heads {}", config.dim, config.heads);
+            bail!(
+                "dim {} must be a multiple of heads {}",
+                config.dim,
+                config.heads
+            );
         }
         Ok(Self {
             config,
@@ -508,7 +561,8 @@ impl Scorer for TextRec {
                 })
             })
             .collect::<anyhow::Result<Vec<&str>>>()?;
-        let histories: Vec<&[ItemId]> = requests.iter().map(|r| r.case.history.as_slice()).collect();
+        let histories: Vec<&[ItemId]> =
+            requests.iter().map(|r| r.case.history.as_slice()).collect();
         let q: Vec<Vec<f32>> = self
             .query_vectors(&queries, &histories, &items)?
             .to_vec2()?;
@@ -578,13 +632,16 @@ pub fn train(
     prepared: &Prepared,
     config: TextRecConfig,
     encoder: Option<SentenceEncoder>,
+    title_cache: Option<&Path>,
     mut pairs: Vec<Pair>,
 ) -> anyhow::Result<TrainedText> {
     let start = Instant::now();
-    let model = TextRec::new(config.clone(), prepared, encoder)?;
+    let model = TextRec::new(config.clone(), prepared, encoder, title_cache)?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7e47_da7a);
     pairs.shuffle(&mut rng);
-    let held = (pairs.len() / 20).clamp(1, 1000).min(pairs.len().saturating_sub(1));
+    let held = (pairs.len() / 20)
+        .clamp(1, 1000)
+        .min(pairs.len().saturating_sub(1));
     let val_pairs = pairs.split_off(pairs.len() - held);
     let val = validation_cases(&val_pairs, prepared.dataset.items.len(), &mut rng);
     let mut opt = candle_nn::AdamW::new(
@@ -598,8 +655,10 @@ pub fn train(
     let steps = pairs.len().div_ceil(config.batch_size);
     let pb = ProgressBar::new((steps * config.max_epochs) as u64);
     pb.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}",
+        )
+        .expect("valid template"),
     );
     pb.set_prefix(config.name());
     let mut epochs = Vec::new();
@@ -612,7 +671,10 @@ pub fn train(
             let loss = model.loss(&refs)?;
             let value = f64::from(loss.to_scalar::<f32>()?);
             if !value.is_finite() {
-                bail!("{} training loss became {value} in epoch {epoch}", config.name());
+                bail!(
+                    "{} training loss became {value} in epoch {epoch}",
+                    config.name()
+                );
             }
             opt.backward_step(&loss)?;
             loss_sum += value;
@@ -637,7 +699,14 @@ pub fn train(
             "epoch {epoch} loss {:.4} val HR@1 {:.4}",
             log.train_loss, log.val_hr1
         ));
-        tracing::info!(model = config.name(), epoch, loss = log.train_loss, val_hr1 = log.val_hr1, val_ndcg5 = log.val_ndcg5, "epoch done");
+        tracing::info!(
+            model = config.name(),
+            epoch,
+            loss = log.train_loss,
+            val_hr1 = log.val_hr1,
+            val_ndcg5 = log.val_ndcg5,
+            "epoch done"
+        );
         epochs.push(log);
         if stop == StopReason::TimeBudget {
             break 'epochs;
