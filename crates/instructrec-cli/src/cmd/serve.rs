@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use instructrec_serve::bench::{self, BenchConfig};
+use instructrec_serve::bench::{self, BenchConfig, SustainedConfig};
 use instructrec_serve::{Options, Recommender, ServeConfig};
 
 #[derive(Args)]
@@ -47,6 +47,13 @@ pub struct BenchArgs {
     /// No request starts after this many seconds.
     #[arg(long, default_value_t = 600)]
     time_limit_s: u64,
+    /// Sustained mode: keep the concurrency for this many seconds (instead of --requests) and
+    /// report latency, throughput, errors and resident memory per window.
+    #[arg(long, conflicts_with_all = ["requests", "time_limit_s"])]
+    duration: Option<u64>,
+    /// Reporting windows of the sustained mode.
+    #[arg(long, default_value_t = 10, requires = "duration")]
+    windows: usize,
     #[arg(short, default_value_t = instructrec_serve::DEFAULT_K)]
     k: usize,
     /// Model calls running at once (default: the number of CPU cores).
@@ -60,14 +67,32 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         &args.data,
         Options::default(),
     )?);
+    let model_slots = args
+        .model_slots
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    if let Some(secs) = args.duration {
+        let report = bench::run_sustained(
+            rec,
+            SustainedConfig {
+                duration: Duration::from_secs(secs),
+                windows: args.windows,
+                concurrency: args.concurrency,
+                k: args.k,
+                model_slots,
+            },
+        )?;
+        println!("{report}");
+        if report.errors() > 0 {
+            anyhow::bail!("the sustained load test had {} errors", report.errors());
+        }
+        return Ok(());
+    }
     let config = BenchConfig {
         requests: args.requests,
         concurrency: args.concurrency,
         time_limit: Duration::from_secs(args.time_limit_s),
         k: args.k,
-        model_slots: args
-            .model_slots
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        model_slots,
     };
     let report = bench::run(rec, config)?;
     println!("{report}");
