@@ -2,7 +2,7 @@
 //! `support/corrupt.rs` in instructrec-data) or replaced by random bytes must read or fail with
 //! an error naming the file and the line, never panic.
 
-use instructrec_train::data::read_jsonl;
+use instructrec_train::data::{read_jsonl, LineFilter};
 use proptest::prelude::*;
 
 #[path = "../../instructrec-data/tests/support/corrupt.rs"]
@@ -19,8 +19,19 @@ fn the_uncorrupted_file_reads() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("train.jsonl");
     std::fs::write(&path, LINES).unwrap();
-    assert_eq!(read_jsonl(&path, &[]).unwrap().len(), 3);
-    assert_eq!(read_jsonl(&path, &["P1".to_string()]).unwrap().len(), 1);
+    assert_eq!(read_jsonl(&path, &LineFilter::default()).unwrap().len(), 3);
+    assert_eq!(
+        read_jsonl(
+            &path,
+            &LineFilter {
+                preferences: vec!["P1".to_string()],
+                ..LineFilter::default()
+            }
+        )
+        .unwrap()
+        .len(),
+        1
+    );
 }
 
 /// Finding: a line that was not UTF-8 was reported without its line number.
@@ -31,7 +42,9 @@ fn invalid_utf8_names_the_line() {
     let mut bytes = LINES.as_bytes().to_vec();
     bytes[LINES.find('\n').unwrap() + 10] = 0xff;
     std::fs::write(&path, bytes).unwrap();
-    let e = read_jsonl(&path, &[]).unwrap_err().to_string();
+    let e = read_jsonl(&path, &LineFilter::default())
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with(&format!("{}, line 2: ", path.display())) && e.contains("UTF-8"),
         "{e}"
@@ -52,7 +65,7 @@ proptest! {
             std::fs::write(&path, bytes).unwrap();
         }
         let preferences = if only_p1 { vec!["P1".to_string()] } else { Vec::new() };
-        if let Err(e) = read_jsonl(&path, &preferences) {
+        if let Err(e) = read_jsonl(&path, &LineFilter { preferences: preferences.clone(), ..LineFilter::default() }) {
             let message = e.to_string();
             prop_assert!(message.starts_with(&path.display().to_string()), "{message}");
         }
