@@ -25,9 +25,7 @@ pub use stats::{FillKindStats, SplitStats, Stats, Timings};
 pub use template::{
     Fills, Segment, Slot, Template, TemplateError, TemplateLibrary, BUILTIN_TEMPLATES,
 };
-pub use text::{
-    fit_history, mentions_title, normalised_words, AnswerFormat, TokenCounter, WordCounter,
-};
+pub use text::{fit_history, mentions_title, normalised_words, TokenCounter, WordCounter};
 
 /// An independent generator for each (seed, purpose, parts): every sampled thing can be
 /// reproduced from the recorded seed alone, whatever order the work runs in.

@@ -1,8 +1,6 @@
 //! Text helpers shared by the fills and the checks: the history under a token budget, candidate
 //! lists, and the test for whether a generated text gives away the target's title.
 
-use serde::{Deserialize, Serialize};
-
 /// Counts tokens the way the model that reads the instructions will (approximately).
 pub trait TokenCounter: Sync {
     fn count(&self, text: &str) -> usize;
@@ -44,49 +42,14 @@ pub(crate) fn render_history(titles: &[&str]) -> String {
 
 /// Numbered so that long titles with commas stay apart.
 pub(crate) fn render_candidates(titles: &[&str]) -> String {
-    titles
-        .iter()
-        .enumerate()
-        .map(|(i, t)| AnswerFormat::Numbered.answer(i, t))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// How the answer to a reranking instruction names the chosen candidate, and so which string
-/// of each candidate the model's likelihood is measured on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AnswerFormat {
-    /// The title alone (the paper's form).
-    #[default]
-    Title,
-    /// The candidate's number in the shown list, then its title: "[3] Title". The first
-    /// decoded token is then a choice among the shown candidates, which a small model learns
-    /// from far fewer examples than a choice among title words.
-    Numbered,
-}
-
-impl AnswerFormat {
-    /// The answer naming the candidate shown at `position` (0-based) with this `title`.
-    pub fn answer(self, position: usize, title: &str) -> String {
-        match self {
-            Self::Title => title.to_string(),
-            Self::Numbered => format!("[{}] {title}", position + 1),
+    let mut out = String::new();
+    for (i, t) in titles.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
         }
+        out.push_str(&format!("[{}] {}", i + 1, t));
     }
-}
-
-impl std::str::FromStr for AnswerFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "title" => Ok(Self::Title),
-            "numbered" => Ok(Self::Numbered),
-            other => Err(format!(
-                "unknown answer format {other:?} (expected title or numbered)"
-            )),
-        }
-    }
+    out
 }
 
 /// Lower-cased alphanumeric words: the form in which titles and texts are compared.

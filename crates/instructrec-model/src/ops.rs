@@ -206,22 +206,31 @@ impl RowOp {
                 }
             }),
             RowOp::RmsNormGradW { eps } => {
+                // Partial sums over fixed blocks of rows, added in block order: the result is
+                // bit-identical whatever the number of threads or the work stealing (a rayon
+                // fold/reduce would sum in a schedule-dependent order, and training runs must
+                // reproduce exactly).
                 use rayon::prelude::*;
-                let zeros = || vec![T::from_f64(0.0); row];
-                (0..n / row)
-                    .into_par_iter()
-                    .fold(zeros, |mut acc, r| {
-                        let (x, g) = (at(0, r), at(1, r));
-                        let s = inv_rms(x, eps);
-                        for ((acc, &x), &g) in acc.iter_mut().zip(x).zip(g) {
-                            *acc += g * x * s;
+                const BLOCK_ROWS: usize = 64;
+                let partials: Vec<Vec<T>> = a[0]
+                    .par_chunks(BLOCK_ROWS * row)
+                    .zip(a[1].par_chunks(BLOCK_ROWS * row))
+                    .map(|(xs, gs)| {
+                        let mut acc = vec![T::from_f64(0.0); row];
+                        for (x, g) in xs.chunks(row).zip(gs.chunks(row)) {
+                            let s = inv_rms(x, eps);
+                            for ((acc, &x), &g) in acc.iter_mut().zip(x).zip(g) {
+                                *acc += g * x * s;
+                            }
                         }
                         acc
                     })
-                    .reduce(zeros, |mut a, b| {
-                        a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                        a
-                    })
+                    .collect();
+                let mut out = vec![T::from_f64(0.0); row];
+                for p in partials {
+                    out.iter_mut().zip(p).for_each(|(o, p)| *o += p);
+                }
+                out
             }
         }
     }
@@ -704,6 +713,34 @@ mod tests {
                 "d/dw[{i}] backward {} vs finite difference {fd}",
                 grad[i]
             );
+        }
+    }
+
+    /// The weight gradient sums over rows; its order must not depend on the thread pool, or
+    /// two identical training runs drift apart in the last bits.
+    #[test]
+    fn rms_norm_weight_gradient_is_independent_of_threads() {
+        let dev = Device::Cpu;
+        let v: Vec<f32> = (0..300 * 64)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+            .collect();
+        let x = Tensor::from_vec(v, (300, 64), &dev).unwrap();
+        let g = x.affine(0.3, 0.1).unwrap().sin().unwrap();
+        let grad_w = |threads: usize| -> Vec<f32> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                x.apply_op2_no_bwd(&g, &RowOp::RmsNormGradW { eps: 1e-6 })
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            })
+        };
+        let one = grad_w(1);
+        for threads in [2, 3, 4] {
+            assert_eq!(one, grad_w(threads), "{threads} threads");
         }
     }
 
