@@ -27,12 +27,41 @@ struct InstructionLine {
     instruction: Option<String>,
     target: Option<String>,
     preference: Option<String>,
+    task: Option<String>,
 }
 
-/// Reads instruction JSONL (one object per line with at least `instruction` and `target`).
-/// With `preferences` non-empty, only lines whose `preference` field (P0, P1, P2) is one of them
-/// are kept: a small CPU budget is better spent on the scenarios that will be evaluated.
-pub fn read_jsonl(path: &Path, preferences: &[String]) -> Result<Vec<Example>> {
+/// Which lines of an instruction file to train on: those whose `preference` (P0, P1, P2) and
+/// `task` (T0..T3) fields are among the given ones; an empty list keeps every value. A small
+/// CPU budget is better spent on the scenarios that will be evaluated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineFilter {
+    pub preferences: Vec<String>,
+    pub tasks: Vec<String>,
+}
+
+impl LineFilter {
+    fn keeps(&self, row: &InstructionLine) -> bool {
+        let ok = |wanted: &[String], got: &Option<String>| {
+            wanted.is_empty() || got.as_ref().is_some_and(|g| wanted.contains(g))
+        };
+        ok(&self.preferences, &row.preference) && ok(&self.tasks, &row.task)
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.preferences.is_empty() {
+            parts.push(format!("preference {}", self.preferences.join(" or ")));
+        }
+        if !self.tasks.is_empty() {
+            parts.push(format!("task {}", self.tasks.join(" or ")));
+        }
+        parts.join(" and ")
+    }
+}
+
+/// Reads instruction JSONL (one object per line with at least `instruction` and `target`),
+/// keeping the lines `filter` keeps.
+pub fn read_jsonl(path: &Path, filter: &LineFilter) -> Result<Vec<Example>> {
     let file = std::fs::File::open(path).map_err(io_err(path))?;
     let mut out = Vec::new();
     // Split on bytes, not `lines()`, so that a line that is not UTF-8 is reported by number.
@@ -49,12 +78,7 @@ pub fn read_jsonl(path: &Path, preferences: &[String]) -> Result<Vec<Example>> {
         }
         let row: InstructionLine =
             serde_json::from_str(&line).map_err(|e| bad(format!("not a JSON object: {e}")))?;
-        if !preferences.is_empty()
-            && !row
-                .preference
-                .as_ref()
-                .is_some_and(|p| preferences.contains(p))
-        {
+        if !filter.keeps(&row) {
             continue;
         }
         let field = |v: Option<String>, name: &str| {
@@ -70,10 +94,10 @@ pub fn read_jsonl(path: &Path, preferences: &[String]) -> Result<Vec<Example>> {
         return Err(TrainError::Input {
             path: path.to_path_buf(),
             line: 0,
-            message: if preferences.is_empty() {
+            message: if *filter == LineFilter::default() {
                 "no examples".into()
             } else {
-                format!("no examples with preference {}", preferences.join(" or "))
+                format!("no examples with {}", filter.describe())
             },
         });
     }
@@ -351,7 +375,9 @@ mod tests {
             "{\"instruction\":\"a\",\"target\":\"b\",\"task\":\"x\"}\n{\"instruction\":\"a\"}\n",
         )
         .unwrap();
-        let err = read_jsonl(&path, &[]).unwrap_err().to_string();
+        let err = read_jsonl(&path, &LineFilter::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("train.jsonl, line 2") && err.contains("`target`"),
             "{err}"

@@ -7,9 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use instructrec_data::{ItemId, Prepared};
-use instructrec_instructions::AnswerFormat;
 use instructrec_train::data::{
-    encode_examples, read_jsonl, seeded_shuffle, Encoded, Example, Truncation,
+    encode_examples, read_jsonl, seeded_shuffle, Encoded, Example, LineFilter, Truncation,
 };
 use instructrec_train::init::create_model;
 use instructrec_train::lora::LoraConfig;
@@ -117,6 +116,10 @@ pub struct TrainArgs {
     /// Train only on lines with these preferences (P0, P1, P2; comma-separated); default all.
     #[arg(long, value_delimiter = ',')]
     preference: Vec<String>,
+    /// Train only on lines with these task forms (T0 pointwise, T1 pairwise, T2 matching,
+    /// T3 reranking; comma-separated); default all.
+    #[arg(long, value_delimiter = ',')]
+    task: Vec<String>,
     #[arg(long)]
     valid: Option<PathBuf>,
     /// Prepared dataset of the instructions: enables HR@1 on reranking lines of --valid.
@@ -125,10 +128,6 @@ pub struct TrainArgs {
     /// Reranking validation lines sampled for HR@1.
     #[arg(long, default_value_t = 200)]
     rank_sample: usize,
-    /// How the model names its choice on reranking lines (title, numbered): HR@1 scores each
-    /// candidate in this form; use the form the instructions were built with.
-    #[arg(long, default_value = "title")]
-    answer: AnswerFormat,
     /// Validation lines sampled for the validation loss.
     #[arg(long, default_value_t = 2000)]
     valid_sample: usize,
@@ -260,7 +259,7 @@ impl Common {
         for path in &self.tokenizer_corpus {
             if path.extension().is_some_and(|e| e == "jsonl") {
                 corpus.extend(
-                    read_jsonl(path, &[])?
+                    read_jsonl(path, &LineFilter::default())?
                         .into_iter()
                         .flat_map(|e| [e.source, e.target]),
                 );
@@ -381,7 +380,6 @@ fn rank_cases(
     prepared: &Prepared,
     sample: usize,
     seed: u64,
-    answer: AnswerFormat,
 ) -> Result<Vec<RankCase>> {
     let text =
         std::fs::read_to_string(valid).with_context(|| format!("reading {}", valid.display()))?;
@@ -418,11 +416,6 @@ fn rank_cases(
         };
         if let Some(positive) = candidates.iter().position(|c| *c == target) {
             let instruction = v["instruction"].as_str().unwrap_or_default().to_string();
-            let candidates = candidates
-                .iter()
-                .enumerate()
-                .map(|(i, t)| answer.answer(i, t))
-                .collect();
             cases.push(RankCase {
                 instruction,
                 candidates,
@@ -458,11 +451,17 @@ fn hit_rate_at_1(
 
 pub fn run_train(args: TrainArgs) -> Result<()> {
     let c = &args.common;
-    let train = read_jsonl(&args.train, &args.preference)?;
+    let train = read_jsonl(
+        &args.train,
+        &LineFilter {
+            preferences: args.preference.clone(),
+            tasks: args.task.clone(),
+        },
+    )?;
     let mut valid = args
         .valid
         .as_deref()
-        .map(|p| read_jsonl(p, &[]))
+        .map(|p| read_jsonl(p, &LineFilter::default()))
         .transpose()?
         .unwrap_or_default();
     if valid.len() > args.valid_sample {
@@ -474,7 +473,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         (Some(dir), Some(valid)) => {
             let prepared =
                 Prepared::load(dir).with_context(|| format!("loading {}", dir.display()))?;
-            let cases = rank_cases(valid, &prepared, args.rank_sample, c.seed, args.answer)?;
+            let cases = rank_cases(valid, &prepared, args.rank_sample, c.seed)?;
             tracing::info!("HR@1 on {} reranking validation lines", cases.len());
             cases
         }
