@@ -10,6 +10,7 @@
 #                       (default target/bench-venv; PyPI's torch is the CUDA build, ~5.6 GB, it
 #                       runs on CPU)
 #   BENCH_THREADS       threads on both sides (default 2)
+#   OMP_WAIT_POLICY     PyTorch's OpenMP waiting (default PASSIVE here; ACTIVE spins)
 #   INSTRUCTREC_BIN     the CLI for the memory part (default target/release/instructrec)
 #   INSTRUCTREC_MODEL   model served (default runs/amazon-games/model/best)
 #   INSTRUCTREC_DATA    prepared data (default runs/amazon-games/prepared)
@@ -29,7 +30,11 @@ if ! "$VENV/bin/python" -c 'import torch, transformers' 2>/dev/null; then
 fi
 
 cargo build --release -p instructrec-model --example bench_vs_torch
-# transformers' loading progress bars and warnings are noise here.
+# transformers' loading progress bars and warnings are noise here. PyTorch's OpenMP threads
+# busy-wait between parallel regions by default, as candle's pool does (which our side turns
+# off, cpu::serial_elementwise_ops): on a shared machine that doubled PyTorch's times, so both
+# sides run without spinning unless OMP_WAIT_POLICY says otherwise.
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} \
 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TQDM_DISABLE=1 \
     "$VENV/bin/python" scripts/bench_vs_torch.py --threads "$THREADS" \
     --bin target/release/examples/bench_vs_torch --work target/bench-vs-torch "$@"
