@@ -73,28 +73,46 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             &seed,
             "--eval-users",
             &args.eval_users.to_string(),
+            // Two training targets per user: more distinct examples than the budget can repeat.
+            "--per-user",
+            "2",
         ])?;
     }
 
+    // The budget goes to the scenario the report measures (history-based reranking, P1 x T3)
+    // and to a model small enough to see tens of thousands of examples in it; training on
+    // every instruction type is `instructrec train` without --preference/--task.
     stage(&[
         "train",
         "--train",
         s(&instructions.join("train.jsonl")),
         "--preference",
         "P1",
+        "--task",
+        "T3",
+        "--preset",
+        "compact",
+        "--lr",
+        "2e-3",
         "--valid",
         s(&instructions.join("validation.jsonl")),
         "--items",
         s(&prepared),
+        "--rank-sample",
+        "200",
+        "--valid-sample",
+        "200",
+        "--eval-every",
+        "500",
         "--out",
         s(&model),
         "--resume",
         "--time-budget",
         &args.train_budget,
         "--epochs",
-        "1",
+        "2",
         "--max-source-len",
-        "256",
+        "320",
         "--max-target-len",
         "40",
         "--seed",
