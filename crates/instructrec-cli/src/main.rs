@@ -62,6 +62,9 @@ pub(crate) fn execute(argv: &[&str]) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before any thread exists: candle's elementwise pool busy-waits and, on 2 cores, costs
+    // training and scoring about a factor of 3 (docs/performance.md).
+    instructrec_model::cpu::serial_elementwise_ops();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -28,15 +28,18 @@ struct InstructionLine {
     target: Option<String>,
     preference: Option<String>,
     task: Option<String>,
+    strategy: Option<String>,
 }
 
-/// Which lines of an instruction file to train on: those whose `preference` (P0, P1, P2) and
-/// `task` (T0..T3) fields are among the given ones; an empty list keeps every value. A small
-/// CPU budget is better spent on the scenarios that will be evaluated.
+/// Which lines of an instruction file to train on: those whose `preference` (P0, P1, P2),
+/// `task` (T0..T3) and `strategy` (plain, reversed, tied, chain) fields are among the given
+/// ones; an empty list keeps every value. A small CPU budget is better spent on the scenarios
+/// that will be evaluated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LineFilter {
     pub preferences: Vec<String>,
     pub tasks: Vec<String>,
+    pub strategies: Vec<String>,
 }
 
 impl LineFilter {
@@ -44,7 +47,9 @@ impl LineFilter {
         let ok = |wanted: &[String], got: &Option<String>| {
             wanted.is_empty() || got.as_ref().is_some_and(|g| wanted.contains(g))
         };
-        ok(&self.preferences, &row.preference) && ok(&self.tasks, &row.task)
+        ok(&self.preferences, &row.preference)
+            && ok(&self.tasks, &row.task)
+            && ok(&self.strategies, &row.strategy)
     }
 
     fn describe(&self) -> String {
@@ -54,6 +59,9 @@ impl LineFilter {
         }
         if !self.tasks.is_empty() {
             parts.push(format!("task {}", self.tasks.join(" or ")));
+        }
+        if !self.strategies.is_empty() {
+            parts.push(format!("strategy {}", self.strategies.join(" or ")));
         }
         parts.join(" and ")
     }

@@ -90,6 +90,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "P1",
         "--task",
         "T3",
+        // Chain-of-thought targets put the item after the reasoning, beyond --max-target-len.
+        "--strategy",
+        "plain",
         "--preset",
         "compact",
         "--lr",

@@ -120,6 +120,10 @@ pub struct TrainArgs {
     /// T3 reranking; comma-separated); default all.
     #[arg(long, value_delimiter = ',')]
     task: Vec<String>,
+    /// Train only on lines made with these diversity strategies (plain, reversed, tied, chain;
+    /// comma-separated); default all.
+    #[arg(long, value_delimiter = ',')]
+    strategy: Vec<String>,
     #[arg(long)]
     valid: Option<PathBuf>,
     /// Prepared dataset of the instructions: enables HR@1 on reranking lines of --valid.
@@ -456,6 +460,7 @@ pub fn run_train(args: TrainArgs) -> Result<()> {
         &LineFilter {
             preferences: args.preference.clone(),
             tasks: args.task.clone(),
+            strategies: args.strategy.clone(),
         },
     )?;
     let mut valid = args
