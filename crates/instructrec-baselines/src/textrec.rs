@@ -174,7 +174,7 @@ fn hashed_words(text: &str, buckets: usize) -> Vec<u32> {
 
 enum TextFeatures {
     Frozen {
-        encoder: SentenceEncoder,
+        encoder: Box<SentenceEncoder>,
         items: Tensor,
         /// Queries repeat a lot (fills are templated); each is encoded once.
         cache: Mutex<HashMap<String, Vec<f32>>>,
@@ -367,7 +367,7 @@ impl TextRec {
             (TextSource::Pretrained { .. }, Some(encoder)) => {
                 let items = title_vectors(&encoder, &titles, title_cache)?;
                 TextFeatures::Frozen {
-                    encoder,
+                    encoder: Box::new(encoder),
                     items,
                     cache: Mutex::new(HashMap::new()),
                 }
@@ -403,7 +403,7 @@ impl TextRec {
                 }
             }
         };
-        if config.dim % config.heads != 0 {
+        if !config.dim.is_multiple_of(config.heads) {
             bail!(
                 "dim {} must be a multiple of heads {}",
                 config.dim,
