@@ -150,7 +150,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let mut search = None;
     let (settings, mut report, query_cases) = if args.protocol.needs_queries() {
         let dir = args.instructions.as_ref().with_context(|| {
-            format!("protocol {} reads its queries from --instructions", args.protocol)
+            format!(
+                "protocol {} reads its queries from --instructions",
+                args.protocol
+            )
         })?;
         let (preference, query) = search_query(args.protocol, args.query)?;
         let mut lines = read_queries(&dir.join(Split::Test.file_name()), preference, query)?;
@@ -193,7 +196,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
         let excluded_targets = if args.protocol == Protocol::ProductSearch {
             let split = &prepared.item_split;
-            split.validation.iter().chain(&split.test).copied().collect()
+            split
+                .validation
+                .iter()
+                .chain(&split.test)
+                .copied()
+                .collect()
         } else {
             Vec::new()
         };
