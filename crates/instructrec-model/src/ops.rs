@@ -657,28 +657,41 @@ mod tests {
             let grad = loss.backward().unwrap().get(&x).unwrap().clone();
             let grad: Vec<f64> = grad.flatten_all().unwrap().to_vec1().unwrap();
             let base: Vec<f64> = x0.flatten_all().unwrap().to_vec1().unwrap();
-            let h = 1e-5;
-            for i in 0..base.len() {
-                let eval = |delta: f64| {
-                    let mut v = base.clone();
-                    v[i] += delta;
-                    let t = Tensor::from_vec(v, x0.shape(), &dev).unwrap();
-                    f(&t)
-                        .unwrap()
-                        .mul(&r)
-                        .unwrap()
-                        .sum_all()
-                        .unwrap()
-                        .to_scalar::<f64>()
-                        .unwrap()
-                };
-                let fd = (eval(h) - eval(-h)) / (2.0 * h);
-                assert!(
-                    (fd - grad[i]).abs() < 1e-6 * (1.0 + fd.abs()),
-                    "{name}: d/dx[{i}] backward {} vs finite difference {fd}",
-                    grad[i]
-                );
-            }
+            assert_matches_finite_differences(name, &base, &grad, |v| {
+                let t = Tensor::from_vec(v.to_vec(), x0.shape(), &dev).unwrap();
+                f(&t)
+                    .unwrap()
+                    .mul(&r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            });
+        }
+    }
+
+    /// Central finite differences of `eval` around `base`, one coordinate at a time, against
+    /// the backward pass's `grad`.
+    fn assert_matches_finite_differences(
+        name: &str,
+        base: &[f64],
+        grad: &[f64],
+        eval: impl Fn(&[f64]) -> f64,
+    ) {
+        let h = 1e-5;
+        for i in 0..base.len() {
+            let at = |delta: f64| {
+                let mut v = base.to_vec();
+                v[i] += delta;
+                eval(&v)
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            assert!(
+                (fd - grad[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                "{name}: d[{i}] backward {} vs finite difference {fd}",
+                grad[i]
+            );
         }
     }
 
@@ -699,21 +712,10 @@ mod tests {
             .unwrap()
             .to_vec1()
             .unwrap();
-        let h = 1e-5;
-        for i in 0..w0.len() {
-            let eval = |delta: f64| {
-                let mut v = w0;
-                v[i] += delta;
-                let t = Tensor::new(&v, &dev).unwrap();
-                loss(&t).unwrap().to_scalar::<f64>().unwrap()
-            };
-            let fd = (eval(h) - eval(-h)) / (2.0 * h);
-            assert!(
-                (fd - grad[i]).abs() < 1e-6 * (1.0 + fd.abs()),
-                "d/dw[{i}] backward {} vs finite difference {fd}",
-                grad[i]
-            );
-        }
+        assert_matches_finite_differences("rms_norm weight", &w0, &grad, |v| {
+            let t = Tensor::new(v, &dev).unwrap();
+            loss(&t).unwrap().to_scalar::<f64>().unwrap()
+        });
     }
 
     /// The weight gradient sums over rows; its order must not depend on the thread pool, or

@@ -72,6 +72,17 @@ fn tokenizer() -> Tokenizer {
     .unwrap()
 }
 
+/// A new tiny-preset model over `tok`, its weights drawn from `seed`.
+fn tiny(tok: &Tokenizer, seed: u64) -> Seq2Seq {
+    create_model(
+        tok.clone(),
+        &T5Config::preset(Preset::Tiny),
+        seed,
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
 fn config(seed: u64) -> TrainConfig {
     TrainConfig {
         seed,
@@ -132,15 +143,7 @@ fn stopped_and_resumed_run_matches_uninterrupted_run_bit_for_bit() {
     let tok = tokenizer();
     let data = encoded(&tok, 24);
     let valid = encoded(&tok, 30)[24..].to_vec();
-    let fresh = || {
-        create_model(
-            tok.clone(),
-            &T5Config::preset(Preset::Tiny),
-            7,
-            &Device::Cpu,
-        )
-        .unwrap()
-    };
+    let fresh = || tiny(&tok, 7);
     assert_eq!(weights(&fresh()), weights(&fresh()), "creation is seeded");
 
     let straight_dir = tempfile::tempdir().unwrap();
@@ -243,7 +246,7 @@ fn stopped_and_resumed_run_matches_uninterrupted_run_bit_for_bit() {
 fn loss_falls_on_real_examples_and_checkpoint_reloads_identically() {
     let tok = tokenizer();
     let data = encoded(&tok, 50);
-    let model = create_model(tok, &T5Config::preset(Preset::Tiny), 3, &Device::Cpu).unwrap();
+    let model = tiny(&tok, 3);
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(5);
     cfg.epochs = 30;
@@ -300,7 +303,7 @@ fn time_budget_stops_with_a_checkpoint_and_pretraining_runs_on_items() {
         .collect();
     let corrupted = span_corruption_examples(&tok, &texts, &CorruptionOptions::default()).unwrap();
     assert_eq!(corrupted.len(), 80, "two corrupted copies per item");
-    let model = create_model(tok, &T5Config::preset(Preset::Tiny), 1, &Device::Cpu).unwrap();
+    let model = tiny(&tok, 1);
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(2);
     cfg.run.time_budget = Some(std::time::Duration::ZERO);
@@ -331,15 +334,7 @@ fn lora_trains_adapters_only_merges_exactly_and_resumes_bit_for_bit() {
     use instructrec_train::lora::{Lora, LoraConfig, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
     let tok = tokenizer();
     let data = encoded(&tok, 24);
-    let base = || {
-        create_model(
-            tok.clone(),
-            &T5Config::preset(Preset::Tiny),
-            5,
-            &Device::Cpu,
-        )
-        .unwrap()
-    };
+    let base = || tiny(&tok, 5);
     let lora = LoraConfig {
         rank: 4,
         alpha: 8.0,
