@@ -19,6 +19,7 @@ use instructrec_text::SentenceEncoder;
 
 use crate::seqrec::{self, SeqRec, SeqRecConfig};
 use crate::textrec::{self, read_pairs, TextModelKind, TextRec, TextRecConfig, TextSource};
+use crate::twotower::{self, TwoTower, TwoTowerConfig};
 use crate::{Bm25, Bm25Config, Popularity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,16 +31,18 @@ pub enum Baseline {
     Bert4Rec,
     Dssm,
     Tem,
+    TwoTower,
 }
 
 impl Baseline {
-    pub const ALL: [Baseline; 6] = [
+    pub const ALL: [Baseline; 7] = [
         Baseline::Popularity,
         Baseline::Bm25,
         Baseline::SasRec,
         Baseline::Bert4Rec,
         Baseline::Dssm,
         Baseline::Tem,
+        Baseline::TwoTower,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Baseline {
             Baseline::Bert4Rec => "bert4rec",
             Baseline::Dssm => "dssm",
             Baseline::Tem => "tem",
+            Baseline::TwoTower => "two-tower",
         }
     }
 }
@@ -187,20 +191,13 @@ pub fn fit(
             fit_seqrec(prepared, config, options.checkpoint_dir.as_deref())
         }
         Baseline::Dssm | Baseline::Tem => fit_text(baseline, prepared, options),
+        Baseline::TwoTower => fit_two_tower(prepared, options),
     }
 }
 
-fn fit_text(
-    baseline: Baseline,
-    prepared: &Prepared,
-    options: &FitOptions,
-) -> anyhow::Result<Fitted> {
-    let search = options.search.as_ref().with_context(|| {
-        format!(
-            "{baseline} trains on query lines: give the instruction directory (--instructions) \
-             and use a search protocol"
-        )
-    })?;
+/// The pretrained encoder of `--text-encoder` and the text source a configuration records; the
+/// hashed bag of words without one.
+fn text_source(options: &FitOptions) -> anyhow::Result<(Option<SentenceEncoder>, TextSource)> {
     let encoder = options
         .text_encoder
         .as_deref()
@@ -216,6 +213,101 @@ fn fit_text(
             dim: 64,
         },
     };
+    Ok((encoder, text))
+}
+
+fn fit_two_tower(prepared: &Prepared, options: &FitOptions) -> anyhow::Result<Fitted> {
+    let (encoder, text) = text_source(options)?;
+    let mut config = TwoTowerConfig::new(text, options.seed);
+    if let Some(t) = options.time_budget_s {
+        config.time_budget_s = t;
+    }
+    if let Some(e) = options.max_epochs {
+        config.max_epochs = e;
+    }
+    if let Some(s) = options.validation_stride {
+        config.validation_stride = s;
+    }
+    let config_json = serde_json::to_value(&config)?;
+    let hash = config_hash(&config_json);
+    let dir = options.checkpoint_dir.as_deref();
+    let paths = dir.map(|d| {
+        let stem = format!("two-tower-{}", &hash[..12]);
+        (
+            d.join(format!("{stem}.safetensors")),
+            d.join(format!("{stem}.json")),
+        )
+    });
+    if let Some((weights, meta_path)) = &paths {
+        if let Some(meta) = matching_meta::<TwoTowerConfig>(meta_path, &hash, prepared)? {
+            let mut model = TwoTower::new(config, prepared, encoder, dir)?;
+            model.load(weights)?;
+            tracing::info!(model = "two-tower", path = %weights.display(), "loaded checkpoint");
+            return Ok(Fitted {
+                model_hash: model.weights_hash()?,
+                scorer: Box::new(model),
+                config: config_json,
+                config_hash: hash,
+                train_wall_s: meta.train_wall_s,
+                training: Some(meta.training),
+                loaded_from: Some(weights.clone()),
+            });
+        }
+    }
+    let trained = twotower::train(prepared, config.clone(), encoder, dir)?;
+    if let Some((weights, meta_path)) = &paths {
+        trained.model.save(weights)?;
+        let meta = CheckpointMeta {
+            config,
+            config_hash: hash.clone(),
+            dataset_checksums: prepared.manifest.checksums.clone(),
+            train_wall_s: trained.train_wall_s,
+            training: trained.log.clone(),
+        };
+        write_atomic(meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
+    }
+    Ok(Fitted {
+        model_hash: trained.model.weights_hash()?,
+        scorer: Box::new(trained.model),
+        config: config_json,
+        config_hash: hash,
+        train_wall_s: trained.train_wall_s,
+        training: Some(trained.log),
+        loaded_from: None,
+    })
+}
+
+/// A checkpoint's metadata when it exists and was made with this configuration and dataset.
+fn matching_meta<C: serde::de::DeserializeOwned>(
+    meta_path: &Path,
+    hash: &str,
+    prepared: &Prepared,
+) -> anyhow::Result<Option<CheckpointMeta<C>>> {
+    if !meta_path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(meta_path)
+        .with_context(|| format!("reading {}", meta_path.display()))?;
+    let meta: CheckpointMeta<C> =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", meta_path.display()))?;
+    Ok(
+        (meta.config_hash == hash && meta.dataset_checksums == prepared.manifest.checksums)
+            .then_some(meta),
+    )
+}
+
+fn fit_text(
+    baseline: Baseline,
+    prepared: &Prepared,
+    options: &FitOptions,
+) -> anyhow::Result<Fitted> {
+    let search = options.search.as_ref().with_context(|| {
+        format!(
+            "{baseline} trains on query lines: give the instruction directory (--instructions) \
+             and use a search protocol"
+        )
+    })?;
+    let (encoder, text) = text_source(options)?;
     let kind = match baseline {
         Baseline::Dssm => TextModelKind::Dssm,
         _ => TextModelKind::Tem,

@@ -1,10 +1,12 @@
 //! Classic baselines for instructrec, each evaluated through `instructrec_eval::Scorer`:
-//! popularity, BM25 over item text, SASRec and BERT4Rec, and the text search models DSSM and TEM.
+//! popularity, BM25 over item text, SASRec and BERT4Rec, the text search models DSSM and TEM,
+//! and the two-tower matching model that mines hard negatives.
 
 pub mod bm25;
 pub mod popularity;
 pub mod seqrec;
 pub mod textrec;
+pub mod twotower;
 
 pub use bm25::{Bm25, Bm25Config};
 pub use popularity::Popularity;
@@ -12,3 +14,4 @@ pub use seqrec::{SeqRec, SeqRecConfig, Variant};
 pub mod fit;
 pub use fit::{fit, Baseline, FitOptions, Fitted, SearchTraining};
 pub use textrec::{TextModelKind, TextRec, TextRecConfig, TextSource};
+pub use twotower::{TwoTower, TwoTowerConfig};

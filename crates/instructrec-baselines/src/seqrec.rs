@@ -245,7 +245,7 @@ pub(crate) fn varmap_hash(varmap: &VarMap) -> anyhow::Result<String> {
 }
 
 /// A copy of every weight, by name (the best epoch so far).
-type Snapshot = Vec<(String, Tensor)>;
+pub(crate) type Snapshot = Vec<(String, Tensor)>;
 
 pub struct SeqRec {
     config: SeqRecConfig,
@@ -429,13 +429,29 @@ impl SeqRec {
 
     /// `[batch, dim]` representation at the last position for each case.
     fn user_states(&self, cases: &[&Case]) -> anyhow::Result<Tensor> {
+        let histories: Vec<&[ItemId]> = cases.iter().map(|c| c.history.as_slice()).collect();
+        Ok(self.sequence_states(&histories, None)?.detach())
+    }
+
+    /// `[batch, dim]` encoder output after each history, with gradients (the two-tower model's
+    /// user tower trains through it); dropout when `rng` is given.
+    pub(crate) fn sequence_states(
+        &self,
+        histories: &[&[ItemId]],
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> anyhow::Result<Tensor> {
         let l = self.config.max_len;
-        let mut ids = Vec::with_capacity(cases.len() * l);
-        for c in cases {
-            ids.extend(self.inference_input(&c.history)?);
+        let mut ids = Vec::with_capacity(histories.len() * l);
+        for h in histories {
+            ids.extend(self.inference_input(h)?);
         }
-        let h = self.encode(&ids, cases.len(), None)?;
-        Ok(h.narrow(1, l - 1, 1)?.squeeze(1)?.contiguous()?.detach())
+        let h = self.encode(&ids, histories.len(), rng)?;
+        Ok(h.narrow(1, l - 1, 1)?.squeeze(1)?.contiguous()?)
+    }
+
+    /// Every trainable weight, for an optimiser that also trains other parameters.
+    pub(crate) fn vars(&self) -> Vec<Var> {
+        self.varmap.all_vars()
     }
 
     /// Embeddings of the real items (without padding and mask rows), detached.
@@ -458,14 +474,14 @@ impl SeqRec {
         varmap_hash(&self.varmap)
     }
 
-    fn snapshot(&self) -> anyhow::Result<Snapshot> {
+    pub(crate) fn snapshot(&self) -> anyhow::Result<Snapshot> {
         let data = self.varmap.data().lock().expect("varmap lock");
         data.iter()
             .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
             .collect()
     }
 
-    fn restore(&self, snapshot: &Snapshot) -> anyhow::Result<()> {
+    pub(crate) fn restore(&self, snapshot: &Snapshot) -> anyhow::Result<()> {
         let data = self.varmap.data().lock().expect("varmap lock");
         for (n, t) in snapshot {
             data[n].set(t)?;

@@ -172,7 +172,7 @@ fn hashed_words(text: &str, buckets: usize) -> Vec<u32> {
         .collect()
 }
 
-enum TextFeatures {
+pub(crate) enum TextFeatures {
     Frozen {
         encoder: Box<SentenceEncoder>,
         items: Tensor,
@@ -186,14 +186,14 @@ enum TextFeatures {
 }
 
 impl TextFeatures {
-    fn dim(&self) -> usize {
+    pub(crate) fn dim(&self) -> usize {
         match self {
             TextFeatures::Frozen { encoder, .. } => encoder.dim(),
             TextFeatures::Bag { table, .. } => table.dims()[1],
         }
     }
 
-    fn texts(&self, texts: &[&str], device: &Device) -> anyhow::Result<Tensor> {
+    pub(crate) fn texts(&self, texts: &[&str], device: &Device) -> anyhow::Result<Tensor> {
         match self {
             TextFeatures::Frozen { encoder, cache, .. } => {
                 let mut cache = cache.lock().expect("text cache lock");
@@ -250,7 +250,7 @@ impl TextFeatures {
 
 /// Title vectors from the encoder, cached in `dir` under a name derived from the encoder's
 /// weights and every title, so a stale cache is never read.
-fn title_vectors(
+pub(crate) fn title_vectors(
     encoder: &SentenceEncoder,
     titles: &[String],
     dir: Option<&Path>,

@@ -283,6 +283,90 @@ pub fn with_candidates(
     Ok(out)
 }
 
+/// One mined list as stored (JSON lines): the user and the 1 + k candidates in a seeded
+/// shuffled order, so the file does not give the positive away by position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinedList {
+    pub user: UserId,
+    pub candidates: Vec<ItemId>,
+}
+
+/// Mines hard negatives with `miner`: for each case, the `negatives` top-scored catalogue items
+/// that are neither the positive nor among the user's other interactions (`excluded`; ties go
+/// to the lower item id), shuffled with the positive by a ChaCha8 stream of `seed` and the user.
+/// Returns the stored form and the candidate sets [`with_candidates`] takes.
+pub fn mine_hard_negatives(
+    miner: &dyn Scorer,
+    cases: &[EvalCase],
+    catalogue: usize,
+    negatives: usize,
+    seed: u64,
+    batch_size: usize,
+) -> anyhow::Result<(Vec<MinedList>, Vec<CandidateSet>)> {
+    let mut lists = Vec::with_capacity(cases.len());
+    let mut sets = Vec::with_capacity(cases.len());
+    let pb = progress(cases.len(), format!("{} mining", miner.name()));
+    for chunk in cases.chunks(batch_size.max(1)) {
+        let refs: Vec<&Case> = chunk.iter().map(|c| &c.case).collect();
+        let scores = miner
+            .score_all(&refs)
+            .with_context(|| format!("{} cannot score the whole catalogue", miner.name()))??;
+        for (c, s) in chunk.iter().zip(&scores) {
+            if s.len() != catalogue {
+                bail!(
+                    "{} returned {} scores for a catalogue of {catalogue} items",
+                    miner.name(),
+                    s.len()
+                );
+            }
+            let mut skip = vec![false; catalogue];
+            for i in c.excluded.iter().chain(std::iter::once(&c.positive)) {
+                skip[i.index()] = true;
+            }
+            let mut pool: Vec<usize> = (0..catalogue).filter(|&i| !skip[i]).collect();
+            if pool.len() < negatives {
+                bail!(
+                    "user {}: only {} items are left to mine {negatives} negatives from",
+                    c.case.user.0,
+                    pool.len()
+                );
+            }
+            if let Some(i) = pool.iter().find(|&&i| s[i].is_nan()) {
+                bail!(
+                    "{} scored item {i} NaN for user {}",
+                    miner.name(),
+                    c.case.user.0
+                );
+            }
+            // Partial selection: a full sort per user is too slow over a large catalogue.
+            let order = |a: &usize, b: &usize| s[*b].total_cmp(&s[*a]).then(a.cmp(b));
+            if negatives > 0 && negatives < pool.len() {
+                pool.select_nth_unstable_by(negatives - 1, order);
+            }
+            pool.truncate(negatives);
+            pool.sort_by(order);
+            let hard: Vec<ItemId> = pool.iter().map(|&i| ItemId(i as u32)).collect();
+            let set = CandidateSet {
+                user: c.case.user,
+                positive: c.positive,
+                negatives: hard,
+            };
+            let mut candidates = set.items();
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(u64::from(c.case.user.0));
+            candidates.shuffle(&mut rng);
+            lists.push(MinedList {
+                user: c.case.user,
+                candidates,
+            });
+            sets.push(set);
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok((lists, sets))
+}
+
 fn progress(len: usize, label: String) -> ProgressBar {
     let pb = ProgressBar::new(len as u64);
     pb.set_style(

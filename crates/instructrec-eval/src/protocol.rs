@@ -76,11 +76,8 @@ impl Protocol {
             Protocol::Sequential
             | Protocol::ProductSearch
             | Protocol::PersonalisedSearch
-            | Protocol::Tournament => None,
-            Protocol::HardNegatives => Some(
-                "needs the two-tower matching model that mines the hard negatives; not built yet \
-                 (the harness can already score mined lists: harness::with_candidates)",
-            ),
+            | Protocol::Tournament
+            | Protocol::HardNegatives => None,
             Protocol::HeldOut => Some(
                 "needs instruction models tuned without the held-out scenario while instruction \
                  types are added (several tuning runs); not built yet",

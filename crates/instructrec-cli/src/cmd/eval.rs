@@ -9,8 +9,11 @@ use instructrec_baselines::{fit, Baseline, FitOptions, SearchTraining};
 use std::collections::HashSet;
 
 use instructrec_data::{CandidateSet, Fold, Prepared, UserId};
-use instructrec_eval::harness::{build_query_cases, candidates_checksum, EvalCase};
-use instructrec_eval::report::CandidateInfo;
+use instructrec_eval::harness::{
+    build_cases, build_query_cases, candidates_checksum, mine_hard_negatives, with_candidates,
+    EvalCase,
+};
+use instructrec_eval::report::{write_atomic, CandidateInfo};
 use instructrec_eval::{
     evaluate, evaluate_cases, read_queries, InstructRecScorer, InstructionIndex, ModelReport,
     Normalisation, Protocol, QueryKind, Report, Setting,
@@ -21,16 +24,17 @@ use sha2::{Digest, Sha256};
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Protocol: sequential, product-search, personalised-search and tournament (1+99 with the
-    /// query of --query, in one pass and as 10 groups) are implemented; hard-negatives, held-out
-    /// and zero-shot are named but refused until their inputs exist.
+    /// Protocol: sequential, product-search, personalised-search, tournament (1+99 with the
+    /// query of --query, in one pass and as 10 groups) and hard-negatives (1+9 lists mined by the
+    /// two-tower model, stored in <out>.candidates.jsonl) are implemented; held-out and zero-shot
+    /// are named but refused until their inputs exist.
     #[arg(long)]
     protocol: Protocol,
     /// A prepared directory (from `instructrec data prepare`).
     #[arg(long)]
     data: PathBuf,
-    /// Comma-separated models: popularity, bm25, sasrec, bert4rec, dssm, tem (the last two only
-    /// under search protocols).
+    /// Comma-separated models: popularity, bm25, sasrec, bert4rec, dssm, tem (these two only
+    /// under search protocols), two-tower.
     #[arg(
         long,
         value_delimiter = ',',
@@ -147,8 +151,58 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let catalogue = prepared.dataset.items.len();
-    let mut search = None;
-    let (settings, mut report, query_cases) = if args.protocol.needs_queries() {
+    let mut options = FitOptions {
+        seed: args.seed,
+        time_budget_s: args.time_budget_s,
+        max_epochs: args.max_epochs,
+        validation_stride: args.validation_stride,
+        checkpoint_dir: args.checkpoint_dir.clone(),
+        text_encoder: args.text_encoder.clone(),
+        search: None,
+    };
+    // The two-tower model that mined the hard negatives, reused if it is also evaluated.
+    let mut miner = None;
+    let (settings, mut report, query_cases) = if args.protocol == Protocol::HardNegatives {
+        let fitted = fit(Baseline::TwoTower, &prepared, &options)?;
+        // The users of the stored 1+9 test lists: the same sample as the sequential protocol.
+        let cases = build_cases(
+            &prepared,
+            Protocol::Sequential,
+            Fold::Test,
+            Setting::Sampled { size: 10 },
+        )?;
+        let (lists, sets) = mine_hard_negatives(
+            fitted.scorer.as_ref(),
+            &cases,
+            catalogue,
+            9,
+            args.seed,
+            args.batch_size,
+        )?;
+        let mut bytes = Vec::new();
+        for l in &lists {
+            serde_json::to_writer(&mut bytes, l)?;
+            bytes.push(b'\n');
+        }
+        let path = PathBuf::from(format!("{}.candidates.jsonl", args.out.display()));
+        write_atomic(&path, &bytes)?;
+        let checksum = hex::encode(Sha256::digest(&bytes));
+        tracing::info!(path = %path.display(), %checksum, lists = lists.len(), "mined lists");
+        let cases = with_candidates(cases, &sets)?;
+        let mut report = Report::new(&prepared, args.protocol, command, args.seed, &[])?;
+        report.candidates.push(CandidateInfo {
+            fold: Fold::Test,
+            size: 10,
+            cases: cases.len(),
+            checksum,
+        });
+        miner = Some(fitted);
+        (
+            vec![Setting::Sampled { size: 10 }],
+            report,
+            Some(vec![cases]),
+        )
+    } else if args.protocol.needs_queries() {
         let dir = args.instructions.as_ref().with_context(|| {
             format!(
                 "protocol {} reads its queries from --instructions",
@@ -205,7 +259,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         } else {
             Vec::new()
         };
-        search = Some(SearchTraining {
+        options.search = Some(SearchTraining {
             instructions: dir.join(Split::Train.file_name()),
             query,
             excluded_targets,
@@ -227,18 +281,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         let report = Report::new(&prepared, args.protocol, command, args.seed, &lists)?;
         (settings, report, None)
     };
-    let options = FitOptions {
-        seed: args.seed,
-        time_budget_s: args.time_budget_s,
-        max_epochs: args.max_epochs,
-        validation_stride: args.validation_stride,
-        checkpoint_dir: args.checkpoint_dir.clone(),
-        text_encoder: args.text_encoder.clone(),
-        search,
-    };
     for &baseline in &args.models {
         tracing::info!(model = %baseline, "fitting");
-        let fitted = fit(baseline, &prepared, &options)?;
+        let fitted = match miner.take() {
+            Some(m) if baseline == Baseline::TwoTower => m,
+            other => {
+                miner = other;
+                fit(baseline, &prepared, &options)?
+            }
+        };
         let mut results = Vec::new();
         for (i, &setting) in settings.iter().enumerate() {
             let e = match &query_cases {

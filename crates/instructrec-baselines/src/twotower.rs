@@ -1,0 +1,497 @@
+//! Two-tower matching model (issue 5), the miner of the `hard-negatives` protocol.
+//!
+//! User tower: user-id embedding + SASRec's causal transformer over the item-id history (the
+//! same blocks as [`crate::seqrec`], not a copy) + a projection of the mean title vector of the
+//! history. Item tower: item-id embedding + a projection of the title vector. Score: dot
+//! product. Trained with a sampled softmax over in-batch negatives on (history prefix -> next
+//! item) pairs of the training split.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use candle_core::{Device, Tensor};
+use candle_nn::{Linear, Module, Optimizer, VarMap};
+use indicatif::{ProgressBar, ProgressStyle};
+use instructrec_data::{Fold, ItemId, Prepared, UserId};
+use instructrec_eval::harness::{build_cases, evaluate_sampled};
+use instructrec_eval::report::EpochLog;
+use instructrec_eval::{Case, Protocol, Request, Scorer, Setting, StopReason, TrainingLog};
+use instructrec_model::ops;
+use instructrec_text::SentenceEncoder;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::seqrec::{save_varmap, varmap_hash, Init, SeqRec, SeqRecConfig, Snapshot};
+use crate::textrec::{title_vectors, TextFeatures, TextSource};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TwoTowerConfig {
+    /// The sequence encoder of the user tower (SASRec's shape; its own loss is not used).
+    pub sequence: SeqRecConfig,
+    pub text: TextSource,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    pub patience: usize,
+    /// Stop after the first step that ends past this many seconds.
+    pub time_budget_s: f64,
+    pub validation_stride: usize,
+    pub seed: u64,
+}
+
+impl TwoTowerConfig {
+    pub fn new(text: TextSource, seed: u64) -> Self {
+        let mut sequence = SeqRecConfig::sasrec(seed);
+        sequence.dropout = 0.1;
+        Self {
+            sequence,
+            text,
+            lr: 1e-3,
+            batch_size: 256,
+            max_epochs: 50,
+            patience: 3,
+            time_budget_s: 240.0,
+            validation_stride: 2,
+            seed,
+        }
+    }
+}
+
+pub struct TwoTower {
+    config: TwoTowerConfig,
+    seq: SeqRec,
+    varmap: VarMap,
+    text: TextFeatures,
+    titles: Vec<String>,
+    user_emb: Tensor,
+    item_emb: Tensor,
+    user_text: Linear,
+    item_text: Linear,
+    device: Device,
+}
+
+/// One training pair: a user's history prefix and the item that followed it.
+struct Pair {
+    user: UserId,
+    history: Vec<ItemId>,
+    target: ItemId,
+}
+
+impl TwoTower {
+    /// Creates the model; a pretrained encoder encodes every title once (or reads them from
+    /// `title_cache`).
+    pub fn new(
+        config: TwoTowerConfig,
+        prepared: &Prepared,
+        encoder: Option<SentenceEncoder>,
+        title_cache: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let device = Device::Cpu;
+        let items = prepared.dataset.items.len();
+        let seq = SeqRec::new(config.sequence.clone(), items)?;
+        let varmap = VarMap::new();
+        // A stream apart from the sequence encoder's, which is seeded by `config.sequence.seed`.
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x2_70e5);
+        let mut init = Init {
+            varmap: &varmap,
+            rng: &mut rng,
+            device: &device,
+        };
+        let titles: Vec<String> = prepared
+            .dataset
+            .items
+            .iter()
+            .map(|i| i.title.clone())
+            .collect();
+        let text = match (&config.text, encoder) {
+            (TextSource::Pretrained { .. }, Some(encoder)) => TextFeatures::Frozen {
+                items: title_vectors(&encoder, &titles, title_cache)?,
+                encoder: Box::new(encoder),
+                cache: Mutex::new(HashMap::new()),
+            },
+            (TextSource::Trained { buckets, dim }, None) => TextFeatures::Bag {
+                table: init.normal("words".into(), (*buckets, *dim), 0.1)?,
+                buckets: *buckets,
+            },
+            _ => bail!("the text source in the configuration does not match the encoder given"),
+        };
+        let d = config.sequence.dim;
+        let std = 1.0 / (d as f32).sqrt();
+        let user_emb = init.normal("user_emb".into(), (prepared.dataset.users.len(), d), std)?;
+        let item_emb = init.normal("item_emb".into(), (items, d), std)?;
+        let user_text = init.linear("user_text", text.dim(), d)?;
+        let item_text = init.linear("item_text", text.dim(), d)?;
+        Ok(Self {
+            config,
+            seq,
+            varmap,
+            text,
+            titles,
+            user_emb,
+            item_emb,
+            user_text,
+            item_text,
+            device,
+        })
+    }
+
+    pub fn config(&self) -> &TwoTowerConfig {
+        &self.config
+    }
+
+    /// Title vectors `[ids, text dim]` of the given items.
+    fn title_features(&self, ids: &[u32]) -> anyhow::Result<Tensor> {
+        Ok(match &self.text {
+            TextFeatures::Frozen { items, .. } => {
+                items.index_select(&Tensor::from_slice(ids, ids.len(), &self.device)?, 0)?
+            }
+            TextFeatures::Bag { .. } => {
+                let titles: Vec<&str> = ids
+                    .iter()
+                    .map(|&i| self.titles[i as usize].as_str())
+                    .collect();
+                self.text.texts(&titles, &self.device)?
+            }
+        })
+    }
+
+    fn check_item(&self, item: ItemId) -> anyhow::Result<()> {
+        if item.index() >= self.titles.len() {
+            bail!(
+                "item {} is outside the catalogue of {}",
+                item.0,
+                self.titles.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// `[users, dim]` user vectors, with gradients (dropout when `rng` is given).
+    fn user_vectors(
+        &self,
+        users: &[UserId],
+        histories: &[&[ItemId]],
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> anyhow::Result<Tensor> {
+        let n = users.len();
+        for &u in users {
+            if u.index() >= self.user_emb.dims()[0] {
+                bail!(
+                    "user {} is not among the {} trained users",
+                    u.0,
+                    self.user_emb.dims()[0]
+                );
+            }
+        }
+        let ids: Vec<u32> = users.iter().map(|u| u.0).collect();
+        let ids = Tensor::from_vec(ids, n, &self.device)?;
+        let id_part = self.user_emb.index_select(&ids, 0)?;
+        let seq_part = self.seq.sequence_states(histories, rng)?;
+        // Mean title vector of each history's last `max_len` items, as one matmul over the
+        // distinct items of the batch.
+        let l = self.config.sequence.max_len;
+        let mut distinct: Vec<u32> = Vec::new();
+        let mut column: HashMap<u32, usize> = HashMap::new();
+        let mut cells: Vec<(usize, usize, f32)> = Vec::new();
+        for (r, h) in histories.iter().enumerate() {
+            let tail = &h[h.len().saturating_sub(l)..];
+            for &i in tail {
+                self.check_item(i)?;
+                let c = *column.entry(i.0).or_insert_with(|| {
+                    distinct.push(i.0);
+                    distinct.len() - 1
+                });
+                cells.push((r, c, 1.0 / tail.len() as f32));
+            }
+        }
+        let text_part = if distinct.is_empty() {
+            Tensor::zeros((n, self.text.dim()), candle_core::DType::F32, &self.device)?
+        } else {
+            let mut weights = vec![0f32; n * distinct.len()];
+            for (r, c, w) in cells {
+                weights[r * distinct.len() + c] += w;
+            }
+            let weights = Tensor::from_vec(weights, (n, distinct.len()), &self.device)?;
+            weights.matmul(&self.title_features(&distinct)?)?
+        };
+        Ok(((id_part + seq_part)? + self.user_text.forward(&text_part)?)?)
+    }
+
+    /// `[items, dim]` item vectors, with gradients.
+    fn item_vectors(&self, items: &[u32]) -> anyhow::Result<Tensor> {
+        let ids = Tensor::from_slice(items, items.len(), &self.device)?;
+        let text = self.item_text.forward(&self.title_features(items)?)?;
+        Ok((self.item_emb.index_select(&ids, 0)? + text)?)
+    }
+
+    /// In-batch sampled softmax: each pair's target against the other pairs' targets (the same
+    /// item elsewhere in the batch is masked, not counted as a negative).
+    fn loss(&self, pairs: &[&Pair], rng: &mut ChaCha8Rng) -> anyhow::Result<Tensor> {
+        let n = pairs.len();
+        let users: Vec<UserId> = pairs.iter().map(|p| p.user).collect();
+        let histories: Vec<&[ItemId]> = pairs.iter().map(|p| p.history.as_slice()).collect();
+        let targets: Vec<u32> = pairs.iter().map(|p| p.target.0).collect();
+        let u = self.user_vectors(&users, &histories, Some(rng))?;
+        let v = self.item_vectors(&targets)?;
+        let mut mask = vec![0f32; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                if i != j && targets[i] == targets[j] {
+                    mask[i * n + j] = -1e9;
+                }
+            }
+        }
+        let mask = Tensor::from_vec(mask, (n, n), &self.device)?;
+        let logits = (u.matmul(&v.t()?)? + mask)?;
+        let logp = ops::log_softmax_last_dim(&logits)?;
+        let diag: Vec<u32> = (0..n as u32).collect();
+        let diag = Tensor::from_vec(diag, (n, 1), &self.device)?;
+        Ok(logp.gather(&diag, 1)?.mean_all()?.neg()?)
+    }
+
+    fn all_vars(&self) -> Vec<candle_core::Var> {
+        let mut vars = self.seq.vars();
+        vars.extend(self.varmap.all_vars());
+        vars
+    }
+
+    /// Weights go to `path` (this model's) and `<path>.seq.safetensors` (the sequence encoder).
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        save_varmap(&self.varmap, path)?;
+        self.seq.save(&sequence_path(path))
+    }
+
+    pub fn load(&mut self, path: &Path) -> anyhow::Result<()> {
+        self.varmap
+            .load(path)
+            .with_context(|| format!("loading weights from {}", path.display()))?;
+        self.seq.load(&sequence_path(path))
+    }
+
+    /// SHA-256 over both parts' weight hashes.
+    pub fn weights_hash(&self) -> anyhow::Result<String> {
+        let mut h = Sha256::new();
+        h.update(varmap_hash(&self.varmap)?.as_bytes());
+        h.update(self.seq.weights_hash()?.as_bytes());
+        Ok(hex::encode(h.finalize()))
+    }
+
+    fn snapshot(&self) -> anyhow::Result<(Snapshot, Snapshot)> {
+        let data = self.varmap.data().lock().expect("varmap lock");
+        let own = data
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+            .collect::<anyhow::Result<Snapshot>>()?;
+        Ok((own, self.seq.snapshot()?))
+    }
+
+    fn restore(&self, (own, seq): &(Snapshot, Snapshot)) -> anyhow::Result<()> {
+        {
+            let data = self.varmap.data().lock().expect("varmap lock");
+            for (n, t) in own {
+                data[n].set(t)?;
+            }
+        }
+        self.seq.restore(seq)
+    }
+}
+
+fn sequence_path(path: &Path) -> std::path::PathBuf {
+    path.with_extension("seq.safetensors")
+}
+
+impl Scorer for TwoTower {
+    fn name(&self) -> String {
+        "two-tower".into()
+    }
+
+    fn score(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<Vec<f32>> {
+        let mut out = self.score_batch(&[Request { case, candidates }])?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    fn score_batch(&self, requests: &[Request<'_>]) -> anyhow::Result<Vec<Vec<f32>>> {
+        let users: Vec<UserId> = requests.iter().map(|r| r.case.user).collect();
+        let histories: Vec<&[ItemId]> =
+            requests.iter().map(|r| r.case.history.as_slice()).collect();
+        let u = self.user_vectors(&users, &histories, None)?.detach();
+        let mut out = Vec::with_capacity(requests.len());
+        for (r, req) in requests.iter().enumerate() {
+            if req.candidates.is_empty() {
+                out.push(Vec::new());
+                continue;
+            }
+            for &c in req.candidates {
+                self.check_item(c)?;
+            }
+            let ids: Vec<u32> = req.candidates.iter().map(|c| c.0).collect();
+            let v = self.item_vectors(&ids)?.detach();
+            let s = v.matmul(&u.narrow(0, r, 1)?.t()?)?.squeeze(1)?;
+            out.push(s.to_vec1()?);
+        }
+        Ok(out)
+    }
+
+    fn score_all(&self, cases: &[&Case]) -> Option<anyhow::Result<Vec<Vec<f32>>>> {
+        let run = || -> anyhow::Result<Vec<Vec<f32>>> {
+            let users: Vec<UserId> = cases.iter().map(|c| c.user).collect();
+            let histories: Vec<&[ItemId]> = cases.iter().map(|c| c.history.as_slice()).collect();
+            let u = self.user_vectors(&users, &histories, None)?.detach();
+            let all: Vec<u32> = (0..self.titles.len() as u32).collect();
+            let v = self.item_vectors(&all)?.detach();
+            Ok(u.matmul(&v.t()?)?.to_vec2()?)
+        };
+        Some(run())
+    }
+}
+
+/// (prefix -> next item) pairs of every user's training sequence.
+fn training_pairs(prepared: &Prepared) -> Vec<Pair> {
+    let mut pairs = Vec::new();
+    for u in &prepared.dataset.users {
+        let seq: Vec<ItemId> = prepared
+            .train_sequence(u.id)
+            .iter()
+            .map(|i| i.item)
+            .collect();
+        for t in 1..seq.len() {
+            pairs.push(Pair {
+                user: u.id,
+                history: seq[..t].to_vec(),
+                target: seq[t],
+            });
+        }
+    }
+    pairs
+}
+
+pub struct TrainedTwoTower {
+    pub model: TwoTower,
+    pub log: TrainingLog,
+    pub train_wall_s: f64,
+}
+
+/// Trains with AdamW, validating after every epoch on the 1+9 validation lists and keeping the
+/// weights of the best validation NDCG@5; the time budget is checked after every step.
+pub fn train(
+    prepared: &Prepared,
+    config: TwoTowerConfig,
+    encoder: Option<SentenceEncoder>,
+    title_cache: Option<&Path>,
+) -> anyhow::Result<TrainedTwoTower> {
+    let start = Instant::now();
+    if config.batch_size < 2 || config.validation_stride == 0 {
+        bail!("two-tower batch_size must be >= 2 and validation_stride >= 1");
+    }
+    let model = TwoTower::new(config.clone(), prepared, encoder, title_cache)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_da7a);
+    let pairs = training_pairs(prepared);
+    if pairs.is_empty() {
+        bail!("no user has two training interactions: no two-tower training pair");
+    }
+    let val: Vec<_> = build_cases(
+        prepared,
+        Protocol::Sequential,
+        Fold::Validation,
+        Setting::Sampled { size: 10 },
+    )?
+    .into_iter()
+    .step_by(config.validation_stride)
+    .collect();
+    let mut opt = candle_nn::AdamW::new(
+        model.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: config.lr,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+    let steps = pairs.len().div_ceil(config.batch_size);
+    let pb = ProgressBar::new((steps * config.max_epochs) as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "two-tower [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}",
+        )
+        .expect("valid template"),
+    );
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    let mut epochs = Vec::new();
+    let mut best: Option<(f64, usize, (Snapshot, Snapshot))> = None;
+    let mut stop = StopReason::MaxEpochs;
+    'epochs: for epoch in 1..=config.max_epochs {
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut done) = (0.0, 0usize);
+        let mut out_of_time = false;
+        for chunk in order.chunks(config.batch_size) {
+            if chunk.len() < 2 {
+                continue;
+            }
+            let batch: Vec<&Pair> = chunk.iter().map(|&i| &pairs[i]).collect();
+            let loss = model.loss(&batch, &mut rng)?;
+            let value = loss.to_scalar::<f32>()? as f64;
+            if !value.is_finite() {
+                bail!("two-tower training loss became {value} in epoch {epoch}");
+            }
+            loss_sum += value;
+            done += 1;
+            opt.backward_step(&loss)?;
+            pb.inc(1);
+            if start.elapsed().as_secs_f64() > config.time_budget_s {
+                out_of_time = true;
+                break;
+            }
+        }
+        let metrics = evaluate_sampled(&model, &val, 256)?;
+        let elapsed_s = start.elapsed().as_secs_f64();
+        let log = EpochLog {
+            epoch,
+            train_loss: loss_sum / done.max(1) as f64,
+            val_hr1: metrics.hr1,
+            val_ndcg5: metrics.ndcg5,
+            elapsed_s,
+        };
+        pb.set_message(format!(
+            "epoch {epoch} loss {:.4} val HR@1 {:.4} NDCG@5 {:.4}",
+            log.train_loss, log.val_hr1, log.val_ndcg5
+        ));
+        tracing::info!(
+            model = "two-tower",
+            epoch,
+            loss = log.train_loss,
+            val_hr1 = log.val_hr1,
+            val_ndcg5 = log.val_ndcg5,
+            elapsed_s,
+            "epoch done"
+        );
+        epochs.push(log);
+        if best.as_ref().is_none_or(|(b, _, _)| metrics.ndcg5 > *b) {
+            best = Some((metrics.ndcg5, epoch, model.snapshot()?));
+        } else if epoch - best.as_ref().map_or(0, |b| b.1) >= config.patience {
+            stop = StopReason::Converged;
+            break 'epochs;
+        }
+        if out_of_time {
+            stop = StopReason::TimeBudget;
+            break;
+        }
+    }
+    pb.finish_and_clear();
+    let (_, best_epoch, weights) = best.context("two-tower training ran no epoch")?;
+    model.restore(&weights)?;
+    Ok(TrainedTwoTower {
+        model,
+        log: TrainingLog {
+            seed: config.seed,
+            epochs,
+            best_epoch,
+            stop,
+        },
+        train_wall_s: start.elapsed().as_secs_f64(),
+    })
+}
