@@ -22,7 +22,8 @@ pub enum Protocol {
     Tournament,
     /// A scenario left out of instruction tuning (personalised search with vague intentions).
     HeldOut,
-    /// Trained on one domain, evaluated on another.
+    /// Trained on one domain, evaluated on another: the sequential cases of the target
+    /// dataset, scored by an instruction model tuned elsewhere.
     ZeroShot,
 }
 
@@ -77,14 +78,11 @@ impl Protocol {
             | Protocol::ProductSearch
             | Protocol::PersonalisedSearch
             | Protocol::Tournament
-            | Protocol::HardNegatives => None,
+            | Protocol::HardNegatives
+            | Protocol::ZeroShot => None,
             Protocol::HeldOut => Some(
                 "needs instruction models tuned without the held-out scenario while instruction \
                  types are added (several tuning runs); not built yet",
-            ),
-            Protocol::ZeroShot => Some(
-                "needs an instruction model tuned on one domain and a second domain's \
-                 instructions; not built yet",
             ),
         }
     }

@@ -201,10 +201,25 @@ fn broken_scorers_and_missing_protocols_are_errors() {
         format!("{e:#}").contains("9 scores for 10 candidates"),
         "{e:#}"
     );
-    for protocol in [Protocol::HeldOut, Protocol::ZeroShot] {
-        let e = build_cases(&p, protocol, Fold::Test, Setting::Sampled { size: 10 }).unwrap_err();
-        assert!(e.to_string().contains("not implemented"), "{e}");
-    }
+    let e = build_cases(
+        &p,
+        Protocol::HeldOut,
+        Fold::Test,
+        Setting::Sampled { size: 10 },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not implemented"), "{e}");
+    // Zero-shot scores the target domain's own sequential cases (with a model tuned elsewhere).
+    let lists = |protocol| {
+        build_cases(&p, protocol, Fold::Test, Setting::Sampled { size: 10 })
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.case.user, c.positive, c.candidates))
+            .collect::<Vec<_>>()
+    };
+    let zero_shot = lists(Protocol::ZeroShot);
+    assert!(!zero_shot.is_empty());
+    assert_eq!(zero_shot, lists(Protocol::Sequential));
     for protocol in [
         Protocol::ProductSearch,
         Protocol::PersonalisedSearch,

@@ -129,10 +129,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             args.protocol.scenario()
         );
     }
-    if args.instructrec.is_some() && args.protocol != Protocol::Sequential {
+    if args.protocol == Protocol::ZeroShot
+        && (args.instructrec.is_none() || args.instructions.is_none())
+    {
         anyhow::bail!(
-            "--instructrec is evaluated under the sequential protocol only so far: its search \
-             instructions are keyed by the 1+9 lists"
+            "zero-shot scores an instruction model tuned on another domain on this one: give \
+             --instructrec (the tuned model) and --instructions (built from --data)"
+        );
+    }
+    if args.instructrec.is_some()
+        && !matches!(args.protocol, Protocol::Sequential | Protocol::ZeroShot)
+    {
+        anyhow::bail!(
+            "--instructrec is evaluated under the sequential and zero-shot protocols only so \
+             far: its search instructions are keyed by the 1+9 lists"
         );
     }
     let mut prepared = Prepared::load(&args.data)
