@@ -9,27 +9,12 @@ mod common;
 use std::path::Path;
 
 use common::{
-    fixture_input, instructrec, instructrec_with_file_limit, leftovers, run_err, run_ok, snapshot,
-    train_args, write_instructions,
+    fixture_input, instructions_args, instructrec, instructrec_with_file_limit, leftovers,
+    prepare_args, prepared, run_err, run_ok, snapshot, train_args, write_instructions,
 };
 
 /// The shell's `ulimit -f` unit is 512 or 1024 bytes; either way every output below is larger.
 const TINY_LIMIT: u64 = 1;
-
-fn prepare_args<'a>(input: &'a str, out: &'a str) -> Vec<&'a str> {
-    vec![
-        "data",
-        "prepare",
-        "--input",
-        input,
-        "--out",
-        out,
-        "--k-core",
-        "1",
-        "--candidates",
-        "3",
-    ]
-}
 
 fn assert_names_full_disk(stderr: &str, dir: &Path) {
     assert!(
@@ -37,17 +22,6 @@ fn assert_names_full_disk(stderr: &str, dir: &Path) {
         "the error should name the file being written under {}: {stderr}",
         dir.display()
     );
-}
-
-/// A prepared dataset from the amazon2018 fixture, in `root/prepared`.
-fn prepared(root: &Path) -> std::path::PathBuf {
-    let out = root.join("prepared");
-    let input = fixture_input();
-    run_ok(&mut instructrec(&prepare_args(
-        input.to_str().unwrap(),
-        out.to_str().unwrap(),
-    )));
-    out
 }
 
 #[test]
@@ -74,20 +48,11 @@ fn instructions_build_on_a_full_disk() {
     let data = prepared(root.path());
     let out = root.path().join("instructions");
     let cache = root.path().join("cache");
-    let args = [
-        "instructions",
-        "build",
-        "--data",
+    let args = instructions_args(
         data.to_str().unwrap(),
-        "--out",
         out.to_str().unwrap(),
-        "--teacher-cache",
         cache.to_str().unwrap(),
-        "--train-candidates",
-        "3",
-        "--eval-sizes",
-        "3",
-    ];
+    );
     run_ok(&mut instructrec(&args));
     let before = snapshot(&out);
     let stderr = run_err(&mut instructrec_with_file_limit(TINY_LIMIT, &args));

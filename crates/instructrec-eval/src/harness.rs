@@ -173,9 +173,10 @@ fn others(prepared: &Prepared, user: UserId, positive: ItemId) -> Vec<ItemId> {
 }
 
 /// Cases of a search protocol from the instruction stage's test lines (see
-/// [`crate::queries::read_queries`]). 1+9 uses each line's own list; longer lists and
-/// tournaments use the stored test lists of that size, whose positive must be the line's.
-/// Product search is <P0,...>: its cases carry no history.
+/// [`crate::queries::read_queries`]). A list of the line's own size (1+9 as the instruction
+/// stage writes them) is the line's list; other sizes and tournaments use the stored test lists
+/// of that size, whose positive must be the line's. Product search is <P0,...>: its cases carry
+/// no history.
 pub fn build_query_cases(
     prepared: &Prepared,
     protocol: Protocol,
@@ -185,8 +186,12 @@ pub fn build_query_cases(
     if !protocol.needs_queries() {
         bail!("protocol {protocol} does not take queries");
     }
-    let stored: Option<HashMap<UserId, &CandidateSet>> = match setting {
-        Setting::Sampled { size } | Setting::Tournament { size, .. } if size != 10 => Some(
+    let size = match setting {
+        Setting::Sampled { size } | Setting::Tournament { size, .. } => Some(size),
+        Setting::FullRanking => None,
+    };
+    let stored: Option<HashMap<UserId, &CandidateSet>> = match size {
+        Some(size) if lines.iter().any(|l| l.candidates.len() != size) => Some(
             stored_candidates(prepared, Fold::Test, size)?
                 .iter()
                 .map(|s| (s.user, s))
@@ -202,10 +207,11 @@ pub fn build_query_cases(
                 line.user.0
             );
         }
-        let candidates = match (&stored, setting) {
-            (_, Setting::FullRanking) => Vec::new(),
-            (Some(stored), _) => {
-                let Some(set) = stored.get(&line.user) else {
+        let candidates = match size {
+            None => Vec::new(),
+            Some(size) if line.candidates.len() == size => line.candidates.clone(),
+            Some(_) => {
+                let Some(set) = stored.as_ref().and_then(|s| s.get(&line.user)) else {
                     // The sample the lists were drawn for may not cover every query user.
                     continue;
                 };
@@ -219,7 +225,6 @@ pub fn build_query_cases(
                 }
                 set.items()
             }
-            (None, _) => line.candidates.clone(),
         };
         if !candidates.is_empty() && !candidates.contains(&line.positive) {
             bail!(

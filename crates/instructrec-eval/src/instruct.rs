@@ -10,6 +10,7 @@ use instructrec_data::{ItemId, Prepared, UserId};
 use instructrec_instructions::{read_jsonl, IntentionKind, PreferenceKind, TaskForm};
 use instructrec_model::{Seq2Seq, TokenLimits};
 
+use crate::queries::QueryLine;
 use crate::scorer::{Case, Scorer};
 
 /// How a candidate's token log-likelihoods become its score. Sums favour short titles; means
@@ -54,6 +55,20 @@ impl InstructionIndex {
             );
         }
         Ok(Self { by_key })
+    }
+
+    /// The instructions of search cases: each query line's own rendered instruction, so the
+    /// instruction model answers exactly the line whose query the baselines get.
+    pub fn from_queries(lines: &[QueryLine]) -> Self {
+        let by_key = lines
+            .iter()
+            .map(|l| {
+                let mut key = l.candidates.clone();
+                key.sort_unstable();
+                ((l.user, key), l.instruction.clone())
+            })
+            .collect();
+        Self { by_key }
     }
 
     /// Users that have an instruction: the evaluation sample every model is scored on.

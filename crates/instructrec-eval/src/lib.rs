@@ -2,6 +2,7 @@
 //! the paper's protocols, and reports that tie each number to its data, seed and configuration.
 
 pub mod harness;
+pub mod heldout;
 pub mod instruct;
 pub mod metrics;
 pub mod paper;
@@ -16,6 +17,7 @@ pub use harness::{
     build_cases, build_query_cases, evaluate, evaluate_cases, with_candidates, EvalCase,
     Evaluation, Setting,
 };
+pub use heldout::{check_stage, Stage, StageInfo};
 pub use instruct::{InstructRecScorer, InstructionIndex, Normalisation};
 pub use metrics::{MetricAccumulator, Metrics};
 pub use protocol::Protocol;

@@ -39,8 +39,12 @@ fn series(report: &Report) -> Vec<Series> {
     out
 }
 
-/// Renders the chart to an SVG string.
+/// Renders the chart to an SVG string: HR@1 by tuning stage for the held-out protocol, the
+/// metric bars otherwise.
 pub fn render(report: &Report) -> anyhow::Result<String> {
+    if !report.stages.is_empty() {
+        return render_stages(report);
+    }
     let series = series(report);
     let mut svg = String::new();
     {
@@ -96,6 +100,119 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
                 .label(s.label.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], style));
         }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+/// Held-out protocol: HR@1 on the held-out cases against the tuning stage, with a 95% interval
+/// (1.96 standard errors) per stage, and the other models, random ranking and the paper's
+/// models (tuned with the scenario) as horizontal reference lines.
+fn render_stages(report: &Report) -> anyhow::Result<String> {
+    let mut points = Vec::new();
+    for (i, st) in report.stages.iter().enumerate() {
+        if let Some(e) = report.sampled_result(&st.model) {
+            let m = &e.metrics;
+            let half = 1.96 * (m.hr1 * (1.0 - m.hr1) / m.cases.max(1) as f64).sqrt();
+            points.push((i as f64, m.hr1, half));
+        }
+    }
+    let stage_models: Vec<&str> = report.stages.iter().map(|s| s.model.as_str()).collect();
+    let mut references: Vec<(String, f64)> = report
+        .models
+        .iter()
+        .filter(|m| !stage_models.contains(&m.name.as_str()))
+        .filter_map(|m| {
+            let e = report.sampled_result(&m.name)?;
+            Some((format!("{} (ours)", m.name), e.metrics.hr1))
+        })
+        .collect();
+    let size =
+        report
+            .stages
+            .iter()
+            .find_map(|st| match report.sampled_result(&st.model)?.setting {
+                Setting::Sampled { size } => Some(size),
+                _ => None,
+            });
+    if let Some(size) = size {
+        references.push((format!("random (1/{size})"), 1.0 / size as f64));
+    }
+    references.extend(
+        report
+            .paper
+            .iter()
+            .map(|p| (format!("{} (paper, tuned with I1)", p.model), p.hr1)),
+    );
+    let names: Vec<String> = report.stages.iter().map(|s| s.name.clone()).collect();
+    let n = names.len() as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 540)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!(
+                    "{} {}: HR@1 by tuning stage (95% intervals)",
+                    report.protocol, report.scenario
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(45)
+            .build_cartesian_2d(-0.5f64..n - 0.5, 0f64..1.3f64)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(names.len().max(1))
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc("tuning stage")
+            .y_desc("HR@1")
+            .y_label_formatter(&|y| {
+                if *y <= 1.0 + 1e-9 {
+                    format!("{y:.1}")
+                } else {
+                    String::new()
+                }
+            })
+            .draw()?;
+        for (j, (label, v)) in references.iter().enumerate() {
+            let style = Palette99::pick(j + 1).mix(0.8).stroke_width(1);
+            chart
+                .draw_series(LineSeries::new([(-0.5, *v), (n - 0.5, *v)], style))?
+                .label(format!("{label}: {v:.3}"))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], style));
+        }
+        let ours = BLACK.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|&(x, y, _)| (x, y)),
+                ours,
+            ))?
+            .label("instruction model, held-out stages")
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], ours));
+        chart.draw_series(
+            points
+                .iter()
+                .map(|&(x, y, _)| Circle::new((x, y), 4, BLACK.filled())),
+        )?;
+        chart.draw_series(points.iter().map(|&(x, y, half)| {
+            PathElement::new([(x, (y - half).max(0.0)), (x, (y + half).min(1.0))], BLACK)
+        }))?;
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)

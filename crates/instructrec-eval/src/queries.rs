@@ -84,6 +84,8 @@ pub struct QueryLine {
     /// The stored candidate list the line shows (positive included).
     pub candidates: Vec<ItemId>,
     pub query: String,
+    /// The line's rendered instruction, which the instruction model answers.
+    pub instruction: String,
 }
 
 /// Plain reranking lines of `path` whose preference is `preference` and that carry a `kind` query,
@@ -110,6 +112,7 @@ pub fn read_queries(
                 positive: line.target_item,
                 candidates: line.candidates.clone(),
                 query: query.to_string(),
+                instruction: line.text.clone(),
             });
         }
     }

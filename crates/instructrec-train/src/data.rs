@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::error::{io_err, Result, TrainError};
@@ -27,18 +27,28 @@ struct InstructionLine {
     instruction: Option<String>,
     target: Option<String>,
     preference: Option<String>,
+    intention: Option<String>,
     task: Option<String>,
     strategy: Option<String>,
 }
 
 /// Which lines of an instruction file to train on: those whose `preference` (P0, P1, P2),
-/// `task` (T0..T3) and `strategy` (plain, reversed, tied, chain) fields are among the given
-/// ones; an empty list keeps every value. A small CPU budget is better spent on the scenarios
-/// that will be evaluated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `intention` (I0, I1, I2), `task` (T0..T3) and `strategy` (plain, reversed, tied, chain)
+/// fields are among the given ones (an empty list keeps every value), and whose intention is not
+/// in `without_intentions`. A small CPU budget is better spent on the scenarios that will be
+/// evaluated; leaving an intention out keeps a scenario unseen for the held-out protocol. The
+/// trainer records the filter in each checkpoint, so an evaluation can check what was seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineFilter {
+    #[serde(default)]
     pub preferences: Vec<String>,
+    #[serde(default)]
+    pub intentions: Vec<String>,
+    #[serde(default)]
+    pub without_intentions: Vec<String>,
+    #[serde(default)]
     pub tasks: Vec<String>,
+    #[serde(default)]
     pub strategies: Vec<String>,
 }
 
@@ -48,14 +58,36 @@ impl LineFilter {
             wanted.is_empty() || got.as_ref().is_some_and(|g| wanted.contains(g))
         };
         ok(&self.preferences, &row.preference)
+            && ok(&self.intentions, &row.intention)
+            && !row
+                .intention
+                .as_ref()
+                .is_some_and(|i| self.without_intentions.contains(i))
             && ok(&self.tasks, &row.task)
             && ok(&self.strategies, &row.strategy)
     }
 
-    fn describe(&self) -> String {
+    /// Whether lines with this intention (I0, I1, I2) can pass the filter. (A line without an
+    /// `intention` field passes unless `intentions` is given.)
+    pub fn admits_intention(&self, intention: &str) -> bool {
+        let wanted = |list: &[String]| list.iter().any(|i| i == intention);
+        (self.intentions.is_empty() || wanted(&self.intentions))
+            && !wanted(&self.without_intentions)
+    }
+
+    pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.preferences.is_empty() {
             parts.push(format!("preference {}", self.preferences.join(" or ")));
+        }
+        if !self.intentions.is_empty() {
+            parts.push(format!("intention {}", self.intentions.join(" or ")));
+        }
+        if !self.without_intentions.is_empty() {
+            parts.push(format!(
+                "intention not {}",
+                self.without_intentions.join(" nor ")
+            ));
         }
         if !self.tasks.is_empty() {
             parts.push(format!("task {}", self.tasks.join(" or ")));
@@ -63,7 +95,11 @@ impl LineFilter {
         if !self.strategies.is_empty() {
             parts.push(format!("strategy {}", self.strategies.join(" or ")));
         }
-        parts.join(" and ")
+        if parts.is_empty() {
+            "every line".to_string()
+        } else {
+            parts.join(" and ")
+        }
     }
 }
 
@@ -305,6 +341,73 @@ pub fn fingerprint(examples: &[Encoded]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intention_lists_keep_and_drop_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.jsonl");
+        let line = |target: &str, intention: Option<&str>| {
+            let mut v = serde_json::json!({"instruction": "pick one", "target": target});
+            if let Some(i) = intention {
+                v["intention"] = i.into();
+            }
+            format!("{v}\n")
+        };
+        let text: String = [
+            line("none", Some("I0")),
+            line("vague", Some("I1")),
+            line("specific", Some("I2")),
+            line("unlabelled", None),
+            line("vague too", Some("I1")),
+        ]
+        .concat();
+        std::fs::write(&path, text).unwrap();
+        let targets = |filter: &LineFilter| -> Vec<String> {
+            read_jsonl(&path, filter)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.target)
+                .collect()
+        };
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let without_i1 = LineFilter {
+            without_intentions: list(&["I1"]),
+            ..LineFilter::default()
+        };
+        assert_eq!(targets(&without_i1), ["none", "specific", "unlabelled"]);
+        assert!(!without_i1.admits_intention("I1") && without_i1.admits_intention("I2"));
+        assert_eq!(without_i1.describe(), "intention not I1");
+        let only = LineFilter {
+            intentions: list(&["I0", "I2"]),
+            ..LineFilter::default()
+        };
+        assert_eq!(targets(&only), ["none", "specific"]);
+        assert!(!only.admits_intention("I1") && only.admits_intention("I0"));
+        assert!(LineFilter::default().admits_intention("I1"));
+        assert_eq!(LineFilter::default().describe(), "every line");
+        let only_i1 = LineFilter {
+            intentions: list(&["I1"]),
+            ..LineFilter::default()
+        };
+        assert_eq!(targets(&only_i1), ["vague", "vague too"]);
+        // Dropping wins over keeping.
+        let both = LineFilter {
+            without_intentions: list(&["I1"]),
+            ..only_i1
+        };
+        assert!(!both.admits_intention("I1"));
+        let e = read_jsonl(&path, &both).unwrap_err().to_string();
+        assert!(
+            e.contains("no examples with intention I1 and intention not I1"),
+            "{e}"
+        );
+        // The record a checkpoint keeps reads back as the same filter.
+        let json = serde_json::to_string(&without_i1).unwrap();
+        assert_eq!(
+            serde_json::from_str::<LineFilter>(&json).unwrap(),
+            without_i1
+        );
+    }
 
     #[test]
     fn source_loses_its_beginning_target_its_end() {

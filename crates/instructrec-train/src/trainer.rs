@@ -17,7 +17,7 @@ use instructrec_model::{seq2seq_nll, Dropout, Seq2Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, OPTIMIZER_FILE, STATE_FILE};
-use crate::data::{self, derive_seed, Encoded, Truncation, STREAM_DROPOUT};
+use crate::data::{self, derive_seed, Encoded, LineFilter, Truncation, STREAM_DROPOUT};
 use crate::error::{io_err, Result, TrainError};
 use crate::lora::{Lora, LoraConfig};
 use crate::optimizer::{AdamWConfig, FusedAdamW, Param};
@@ -53,6 +53,10 @@ pub struct TrainConfig {
     /// Train low-rank adapters on these weights instead of every parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraConfig>,
+    /// Which instruction lines the examples were read with; `None` when not from instruction
+    /// lines (span corruption) or not recorded (checkpoints made before it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<LineFilter>,
     #[serde(flatten)]
     pub run: RunControl,
 }
@@ -90,6 +94,7 @@ impl Default for TrainConfig {
             dropout: None,
             bucket_batches: 50,
             lora: None,
+            lines: None,
             run: RunControl {
                 time_budget: None,
                 save_every: Some(500),

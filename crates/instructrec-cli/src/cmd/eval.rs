@@ -1,7 +1,7 @@
 //! `instructrec eval`: fit (or load) baselines and evaluate them under a protocol, writing a
 //! report (JSON, markdown, SVG).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -15,8 +15,8 @@ use instructrec_eval::harness::{
 };
 use instructrec_eval::report::{write_atomic, CandidateInfo};
 use instructrec_eval::{
-    evaluate, evaluate_cases, read_queries, InstructRecScorer, InstructionIndex, ModelReport,
-    Normalisation, Protocol, QueryKind, Report, Setting,
+    check_stage, evaluate, evaluate_cases, read_queries, InstructRecScorer, InstructionIndex,
+    ModelReport, Normalisation, Protocol, QueryKind, Report, Setting, Stage,
 };
 use instructrec_instructions::{IntentionKind, PreferenceKind, Split};
 use instructrec_train::{Device, Seq2Seq, TokenLimits};
@@ -25,9 +25,10 @@ use sha2::{Digest, Sha256};
 #[derive(Args)]
 pub struct EvalArgs {
     /// Protocol: sequential, product-search, personalised-search, tournament (1+99 with the
-    /// query of --query, in one pass and as 10 groups) and hard-negatives (1+9 lists mined by the
-    /// two-tower model, stored in <out>.candidates.jsonl) are implemented; held-out and zero-shot
-    /// are named but refused until their inputs exist.
+    /// query of --query, in one pass and as 10 groups), hard-negatives (1+9 lists mined by the
+    /// two-tower model, stored in <out>.candidates.jsonl), zero-shot (--instructrec tuned on
+    /// another dataset) and held-out (the personalised-search I1 cases, one --stage per
+    /// instruction model tuned without I1 lines).
     #[arg(long)]
     protocol: Protocol,
     /// A prepared directory (from `instructrec data prepare`).
@@ -98,6 +99,10 @@ pub struct EvalArgs {
     /// Search protocols: evaluate only the first N users (by id) of the query lines.
     #[arg(long)]
     max_users: Option<usize>,
+    /// held-out: an instruction model of one tuning stage, NAME=DIR (repeat, in stage order).
+    /// Each checkpoint's recorded line filter must rule out I1 lines.
+    #[arg(long = "stage", value_name = "NAME=DIR")]
+    stages: Vec<Stage>,
 }
 
 /// A search protocol's query: the lines' preference and the fill used as the query.
@@ -111,6 +116,14 @@ fn search_query(
         }
         (Protocol::ProductSearch, Some(q)) => {
             anyhow::bail!("product-search queries are specific intentions, not {q}")
+        }
+        (Protocol::HeldOut, None | Some(QueryKind::Vague)) => {
+            (PreferenceKind::Implicit, QueryKind::Vague)
+        }
+        (Protocol::HeldOut, Some(q)) => {
+            anyhow::bail!(
+                "the held-out scenario is personalised search with vague intentions, not {q}"
+            )
         }
         (_, Some(QueryKind::Explicit)) => (PreferenceKind::Explicit, QueryKind::Explicit),
         (_, q) => (PreferenceKind::Implicit, q.unwrap_or(QueryKind::Vague)),
@@ -142,9 +155,23 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!(
             "--instructrec is evaluated under the sequential and zero-shot protocols only so \
-             far: its search instructions are keyed by the 1+9 lists"
+             far: its search instructions are keyed by the 1+9 lists (held-out takes --stage)"
         );
     }
+    if (args.protocol == Protocol::HeldOut) == args.stages.is_empty() {
+        anyhow::bail!(
+            "--stage NAME=DIR gives the held-out protocol its instruction models (one per tuning \
+             stage), and only that protocol takes it"
+        );
+    }
+    // Checked before any baseline is fitted, so a stage that saw the held-out scenario costs
+    // nothing.
+    let stage_name = |stage: &Stage| format!("{} {}", scoring(&args).0, stage.name);
+    let stages = args
+        .stages
+        .iter()
+        .map(|stage| check_stage(stage, stage_name(stage)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut prepared = Prepared::load(&args.data)
         .with_context(|| format!("loading the prepared dataset {}", args.data.display()))?;
     let index = match &args.instructions {
@@ -172,125 +199,129 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     // The two-tower model that mined the hard negatives, reused if it is also evaluated.
     let mut miner = None;
-    let (settings, mut report, query_cases) = if args.protocol == Protocol::HardNegatives {
-        let fitted = fit(Baseline::TwoTower, &prepared, &options)?;
-        // The users of the stored 1+9 test lists: the same sample as the sequential protocol.
-        let cases = build_cases(
-            &prepared,
-            Protocol::Sequential,
-            Fold::Test,
-            Setting::Sampled { size: 10 },
-        )?;
-        let (lists, sets) = mine_hard_negatives(
-            fitted.scorer.as_ref(),
-            &cases,
-            catalogue,
-            9,
-            args.seed,
-            args.batch_size,
-        )?;
-        let mut bytes = Vec::new();
-        for l in &lists {
-            serde_json::to_writer(&mut bytes, l)?;
-            bytes.push(b'\n');
-        }
-        let path = PathBuf::from(format!("{}.candidates.jsonl", args.out.display()));
-        write_atomic(&path, &bytes)?;
-        let checksum = hex::encode(Sha256::digest(&bytes));
-        tracing::info!(path = %path.display(), %checksum, lists = lists.len(), "mined lists");
-        let cases = with_candidates(cases, &sets)?;
-        let mut report = Report::new(&prepared, args.protocol, command, args.seed, &[])?;
-        report.candidates.push(CandidateInfo {
-            fold: Fold::Test,
-            size: 10,
-            cases: cases.len(),
-            checksum,
-        });
-        miner = Some(fitted);
-        (
-            vec![Setting::Sampled { size: 10 }],
-            report,
-            Some(vec![cases]),
-        )
-    } else if args.protocol.needs_queries() {
-        let dir = args.instructions.as_ref().with_context(|| {
-            format!(
-                "protocol {} reads its queries from --instructions",
-                args.protocol
-            )
-        })?;
-        let (preference, query) = search_query(args.protocol, args.query)?;
-        let mut lines = read_queries(&dir.join(Split::Test.file_name()), preference, query)?;
-        lines.sort_by_key(|l| l.user);
-        if let Some(n) = args.max_users {
-            lines.truncate(n);
-        }
-        let mut settings = match args.protocol {
-            Protocol::Tournament => vec![
-                Setting::Sampled { size: 100 },
-                Setting::Tournament {
-                    size: 100,
-                    groups: 10,
-                },
-            ],
-            _ => vec![Setting::Sampled { size: 10 }],
-        };
-        if !args.no_full_ranking {
-            settings.push(Setting::FullRanking);
-        }
-        let mut report = Report::new(&prepared, args.protocol, command, args.seed, &[])?;
-        report.scenario = match args.protocol {
-            Protocol::ProductSearch => "<P0,I2,T3>".into(),
-            Protocol::Tournament => format!("<P1,{},T3>, 100 candidates", query.aspect()),
-            _ => format!("<P1,{},T3>", query.aspect()),
-        };
-        let mut cases = Vec::new();
-        for &setting in &settings {
-            let c = build_query_cases(&prepared, args.protocol, &lines, setting)?;
-            if !matches!(setting, Setting::FullRanking) {
-                let sets: Vec<CandidateSet> = c.iter().map(as_candidate_set).collect();
-                report.candidates.push(CandidateInfo {
-                    fold: Fold::Test,
-                    size: sets[0].negatives.len() + 1,
-                    cases: sets.len(),
-                    checksum: candidates_checksum(&sets),
-                });
+    let (settings, mut report, query_cases, query_lines) =
+        if args.protocol == Protocol::HardNegatives {
+            let fitted = fit(Baseline::TwoTower, &prepared, &options)?;
+            // The users of the stored 1+9 test lists: the same sample as the sequential protocol.
+            let cases = build_cases(
+                &prepared,
+                Protocol::Sequential,
+                Fold::Test,
+                Setting::Sampled { size: 10 },
+            )?;
+            let (lists, sets) = mine_hard_negatives(
+                fitted.scorer.as_ref(),
+                &cases,
+                catalogue,
+                9,
+                args.seed,
+                args.batch_size,
+            )?;
+            let mut bytes = Vec::new();
+            for l in &lists {
+                serde_json::to_writer(&mut bytes, l)?;
+                bytes.push(b'\n');
             }
-            cases.push(c);
-        }
-        let excluded_targets = if args.protocol == Protocol::ProductSearch {
-            let split = &prepared.item_split;
-            split
-                .validation
-                .iter()
-                .chain(&split.test)
-                .copied()
-                .collect()
+            let path = PathBuf::from(format!("{}.candidates.jsonl", args.out.display()));
+            write_atomic(&path, &bytes)?;
+            let checksum = hex::encode(Sha256::digest(&bytes));
+            tracing::info!(path = %path.display(), %checksum, lists = lists.len(), "mined lists");
+            let cases = with_candidates(cases, &sets)?;
+            let mut report = Report::new(&prepared, args.protocol, command, args.seed, &[])?;
+            report.candidates.push(CandidateInfo {
+                fold: Fold::Test,
+                size: 10,
+                cases: cases.len(),
+                checksum,
+            });
+            miner = Some(fitted);
+            (
+                vec![Setting::Sampled { size: 10 }],
+                report,
+                Some(vec![cases]),
+                None,
+            )
+        } else if args.protocol.needs_queries() {
+            let dir = args.instructions.as_ref().with_context(|| {
+                format!(
+                    "protocol {} reads its queries from --instructions",
+                    args.protocol
+                )
+            })?;
+            let (preference, query) = search_query(args.protocol, args.query)?;
+            let mut lines = read_queries(&dir.join(Split::Test.file_name()), preference, query)?;
+            lines.sort_by_key(|l| l.user);
+            if let Some(n) = args.max_users {
+                lines.truncate(n);
+            }
+            let list_size = lines[0].candidates.len();
+            let mut settings = match args.protocol {
+                Protocol::Tournament => vec![
+                    Setting::Sampled { size: 100 },
+                    Setting::Tournament {
+                        size: 100,
+                        groups: 10,
+                    },
+                ],
+                _ => vec![Setting::Sampled { size: list_size }],
+            };
+            if !args.no_full_ranking {
+                settings.push(Setting::FullRanking);
+            }
+            let mut report = Report::new(&prepared, args.protocol, command, args.seed, &[])?;
+            report.scenario = match args.protocol {
+                Protocol::ProductSearch => "<P0,I2,T3>".into(),
+                Protocol::Tournament => format!("<P1,{},T3>, 100 candidates", query.aspect()),
+                Protocol::HeldOut => format!("<P1,{},T3> left out of tuning", query.aspect()),
+                _ => format!("<P1,{},T3>", query.aspect()),
+            };
+            let mut cases = Vec::new();
+            for &setting in &settings {
+                let c = build_query_cases(&prepared, args.protocol, &lines, setting)?;
+                if !matches!(setting, Setting::FullRanking) {
+                    let sets: Vec<CandidateSet> = c.iter().map(as_candidate_set).collect();
+                    report.candidates.push(CandidateInfo {
+                        fold: Fold::Test,
+                        size: sets[0].negatives.len() + 1,
+                        cases: sets.len(),
+                        checksum: candidates_checksum(&sets),
+                    });
+                }
+                cases.push(c);
+            }
+            let excluded_targets = if args.protocol == Protocol::ProductSearch {
+                let split = &prepared.item_split;
+                split
+                    .validation
+                    .iter()
+                    .chain(&split.test)
+                    .copied()
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            options.search = Some(SearchTraining {
+                instructions: dir.join(Split::Train.file_name()),
+                query,
+                excluded_targets,
+            });
+            (settings, report, Some(cases), Some(lines))
         } else {
-            Vec::new()
+            let sizes: Vec<usize> = [10, 100]
+                .into_iter()
+                .filter(|&s| prepared.candidates(Fold::Test, s).is_some())
+                .collect();
+            let mut settings: Vec<Setting> = sizes
+                .iter()
+                .map(|&size| Setting::Sampled { size })
+                .collect();
+            if !args.no_full_ranking {
+                settings.push(Setting::FullRanking);
+            }
+            let lists: Vec<(Fold, usize)> = sizes.iter().map(|&s| (Fold::Test, s)).collect();
+            let report = Report::new(&prepared, args.protocol, command, args.seed, &lists)?;
+            (settings, report, None, None)
         };
-        options.search = Some(SearchTraining {
-            instructions: dir.join(Split::Train.file_name()),
-            query,
-            excluded_targets,
-        });
-        (settings, report, Some(cases))
-    } else {
-        let sizes: Vec<usize> = [10, 100]
-            .into_iter()
-            .filter(|&s| prepared.candidates(Fold::Test, s).is_some())
-            .collect();
-        let mut settings: Vec<Setting> = sizes
-            .iter()
-            .map(|&size| Setting::Sampled { size })
-            .collect();
-        if !args.no_full_ranking {
-            settings.push(Setting::FullRanking);
-        }
-        let lists: Vec<(Fold, usize)> = sizes.iter().map(|&s| (Fold::Test, s)).collect();
-        let report = Report::new(&prepared, args.protocol, command, args.seed, &lists)?;
-        (settings, report, None)
-    };
     for &baseline in &args.models {
         tracing::info!(model = %baseline, "fitting");
         let fitted = match miner.take() {
@@ -348,65 +379,112 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         report.write(&args.out)?;
     }
     if let (Some(dir), Some(index)) = (&args.instructrec, index) {
-        let model_config = std::fs::read(dir.join("config.json"))
-            .with_context(|| format!("reading {}/config.json", dir.display()))?;
-        let model = Seq2Seq::load_hf_dir(dir, &Device::Cpu)
-            .with_context(|| format!("loading the model {}", dir.display()))?;
-        let limits = TokenLimits {
-            source: args.max_source_len,
-            target: args.max_target_len,
-        };
-        let (name, normalisation, score) = if args.length_normalise {
-            (
-                "instructrec-mean",
-                Normalisation::Mean,
-                "mean token log-likelihood of the candidate title",
-            )
-        } else {
-            (
-                "instructrec",
-                Normalisation::Sum,
-                "summed log-likelihood of the candidate title",
-            )
-        };
-        let scorer = InstructRecScorer::new(name, model, &prepared, index, limits, normalisation);
         // The instructions show the 1+9 lists; longer lists need the tournament protocol.
-        let mut results = Vec::new();
-        for &setting in settings
-            .iter()
-            .filter(|s| matches!(s, Setting::Sampled { size: 10 }))
-        {
-            if let Some(e) = evaluate(
-                &scorer,
-                &prepared,
-                args.protocol,
-                Fold::Test,
-                setting,
-                args.batch_size,
-            )? {
-                tracing::info!(model = name, %setting, hr1 = e.metrics.hr1, ndcg5 = e.metrics.ndcg5, "evaluated");
-                results.push(e);
-            }
-        }
-        report.models.push(ModelReport {
-            name: name.into(),
-            config: serde_json::json!({
-                "model": serde_json::from_slice::<serde_json::Value>(&model_config)?,
-                "max_source_len": args.max_source_len,
-                "max_target_len": args.max_target_len,
-                "score": score,
-            }),
-            config_hash: hex::encode(Sha256::digest(&model_config)),
-            model_hash: file_sha256(&dir.join("model.safetensors"))?,
-            train_wall_s: training_seconds(dir),
-            training: None,
-            loaded_from: Some(dir.display().to_string()),
-            results,
-        });
+        let name = scoring(&args).0.to_string();
+        let setting = Setting::Sampled { size: 10 };
+        let model = evaluate_instruction_model(&args, dir, name, index, &prepared, setting, None)?;
+        report.models.push(model);
         report.write(&args.out)?;
+    }
+    if let (Some(lines), Some(cases)) = (&query_lines, &query_cases) {
+        // Every stage answers the query lines' own instructions on the lines' own lists.
+        for (stage, info) in args.stages.iter().zip(stages) {
+            let index = InstructionIndex::from_queries(lines);
+            let model = evaluate_instruction_model(
+                &args,
+                &stage.dir,
+                info.model.clone(),
+                index,
+                &prepared,
+                settings[0],
+                Some(&cases[0]),
+            )?;
+            report.models.push(model);
+            report.stages.push(info);
+            report.write(&args.out)?;
+        }
     }
     println!("wrote {}.{{json,md,svg}}", args.out.display());
     Ok(())
+}
+
+/// The instruction model's report name, how its candidates' token log-likelihoods become a
+/// score, and that rule in words.
+fn scoring(args: &EvalArgs) -> (&'static str, Normalisation, &'static str) {
+    if args.length_normalise {
+        (
+            "instructrec-mean",
+            Normalisation::Mean,
+            "mean token log-likelihood of the candidate title",
+        )
+    } else {
+        (
+            "instructrec",
+            Normalisation::Sum,
+            "summed log-likelihood of the candidate title",
+        )
+    }
+}
+
+/// Loads an instruction-tuned model directory and scores it under `setting`, on `cases` when
+/// the protocol built them from query lines, else on the protocol's stored lists.
+fn evaluate_instruction_model(
+    args: &EvalArgs,
+    dir: &Path,
+    name: String,
+    index: InstructionIndex,
+    prepared: &Prepared,
+    setting: Setting,
+    cases: Option<&[EvalCase]>,
+) -> anyhow::Result<ModelReport> {
+    let model_config = std::fs::read(dir.join("config.json"))
+        .with_context(|| format!("reading {}/config.json", dir.display()))?;
+    let model = Seq2Seq::load_hf_dir(dir, &Device::Cpu)
+        .with_context(|| format!("loading the model {}", dir.display()))?;
+    let limits = TokenLimits {
+        source: args.max_source_len,
+        target: args.max_target_len,
+    };
+    let (_, normalisation, score) = scoring(args);
+    let scorer = InstructRecScorer::new(&name, model, prepared, index, limits, normalisation);
+    let catalogue = prepared.dataset.items.len();
+    let e = match cases {
+        Some(cases) => evaluate_cases(
+            &scorer,
+            cases,
+            catalogue,
+            Fold::Test,
+            setting,
+            args.batch_size,
+            args.seed,
+        )?,
+        None => evaluate(
+            &scorer,
+            prepared,
+            args.protocol,
+            Fold::Test,
+            setting,
+            args.batch_size,
+        )?,
+    };
+    if let Some(e) = &e {
+        tracing::info!(model = %name, %setting, hr1 = e.metrics.hr1, ndcg5 = e.metrics.ndcg5, "evaluated");
+    }
+    Ok(ModelReport {
+        name,
+        config: serde_json::json!({
+            "model": serde_json::from_slice::<serde_json::Value>(&model_config)?,
+            "max_source_len": args.max_source_len,
+            "max_target_len": args.max_target_len,
+            "score": score,
+        }),
+        config_hash: hex::encode(Sha256::digest(&model_config)),
+        model_hash: file_sha256(&dir.join("model.safetensors"))?,
+        train_wall_s: training_seconds(dir),
+        training: None,
+        loaded_from: Some(dir.display().to_string()),
+        results: e.into_iter().collect(),
+    })
 }
 
 /// A case's list in the stored form, for the report's checksum.

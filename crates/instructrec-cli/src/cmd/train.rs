@@ -106,6 +106,9 @@ pub struct Common {
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
+    /// The instruction lines trained on, recorded in the checkpoints (`train` only).
+    #[arg(skip)]
+    lines: Option<LineFilter>,
 }
 
 #[derive(Args)]
@@ -116,6 +119,14 @@ pub struct TrainArgs {
     /// Train only on lines with these preferences (P0, P1, P2; comma-separated); default all.
     #[arg(long, value_delimiter = ',')]
     preference: Vec<String>,
+    /// Train only on lines with these intentions (I0 none, I1 vague, I2 specific;
+    /// comma-separated); default all.
+    #[arg(long, value_delimiter = ',', value_parser = ["I0", "I1", "I2"])]
+    intention: Vec<String>,
+    /// Leave out lines with these intentions (e.g. I1, to hold out personalised search with
+    /// vague intentions; comma-separated). Recorded in the checkpoints.
+    #[arg(long, value_delimiter = ',', value_parser = ["I0", "I1", "I2"])]
+    without_intention: Vec<String>,
     /// Train only on lines with these task forms (T0 pointwise, T1 pairwise, T2 matching,
     /// T3 reranking; comma-separated); default all.
     #[arg(long, value_delimiter = ',')]
@@ -196,6 +207,7 @@ impl Common {
                 alpha: self.lora_alpha,
                 targets: self.lora_targets.clone(),
             }),
+            lines: self.lines.clone(),
             ..TrainConfig::default()
         };
         cfg.adamw.weight_decay = self.weight_decay;
@@ -233,6 +245,11 @@ impl Common {
         let mut saved = instructrec_train::trainer::read_state(last)?.config;
         let asked = self.config();
         saved.run = asked.run.clone();
+        // Checkpoints made before the line filter was recorded carry none; their own run
+        // continues as it was.
+        if saved.lines.is_none() {
+            saved.lines.clone_from(&asked.lines);
+        }
         if saved != asked {
             let (a, b) = (serde_json::to_value(&saved)?, serde_json::to_value(&asked)?);
             let changed: Vec<String> = a
@@ -453,16 +470,17 @@ fn hit_rate_at_1(
     Ok(hits as f64 / cases.len().max(1) as f64)
 }
 
-pub fn run_train(args: TrainArgs) -> Result<()> {
+pub fn run_train(mut args: TrainArgs) -> Result<()> {
+    let lines = LineFilter {
+        preferences: args.preference.clone(),
+        intentions: args.intention.clone(),
+        without_intentions: args.without_intention.clone(),
+        tasks: args.task.clone(),
+        strategies: args.strategy.clone(),
+    };
+    let train = read_jsonl(&args.train, &lines)?;
+    args.common.lines = Some(lines);
     let c = &args.common;
-    let train = read_jsonl(
-        &args.train,
-        &LineFilter {
-            preferences: args.preference.clone(),
-            tasks: args.task.clone(),
-            strategies: args.strategy.clone(),
-        },
-    )?;
     let mut valid = args
         .valid
         .as_deref()

@@ -91,6 +91,52 @@ pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// `data prepare` arguments for the fixture: every user kept, candidate lists of 3.
+pub fn prepare_args<'a>(input: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "data",
+        "prepare",
+        "--input",
+        input,
+        "--out",
+        out,
+        "--k-core",
+        "1",
+        "--candidates",
+        "3",
+    ]
+}
+
+/// A prepared dataset from the amazon2018 fixture, in `root/prepared`.
+pub fn prepared(root: &Path) -> PathBuf {
+    let out = root.join("prepared");
+    let input = fixture_input();
+    run_ok(&mut instructrec(&prepare_args(
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+    )));
+    out
+}
+
+/// `instructions build` arguments for a prepared fixture (lists of 3, the offline teacher
+/// cached in `cache`).
+pub fn instructions_args<'a>(data: &'a str, out: &'a str, cache: &'a str) -> Vec<&'a str> {
+    vec![
+        "instructions",
+        "build",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--teacher-cache",
+        cache,
+        "--train-candidates",
+        "3",
+        "--eval-sizes",
+        "3",
+    ]
+}
+
 /// A small instruction file: enough lines for a few dozen steps of a tiny model.
 pub fn write_instructions(path: &Path, lines: usize) {
     let games = [
