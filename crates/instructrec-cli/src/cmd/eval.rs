@@ -199,129 +199,128 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     // The two-tower model that mined the hard negatives, reused if it is also evaluated.
     let mut miner = None;
-    let (settings, mut report, query_cases, query_lines) =
-        if args.protocol == Protocol::HardNegatives {
-            let fitted = fit(Baseline::TwoTower, &prepared, &options)?;
-            // The users of the stored 1+9 test lists: the same sample as the sequential protocol.
-            let cases = build_cases(
-                &prepared,
-                Protocol::Sequential,
-                Fold::Test,
-                Setting::Sampled { size: 10 },
-            )?;
-            let (lists, sets) = mine_hard_negatives(
-                fitted.scorer.as_ref(),
-                &cases,
-                catalogue,
-                9,
-                args.seed,
-                args.batch_size,
-            )?;
-            let mut bytes = Vec::new();
-            for l in &lists {
-                serde_json::to_writer(&mut bytes, l)?;
-                bytes.push(b'\n');
-            }
-            let path = PathBuf::from(format!("{}.candidates.jsonl", args.out.display()));
-            write_atomic(&path, &bytes)?;
-            let checksum = hex::encode(Sha256::digest(&bytes));
-            tracing::info!(path = %path.display(), %checksum, lists = lists.len(), "mined lists");
-            let cases = with_candidates(cases, &sets)?;
-            let mut report = Report::new(&prepared, args.protocol, command, args.seed, &[])?;
-            report.candidates.push(CandidateInfo {
-                fold: Fold::Test,
-                size: 10,
-                cases: cases.len(),
-                checksum,
-            });
-            miner = Some(fitted);
-            (
-                vec![Setting::Sampled { size: 10 }],
-                report,
-                Some(vec![cases]),
-                None,
+    let (settings, mut report, query_cases, lines) = if args.protocol == Protocol::HardNegatives {
+        let fitted = fit(Baseline::TwoTower, &prepared, &options)?;
+        // The users of the stored 1+9 test lists: the same sample as the sequential protocol.
+        let cases = build_cases(
+            &prepared,
+            Protocol::Sequential,
+            Fold::Test,
+            Setting::Sampled { size: 10 },
+        )?;
+        let (lists, sets) = mine_hard_negatives(
+            fitted.scorer.as_ref(),
+            &cases,
+            catalogue,
+            9,
+            args.seed,
+            args.batch_size,
+        )?;
+        let mut bytes = Vec::new();
+        for l in &lists {
+            serde_json::to_writer(&mut bytes, l)?;
+            bytes.push(b'\n');
+        }
+        let path = PathBuf::from(format!("{}.candidates.jsonl", args.out.display()));
+        write_atomic(&path, &bytes)?;
+        let checksum = hex::encode(Sha256::digest(&bytes));
+        tracing::info!(path = %path.display(), %checksum, lists = lists.len(), "mined lists");
+        let cases = with_candidates(cases, &sets)?;
+        let mut report = Report::new(&prepared, args.protocol, command, args.seed, &[])?;
+        report.candidates.push(CandidateInfo {
+            fold: Fold::Test,
+            size: 10,
+            cases: cases.len(),
+            checksum,
+        });
+        miner = Some(fitted);
+        (
+            vec![Setting::Sampled { size: 10 }],
+            report,
+            Some(vec![cases]),
+            None,
+        )
+    } else if args.protocol.needs_queries() {
+        let dir = args.instructions.as_ref().with_context(|| {
+            format!(
+                "protocol {} reads its queries from --instructions",
+                args.protocol
             )
-        } else if args.protocol.needs_queries() {
-            let dir = args.instructions.as_ref().with_context(|| {
-                format!(
-                    "protocol {} reads its queries from --instructions",
-                    args.protocol
-                )
-            })?;
-            let (preference, query) = search_query(args.protocol, args.query)?;
-            let mut lines = read_queries(&dir.join(Split::Test.file_name()), preference, query)?;
-            lines.sort_by_key(|l| l.user);
-            if let Some(n) = args.max_users {
-                lines.truncate(n);
-            }
-            let list_size = lines[0].candidates.len();
-            let mut settings = match args.protocol {
-                Protocol::Tournament => vec![
-                    Setting::Sampled { size: 100 },
-                    Setting::Tournament {
-                        size: 100,
-                        groups: 10,
-                    },
-                ],
-                _ => vec![Setting::Sampled { size: list_size }],
-            };
-            if !args.no_full_ranking {
-                settings.push(Setting::FullRanking);
-            }
-            let mut report = Report::new(&prepared, args.protocol, command, args.seed, &[])?;
-            report.scenario = match args.protocol {
-                Protocol::ProductSearch => "<P0,I2,T3>".into(),
-                Protocol::Tournament => format!("<P1,{},T3>, 100 candidates", query.aspect()),
-                Protocol::HeldOut => format!("<P1,{},T3> left out of tuning", query.aspect()),
-                _ => format!("<P1,{},T3>", query.aspect()),
-            };
-            let mut cases = Vec::new();
-            for &setting in &settings {
-                let c = build_query_cases(&prepared, args.protocol, &lines, setting)?;
-                if !matches!(setting, Setting::FullRanking) {
-                    let sets: Vec<CandidateSet> = c.iter().map(as_candidate_set).collect();
-                    report.candidates.push(CandidateInfo {
-                        fold: Fold::Test,
-                        size: sets[0].negatives.len() + 1,
-                        cases: sets.len(),
-                        checksum: candidates_checksum(&sets),
-                    });
-                }
-                cases.push(c);
-            }
-            let excluded_targets = if args.protocol == Protocol::ProductSearch {
-                let split = &prepared.item_split;
-                split
-                    .validation
-                    .iter()
-                    .chain(&split.test)
-                    .copied()
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            options.search = Some(SearchTraining {
-                instructions: dir.join(Split::Train.file_name()),
-                query,
-                excluded_targets,
-            });
-            (settings, report, Some(cases), Some(lines))
-        } else {
-            let sizes: Vec<usize> = [10, 100]
-                .into_iter()
-                .filter(|&s| prepared.candidates(Fold::Test, s).is_some())
-                .collect();
-            let mut settings: Vec<Setting> = sizes
-                .iter()
-                .map(|&size| Setting::Sampled { size })
-                .collect();
-            if !args.no_full_ranking {
-                settings.push(Setting::FullRanking);
-            }
-            let lists: Vec<(Fold, usize)> = sizes.iter().map(|&s| (Fold::Test, s)).collect();
-            let report = Report::new(&prepared, args.protocol, command, args.seed, &lists)?;
-            (settings, report, None, None)
+        })?;
+        let (preference, query) = search_query(args.protocol, args.query)?;
+        let mut lines = read_queries(&dir.join(Split::Test.file_name()), preference, query)?;
+        lines.sort_by_key(|l| l.user);
+        if let Some(n) = args.max_users {
+            lines.truncate(n);
+        }
+        let list_size = lines[0].candidates.len();
+        let mut settings = match args.protocol {
+            Protocol::Tournament => vec![
+                Setting::Sampled { size: 100 },
+                Setting::Tournament {
+                    size: 100,
+                    groups: 10,
+                },
+            ],
+            _ => vec![Setting::Sampled { size: list_size }],
         };
+        if !args.no_full_ranking {
+            settings.push(Setting::FullRanking);
+        }
+        let mut report = Report::new(&prepared, args.protocol, command, args.seed, &[])?;
+        report.scenario = match args.protocol {
+            Protocol::ProductSearch => "<P0,I2,T3>".into(),
+            Protocol::Tournament => format!("<P1,{},T3>, 100 candidates", query.aspect()),
+            Protocol::HeldOut => format!("<P1,{},T3> left out of tuning", query.aspect()),
+            _ => format!("<P1,{},T3>", query.aspect()),
+        };
+        let mut cases = Vec::new();
+        for &setting in &settings {
+            let c = build_query_cases(&prepared, args.protocol, &lines, setting)?;
+            if !matches!(setting, Setting::FullRanking) {
+                let sets: Vec<CandidateSet> = c.iter().map(as_candidate_set).collect();
+                report.candidates.push(CandidateInfo {
+                    fold: Fold::Test,
+                    size: sets[0].negatives.len() + 1,
+                    cases: sets.len(),
+                    checksum: candidates_checksum(&sets),
+                });
+            }
+            cases.push(c);
+        }
+        let excluded_targets = if args.protocol == Protocol::ProductSearch {
+            let split = &prepared.item_split;
+            split
+                .validation
+                .iter()
+                .chain(&split.test)
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        options.search = Some(SearchTraining {
+            instructions: dir.join(Split::Train.file_name()),
+            query,
+            excluded_targets,
+        });
+        (settings, report, Some(cases), Some(lines))
+    } else {
+        let sizes: Vec<usize> = [10, 100]
+            .into_iter()
+            .filter(|&s| prepared.candidates(Fold::Test, s).is_some())
+            .collect();
+        let mut settings: Vec<Setting> = sizes
+            .iter()
+            .map(|&size| Setting::Sampled { size })
+            .collect();
+        if !args.no_full_ranking {
+            settings.push(Setting::FullRanking);
+        }
+        let lists: Vec<(Fold, usize)> = sizes.iter().map(|&s| (Fold::Test, s)).collect();
+        let report = Report::new(&prepared, args.protocol, command, args.seed, &lists)?;
+        (settings, report, None, None)
+    };
     for &baseline in &args.models {
         tracing::info!(model = %baseline, "fitting");
         let fitted = match miner.take() {
@@ -386,7 +385,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         report.models.push(model);
         report.write(&args.out)?;
     }
-    if let (Some(lines), Some(cases)) = (&query_lines, &query_cases) {
+    if let (Some(lines), Some(cases)) = (&lines, &query_cases) {
         // Every stage answers the query lines' own instructions on the lines' own lists.
         for (stage, info) in args.stages.iter().zip(stages) {
             let index = InstructionIndex::from_queries(lines);
