@@ -1,17 +1,20 @@
-//! Span-corruption pre-training on item text (T5's objective): about 15% of an item's tokens,
-//! in spans of mean length 3, are replaced by sentinels in the input; the target lists the
-//! sentinels each followed by the tokens it hid. The examples feed the same [`Trainer`] as
-//! instruction tuning.
+//! Pre-training before instruction tuning, with two objectives whose examples feed the same
+//! [`Trainer`] as instruction tuning:
+//! - span corruption on item text (T5's objective): about 15% of an item's tokens, in spans of
+//!   mean length 3, are replaced by sentinels in the input; the target lists the sentinels each
+//!   followed by the tokens it hid;
+//! - continuation of interaction sequences: the items a user bought up to a random point, and
+//!   the items that came after it as the target.
 //!
 //! [`Trainer`]: crate::trainer::Trainer
 
-use instructrec_data::{Item, ItemId, Prepared};
+use instructrec_data::{Interaction, Item, ItemId, Prepared, UserId};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokenizers::Tokenizer;
 
-use crate::data::{derive_seed, Encoded, STREAM_CORRUPTION};
+use crate::data::{derive_seed, Encoded, Example, STREAM_CONTINUATION, STREAM_CORRUPTION};
 use crate::error::{Result, TrainError};
 use crate::tokenizer::{sentinel_id, EOS_ID};
 
@@ -153,6 +156,56 @@ pub fn span_corruption_examples(
     Ok(out)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContinuationOptions {
+    /// Differently cut copies of each user's sequence.
+    pub copies: usize,
+    /// Most items shown before the cut (the instructions' history cap).
+    pub history_cap: usize,
+    /// Most items in the target after the cut.
+    pub max_continuation: usize,
+    pub seed: u64,
+}
+
+/// Continuation examples from the training part of `users`' sequences (never a validation or
+/// test item): "Bought so far: t1; t2; …" up to a cut point drawn uniformly from (seed, user,
+/// copy), and the titles after it, in order, as the target. The decoder predicts each later
+/// item from the history and the ones before it, so one example carries several next-item
+/// lessons, the per-position signal SASRec trains on, where an instruction line carries one.
+pub fn continuation_examples(
+    prepared: &Prepared,
+    users: &[UserId],
+    opts: &ContinuationOptions,
+) -> Vec<Example> {
+    let title = |id: ItemId| prepared.dataset.items[id.index()].title.as_str();
+    let mut out = Vec::with_capacity(users.len() * opts.copies);
+    for &user in users {
+        let seq = prepared.train_sequence(user);
+        if seq.len() < 2 {
+            continue;
+        }
+        for copy in 0..opts.copies {
+            let index = (user.index() * opts.copies + copy) as u64;
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(derive_seed(opts.seed, STREAM_CONTINUATION, index));
+            let cut = rng.random_range(1..seq.len());
+            let shown = &seq[cut.saturating_sub(opts.history_cap)..cut];
+            let next = &seq[cut..seq.len().min(cut + opts.max_continuation.max(1))];
+            let join = |part: &[Interaction]| {
+                part.iter()
+                    .map(|i| title(i.item))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            out.push(Example {
+                source: format!("Bought so far: {}.", join(shown)),
+                target: join(next),
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +246,73 @@ mod tests {
         }
         assert_eq!(restored, tokens);
         assert!(spans.iter().all(|s| !s.is_empty()));
+    }
+
+    /// The amazon2018 fixture of instructrec-data, prepared without a k-core filter.
+    fn fixture() -> Prepared {
+        let input = instructrec_data::ImportSource::Dir {
+            dir: concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../instructrec-data/tests/fixtures/amazon2018"
+            )
+            .into(),
+            format: None,
+        };
+        let options = instructrec_data::PrepareOptions {
+            k_core: 1,
+            candidate_sizes: vec![3],
+            ..Default::default()
+        };
+        instructrec_data::prepare(&input, &options).unwrap().0
+    }
+
+    #[test]
+    fn continuation_cuts_training_sequences_only_and_is_seeded() {
+        let p = fixture();
+        let users: Vec<UserId> = p.dataset.users.iter().map(|u| u.id).collect();
+        let opts = ContinuationOptions {
+            copies: 6,
+            history_cap: 20,
+            max_continuation: 10,
+            seed: 3,
+        };
+        let examples = continuation_examples(&p, &users, &opts);
+        assert!(!examples.is_empty());
+        assert_eq!(examples, continuation_examples(&p, &users, &opts));
+        let title = |i: &Interaction| p.dataset.items[i.item.index()].title.clone();
+        let sequences: Vec<String> = users
+            .iter()
+            .map(|u| {
+                let titles: Vec<String> = p.train_sequence(*u).iter().map(title).collect();
+                titles.join("; ")
+            })
+            .collect();
+        // History and continuation together are one user's whole training sequence (shorter
+        // than the cap here), cut inside it: validation and test items never appear.
+        for e in &examples {
+            let shown = e
+                .source
+                .strip_prefix("Bought so far: ")
+                .and_then(|s| s.strip_suffix('.'))
+                .unwrap();
+            assert!(!shown.is_empty() && !e.target.is_empty());
+            assert!(
+                sequences.contains(&format!("{shown}; {}", e.target)),
+                "{e:?}"
+            );
+        }
+        // `copies` examples per user with something to cut, each one of its n - 1 cuts.
+        let lengths: Vec<usize> = users.iter().map(|u| p.train_sequence(*u).len()).collect();
+        let eligible = lengths.iter().filter(|&&n| n >= 2).count();
+        assert_eq!(examples.len(), opts.copies * eligible);
+        let mut distinct: Vec<(&str, &str)> = examples
+            .iter()
+            .map(|e| (e.source.as_str(), e.target.as_str()))
+            .collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let cuts: usize = lengths.iter().map(|n| n.saturating_sub(1)).sum();
+        assert!(distinct.len() >= eligible && distinct.len() <= cuts);
     }
 
     #[test]

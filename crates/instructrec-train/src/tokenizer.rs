@@ -152,6 +152,32 @@ where
     Ok(tokenizer)
 }
 
+/// Gives every catalogue title of two words or more one token of its own, appended after the
+/// learned pieces and the sentinels. Wherever a title appears whole in a text (a history, a
+/// candidate list, a target) it is then one symbol whose embedding is learned like an item id
+/// in SASRec, so a small model trained for minutes can pick up who-buys-what-after-what, which
+/// it cannot learn from a dozen word pieces per title in that time. Titles stay plain text
+/// everywhere else (instructions, files, the API); only the tokenizer knows. One-word titles
+/// ("Doom", "One") are left out: as tokens they would swallow ordinary words of the prompts.
+/// Returns how many tokens were added.
+pub fn add_item_tokens<'a>(
+    tokenizer: &mut Tokenizer,
+    titles: impl IntoIterator<Item = &'a str>,
+) -> Result<usize> {
+    let mut titles: Vec<&str> = titles
+        .into_iter()
+        .map(str::trim)
+        .filter(|t| t.split_whitespace().nth(1).is_some())
+        .collect();
+    // Ids follow this order, so it must not depend on the catalogue's file order.
+    titles.sort_unstable();
+    titles.dedup();
+    let tokens = titles
+        .into_iter()
+        .map(|t| AddedToken::from(t, false).single_word(true));
+    Ok(tokenizer.add_tokens(tokens)?)
+}
+
 fn normalizer() -> Result<NormalizerWrapper> {
     // SentencePiece's default: NFKC, no leading/trailing spaces, runs of spaces collapsed.
     let collapse = Replace::new(" {2,}", " ").map_err(TrainError::Tokenizer)?;
@@ -239,6 +265,36 @@ mod tests {
             ids.contains(&599),
             "sentinel kept whole: {:?}",
             enc.get_tokens()
+        );
+    }
+
+    #[test]
+    fn item_titles_become_single_tokens() {
+        let mut tok = train_tokenizer(corpus().iter(), small()).unwrap();
+        let titles = ["Halo 3 - Xbox 360", "Halo 3: ODST - Xbox 360", "Doom"];
+        assert_eq!(
+            add_item_tokens(&mut tok, titles).unwrap(),
+            2,
+            "one-word titles get no token"
+        );
+        assert_eq!(tok.get_vocab_size(true), 602);
+        let halo = tok.token_to_id("Halo 3 - Xbox 360").unwrap();
+        let odst = tok.token_to_id("Halo 3: ODST - Xbox 360").unwrap();
+        assert!(halo >= 600 && odst >= 600 && halo != odst);
+        let ids = |text: &str| tok.encode(text, true).unwrap().get_ids().to_vec();
+        assert_eq!(ids("Halo 3 - Xbox 360"), vec![halo, EOS_ID]);
+        let prompt = ids("Bought so far: Halo 3: ODST - Xbox 360; Halo 3 - Xbox 360. Next?");
+        assert_eq!(prompt.iter().filter(|&&i| i == odst).count(), 1);
+        assert_eq!(prompt.iter().filter(|&&i| i == halo).count(), 1);
+        // Not inside a longer word, and the pieces still cover text around titles.
+        assert!(!ids("Halo 3 - Xbox 3600").contains(&halo));
+        // Metaspace starts every segment after an added token with a word boundary, so the
+        // decoded text gains a space before the full stop; the title itself comes back whole.
+        let text = "Bought so far: Halo 3 - Xbox 360. Next?";
+        assert!(!ids(text).contains(&UNK_ID));
+        assert_eq!(
+            tok.decode(&ids(text), true).unwrap(),
+            "Bought so far: Halo 3 - Xbox 360 . Next?"
         );
     }
 

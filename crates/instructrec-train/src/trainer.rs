@@ -476,8 +476,11 @@ impl Trainer {
                     self.state.epoch += 1;
                     self.state.step_in_epoch = 0;
                 }
+                // A run stopped by its budget is validated too, so that `best/` can be the
+                // weights it ends with rather than those of up to --eval-every steps before.
                 if epoch_done
                     || done
+                    || over_budget
                     || self
                         .cfg
                         .run

@@ -6,17 +6,20 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use instructrec_data::{ItemId, Prepared};
+use instructrec_data::{ItemId, Prepared, UserId};
 use instructrec_train::data::{
     encode_examples, read_jsonl, seeded_shuffle, Encoded, Example, LineFilter, Truncation,
 };
 use instructrec_train::init::create_model;
 use instructrec_train::lora::LoraConfig;
 use instructrec_train::pretrain::{
-    item_text, pretraining_items, span_corruption_examples, CorruptionOptions,
+    continuation_examples, item_text, pretraining_items, span_corruption_examples,
+    ContinuationOptions, CorruptionOptions,
 };
 use instructrec_train::schedule::Decay;
-use instructrec_train::tokenizer::{read_corpus, train_tokenizer, TokenizerOptions};
+use instructrec_train::tokenizer::{
+    add_item_tokens, read_corpus, train_tokenizer, TokenizerOptions,
+};
 use instructrec_train::trainer::{
     Hooks, MetricError, RunControl, TrainConfig, TrainReport, Trainer, LAST_DIR,
 };
@@ -47,6 +50,10 @@ pub struct Common {
     /// Vocabulary size of a new tokenizer (sentinels included).
     #[arg(long, default_value_t = 8000)]
     vocab_size: usize,
+    /// Give every catalogue title of --items (two words or more) a token of its own in the new
+    /// model's tokenizer, so the model learns an embedding per item (see docs/training.md).
+    #[arg(long, requires = "items", conflicts_with = "init")]
+    item_tokens: bool,
     /// Continue from OUT/last if it exists (weights, optimizer, data position, RNG streams).
     #[arg(long)]
     resume: bool,
@@ -150,21 +157,37 @@ pub struct TrainArgs {
     common: Common,
 }
 
+/// What `pretrain` teaches before instruction tuning.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Objective {
+    /// T5's span corruption on item text (title, categories, brand, features).
+    SpanCorruption,
+    /// Users' training sequences: the items up to a random cut, then the items after it.
+    Continuation,
+}
+
 #[derive(Args)]
 pub struct PretrainArgs {
-    /// Prepared dataset directory whose item texts are corrupted.
+    /// Prepared dataset directory: its item texts or its users' training sequences.
     #[arg(long)]
     items: PathBuf,
-    /// Corrupted copies of each item text.
+    #[arg(long, value_enum, default_value = "span-corruption")]
+    objective: Objective,
+    /// Examples per item text (span corruption) or per user (continuation), each cut
+    /// differently.
     #[arg(long, default_value_t = 2)]
     copies: usize,
     #[arg(long, default_value_t = 0.15)]
     noise_density: f64,
     #[arg(long, default_value_t = 3.0)]
     mean_span_length: f64,
-    /// Fraction of items kept apart for validation loss.
+    /// Fraction of items (span corruption) or users (continuation) kept apart for validation
+    /// loss.
     #[arg(long, default_value_t = 0.02)]
     valid_fraction: f64,
+    /// Continuation: most items after the cut in one target.
+    #[arg(long, default_value_t = 10)]
+    max_continuation: usize,
     #[command(flatten)]
     common: Common,
 }
@@ -269,9 +292,27 @@ impl Common {
         Ok(())
     }
 
+    /// The catalogue titles that get tokens of their own (none without --item-tokens).
+    fn item_titles(&self, prepared: &Prepared) -> Vec<String> {
+        if !self.item_tokens {
+            return Vec::new();
+        }
+        prepared
+            .dataset
+            .items
+            .iter()
+            .map(|i| i.title.clone())
+            .collect()
+    }
+
     /// The model to start from: `--init`, or a new one from `--preset` whose tokenizer is
-    /// trained on `own_text` and the `--tokenizer-corpus` files.
-    fn initial_model(&self, own_text: impl Iterator<Item = String>) -> Result<Seq2Seq> {
+    /// trained on `own_text` and the `--tokenizer-corpus` files, plus one token for each of
+    /// `item_titles`.
+    fn initial_model(
+        &self,
+        own_text: impl Iterator<Item = String>,
+        item_titles: &[String],
+    ) -> Result<Seq2Seq> {
         if let Some(dir) = &self.init {
             return Seq2Seq::load_hf_dir(dir, &Device::Cpu)
                 .with_context(|| format!("loading --init {}", dir.display()));
@@ -289,13 +330,17 @@ impl Common {
             }
         }
         tracing::info!("training a tokenizer on {} lines", corpus.len());
-        let tokenizer = train_tokenizer(
+        let mut tokenizer = train_tokenizer(
             corpus.iter(),
             TokenizerOptions {
                 vocab_size: self.vocab_size,
                 extra_ids: 100,
             },
         )?;
+        if !item_titles.is_empty() {
+            let added = add_item_tokens(&mut tokenizer, item_titles.iter().map(String::as_str))?;
+            tracing::info!("{added} item-title tokens added to the tokenizer");
+        }
         let shape = match &self.model_config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -492,16 +537,22 @@ pub fn run_train(mut args: TrainArgs) -> Result<()> {
         seeded_shuffle(&mut valid, c.seed);
         valid.truncate(args.valid_sample);
     }
-    let cases = match (&args.items, &args.valid) {
-        (Some(dir), Some(valid)) => {
-            let prepared =
-                Prepared::load(dir).with_context(|| format!("loading {}", dir.display()))?;
-            let cases = rank_cases(valid, &prepared, args.rank_sample, c.seed)?;
+    let prepared = args
+        .items
+        .as_deref()
+        .map(|dir| Prepared::load(dir).with_context(|| format!("loading {}", dir.display())))
+        .transpose()?;
+    let cases = match (&prepared, &args.valid) {
+        (Some(prepared), Some(valid)) => {
+            let cases = rank_cases(valid, prepared, args.rank_sample, c.seed)?;
             tracing::info!("HR@1 on {} reranking validation lines", cases.len());
             cases
         }
         _ => Vec::new(),
     };
+    let item_titles = prepared
+        .as_ref()
+        .map_or_else(Vec::new, |p| c.item_titles(p));
     let limits = TokenLimits {
         source: c.max_source_len,
         target: c.max_target_len,
@@ -517,6 +568,7 @@ pub fn run_train(mut args: TrainArgs) -> Result<()> {
                 train
                     .iter()
                     .flat_map(|e| [e.source.clone(), e.target.clone()]),
+                &item_titles,
             )
         },
         |model| {
@@ -530,10 +582,25 @@ pub fn run_train(mut args: TrainArgs) -> Result<()> {
 }
 
 pub fn run_pretrain(args: PretrainArgs) -> Result<()> {
-    let c = &args.common;
     let prepared =
         Prepared::load(&args.items).with_context(|| format!("loading {}", args.items.display()))?;
-    let mut texts: Vec<String> = pretraining_items(&prepared)
+    match args.objective {
+        Objective::SpanCorruption => span_corruption(&args, &prepared),
+        Objective::Continuation => continuation(&args, &prepared),
+    }
+}
+
+/// Splits `all` into (train, valid) after a seeded shuffle, keeping at least one for training.
+fn hold_out<T>(mut all: Vec<T>, fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
+    seeded_shuffle(&mut all, seed);
+    let n_valid = ((all.len() as f64 * fraction).round() as usize).min(all.len() - 1);
+    let valid = all.split_off(all.len() - n_valid);
+    (all, valid)
+}
+
+fn span_corruption(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
+    let c = &args.common;
+    let texts: Vec<String> = pretraining_items(prepared)
         .into_iter()
         .map(item_text)
         .collect();
@@ -543,10 +610,7 @@ pub fn run_pretrain(args: PretrainArgs) -> Result<()> {
             args.items.display()
         );
     }
-    seeded_shuffle(&mut texts, c.seed);
-    let n_valid =
-        ((texts.len() as f64 * args.valid_fraction).round() as usize).min(texts.len() - 1);
-    let valid_texts = texts.split_off(texts.len() - n_valid);
+    let (texts, valid_texts) = hold_out(texts, args.valid_fraction, c.seed);
     let opts = CorruptionOptions {
         noise_density: args.noise_density,
         mean_span_length: args.mean_span_length,
@@ -560,7 +624,12 @@ pub fn run_pretrain(args: PretrainArgs) -> Result<()> {
         valid_texts.len()
     );
     c.run(
-        || c.initial_model(texts.iter().chain(&valid_texts).cloned()),
+        || {
+            c.initial_model(
+                texts.iter().chain(&valid_texts).cloned(),
+                &c.item_titles(prepared),
+            )
+        },
         |model| {
             let train = span_corruption_examples(&model.tokenizer, &texts, &opts)?;
             let valid = span_corruption_examples(
@@ -569,6 +638,53 @@ pub fn run_pretrain(args: PretrainArgs) -> Result<()> {
                 &CorruptionOptions { copies: 1, ..opts },
             )?;
             Ok((train, Truncation::default(), valid))
+        },
+        &mut Hooks::default(),
+    )?;
+    Ok(())
+}
+
+fn continuation(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
+    let c = &args.common;
+    let users: Vec<UserId> = prepared.dataset.users.iter().map(|u| u.id).collect();
+    if users.len() < 2 {
+        bail!(
+            "{}: fewer than two users to pre-train on",
+            args.items.display()
+        );
+    }
+    let (users, valid_users) = hold_out(users, args.valid_fraction, c.seed);
+    let opts = ContinuationOptions {
+        copies: args.copies,
+        history_cap: prepared.manifest.options.history_cap,
+        max_continuation: args.max_continuation,
+        seed: c.seed,
+    };
+    let train = continuation_examples(prepared, &users, &opts);
+    let valid = continuation_examples(
+        prepared,
+        &valid_users,
+        &ContinuationOptions { copies: 1, ..opts },
+    );
+    tracing::info!(
+        "sequence continuation: {} examples from {} users ({} for validation)",
+        train.len(),
+        users.len(),
+        valid.len()
+    );
+    c.run(
+        || {
+            c.initial_model(
+                train
+                    .iter()
+                    .flat_map(|e| [e.source.clone(), e.target.clone()]),
+                &c.item_titles(prepared),
+            )
+        },
+        |model| {
+            let (t, cut) = c.encode(model, &train, "train")?;
+            let (v, _) = c.encode(model, &valid, "valid")?;
+            Ok((t, cut, v))
         },
         &mut Hooks::default(),
     )?;

@@ -1,0 +1,76 @@
+//! The default model's path on the fixture: sequence-continuation pre-training of a new model
+//! whose tokenizer gives each catalogue title a token, then instruction tuning from that
+//! checkpoint. Titles must come out of the saved tokenizer as one token each, and the tuned
+//! checkpoint must keep that tokenizer.
+
+mod common;
+
+use common::{instructions_args, instructrec, prepared, run_ok, train_args};
+use tokenizers::Tokenizer;
+
+#[test]
+fn continuation_pretraining_with_item_tokens_then_tuning() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let data = prepared(root);
+    let pre = root.join("pre");
+    run_ok(&mut instructrec(&[
+        "pretrain",
+        "--objective",
+        "continuation",
+        "--items",
+        data.to_str().unwrap(),
+        "--item-tokens",
+        "--preset",
+        "tiny",
+        "--vocab-size",
+        "300",
+        "--copies",
+        "3",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--out",
+        pre.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let tokenizer = Tokenizer::from_file(pre.join("last/tokenizer.json")).unwrap();
+    // Fixture titles of two words or more (after `data prepare` unescapes them).
+    for title in [
+        "The Legend of Zelda",
+        "Mario & Luigi: Superstar Saga",
+        "Puzzle Quest",
+    ] {
+        let ids = tokenizer.encode(title, false).unwrap().get_ids().to_vec();
+        assert_eq!(ids.len(), 1, "{title:?} -> {ids:?}");
+        assert_eq!(tokenizer.id_to_token(ids[0]).as_deref(), Some(title));
+    }
+    let tetris = tokenizer.encode("Tetris", false).unwrap();
+    assert_ne!(
+        tetris.get_tokens(),
+        ["Tetris"],
+        "one-word titles keep their pieces"
+    );
+
+    let instructions = root.join("instructions");
+    let cache = root.join("cache");
+    run_ok(&mut instructrec(&instructions_args(
+        data.to_str().unwrap(),
+        instructions.to_str().unwrap(),
+        cache.to_str().unwrap(),
+    )));
+    let train = instructions.join("train.jsonl");
+    let tuned = root.join("tuned");
+    let mut args = train_args(train.to_str().unwrap(), tuned.to_str().unwrap(), "2");
+    // --init instead of the preset the helper names.
+    let preset = args.iter().position(|a| *a == "--preset").unwrap();
+    args.drain(preset..preset + 4);
+    let init = pre.join("last");
+    args.extend(["--init", init.to_str().unwrap()]);
+    run_ok(&mut instructrec(&args));
+    assert_eq!(
+        std::fs::read(tuned.join("last/tokenizer.json")).unwrap(),
+        std::fs::read(pre.join("last/tokenizer.json")).unwrap()
+    );
+}
