@@ -129,4 +129,24 @@ fn stages_tuned_without_i1_get_one_row_each_and_others_are_refused() {
     args[2] = "personalised-search";
     args.extend(["--stage", s2.as_str()]);
     assert!(run_err(&mut instructrec(&args)).contains("only that protocol"));
+
+    // The personalised-search protocol scores an --instructrec model on the same I1 cases: S2
+    // gets exactly the metrics it got as a held-out stage.
+    let search = root.join("search");
+    let mut args = held_out_args(data, instructions, search.to_str().unwrap());
+    args[2] = "personalised-search";
+    args.extend(["--query", "vague", "--instructrec", second.as_str()]);
+    run_ok(&mut instructrec(&args));
+    let searched: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(search.with_extension("json")).unwrap()).unwrap();
+    let row = |report: &serde_json::Value, name: &str| {
+        report["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} row"))["results"][0]["metrics"]
+            .clone()
+    };
+    assert_eq!(row(&searched, "instructrec"), row(&json, "instructrec S2"));
 }

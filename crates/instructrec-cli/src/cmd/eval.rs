@@ -151,11 +151,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         );
     }
     if args.instructrec.is_some()
-        && !matches!(args.protocol, Protocol::Sequential | Protocol::ZeroShot)
+        && !matches!(
+            args.protocol,
+            Protocol::Sequential
+                | Protocol::ZeroShot
+                | Protocol::ProductSearch
+                | Protocol::PersonalisedSearch
+        )
     {
         anyhow::bail!(
-            "--instructrec is evaluated under the sequential and zero-shot protocols only so \
-             far: its search instructions are keyed by the 1+9 lists (held-out takes --stage)"
+            "--instructrec is evaluated under the sequential, zero-shot, product-search and \
+             personalised-search protocols: its instructions show 1+9 lists, so tournament and \
+             hard-negatives have none to read (held-out takes --stage)"
         );
     }
     if (args.protocol == Protocol::HeldOut) == args.stages.is_empty() {
@@ -378,10 +385,24 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         report.write(&args.out)?;
     }
     if let (Some(dir), Some(index)) = (&args.instructrec, index) {
-        // The instructions show the 1+9 lists; longer lists need the tournament protocol.
         let name = scoring(&args).0.to_string();
-        let setting = Setting::Sampled { size: 10 };
-        let model = evaluate_instruction_model(&args, dir, name, index, &prepared, setting, None)?;
+        let model = match (&lines, &query_cases) {
+            // Search protocols: the query lines' own instructions, on the lines' own lists.
+            (Some(lines), Some(cases)) => evaluate_instruction_model(
+                &args,
+                dir,
+                name,
+                InstructionIndex::from_queries(lines),
+                &prepared,
+                settings[0],
+                Some(&cases[0]),
+            )?,
+            // The instructions show the 1+9 lists; longer lists need the tournament protocol.
+            _ => {
+                let setting = Setting::Sampled { size: 10 };
+                evaluate_instruction_model(&args, dir, name, index, &prepared, setting, None)?
+            }
+        };
         report.models.push(model);
         report.write(&args.out)?;
     }
