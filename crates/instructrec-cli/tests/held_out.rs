@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{instructions_args, instructrec, prepared, run_err, run_ok, train_args};
+use common::{instructions, instructrec, prepared, run_err, run_ok, train_args};
 
 /// Trains a tiny model for 3 steps on the fixture's instruction lines with `filter` flags;
 /// returns its last checkpoint.
@@ -42,13 +42,7 @@ fn stages_tuned_without_i1_get_one_row_each_and_others_are_refused() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let data = prepared(root);
-    let instructions = root.join("instructions");
-    let cache = root.join("cache");
-    run_ok(&mut instructrec(&instructions_args(
-        data.to_str().unwrap(),
-        instructions.to_str().unwrap(),
-        cache.to_str().unwrap(),
-    )));
+    let instructions = instructions(root, &data);
     let first = stage(root, &instructions, "s1", &["--intention", "I0"]);
     let second = stage(root, &instructions, "s2", &["--without-intention", "I1"]);
     let (data, instructions) = (data.to_str().unwrap(), instructions.to_str().unwrap());

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{instructions_args, instructrec, prepared, run_ok, train_args};
+use common::{instructions, instructrec, prepared, run_ok, train_args};
 use tokenizers::Tokenizer;
 
 #[test]
@@ -53,13 +53,7 @@ fn continuation_pretraining_with_item_tokens_then_tuning() {
         "one-word titles keep their pieces"
     );
 
-    let instructions = root.join("instructions");
-    let cache = root.join("cache");
-    run_ok(&mut instructrec(&instructions_args(
-        data.to_str().unwrap(),
-        instructions.to_str().unwrap(),
-        cache.to_str().unwrap(),
-    )));
+    let instructions = instructions(root, &data);
     let train = instructions.join("train.jsonl");
     let tuned = root.join("tuned");
     let mut args = train_args(train.to_str().unwrap(), tuned.to_str().unwrap(), "2");

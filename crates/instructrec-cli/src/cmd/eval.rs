@@ -11,12 +11,12 @@ use std::collections::HashSet;
 use instructrec_data::{CandidateSet, Fold, Prepared, UserId};
 use instructrec_eval::harness::{
     build_cases, build_query_cases, candidates_checksum, mine_hard_negatives, with_candidates,
-    EvalCase,
+    EvalCase, Evaluation,
 };
 use instructrec_eval::report::{write_atomic, CandidateInfo};
 use instructrec_eval::{
     check_stage, evaluate, evaluate_cases, read_queries, InstructRecScorer, InstructionIndex,
-    ModelReport, Normalisation, Protocol, QueryKind, Report, Setting, Stage,
+    ModelReport, Normalisation, Protocol, QueryKind, Report, Scorer, Setting, Stage,
 };
 use instructrec_instructions::{IntentionKind, PreferenceKind, Split};
 use instructrec_train::{Device, Seq2Seq, TokenLimits};
@@ -339,25 +339,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         };
         let mut results = Vec::new();
         for (i, &setting) in settings.iter().enumerate() {
-            let e = match &query_cases {
-                Some(cases) => evaluate_cases(
-                    fitted.scorer.as_ref(),
-                    &cases[i],
-                    catalogue,
-                    Fold::Test,
-                    setting,
-                    args.batch_size,
-                    args.seed,
-                )?,
-                None => evaluate(
-                    fitted.scorer.as_ref(),
-                    &prepared,
-                    args.protocol,
-                    Fold::Test,
-                    setting,
-                    args.batch_size,
-                )?,
-            };
+            let cases = query_cases.as_ref().map(|c| c[i].as_slice());
+            let e = evaluate_test(fitted.scorer.as_ref(), &prepared, &args, setting, cases)?;
             if let Some(e) = e {
                 tracing::info!(
                     model = %baseline,
@@ -428,6 +411,36 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Scores the test fold under `setting`: on `cases` where the protocol built them (from query
+/// lines or mined lists), else on the protocol's stored lists.
+fn evaluate_test(
+    scorer: &dyn Scorer,
+    prepared: &Prepared,
+    args: &EvalArgs,
+    setting: Setting,
+    cases: Option<&[EvalCase]>,
+) -> anyhow::Result<Option<Evaluation>> {
+    match cases {
+        Some(cases) => evaluate_cases(
+            scorer,
+            cases,
+            prepared.dataset.items.len(),
+            Fold::Test,
+            setting,
+            args.batch_size,
+            args.seed,
+        ),
+        None => evaluate(
+            scorer,
+            prepared,
+            args.protocol,
+            Fold::Test,
+            setting,
+            args.batch_size,
+        ),
+    }
+}
+
 /// The instruction model's report name, how its candidates' token log-likelihoods become a
 /// score, and that rule in words.
 fn scoring(args: &EvalArgs) -> (&'static str, Normalisation, &'static str) {
@@ -467,26 +480,7 @@ fn evaluate_instruction_model(
     };
     let (_, normalisation, score) = scoring(args);
     let scorer = InstructRecScorer::new(&name, model, prepared, index, limits, normalisation);
-    let catalogue = prepared.dataset.items.len();
-    let e = match cases {
-        Some(cases) => evaluate_cases(
-            &scorer,
-            cases,
-            catalogue,
-            Fold::Test,
-            setting,
-            args.batch_size,
-            args.seed,
-        )?,
-        None => evaluate(
-            &scorer,
-            prepared,
-            args.protocol,
-            Fold::Test,
-            setting,
-            args.batch_size,
-        )?,
-    };
+    let e = evaluate_test(&scorer, prepared, args, setting, cases)?;
     if let Some(e) = &e {
         tracing::info!(model = %name, %setting, hr1 = e.metrics.hr1, ndcg5 = e.metrics.ndcg5, "evaluated");
     }

@@ -292,6 +292,33 @@ impl Common {
         Ok(())
     }
 
+    /// Trains on text examples; a new model's tokenizer learns from their sources and targets.
+    fn run_examples(
+        &self,
+        train: &[Example],
+        valid: &[Example],
+        item_titles: &[String],
+        hooks: &mut Hooks<'_>,
+    ) -> Result<()> {
+        self.run(
+            || {
+                self.initial_model(
+                    train
+                        .iter()
+                        .flat_map(|e| [e.source.clone(), e.target.clone()]),
+                    item_titles,
+                )
+            },
+            |model| {
+                let (t, cut) = self.encode(model, train, "train")?;
+                let (v, _) = self.encode(model, valid, "valid")?;
+                Ok((t, cut, v))
+            },
+            hooks,
+        )?;
+        Ok(())
+    }
+
     /// The catalogue titles that get tokens of their own (none without --item-tokens).
     fn item_titles(&self, prepared: &Prepared) -> Vec<String> {
         if !self.item_tokens {
@@ -562,23 +589,7 @@ pub fn run_train(mut args: TrainArgs) -> Result<()> {
         metric: (!cases.is_empty()).then_some(&mut metric as _),
         ..Hooks::default()
     };
-    c.run(
-        || {
-            c.initial_model(
-                train
-                    .iter()
-                    .flat_map(|e| [e.source.clone(), e.target.clone()]),
-                &item_titles,
-            )
-        },
-        |model| {
-            let (t, cut) = c.encode(model, &train, "train")?;
-            let (v, _) = c.encode(model, &valid, "valid")?;
-            Ok((t, cut, v))
-        },
-        &mut hooks,
-    )?;
-    Ok(())
+    c.run_examples(&train, &valid, &item_titles, &mut hooks)
 }
 
 pub fn run_pretrain(args: PretrainArgs) -> Result<()> {
@@ -590,12 +601,19 @@ pub fn run_pretrain(args: PretrainArgs) -> Result<()> {
     }
 }
 
-/// Splits `all` into (train, valid) after a seeded shuffle, keeping at least one for training.
-fn hold_out<T>(mut all: Vec<T>, fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
-    seeded_shuffle(&mut all, seed);
-    let n_valid = ((all.len() as f64 * fraction).round() as usize).min(all.len() - 1);
+/// Splits `all` (the `what` of `args.items`) into (train, valid) after a seeded shuffle,
+/// keeping at least one for training.
+fn hold_out<T>(mut all: Vec<T>, what: &str, args: &PretrainArgs) -> Result<(Vec<T>, Vec<T>)> {
+    if all.len() < 2 {
+        bail!(
+            "{}: fewer than two {what} to pre-train on",
+            args.items.display()
+        );
+    }
+    seeded_shuffle(&mut all, args.common.seed);
+    let n_valid = ((all.len() as f64 * args.valid_fraction).round() as usize).min(all.len() - 1);
     let valid = all.split_off(all.len() - n_valid);
-    (all, valid)
+    Ok((all, valid))
 }
 
 fn span_corruption(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
@@ -604,13 +622,7 @@ fn span_corruption(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
         .into_iter()
         .map(item_text)
         .collect();
-    if texts.len() < 2 {
-        bail!(
-            "{}: fewer than two items with a title to pre-train on",
-            args.items.display()
-        );
-    }
-    let (texts, valid_texts) = hold_out(texts, args.valid_fraction, c.seed);
+    let (texts, valid_texts) = hold_out(texts, "items with a title", args)?;
     let opts = CorruptionOptions {
         noise_density: args.noise_density,
         mean_span_length: args.mean_span_length,
@@ -647,13 +659,7 @@ fn span_corruption(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
 fn continuation(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
     let c = &args.common;
     let users: Vec<UserId> = prepared.dataset.users.iter().map(|u| u.id).collect();
-    if users.len() < 2 {
-        bail!(
-            "{}: fewer than two users to pre-train on",
-            args.items.display()
-        );
-    }
-    let (users, valid_users) = hold_out(users, args.valid_fraction, c.seed);
+    let (users, valid_users) = hold_out(users, "users", args)?;
     let opts = ContinuationOptions {
         copies: args.copies,
         history_cap: prepared.manifest.options.history_cap,
@@ -672,21 +678,10 @@ fn continuation(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
         users.len(),
         valid.len()
     );
-    c.run(
-        || {
-            c.initial_model(
-                train
-                    .iter()
-                    .flat_map(|e| [e.source.clone(), e.target.clone()]),
-                &c.item_titles(prepared),
-            )
-        },
-        |model| {
-            let (t, cut) = c.encode(model, &train, "train")?;
-            let (v, _) = c.encode(model, &valid, "valid")?;
-            Ok((t, cut, v))
-        },
+    c.run_examples(
+        &train,
+        &valid,
+        &c.item_titles(prepared),
         &mut Hooks::default(),
-    )?;
-    Ok(())
+    )
 }

@@ -137,6 +137,18 @@ pub fn instructions_args<'a>(data: &'a str, out: &'a str, cache: &'a str) -> Vec
     ]
 }
 
+/// Instructions built from the prepared fixture `data`, in `root/instructions`.
+pub fn instructions(root: &Path, data: &Path) -> PathBuf {
+    let out = root.join("instructions");
+    let cache = root.join("cache");
+    run_ok(&mut instructrec(&instructions_args(
+        data.to_str().unwrap(),
+        out.to_str().unwrap(),
+        cache.to_str().unwrap(),
+    )));
+    out
+}
+
 /// A small instruction file: enough lines for a few dozen steps of a tiny model.
 pub fn write_instructions(path: &Path, lines: usize) {
     let games = [
