@@ -1,6 +1,7 @@
 //! The report's bar chart: our 1+9 test-fold metrics beside the paper's, as SVG. The SVG backend
 //! writes text as `<text>` elements, so no font files are needed to render it.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::harness::Setting;
@@ -39,6 +40,48 @@ fn series(report: &Report) -> Vec<Series> {
     out
 }
 
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The frame both charts share: a 960x540 SVG with `caption`, axes over `x` and `0..y_max`
+/// (head room above 1.0 keeps the legend clear of the data), what `draw` puts in, and the
+/// legend in the upper left.
+fn svg_chart(
+    caption: String,
+    x: std::ops::Range<f64>,
+    y_max: f64,
+    draw: impl FnOnce(&mut Chart<'_, '_>) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 540)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(45)
+            .build_cartesian_2d(x, 0f64..y_max)?;
+        draw(&mut chart)?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+/// Y tick labels up to 1.0 only: values above it are the legend's head room.
+fn unit_tick(y: &f64) -> String {
+    if *y <= 1.0 + 1e-9 {
+        format!("{y:.1}")
+    } else {
+        String::new()
+    }
+}
+
 /// Renders the chart to an SVG string: HR@1 by tuning stage for the held-out protocol, the
 /// metric bars otherwise.
 pub fn render(report: &Report) -> anyhow::Result<String> {
@@ -46,23 +89,11 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
         return render_stages(report);
     }
     let series = series(report);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (960, 540)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "{} {}: test fold, 1 positive + 9 random negatives",
-                    report.protocol, report.scenario
-                ),
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(45)
-            // Head room above 1.0 keeps the legend clear of the bars.
-            .build_cartesian_2d(0f64..METRICS.len() as f64, 0f64..1.5f64)?;
+    let caption = format!(
+        "{} {}: test fold, 1 positive + 9 random negatives",
+        report.protocol, report.scenario
+    );
+    svg_chart(caption, 0f64..METRICS.len() as f64, 1.5, |chart| {
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -76,13 +107,7 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
                 }
             })
             .y_desc("value")
-            .y_label_formatter(&|y| {
-                if *y <= 1.0 + 1e-9 {
-                    format!("{y:.1}")
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&unit_tick)
             .draw()?;
         let width = 0.8 / series.len().max(1) as f64;
         for (j, s) in series.iter().enumerate() {
@@ -100,15 +125,8 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
                 .label(s.label.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], style));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Held-out protocol: HR@1 on the held-out cases against the tuning stage, with a 95% interval
@@ -152,22 +170,11 @@ fn render_stages(report: &Report) -> anyhow::Result<String> {
     );
     let names: Vec<String> = report.stages.iter().map(|s| s.name.clone()).collect();
     let n = names.len() as f64;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (960, 540)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "{} {}: HR@1 by tuning stage (95% intervals)",
-                    report.protocol, report.scenario
-                ),
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(45)
-            .build_cartesian_2d(-0.5f64..n - 0.5, 0f64..1.3f64)?;
+    let caption = format!(
+        "{} {}: HR@1 by tuning stage (95% intervals)",
+        report.protocol, report.scenario
+    );
+    svg_chart(caption, -0.5f64..n - 0.5, 1.3, |chart| {
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -182,13 +189,7 @@ fn render_stages(report: &Report) -> anyhow::Result<String> {
             })
             .x_desc("tuning stage")
             .y_desc("HR@1")
-            .y_label_formatter(&|y| {
-                if *y <= 1.0 + 1e-9 {
-                    format!("{y:.1}")
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&unit_tick)
             .draw()?;
         for (j, (label, v)) in references.iter().enumerate() {
             let style = Palette99::pick(j + 1).mix(0.8).stroke_width(1);
@@ -213,13 +214,6 @@ fn render_stages(report: &Report) -> anyhow::Result<String> {
         chart.draw_series(points.iter().map(|&(x, y, half)| {
             PathElement::new([(x, (y - half).max(0.0)), (x, (y + half).min(1.0))], BLACK)
         }))?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }

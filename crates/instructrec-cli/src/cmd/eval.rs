@@ -367,45 +367,41 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         // Write after every model so a long run leaves a usable partial report.
         report.write(&args.out)?;
     }
-    if let (Some(dir), Some(index)) = (&args.instructrec, index) {
-        let name = scoring(&args).0.to_string();
-        let model = match (&lines, &query_cases) {
-            // Search protocols: the query lines' own instructions, on the lines' own lists.
-            (Some(lines), Some(cases)) => evaluate_instruction_model(
-                &args,
-                dir,
-                name,
-                InstructionIndex::from_queries(lines),
-                &prepared,
-                settings[0],
-                Some(&cases[0]),
-            )?,
-            // The instructions show the 1+9 lists; longer lists need the tournament protocol.
-            _ => {
-                let setting = Setting::Sampled { size: 10 };
-                evaluate_instruction_model(&args, dir, name, index, &prepared, setting, None)?
-            }
-        };
-        report.models.push(model);
-        report.write(&args.out)?;
-    }
     if let (Some(lines), Some(cases)) = (&lines, &query_cases) {
-        // Every stage answers the query lines' own instructions on the lines' own lists.
-        for (stage, info) in args.stages.iter().zip(stages) {
+        // Search protocols and held-out: every instruction model (--instructrec, then each
+        // stage) answers the query lines' own instructions on the lines' own lists.
+        let models = args
+            .instructrec
+            .iter()
+            .map(|dir| (dir.as_path(), scoring(&args).0.to_string(), None))
+            .chain(
+                args.stages
+                    .iter()
+                    .zip(stages)
+                    .map(|(stage, info)| (stage.dir.as_path(), info.model.clone(), Some(info))),
+            );
+        for (dir, name, stage) in models {
             let index = InstructionIndex::from_queries(lines);
             let model = evaluate_instruction_model(
                 &args,
-                &stage.dir,
-                info.model.clone(),
+                dir,
+                name,
                 index,
                 &prepared,
                 settings[0],
                 Some(&cases[0]),
             )?;
             report.models.push(model);
-            report.stages.push(info);
+            report.stages.extend(stage);
             report.write(&args.out)?;
         }
+    } else if let (Some(dir), Some(index)) = (&args.instructrec, index) {
+        // The instructions show the 1+9 lists; longer lists need the tournament protocol.
+        let name = scoring(&args).0.to_string();
+        let setting = Setting::Sampled { size: 10 };
+        let model = evaluate_instruction_model(&args, dir, name, index, &prepared, setting, None)?;
+        report.models.push(model);
+        report.write(&args.out)?;
     }
     println!("wrote {}.{{json,md,svg}}", args.out.display());
     Ok(())
