@@ -50,25 +50,62 @@ def parse_args():
                    help="weight of a softmax over the candidates' mean log-likelihoods, added to the NLL")
     p.add_argument("--passthrough", action="store_true",
                    help="cross-attention starts as identity values and outputs with uniform attention")
+    p.add_argument("--passthrough-gain", type=float, default=1.0)
+    p.add_argument("--content-init", action="store_true",
+                   help="item-token embeddings start as random projections of their titles' tf-idf vectors")
     p.add_argument("--common-item-init", action="store_true",
                    help="item-token embeddings start as one shared vector plus noise")
     p.add_argument("--embedding-lr", type=float, default=None, help="0 freezes the embeddings")
+    p.add_argument("--embedding-std", type=float, default=None,
+                   help="re-draw the (tied) embeddings with this standard deviation (transformers: 1.0)")
     # copy
     p.add_argument("--ids", type=int, default=16000, help="how many item-token ids the copy prompts draw from")
     p.add_argument("--length", type=int, default=1, help="copy prompt length")
+    p.add_argument("--grow", type=int, default=0,
+                   help="copy prompts start one token long and gain one every N steps up to --length")
     return p.parse_args()
 
 
-def model_and_optimiser(a, config):
+def content_embeddings(a, tok, dim):
+    """Item token -> sum of idf-weighted random word vectors of its title, scaled to the norm a
+    transformers-initialised embedding has, so that titles sharing words start out similar."""
+    import math
+    import re
+    titles = [json.loads(line)["title"] for line in open(f"{a.run}/prepared/items.jsonl")]
+    words = [set(re.findall(r"[a-z0-9]+", t.lower())) for t in titles]
+    df = {}
+    for ws in words:
+        for w in ws:
+            df[w] = df.get(w, 0) + 1
+    gen = torch.Generator().manual_seed(a.seed)
+    vectors = {w: torch.randn(dim, generator=gen) for w in sorted(df)}
+    rows = {}
+    for title, ws in zip(titles, words):
+        token = tok.token_to_id(title)
+        if token is None or token < FIRST_ITEM_TOKEN or not ws:
+            continue
+        v = sum(math.log(len(titles) / df[w]) * vectors[w] for w in sorted(ws))
+        rows[token] = v / v.norm() * math.sqrt(dim)
+    return rows
+
+
+def model_and_optimiser(a, config, tok=None):
     torch.manual_seed(a.seed)
     m = T5ForConditionalGeneration(config)
+    if a.content_init:
+        with torch.no_grad():
+            for token, v in content_embeddings(a, tok, config.d_model).items():
+                m.shared.weight[token] = v
     if a.passthrough:
         with torch.no_grad():
             for block in m.decoder.block:
                 att = block.layer[1].EncDecAttention
                 att.v.weight.copy_(torch.eye(att.v.weight.shape[0], config.d_model))
-                att.o.weight.copy_(torch.eye(config.d_model, att.o.weight.shape[1]))
+                att.o.weight.copy_(a.passthrough_gain * torch.eye(config.d_model, att.o.weight.shape[1]))
                 att.q.weight.zero_()
+    if a.embedding_std is not None:
+        with torch.no_grad():
+            m.shared.weight.normal_(0.0, a.embedding_std)
     if a.common_item_init:
         with torch.no_grad():
             rows = m.shared.weight.shape[0] - FIRST_ITEM_TOKEN
@@ -77,7 +114,7 @@ def model_and_optimiser(a, config):
     groups = [{"params": rest},
               {"params": [m.shared.weight], "lr": a.lr if a.embedding_lr is None else a.embedding_lr}]
     opt = torch.optim.AdamW(groups, lr=a.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / 100) * max(0.0, 1 - s / a.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / 100) * max(0.0, 1 - s / max(a.steps, 1)))
     m.train()
     return m, opt, sched
 
@@ -94,8 +131,9 @@ def copy_mode(a, config):
     m, opt, sched = model_and_optimiser(a, config)
     rng = torch.Generator().manual_seed(a.seed)
     for s in range(1, a.steps + 1):
-        x = torch.randint(FIRST_ITEM_TOKEN, FIRST_ITEM_TOKEN + a.ids, (a.batch, a.length), generator=rng)
-        pick = torch.randint(0, a.length, (a.batch,), generator=rng)
+        length = min(a.length, 1 + s // a.grow) if a.grow else a.length
+        x = torch.randint(FIRST_ITEM_TOKEN, FIRST_ITEM_TOKEN + a.ids, (a.batch, length), generator=rng)
+        pick = torch.randint(0, length, (a.batch,), generator=rng)
         y = torch.stack([x[torch.arange(a.batch), pick], torch.ones(a.batch, dtype=torch.long)], 1)
         out = m(input_ids=x, labels=y)
         step(m, opt, sched, out.loss)
@@ -106,7 +144,7 @@ def copy_mode(a, config):
                 m.train()
             # The mean is over the answer and EOS; EOS costs next to nothing, so twice the mean is
             # the answer's NLL (log(16000) = 9.7 for a guess, log(LENGTH) for a perfect copier).
-            print(f"step {s} answer nll {2 * out.loss.item():.3f} batch accuracy {acc:.3f}", flush=True)
+            print(f"step {s} length {length} answer nll {2 * out.loss.item():.3f} batch accuracy {acc:.3f}", flush=True)
 
 
 def rerank_mode(a, config, tok):
@@ -178,7 +216,8 @@ def rerank_mode(a, config, tok):
         m.train()
         return hits / len(valid)
 
-    m, opt, sched = model_and_optimiser(a, config)
+    m, opt, sched = model_and_optimiser(a, config, tok)
+    print(f"step 0 HR@1 {hr1(m, 0):.3f} with another line's prompt {hr1(m, 1):.3f}", flush=True)
     rng = random.Random(a.seed + 1)
     start, recent = time.time(), []
     for s in range(1, a.steps + 1):
