@@ -38,6 +38,8 @@ def parse_args():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--relative-steps", action="store_true",
+                   help="scale each tensor's AdamW step by its root mean square, as Adafactor does (nanoT5's AdamWScale)")
     p.add_argument("--eval-every", type=int, default=200)
     # rerank: what the prompt shows
     p.add_argument("--prompt", choices=["instruction", "compact", "candidates"], default="instruction",
@@ -113,10 +115,37 @@ def model_and_optimiser(a, config, tok=None):
     rest = [q for q in m.parameters() if q is not m.shared.weight]
     groups = [{"params": rest},
               {"params": [m.shared.weight], "lr": a.lr if a.embedding_lr is None else a.embedding_lr}]
-    opt = torch.optim.AdamW(groups, lr=a.lr, weight_decay=0.01)
+    opt = (RelativeAdamW if a.relative_steps else torch.optim.AdamW)(groups, lr=a.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / 100) * max(0.0, 1 - s / max(a.steps, 1)))
     m.train()
     return m, opt, sched
+
+
+class RelativeAdamW(torch.optim.Optimizer):
+    """AdamW whose step for a tensor is lr times that tensor's root mean square (at least 1e-3),
+    so that T5's unit-variance embeddings and its small query weights move at the same relative
+    rate."""
+
+    def __init__(self, params, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self):
+        for g in self.param_groups:
+            b1, b2 = g["betas"]
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["t"], st["m"], st["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+                st["t"] += 1
+                st["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                direction = (st["m"] / (1 - b1 ** st["t"])) / ((st["v"] / (1 - b2 ** st["t"])).sqrt() + g["eps"])
+                scale = max(1e-3, p.pow(2).mean().sqrt().item())
+                p.mul_(1 - g["lr"] * g["weight_decay"])
+                p.add_(direction, alpha=-g["lr"] * scale)
 
 
 def step(m, opt, sched, loss):
