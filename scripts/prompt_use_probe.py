@@ -53,6 +53,9 @@ def parse_args():
     p.add_argument("--passthrough", action="store_true",
                    help="cross-attention starts as identity values and outputs with uniform attention")
     p.add_argument("--passthrough-gain", type=float, default=1.0)
+    p.add_argument("--dropout", type=float, default=None, help="override the config's dropout rate")
+    p.add_argument("--final-norm", type=float, default=None,
+                   help="start the decoder's final layer-norm weights here (1.0): a larger value raises the ceiling on the logits")
     p.add_argument("--content-init", action="store_true",
                    help="item-token embeddings start as random projections of their titles' tf-idf vectors")
     p.add_argument("--common-item-init", action="store_true",
@@ -105,6 +108,9 @@ def model_and_optimiser(a, config, tok=None):
                 att.v.weight.copy_(torch.eye(att.v.weight.shape[0], config.d_model))
                 att.o.weight.copy_(a.passthrough_gain * torch.eye(config.d_model, att.o.weight.shape[1]))
                 att.q.weight.zero_()
+    if a.final_norm is not None:
+        with torch.no_grad():
+            m.decoder.final_layer_norm.weight.fill_(a.final_norm)
     if a.embedding_std is not None:
         with torch.no_grad():
             m.shared.weight.normal_(0.0, a.embedding_std)
@@ -278,6 +284,8 @@ def main():
     tok = Tokenizer.from_file(f"{a.run}/model/best/tokenizer.json")
     config = T5Config.from_pretrained(f"{a.run}/model/best")
     config.vocab_size = tok.get_vocab_size(True)
+    if a.dropout is not None:
+        config.dropout_rate = a.dropout
     if a.mode == "copy":
         copy_mode(a, config)
     else:
