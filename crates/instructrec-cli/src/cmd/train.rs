@@ -78,6 +78,11 @@ pub struct Common {
     decay: Decay,
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f64,
+    /// Scale each weight tensor's step by its root mean square, as Adafactor does (use a
+    /// learning rate about 10x larger, e.g. 2e-2). Helps a randomly initialised T5, whose
+    /// embeddings are 4,000x larger in variance than its query weights.
+    #[arg(long)]
+    relative_steps: bool,
     /// Global gradient-norm clip; 0 disables.
     #[arg(long, default_value_t = 1.0)]
     max_grad_norm: f64,
@@ -234,6 +239,7 @@ impl Common {
             ..TrainConfig::default()
         };
         cfg.adamw.weight_decay = self.weight_decay;
+        cfg.adamw.relative_steps = self.relative_steps;
         cfg
     }
 
