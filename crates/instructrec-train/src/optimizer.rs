@@ -159,12 +159,7 @@ impl FusedAdamW {
     pub fn grad_norm(&self) -> f64 {
         self.slots
             .iter()
-            .map(|s| {
-                s.grad
-                    .iter()
-                    .map(|&x| f64::from(x) * f64::from(x))
-                    .sum::<f64>()
-            })
+            .map(|s| sum_of_squares(&s.grad))
             .sum::<f64>()
             .sqrt()
     }
@@ -266,11 +261,14 @@ impl FusedAdamW {
     }
 }
 
+/// Summed in f64, so that the gradient norm and the relative step scale do not depend on how
+/// large a tensor is.
+fn sum_of_squares(x: &[f32]) -> f64 {
+    x.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
+}
+
 fn root_mean_square(t: &Tensor) -> Result<f64> {
-    with_f32_slice(t, |x| {
-        let sum: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-        (sum / x.len().max(1) as f64).sqrt()
-    })
+    with_f32_slice(t, |x| (sum_of_squares(x) / x.len().max(1) as f64).sqrt())
 }
 
 /// Calls `f` with the tensor's elements as a contiguous f32 slice, without a copy when the
@@ -495,7 +493,7 @@ mod tests {
         let big = Var::from_tensor(&Tensor::new(&[3.0f32, -4.0], &dev).unwrap()).unwrap();
         let small = Var::from_tensor(&Tensor::new(&[0.03f32, 0.04], &dev).unwrap()).unwrap();
         let zero = Var::zeros(2, DType::F32, &dev).unwrap();
-        let vars = [big.clone(), small.clone(), zero.clone()];
+        let vars = [big, small, zero];
         let before: Vec<Vec<f32>> = vars
             .iter()
             .map(|v| v.as_tensor().to_vec1().unwrap())

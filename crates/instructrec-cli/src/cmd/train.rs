@@ -79,8 +79,8 @@ pub struct Common {
     #[arg(long, default_value_t = 0.01)]
     weight_decay: f64,
     /// Scale each weight tensor's step by its root mean square, as Adafactor does (use a
-    /// learning rate about 10x larger, e.g. 2e-2). Helps a randomly initialised T5, whose
-    /// embeddings are 4,000x larger in variance than its query weights.
+    /// learning rate about 10x larger, e.g. 2e-2). Meant for a randomly initialised T5, whose
+    /// embeddings are 4,000x larger in variance than its query weights (docs/training.md).
     #[arg(long)]
     relative_steps: bool,
     /// Global gradient-norm clip; 0 disables.
