@@ -18,7 +18,9 @@ The findings are in docs/training.md ("The reference implementation fails the sa
 
 import argparse
 import json
+import math
 import random
+import re
 import time
 
 import torch
@@ -74,8 +76,6 @@ def parse_args():
 def content_embeddings(a, tok, dim):
     """Item token -> sum of idf-weighted random word vectors of its title, scaled to the norm a
     transformers-initialised embedding has, so that titles sharing words start out similar."""
-    import math
-    import re
     titles = [json.loads(line)["title"] for line in open(f"{a.run}/prepared/items.jsonl")]
     words = [set(re.findall(r"[a-z0-9]+", t.lower())) for t in titles]
     df = {}
@@ -280,7 +280,6 @@ def rerank_mode(a, config, tok):
 def main():
     a = parse_args()
     torch.set_num_threads(a.threads)
-    random.seed(a.seed)
     tok = Tokenizer.from_file(f"{a.run}/model/best/tokenizer.json")
     config = T5Config.from_pretrained(f"{a.run}/model/best")
     config.vocab_size = tok.get_vocab_size(True)
