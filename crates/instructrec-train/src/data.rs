@@ -240,6 +240,7 @@ pub(crate) const STREAM_CORRUPTION: u64 = 3;
 pub(crate) const STREAM_SAMPLE: u64 = 4;
 pub(crate) const STREAM_LORA: u64 = 5;
 pub(crate) const STREAM_CONTINUATION: u64 = 6;
+pub(crate) const STREAM_NEXT_ITEM: u64 = 7;
 
 /// Shuffles `items` with a generator seeded by `seed` (e.g. to sample or hold out examples).
 pub fn seeded_shuffle<T>(items: &mut [T], seed: u64) {

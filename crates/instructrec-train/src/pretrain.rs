@@ -4,9 +4,16 @@
 //!   mean length 3, are replaced by sentinels in the input; the target lists the sentinels each
 //!   followed by the tokens it hid;
 //! - continuation of interaction sequences: the items a user bought up to a random point, and
-//!   the items that came after it as the target.
+//!   the items that came after it as the target;
+//! - next-item choice: the last few items a user bought and a short list of candidates, the
+//!   next item hidden among random others, with that item as the target. It is the reranking
+//!   task without the template words, at every position of every training sequence: short
+//!   prompts and many of them are what a randomly initialised T5 needs before it starts to read
+//!   its prompt at all (docs/training.md, "The first run that reads its prompt").
 //!
 //! [`Trainer`]: crate::trainer::Trainer
+
+use std::collections::HashSet;
 
 use instructrec_data::{Interaction, Item, ItemId, Prepared, UserId};
 use rand::seq::SliceRandom;
@@ -14,7 +21,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokenizers::Tokenizer;
 
-use crate::data::{derive_seed, Encoded, Example, STREAM_CONTINUATION, STREAM_CORRUPTION};
+use crate::data::{
+    derive_seed, Encoded, Example, STREAM_CONTINUATION, STREAM_CORRUPTION, STREAM_NEXT_ITEM,
+};
 use crate::error::{Result, TrainError};
 use crate::tokenizer::{sentinel_id, EOS_ID};
 
@@ -57,7 +66,7 @@ pub fn item_text(item: &Item) -> String {
 /// Items whose text pre-training may see: everything but the validation and test items of the
 /// product-search split, whose titles must stay unseen until evaluation.
 pub fn pretraining_items(prepared: &Prepared) -> Vec<&Item> {
-    let held_out: std::collections::HashSet<ItemId> = prepared
+    let held_out: HashSet<ItemId> = prepared
         .item_split
         .validation
         .iter()
@@ -206,6 +215,79 @@ pub fn continuation_examples(
     out
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NextItemOptions {
+    /// Examples per position, each with other negatives.
+    pub copies: usize,
+    /// Most items shown before the position.
+    pub history_items: usize,
+    /// Length of the candidate list, the next item included.
+    pub candidates: usize,
+    pub seed: u64,
+}
+
+/// Next-item choice examples from every position of `users`' training sequences (never a
+/// validation or test item): "Bought so far: t1; …. Next, one of: c1; …; ck." with the item
+/// bought at that position as the target. The other candidates are drawn uniformly from
+/// `pool` minus the user's training items, from (seed, user, position, copy), and the list is
+/// shuffled. Positions with too small a pool to fill the list are skipped.
+pub fn next_item_examples(
+    prepared: &Prepared,
+    users: &[UserId],
+    pool: &[ItemId],
+    opts: &NextItemOptions,
+) -> Vec<Example> {
+    let title = |id: ItemId| prepared.dataset.items[id.index()].title.as_str();
+    let join = |items: &[ItemId]| {
+        items
+            .iter()
+            .map(|&i| title(i))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let in_pool: HashSet<ItemId> = pool.iter().copied().collect();
+    let negatives = opts.candidates.saturating_sub(1);
+    let mut out = Vec::new();
+    for &user in users {
+        let seq: Vec<ItemId> = prepared
+            .train_sequence(user)
+            .iter()
+            .map(|i| i.item)
+            .collect();
+        let own: HashSet<ItemId> = seq.iter().copied().collect();
+        if in_pool.len() - own.iter().filter(|i| in_pool.contains(i)).count() < negatives {
+            continue;
+        }
+        for cut in 1..seq.len() {
+            for copy in 0..opts.copies {
+                let index = ((user.index() as u64) << 32) | (cut * opts.copies + copy) as u64;
+                let mut rng =
+                    ChaCha8Rng::seed_from_u64(derive_seed(opts.seed, STREAM_NEXT_ITEM, index));
+                // Rejection sampling: the pool is large and a user's own items few.
+                let mut list: Vec<ItemId> = Vec::with_capacity(opts.candidates);
+                while list.len() < negatives {
+                    let item = pool[rng.random_range(0..pool.len())];
+                    if !own.contains(&item) && !list.contains(&item) {
+                        list.push(item);
+                    }
+                }
+                list.push(seq[cut]);
+                list.shuffle(&mut rng);
+                let shown = &seq[cut.saturating_sub(opts.history_items)..cut];
+                out.push(Example {
+                    source: format!(
+                        "Bought so far: {}. Next, one of: {}.",
+                        join(shown),
+                        join(&list)
+                    ),
+                    target: title(seq[cut]).to_string(),
+                });
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +395,59 @@ mod tests {
         distinct.dedup();
         let cuts: usize = lengths.iter().map(|n| n.saturating_sub(1)).sum();
         assert!(distinct.len() >= eligible && distinct.len() <= cuts);
+    }
+
+    #[test]
+    fn next_item_lists_hide_the_next_item_among_others_and_are_seeded() {
+        let p = fixture();
+        let users: Vec<UserId> = p.dataset.users.iter().map(|u| u.id).collect();
+        let pool: Vec<ItemId> = p.dataset.items.iter().map(|i| i.id).collect();
+        let opts = NextItemOptions {
+            copies: 2,
+            history_items: 2,
+            candidates: 3,
+            seed: 5,
+        };
+        let examples = next_item_examples(&p, &users, &pool, &opts);
+        assert_eq!(examples, next_item_examples(&p, &users, &pool, &opts));
+        let other_seed = NextItemOptions { seed: 6, ..opts };
+        assert_ne!(examples, next_item_examples(&p, &users, &pool, &other_seed));
+        let title = |i: ItemId| p.dataset.items[i.index()].title.clone();
+        let mut expected = Vec::new();
+        for &u in &users {
+            let seq: Vec<ItemId> = p.train_sequence(u).iter().map(|i| i.item).collect();
+            for cut in 1..seq.len() {
+                for _ in 0..opts.copies {
+                    expected.push((
+                        seq[cut.saturating_sub(2)..cut].to_vec(),
+                        seq[cut],
+                        seq.clone(),
+                    ));
+                }
+            }
+        }
+        assert!(!expected.is_empty());
+        assert_eq!(examples.len(), expected.len());
+        for (e, (shown, next, seq)) in examples.iter().zip(&expected) {
+            let history: Vec<String> = shown.iter().map(|&i| title(i)).collect();
+            let (source_history, list) = e
+                .source
+                .strip_prefix("Bought so far: ")
+                .and_then(|s| s.strip_suffix('.'))
+                .and_then(|s| s.split_once(". Next, one of: "))
+                .unwrap();
+            assert_eq!(source_history, history.join("; "));
+            assert_eq!(e.target, title(*next));
+            let list: Vec<&str> = list.split("; ").collect();
+            assert_eq!(list.len(), 3, "{e:?}");
+            assert_eq!(list.iter().filter(|t| **t == e.target).count(), 1);
+            // The others are never items of the user's own training sequence.
+            let own: Vec<String> = seq.iter().map(|&i| title(i)).collect();
+            assert_eq!(
+                list.iter().filter(|t| own.contains(&t.to_string())).count(),
+                1
+            );
+        }
     }
 
     #[test]

@@ -13,8 +13,8 @@ use instructrec_train::data::{
 use instructrec_train::init::create_model;
 use instructrec_train::lora::LoraConfig;
 use instructrec_train::pretrain::{
-    continuation_examples, item_text, pretraining_items, span_corruption_examples,
-    ContinuationOptions, CorruptionOptions,
+    continuation_examples, item_text, next_item_examples, pretraining_items,
+    span_corruption_examples, ContinuationOptions, CorruptionOptions, NextItemOptions,
 };
 use instructrec_train::schedule::Decay;
 use instructrec_train::tokenizer::{
@@ -169,6 +169,9 @@ pub enum Objective {
     SpanCorruption,
     /// Users' training sequences: the items up to a random cut, then the items after it.
     Continuation,
+    /// Users' training sequences at every position: the last few items and a short list of
+    /// candidates, the next item hidden among random others; the target is that item.
+    NextItem,
 }
 
 #[derive(Args)]
@@ -178,21 +181,27 @@ pub struct PretrainArgs {
     items: PathBuf,
     #[arg(long, value_enum, default_value = "span-corruption")]
     objective: Objective,
-    /// Examples per item text (span corruption) or per user (continuation), each cut
-    /// differently.
+    /// Examples per item text (span corruption), per user (continuation) or per position
+    /// (next-item), each cut or sampled differently.
     #[arg(long, default_value_t = 2)]
     copies: usize,
     #[arg(long, default_value_t = 0.15)]
     noise_density: f64,
     #[arg(long, default_value_t = 3.0)]
     mean_span_length: f64,
-    /// Fraction of items (span corruption) or users (continuation) kept apart for validation
-    /// loss.
+    /// Fraction of items (span corruption) or users (sequence objectives) kept apart for
+    /// validation loss.
     #[arg(long, default_value_t = 0.02)]
     valid_fraction: f64,
     /// Continuation: most items after the cut in one target.
     #[arg(long, default_value_t = 10)]
     max_continuation: usize,
+    /// Next-item: most items shown before the position.
+    #[arg(long, default_value_t = 5)]
+    history_items: usize,
+    /// Next-item: candidate list length, the next item included.
+    #[arg(long, default_value_t = 10)]
+    candidates: usize,
     #[command(flatten)]
     common: Common,
 }
@@ -604,6 +613,7 @@ pub fn run_pretrain(args: PretrainArgs) -> Result<()> {
     match args.objective {
         Objective::SpanCorruption => span_corruption(&args, &prepared),
         Objective::Continuation => continuation(&args, &prepared),
+        Objective::NextItem => next_item(&args, &prepared),
     }
 }
 
@@ -680,6 +690,38 @@ fn continuation(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
     );
     tracing::info!(
         "sequence continuation: {} examples from {} users ({} for validation)",
+        train.len(),
+        users.len(),
+        valid.len()
+    );
+    c.run_examples(
+        &train,
+        &valid,
+        &c.item_titles(prepared),
+        &mut Hooks::default(),
+    )
+}
+
+fn next_item(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
+    let c = &args.common;
+    let users: Vec<UserId> = prepared.dataset.users.iter().map(|u| u.id).collect();
+    let (users, valid_users) = hold_out(users, "users", args)?;
+    let pool: Vec<ItemId> = pretraining_items(prepared).iter().map(|i| i.id).collect();
+    let opts = NextItemOptions {
+        copies: args.copies,
+        history_items: args.history_items,
+        candidates: args.candidates,
+        seed: c.seed,
+    };
+    let train = next_item_examples(prepared, &users, &pool, &opts);
+    let valid = next_item_examples(
+        prepared,
+        &valid_users,
+        &pool,
+        &NextItemOptions { copies: 1, ..opts },
+    );
+    tracing::info!(
+        "next-item choice: {} examples from {} users ({} for validation)",
         train.len(),
         users.len(),
         valid.len()
