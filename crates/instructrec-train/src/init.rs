@@ -2,7 +2,7 @@
 //! config.json) with the vocabulary of a tokenizer trained on the project's text, weights drawn
 //! from a recorded seed with T5's initialisation (the model crate's seeded builder).
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use instructrec_model::{Seq2Seq, T5Config};
 use tokenizers::Tokenizer;
 
@@ -31,4 +31,40 @@ pub fn create_model(
         model.config().vocab_size
     );
     Ok(model)
+}
+
+/// Starts each item token's embedding at the mean of the embeddings of its title's word pieces,
+/// rescaled to the norm of a freshly drawn row. Items whose titles share words ("Mario Kart 8",
+/// "Mario Party 10") then start out alike, the way BM25 sees them, instead of as unrelated
+/// random ids; rows for `(token, pieces)` with no pieces are left as drawn.
+pub fn item_tokens_from_pieces(model: &Seq2Seq, rows: &[(u32, Vec<u32>)]) -> Result<()> {
+    let var = model
+        .varmap
+        .data()
+        .lock()
+        .expect("varmap lock")
+        .get("shared.weight")
+        .cloned()
+        .ok_or_else(|| crate::TrainError::Config("the model has no shared.weight".into()))?;
+    let mut table = var.as_tensor().to_vec2::<f32>()?;
+    let dim = table.first().map_or(0, Vec::len);
+    for (token, pieces) in rows {
+        if pieces.is_empty() {
+            continue;
+        }
+        let mut mean = vec![0f32; dim];
+        for &p in pieces {
+            for (m, x) in mean.iter_mut().zip(&table[p as usize]) {
+                *m += x;
+            }
+        }
+        let norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            // Unit-variance rows, as T5 initialises its embeddings.
+            let scale = (dim as f32).sqrt() / norm;
+            table[*token as usize] = mean.iter().map(|x| x * scale).collect();
+        }
+    }
+    var.set(&Tensor::new(table, var.device())?)?;
+    Ok(())
 }

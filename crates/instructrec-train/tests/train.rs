@@ -5,7 +5,7 @@
 use candle_core::{Device, Tensor};
 use instructrec_model::{Preset, Seq2Seq, T5Config};
 use instructrec_train::data::{collate, encode_examples, Encoded, Example};
-use instructrec_train::init::create_model;
+use instructrec_train::init::{create_model, item_tokens_from_pieces};
 use instructrec_train::pretrain::{span_corruption_examples, CorruptionOptions};
 use instructrec_train::tokenizer::{train_tokenizer, TokenizerOptions};
 use instructrec_train::trainer::{
@@ -434,4 +434,35 @@ fn lora_trains_adapters_only_merges_exactly_and_resumes_bit_for_bit() {
         adapters(split_dir.path()).unwrap(),
         adapters(straight_dir.path()).unwrap()
     );
+}
+
+#[test]
+fn item_tokens_start_at_their_pieces_mean_with_a_fresh_rows_norm() {
+    let model = tiny(&tokenizer(), 4);
+    let table = |m: &Seq2Seq| {
+        m.varmap.data().lock().unwrap()["shared.weight"]
+            .as_tensor()
+            .to_vec2::<f32>()
+            .unwrap()
+    };
+    let before = table(&model);
+    let dim = before[0].len();
+    // Row 300 becomes the mean of rows 10 and 11; row 301 (no pieces) stays as drawn.
+    item_tokens_from_pieces(&model, &[(300, vec![10, 11]), (301, vec![])]).unwrap();
+    let after = table(&model);
+    let mean: Vec<f32> = (0..dim)
+        .map(|i| (before[10][i] + before[11][i]) / 2.0)
+        .collect();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let cosine = after[300]
+        .iter()
+        .zip(&mean)
+        .map(|(a, b)| a * b)
+        .sum::<f32>()
+        / (norm(&after[300]) * norm(&mean));
+    assert!((cosine - 1.0).abs() < 1e-5, "cosine {cosine}");
+    assert!((norm(&after[300]) - (dim as f32).sqrt()).abs() < 1e-3);
+    assert_eq!(after[301], before[301]);
+    let changed = (0..before.len()).filter(|&r| after[r] != before[r]).count();
+    assert_eq!(changed, 1);
 }

@@ -10,7 +10,7 @@ use instructrec_data::{ItemId, Prepared, UserId};
 use instructrec_train::data::{
     encode_examples, read_jsonl, seeded_shuffle, Encoded, Example, LineFilter, Truncation,
 };
-use instructrec_train::init::create_model;
+use instructrec_train::init::{create_model, item_tokens_from_pieces};
 use instructrec_train::lora::LoraConfig;
 use instructrec_train::pretrain::{
     continuation_examples, item_text, next_item_examples, pretraining_items,
@@ -54,6 +54,10 @@ pub struct Common {
     /// model's tokenizer, so the model learns an embedding per item (see docs/training.md).
     #[arg(long, requires = "items", conflicts_with = "init")]
     item_tokens: bool,
+    /// Start each item token's embedding at the mean of its title's word-piece embeddings
+    /// instead of a random row, so that items sharing title words start out alike.
+    #[arg(long, requires = "item_tokens")]
+    item_tokens_from_pieces: bool,
     /// Continue from OUT/last if it exists (weights, optimizer, data position, RNG streams).
     #[arg(long)]
     resume: bool,
@@ -379,10 +383,33 @@ impl Common {
                 extra_ids: 100,
             },
         )?;
+        // Pieces are read before the titles become tokens of their own.
+        let pieces: Vec<(&str, Vec<u32>)> = if self.item_tokens_from_pieces {
+            item_titles
+                .iter()
+                .map(|t| {
+                    let ids = tokenizer
+                        .encode(t.trim(), false)
+                        .map_err(|e| anyhow::anyhow!("tokenizing {t:?}: {e}"))?;
+                    Ok((t.trim(), ids.get_ids().to_vec()))
+                })
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        let first_item_token = tokenizer.get_vocab_size(true) as u32;
         if !item_titles.is_empty() {
             let added = add_item_tokens(&mut tokenizer, item_titles.iter().map(String::as_str))?;
             tracing::info!("{added} item-title tokens added to the tokenizer");
         }
+        let rows: Vec<(u32, Vec<u32>)> = pieces
+            .into_iter()
+            .filter_map(|(t, ids)| {
+                // One-word titles get no token; their word may already be a piece.
+                let token = tokenizer.token_to_id(t)?;
+                (token >= first_item_token).then_some((token, ids))
+            })
+            .collect();
         let shape = match &self.model_config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -396,7 +423,12 @@ impl Common {
             }
             None => T5Config::preset(self.preset),
         };
-        Ok(create_model(tokenizer, &shape, self.seed, &Device::Cpu)?)
+        let model = create_model(tokenizer, &shape, self.seed, &Device::Cpu)?;
+        if !rows.is_empty() {
+            item_tokens_from_pieces(&model, &rows)?;
+            tracing::info!("{} item tokens start from their titles' pieces", rows.len());
+        }
+        Ok(model)
     }
 
     fn encode(
