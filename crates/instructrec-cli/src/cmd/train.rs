@@ -402,7 +402,7 @@ impl Common {
             let added = add_item_tokens(&mut tokenizer, item_titles.iter().map(String::as_str))?;
             tracing::info!("{added} item-title tokens added to the tokenizer");
         }
-        let rows: Vec<(u32, Vec<u32>)> = pieces
+        let mut rows: Vec<(u32, Vec<u32>)> = pieces
             .into_iter()
             .filter_map(|(t, ids)| {
                 // One-word titles get no token; their word may already be a piece.
@@ -410,6 +410,9 @@ impl Common {
                 (token >= first_item_token).then_some((token, ids))
             })
             .collect();
+        // Items with the same title share one token.
+        rows.sort_unstable();
+        rows.dedup_by_key(|(token, _)| *token);
         let shape = match &self.model_config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
