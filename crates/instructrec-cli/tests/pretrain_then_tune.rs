@@ -1,6 +1,5 @@
-//! The default model's path on the fixture: sequence-continuation pre-training of a new model
-//! whose tokenizer gives each catalogue title a token, then instruction tuning from that
-//! checkpoint. Titles must come out of the saved tokenizer as one token each, and the tuned
+//! The default model's path on the fixture: next-item pre-training of a new model whose
+//! tokenizer gives each catalogue title a token, then instruction tuning from that checkpoint. Titles must come out of the saved tokenizer as one token each, and the tuned
 //! checkpoint must keep that tokenizer.
 
 mod common;
@@ -9,7 +8,7 @@ use common::{instructions, instructrec, prepared, run_ok, train_args};
 use tokenizers::Tokenizer;
 
 #[test]
-fn continuation_pretraining_with_item_tokens_then_tuning() {
+fn next_item_pretraining_with_item_tokens_then_tuning() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let data = prepared(root);
@@ -17,7 +16,12 @@ fn continuation_pretraining_with_item_tokens_then_tuning() {
     run_ok(&mut instructrec(&[
         "pretrain",
         "--objective",
-        "continuation",
+        "next-item",
+        "--candidates",
+        "3",
+        "--relative-steps",
+        "--lr",
+        "2e-2",
         "--items",
         data.to_str().unwrap(),
         "--item-tokens",
