@@ -9,7 +9,7 @@
 //!   next item hidden among random others, with that item as the target. It is the reranking
 //!   task without the template words, at every position of every training sequence: short
 //!   prompts and many of them are what a randomly initialised T5 needs before it starts to read
-//!   its prompt at all (docs/training.md, "The first run that reads its prompt").
+//!   its prompt at all (docs/training.md, "Next-item pre-training").
 //!
 //! [`Trainer`]: crate::trainer::Trainer
 
@@ -230,7 +230,7 @@ pub struct NextItemOptions {
 /// validation or test item): "Bought so far: t1; …. Next, one of: c1; …; ck." with the item
 /// bought at that position as the target. The other candidates are drawn uniformly from
 /// `pool` minus the user's training items, from (seed, user, position, copy), and the list is
-/// shuffled. Positions with too small a pool to fill the list are skipped.
+/// shuffled. Users for whom the pool cannot fill the list are skipped.
 pub fn next_item_examples(
     prepared: &Prepared,
     users: &[UserId],
