@@ -17,9 +17,9 @@ pub struct RunArgs {
     /// Working directory: prepared data, instructions, model, reports.
     #[arg(long, default_value = "runs/amazon-games")]
     work: PathBuf,
-    /// Wall-clock cap of next-item pre-training (e.g. 45m); it normally ends first, after
-    /// --pretrain-steps. A rerun resumes an unfinished pre-training and skips a finished one.
-    #[arg(long, default_value = "50m")]
+    /// Wall-clock cap of next-item pre-training (e.g. 45m); on 2 free cores it ends first, after
+    /// --pretrain-steps. A rerun resumes an unfinished pre-training; a finished one stops at once.
+    #[arg(long, default_value = "60m")]
     pretrain_budget: String,
     /// Steps of next-item pre-training (64 examples each; 4,600 is one pass over amazon-games'
     /// training positions, about 45 minutes on 2 cores).
