@@ -708,55 +708,45 @@ fn span_corruption(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
 }
 
 fn continuation(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
-    let c = &args.common;
-    let users: Vec<UserId> = prepared.dataset.users.iter().map(|u| u.id).collect();
-    let (users, valid_users) = hold_out(users, "users", args)?;
     let opts = ContinuationOptions {
         copies: args.copies,
         history_cap: prepared.manifest.options.history_cap,
         max_continuation: args.max_continuation,
-        seed: c.seed,
+        seed: args.common.seed,
     };
-    let train = continuation_examples(prepared, &users, &opts);
-    let valid = continuation_examples(
-        prepared,
-        &valid_users,
-        &ContinuationOptions { copies: 1, ..opts },
-    );
-    tracing::info!(
-        "sequence continuation: {} examples from {} users ({} for validation)",
-        train.len(),
-        users.len(),
-        valid.len()
-    );
-    c.run_examples(
-        &train,
-        &valid,
-        &c.item_titles(prepared),
-        &mut Hooks::default(),
-    )
+    on_user_sequences(args, prepared, "sequence continuation", |users, copies| {
+        continuation_examples(prepared, users, &ContinuationOptions { copies, ..opts })
+    })
 }
 
 fn next_item(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
-    let c = &args.common;
-    let users: Vec<UserId> = prepared.dataset.users.iter().map(|u| u.id).collect();
-    let (users, valid_users) = hold_out(users, "users", args)?;
     let pool: Vec<ItemId> = pretraining_items(prepared).iter().map(|i| i.id).collect();
     let opts = NextItemOptions {
         copies: args.copies,
         history_items: args.history_items,
         candidates: args.candidates,
-        seed: c.seed,
+        seed: args.common.seed,
     };
-    let train = next_item_examples(prepared, &users, &pool, &opts);
-    let valid = next_item_examples(
-        prepared,
-        &valid_users,
-        &pool,
-        &NextItemOptions { copies: 1, ..opts },
-    );
+    on_user_sequences(args, prepared, "next-item choice", |users, copies| {
+        next_item_examples(prepared, users, &pool, &NextItemOptions { copies, ..opts })
+    })
+}
+
+/// The objectives on interaction sequences: `examples(users, copies)` for most users, and one
+/// copy for the users held out for validation loss.
+fn on_user_sequences(
+    args: &PretrainArgs,
+    prepared: &Prepared,
+    what: &str,
+    examples: impl Fn(&[UserId], usize) -> Vec<Example>,
+) -> Result<()> {
+    let c = &args.common;
+    let users: Vec<UserId> = prepared.dataset.users.iter().map(|u| u.id).collect();
+    let (users, valid_users) = hold_out(users, "users", args)?;
+    let train = examples(&users, args.copies);
+    let valid = examples(&valid_users, 1);
     tracing::info!(
-        "next-item choice: {} examples from {} users ({} for validation)",
+        "{what}: {} examples from {} users ({} for validation)",
         train.len(),
         users.len(),
         valid.len()
