@@ -1,6 +1,7 @@
-//! The default model's path on the fixture: next-item pre-training of a new model whose
-//! tokenizer gives each catalogue title a token, then instruction tuning from that checkpoint. Titles must come out of the saved tokenizer as one token each, and the tuned
-//! checkpoint must keep that tokenizer.
+//! The default model's path on the fixture: next-item pre-training in short prompts of a new
+//! model whose tokenizer gives each catalogue title a token, the same in the templates' words
+//! from that checkpoint, then instruction tuning. Titles must come out of the saved tokenizer
+//! as one token each, and every later checkpoint must keep that tokenizer.
 
 mod common;
 
@@ -17,6 +18,8 @@ fn next_item_pretraining_with_item_tokens_then_tuning() {
         "pretrain",
         "--objective",
         "next-item",
+        "--wording",
+        "compact",
         "--candidates",
         "3",
         "--relative-steps",
@@ -57,6 +60,33 @@ fn next_item_pretraining_with_item_tokens_then_tuning() {
         "one-word titles keep their pieces"
     );
 
+    let worded = root.join("worded");
+    run_ok(&mut instructrec(&[
+        "pretrain",
+        "--objective",
+        "next-item",
+        "--wording",
+        "templates",
+        "--candidates",
+        "3",
+        "--items",
+        data.to_str().unwrap(),
+        "--init",
+        pre.join("last").to_str().unwrap(),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--out",
+        worded.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let saved = std::fs::read(pre.join("last/tokenizer.json")).unwrap();
+    assert_eq!(
+        std::fs::read(worded.join("last/tokenizer.json")).unwrap(),
+        saved
+    );
+
     let instructions = instructions(root, &data);
     let train = instructions.join("train.jsonl");
     let tuned = root.join("tuned");
@@ -64,11 +94,11 @@ fn next_item_pretraining_with_item_tokens_then_tuning() {
     // --init instead of the preset the helper names.
     let preset = args.iter().position(|a| *a == "--preset").unwrap();
     args.drain(preset..preset + 4);
-    let init = pre.join("last");
+    let init = worded.join("last");
     args.extend(["--init", init.to_str().unwrap()]);
     run_ok(&mut instructrec(&args));
     assert_eq!(
         std::fs::read(tuned.join("last/tokenizer.json")).unwrap(),
-        std::fs::read(pre.join("last/tokenizer.json")).unwrap()
+        saved
     );
 }

@@ -7,15 +7,18 @@
 //!   the items that came after it as the target;
 //! - next-item choice: the last few items a user bought and a short list of candidates, the
 //!   next item hidden among random others, with that item as the target. It is the reranking
-//!   task without the template words, at every position of every training sequence: short
-//!   prompts and many of them are what a randomly initialised T5 needs before it starts to read
-//!   its prompt at all (docs/training.md, "Next-item pre-training").
+//!   task at every position of every training sequence, either in a few words of its own or in
+//!   the reranking templates' words: many examples are what a randomly initialised T5 needs
+//!   before it starts to read its prompt at all, and the templates' words spare the model a
+//!   change of wording between pre-training and tuning (docs/training.md, "Next-item
+//!   pre-training").
 //!
 //! [`Trainer`]: crate::trainer::Trainer
 
 use std::collections::HashSet;
 
 use instructrec_data::{Interaction, Item, ItemId, Prepared, UserId};
+use instructrec_instructions::{fit_history, Fills, Template, WordCounter};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -221,30 +224,44 @@ pub struct NextItemOptions {
     pub copies: usize,
     /// Most items shown before the position.
     pub history_items: usize,
+    /// Word budget of the shown history, as `instructions build --history-budget` counts it:
+    /// the oldest titles are dropped first, the newest is always kept.
+    pub history_budget: usize,
     /// Length of the candidate list, the next item included.
     pub candidates: usize,
     pub seed: u64,
 }
 
+/// How a next-item example is phrased.
+#[derive(Debug, Clone, Copy)]
+pub enum NextItemWording<'a> {
+    /// "Bought so far: t1; …. Next, one of: c1; …; ck."
+    Compact,
+    /// One of these implicit-preference reranking templates per example, picked by the
+    /// example's seed and filled as the instruction builder fills it, so that pre-training
+    /// already speaks the words the model is tuned and tested on.
+    Templates(&'a [Template]),
+}
+
 /// Next-item choice examples from every position of `users`' training sequences (never a
-/// validation or test item): "Bought so far: t1; …. Next, one of: c1; …; ck." with the item
-/// bought at that position as the target. The other candidates are drawn uniformly from
-/// `pool` minus the user's training items, from (seed, user, position, copy), and the list is
-/// shuffled. Users for whom the pool cannot fill the list are skipped.
+/// validation or test item), with the item bought at that position as the target. The other
+/// candidates are drawn uniformly from `pool` minus every item of the user's sequence, from
+/// (seed, user, position, copy), and the list is shuffled. Users for whom the pool cannot fill
+/// the list are skipped.
+///
+/// `pool` should hold every item a target can be, as the evaluation's candidate lists do: an
+/// item that is a target but never a negative is a sure answer whenever it is listed, and a
+/// model learns that instead of the user (it did, with the product-search split's held-out
+/// items left out of the pool: docs/training.md).
 pub fn next_item_examples(
     prepared: &Prepared,
     users: &[UserId],
     pool: &[ItemId],
     opts: &NextItemOptions,
+    wording: NextItemWording<'_>,
 ) -> Vec<Example> {
     let title = |id: ItemId| prepared.dataset.items[id.index()].title.as_str();
-    let join = |items: &[ItemId]| {
-        items
-            .iter()
-            .map(|&i| title(i))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
+    let titles = |items: &[ItemId]| items.iter().map(|&i| title(i)).collect::<Vec<_>>();
     let in_pool: HashSet<ItemId> = pool.iter().copied().collect();
     let negatives = opts.candidates.saturating_sub(1);
     let mut out = Vec::new();
@@ -254,7 +271,11 @@ pub fn next_item_examples(
             .iter()
             .map(|i| i.item)
             .collect();
-        let own: HashSet<ItemId> = seq.iter().copied().collect();
+        // The validation and test items too: they must never be shown as a wrong answer.
+        let own: HashSet<ItemId> = prepared.dataset.sequences[user.index()]
+            .iter()
+            .map(|i| i.item)
+            .collect();
         if in_pool.len() - own.iter().filter(|i| in_pool.contains(i)).count() < negatives {
             continue;
         }
@@ -273,13 +294,26 @@ pub fn next_item_examples(
                 }
                 list.push(seq[cut]);
                 list.shuffle(&mut rng);
-                let shown = &seq[cut.saturating_sub(opts.history_items)..cut];
-                out.push(Example {
-                    source: format!(
+                let history = titles(&seq[cut.saturating_sub(opts.history_items)..cut]);
+                let kept = fit_history(&history, opts.history_budget, &WordCounter);
+                let history = &history[history.len() - kept..];
+                let candidates = titles(&list);
+                let source = match wording {
+                    NextItemWording::Compact => format!(
                         "Bought so far: {}. Next, one of: {}.",
-                        join(shown),
-                        join(&list)
+                        history.join("; "),
+                        candidates.join("; ")
                     ),
+                    NextItemWording::Templates(templates) => {
+                        templates[rng.random_range(0..templates.len())].fill(&Fills {
+                            history,
+                            candidates: &candidates,
+                            ..Fills::default()
+                        })
+                    }
+                };
+                out.push(Example {
+                    source,
                     target: title(seq[cut]).to_string(),
                 });
             }
@@ -405,13 +439,21 @@ mod tests {
         let opts = NextItemOptions {
             copies: 2,
             history_items: 2,
+            history_budget: usize::MAX,
             candidates: 3,
             seed: 5,
         };
-        let examples = next_item_examples(&p, &users, &pool, &opts);
-        assert_eq!(examples, next_item_examples(&p, &users, &pool, &opts));
+        let compact = NextItemWording::Compact;
+        let examples = next_item_examples(&p, &users, &pool, &opts, compact);
+        assert_eq!(
+            examples,
+            next_item_examples(&p, &users, &pool, &opts, compact)
+        );
         let other_seed = NextItemOptions { seed: 6, ..opts };
-        assert_ne!(examples, next_item_examples(&p, &users, &pool, &other_seed));
+        assert_ne!(
+            examples,
+            next_item_examples(&p, &users, &pool, &other_seed, compact)
+        );
         let title = |i: ItemId| p.dataset.items[i.index()].title.clone();
         let mut expected = Vec::new();
         for &u in &users {
@@ -421,7 +463,10 @@ mod tests {
                     expected.push((
                         seq[cut.saturating_sub(2)..cut].to_vec(),
                         seq[cut],
-                        seq.clone(),
+                        p.dataset.sequences[u.index()]
+                            .iter()
+                            .map(|i| i.item)
+                            .collect::<Vec<_>>(),
                     ));
                 }
             }
@@ -441,13 +486,73 @@ mod tests {
             let list: Vec<&str> = list.split("; ").collect();
             assert_eq!(list.len(), 3, "{e:?}");
             assert_eq!(list.iter().filter(|t| **t == e.target).count(), 1);
-            // The others are never items of the user's own training sequence.
+            // The others are never items of the user's own sequence, held-out items included.
             let own: Vec<String> = seq.iter().map(|&i| title(i)).collect();
             assert_eq!(
                 list.iter().filter(|t| own.contains(&t.to_string())).count(),
                 1
             );
         }
+    }
+
+    #[test]
+    fn templated_next_item_examples_fill_the_templates_with_the_same_lists() {
+        let p = fixture();
+        let users: Vec<UserId> = p.dataset.users.iter().map(|u| u.id).collect();
+        let pool: Vec<ItemId> = p.dataset.items.iter().map(|i| i.id).collect();
+        let library = instructrec_instructions::TemplateLibrary::builtin();
+        let templates: Vec<Template> = library
+            .templates()
+            .iter()
+            .filter(|t| t.id.starts_with("p1-rerank-"))
+            .cloned()
+            .collect();
+        assert!(templates.len() > 1);
+        let opts = NextItemOptions {
+            copies: 3,
+            history_items: 4,
+            history_budget: 3,
+            candidates: 3,
+            seed: 5,
+        };
+        let compact = next_item_examples(&p, &users, &pool, &opts, NextItemWording::Compact);
+        let worded = next_item_examples(
+            &p,
+            &users,
+            &pool,
+            &opts,
+            NextItemWording::Templates(&templates),
+        );
+        assert_eq!(compact.len(), worded.len());
+        let mut used = HashSet::new();
+        for (c, w) in compact.iter().zip(&worded) {
+            assert_eq!(c.target, w.target);
+            let (history, list) = c
+                .source
+                .strip_prefix("Bought so far: ")
+                .and_then(|s| s.strip_suffix('.'))
+                .and_then(|s| s.split_once(". Next, one of: "))
+                .unwrap();
+            let history: Vec<&str> = history.split("; ").collect();
+            // The word budget drops the oldest titles but never the newest.
+            assert!(
+                history.len() == 1 || history.join(" ").split_whitespace().count() <= 3,
+                "{history:?}"
+            );
+            let list: Vec<&str> = list.split("; ").collect();
+            let template = templates
+                .iter()
+                .find(|t| {
+                    t.fill(&Fills {
+                        history: &history,
+                        candidates: &list,
+                        ..Fills::default()
+                    }) == w.source
+                })
+                .unwrap_or_else(|| panic!("no template gives {:?}", w.source));
+            used.insert(template.id.clone());
+        }
+        assert_eq!(used.len(), templates.len(), "every template is drawn");
     }
 
     #[test]

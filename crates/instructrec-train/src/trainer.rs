@@ -71,6 +71,10 @@ pub struct RunControl {
     pub save_every: Option<u64>,
     /// Validate every this many optimizer steps (and always at each epoch end).
     pub eval_every: Option<u64>,
+    /// Validate the starting weights before the first step, so that `best/` is never worse on
+    /// validation than the checkpoint a tuning run starts from.
+    #[serde(default)]
+    pub validate_start: bool,
     pub valid_batch_size: usize,
     pub progress: bool,
 }
@@ -99,6 +103,7 @@ impl Default for TrainConfig {
                 time_budget: None,
                 save_every: Some(500),
                 eval_every: None,
+                validate_start: false,
                 valid_batch_size: 32,
                 progress: true,
             },
@@ -140,7 +145,8 @@ pub enum StopReason {
 pub struct EvalRecord {
     pub step: u64,
     pub epoch: usize,
-    pub train_loss: f64,
+    /// Mean training loss of the last steps; none for the starting weights (step 0).
+    pub train_loss: Option<f64>,
     pub valid_loss: Option<f64>,
     /// The caller's ranking metric (e.g. HR@1 on a validation sample), when one was given.
     pub metric: Option<f64>,
@@ -390,6 +396,9 @@ impl Trainer {
         let bar = progress_bar(&self.cfg, self.state.total_steps, self.state.step);
         let mut window = LossWindow::default();
         let mut stop = StopReason::Completed;
+        if self.cfg.run.validate_start && self.state.step == 0 && self.state.history.is_empty() {
+            self.validate(None, hooks)?;
+        }
 
         'epochs: while self.state.epoch < self.cfg.epochs
             && self.state.step < self.state.total_steps
@@ -487,7 +496,7 @@ impl Trainer {
                         .eval_every
                         .is_some_and(|n| self.state.step.is_multiple_of(n))
                 {
-                    self.validate(window.loss(), hooks)?;
+                    self.validate(Some(window.loss()), hooks)?;
                 }
                 if epoch_done
                     || done
@@ -551,7 +560,7 @@ impl Trainer {
         Ok(Some(sum / count.max(1) as f64))
     }
 
-    fn validate(&mut self, train_loss: f64, hooks: &mut Hooks<'_>) -> Result<()> {
+    fn validate(&mut self, train_loss: Option<f64>, hooks: &mut Hooks<'_>) -> Result<()> {
         let valid_loss = self.validation_loss()?;
         let metric = match hooks.metric.as_mut() {
             Some(f) => Some(f(&self.model).map_err(TrainError::Metric)?),
@@ -567,7 +576,7 @@ impl Trainer {
         tracing::info!(
             step = record.step,
             epoch = record.epoch,
-            train_loss = format!("{train_loss:.4}"),
+            train_loss = train_loss.map(|l| format!("{l:.4}")),
             valid_loss = valid_loss.map(|l| format!("{l:.4}")),
             metric = metric.map(|m| format!("{m:.4}")),
             "validation"

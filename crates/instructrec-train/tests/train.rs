@@ -99,6 +99,7 @@ fn config(seed: u64) -> TrainConfig {
             time_budget: None,
             save_every: Some(3),
             eval_every: None,
+            validate_start: false,
             valid_batch_size: 16,
             progress: false,
         },
@@ -292,6 +293,55 @@ fn loss_falls_on_real_examples_and_checkpoint_reloads_identically() {
     let a = logits(trainer.model(), probe);
     let b = logits(&reloaded, probe);
     assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+}
+
+/// Tuning from a trained checkpoint validates the weights it starts from, so `best/` holds them
+/// when no step does better on validation.
+#[test]
+fn starting_weights_are_validated_and_kept_as_best_when_no_step_beats_them() {
+    let tok = tokenizer();
+    let data = encoded(&tok, 20);
+    let model = tiny(&tok, 3);
+    let probe = data[..4].to_vec();
+    let probe = &probe;
+    let start = logits(&model, probe);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(5);
+    cfg.epochs = 2;
+    cfg.run.validate_start = true;
+    let mut trainer = Trainer::new(
+        model,
+        data.clone(),
+        Default::default(),
+        data,
+        cfg,
+        dir.path(),
+    )
+    .unwrap();
+    // A metric that only gets worse: the starting weights score best.
+    let mut score = 1.0;
+    let mut metric = |_: &Seq2Seq| -> Result<f64, instructrec_train::trainer::MetricError> {
+        score -= 0.1;
+        Ok(score)
+    };
+    let report = trainer
+        .run(&mut Hooks {
+            metric: Some(&mut metric),
+            ..Hooks::default()
+        })
+        .unwrap();
+    let history = &report.state.history;
+    assert_eq!(history.len(), 3, "the start and two epoch ends");
+    assert_eq!((history[0].step, history[0].train_loss), (0, None));
+    assert!(history[1..].iter().all(|r| r.train_loss.is_some()));
+    assert_eq!(report.state.best_step, Some(0));
+    let best = Seq2Seq::load_hf_dir(&report.best_dir.unwrap(), &Device::Cpu).unwrap();
+    assert_eq!(logits(&best, probe), start);
+    assert_ne!(
+        logits(trainer.model(), probe),
+        start,
+        "training moved the weights"
+    );
 }
 
 #[test]

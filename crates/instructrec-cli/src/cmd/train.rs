@@ -1,5 +1,5 @@
-//! `instructrec train` (instruction tuning) and `instructrec pretrain` (span corruption on item
-//! text): argument parsing and wiring; the work is in `instructrec-train`.
+//! `instructrec train` (instruction tuning) and `instructrec pretrain` (span corruption, sequence
+//! continuation, next-item choice): argument parsing and wiring; the work is in `instructrec-train`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,6 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use instructrec_data::{ItemId, Prepared, UserId};
+use instructrec_instructions::{
+    IntentionKind, PreferenceKind, Strategy, TargetKind, TaskForm, Template, TemplateLibrary,
+};
 use instructrec_train::data::{
     encode_examples, read_jsonl, seeded_shuffle, Encoded, Example, LineFilter, Truncation,
 };
@@ -15,6 +18,7 @@ use instructrec_train::lora::LoraConfig;
 use instructrec_train::pretrain::{
     continuation_examples, item_text, next_item_examples, pretraining_items,
     span_corruption_examples, ContinuationOptions, CorruptionOptions, NextItemOptions,
+    NextItemWording,
 };
 use instructrec_train::schedule::Decay;
 use instructrec_train::tokenizer::{
@@ -166,6 +170,16 @@ pub struct TrainArgs {
     common: Common,
 }
 
+/// How `pretrain --objective next-item` phrases its examples.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Wording {
+    /// "Bought so far: …. Next, one of: …."
+    Compact,
+    /// The implicit-preference reranking templates (P1, T3, plain) of the template library,
+    /// one per example: the words of the tuning and test instructions.
+    Templates,
+}
+
 /// What `pretrain` teaches before instruction tuning.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Objective {
@@ -201,8 +215,18 @@ pub struct PretrainArgs {
     #[arg(long, default_value_t = 10)]
     max_continuation: usize,
     /// Next-item: most items shown before the position.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 20)]
     history_items: usize,
+    /// Next-item: word budget of the shown history, counted as `instructions build
+    /// --history-budget` counts it (oldest titles dropped first, the newest always kept).
+    #[arg(long, default_value_t = 40)]
+    history_budget: usize,
+    /// Next-item: the phrasing of the examples.
+    #[arg(long, value_enum, default_value = "templates")]
+    wording: Wording,
+    /// Next-item with template wording: a template library (TOML) instead of the built-in one.
+    #[arg(long)]
+    templates: Option<PathBuf>,
     /// Next-item: candidate list length, the next item included.
     #[arg(long, default_value_t = 10)]
     candidates: usize,
@@ -261,6 +285,8 @@ impl Common {
             time_budget: self.time_budget,
             save_every: Some(self.save_every),
             eval_every: self.eval_every,
+            // Tuning a trained checkpoint must not end worse on validation than it began.
+            validate_start: self.init.is_some(),
             valid_batch_size: 2 * self.batch_size,
             progress: !self.quiet,
         }
@@ -720,15 +746,56 @@ fn continuation(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
 }
 
 fn next_item(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
-    let pool: Vec<ItemId> = pretraining_items(prepared).iter().map(|i| i.id).collect();
+    // Every titled item, not only `pretraining_items`: negatives must come from all the items
+    // a target can be (see `next_item_examples`).
+    let pool: Vec<ItemId> = prepared
+        .dataset
+        .items
+        .iter()
+        .filter(|i| !i.title.trim().is_empty())
+        .map(|i| i.id)
+        .collect();
     let opts = NextItemOptions {
         copies: args.copies,
         history_items: args.history_items,
+        history_budget: args.history_budget,
         candidates: args.candidates,
         seed: args.common.seed,
     };
+    let library = match &args.templates {
+        Some(path) => TemplateLibrary::from_path(path)?,
+        None => TemplateLibrary::builtin(),
+    };
+    let templates: Vec<Template> = library
+        .templates()
+        .iter()
+        .filter(|t| {
+            t.task == TaskForm::Rerank
+                && t.preference == PreferenceKind::Implicit
+                && t.intention == IntentionKind::None
+                && t.strategy == Strategy::Plain
+                && t.target == TargetKind::ItemTitle
+        })
+        .cloned()
+        .collect();
+    let wording = match args.wording {
+        Wording::Compact => NextItemWording::Compact,
+        Wording::Templates if templates.is_empty() => bail!(
+            "{}: no plain reranking template on the history alone (task = \"rerank\", \
+             preference = \"implicit\", intention = \"none\", target = \"item_title\") to \
+             word next-item examples with",
+            library.source_name()
+        ),
+        Wording::Templates => NextItemWording::Templates(&templates),
+    };
     on_user_sequences(args, prepared, "next-item choice", |users, copies| {
-        next_item_examples(prepared, users, &pool, &NextItemOptions { copies, ..opts })
+        next_item_examples(
+            prepared,
+            users,
+            &pool,
+            &NextItemOptions { copies, ..opts },
+            wording,
+        )
     })
 }
 
