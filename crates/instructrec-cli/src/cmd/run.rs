@@ -104,52 +104,64 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ])?;
     }
 
-    // Next-item choice first, at every position of the training sequences, in a few words of
-    // its own: 300,000 short prompts teach a randomly initialised T5 to read its prompt and the
-    // item tokens who buys what after what; the instruction lines alone (one per user and
-    // template, with the template's words) never got it there (docs/training.md).
+    // Next-item choice at every position of the training sequences, one pass (one copy per
+    // position), with the instructions' history budget; `from` and `schedule` say the rest.
+    let next_item = |from: &[&str], schedule: &[&str], out: &Path, budget: &str| {
+        let mut argv = vec!["pretrain", "--objective", "next-item", "--items", s(&prepared)];
+        argv.extend(from);
+        argv.extend(schedule);
+        argv.extend([
+            "--history-budget",
+            "40",
+            "--copies",
+            "1",
+            "--valid-fraction",
+            "0.005",
+            "--batch-size",
+            "64",
+            // Relative steps: what made a randomly initialised T5 read its prompt at all.
+            "--relative-steps",
+            "--epochs",
+            "1",
+            "--out",
+            s(out),
+            "--resume",
+            "--time-budget",
+            budget,
+            "--seed",
+            &seed,
+        ]);
+        stage(&argv)
+    };
+
+    // First in a few words of its own: 300,000 short prompts teach a randomly initialised T5 to
+    // read its prompt and the item tokens who buys what after what; the instruction lines
+    // alone (one per user and template, with the template's words) never got it there
+    // (docs/training.md).
     let short = args.work.join("pretrained").join("short");
-    stage(&[
-        "pretrain",
-        "--objective",
-        "next-item",
-        "--items",
-        s(&prepared),
-        "--preset",
-        "compact",
-        "--item-tokens",
-        // The tokenizer must know the instructions' words, not only the titles.
-        "--tokenizer-corpus",
-        s(&instructions.join("train.jsonl")),
-        "--wording",
-        "compact",
-        // The same history as the instructions show.
-        "--history-budget",
-        "40",
-        "--copies",
-        "1",
-        "--valid-fraction",
-        "0.005",
-        "--batch-size",
-        "64",
-        // Relative steps: what made a randomly initialised T5 read its prompt at all.
-        "--relative-steps",
-        "--lr",
-        "2e-2",
-        "--epochs",
-        "1",
-        "--max-steps",
-        &args.pretrain_steps.to_string(),
-        "--eval-every",
-        "1000",
-        "--out",
-        s(&short),
-        "--resume",
-        "--time-budget",
+    let corpus = instructions.join("train.jsonl");
+    next_item(
+        &[
+            "--preset",
+            "compact",
+            "--item-tokens",
+            // The tokenizer must know the instructions' words, not only the titles.
+            "--tokenizer-corpus",
+            s(&corpus),
+            "--wording",
+            "compact",
+        ],
+        &[
+            "--lr",
+            "2e-2",
+            "--max-steps",
+            &args.pretrain_steps.to_string(),
+            "--eval-every",
+            "1000",
+        ],
+        &short,
         &args.pretrain_budget,
-        "--seed",
-        &seed,
-    ])?;
+    )?;
 
     // The same task again in the reranking templates' words, from that checkpoint: the model
     // that reads the short prompts starts at a loss of 11.8 on the templates' words, and these
@@ -157,43 +169,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // 250 steps (docs/training.md). Four times longer prompts make each step about 2.6 times
     // dearer, hence the short prompts first.
     let worded = args.work.join("pretrained").join("templates");
-    stage(&[
-        "pretrain",
-        "--objective",
-        "next-item",
-        "--items",
-        s(&prepared),
-        "--init",
-        s(&short.join("best")),
-        "--wording",
-        "templates",
-        "--history-budget",
-        "40",
-        "--copies",
-        "1",
-        "--valid-fraction",
-        "0.005",
-        "--batch-size",
-        "64",
-        "--relative-steps",
-        "--lr",
-        "5e-3",
-        "--warmup",
-        "30",
-        "--epochs",
-        "1",
-        "--max-steps",
-        &args.worded_steps.to_string(),
-        "--eval-every",
-        "250",
-        "--out",
-        s(&worded),
-        "--resume",
-        "--time-budget",
+    let short_best = short.join("best");
+    next_item(
+        &["--init", s(&short_best), "--wording", "templates"],
+        &[
+            "--lr",
+            "5e-3",
+            "--warmup",
+            "30",
+            "--max-steps",
+            &args.worded_steps.to_string(),
+            "--eval-every",
+            "250",
+        ],
+        &worded,
         &args.worded_budget,
-        "--seed",
-        &seed,
-    ])?;
+    )?;
 
     // Then the instructions, with their template words. The budget goes to the scenario the
     // report measures (history-based reranking, P1 x T3); training on every instruction type
