@@ -107,7 +107,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Next-item choice at every position of the training sequences, one pass (one copy per
     // position), with the instructions' history budget; `from` and `schedule` say the rest.
     let next_item = |from: &[&str], schedule: &[&str], out: &Path, budget: &str| {
-        let mut argv = vec!["pretrain", "--objective", "next-item", "--items", s(&prepared)];
+        let mut argv = vec![
+            "pretrain",
+            "--objective",
+            "next-item",
+            "--items",
+            s(&prepared),
+        ];
         argv.extend(from);
         argv.extend(schedule);
         argv.extend([

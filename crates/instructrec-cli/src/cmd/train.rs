@@ -36,7 +36,8 @@ pub struct Common {
     #[arg(long)]
     out: PathBuf,
     /// Start from this Hugging Face-style model directory (config.json, model.safetensors,
-    /// tokenizer.json).
+    /// tokenizer.json). Its weights are validated before the first step, so that `best/`
+    /// holds them when no step does better.
     #[arg(long, conflicts_with = "preset")]
     init: Option<PathBuf>,
     /// Create a new model of this size (tiny, small, base) with a tokenizer trained on the
