@@ -509,7 +509,7 @@ mod tests {
             .collect();
         assert!(templates.len() > 1);
         let opts = NextItemOptions {
-            copies: 3,
+            copies: 10,
             history_items: 4,
             history_budget: 3,
             candidates: 3,
