@@ -5,6 +5,7 @@
 //! then the span-corruption sentinels at the top with `<extra_id_0>` the highest id; Metaspace
 //! pre-tokenization (`▁` marks a word start) and `</s>` appended by the post-processor.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
@@ -13,8 +14,8 @@ use tokenizers::normalizers::{Replace, Sequence, Strip, NFKC};
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{
-    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
-    Tokenizer, TokenizerImpl,
+    AddedToken, DecoderWrapper, NormalizedString, Normalizer, NormalizerWrapper,
+    PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerImpl,
 };
 
 use crate::error::{io_err, Result, TrainError};
@@ -159,7 +160,8 @@ where
 /// it cannot learn from a dozen word pieces per title in that time. Titles stay plain text
 /// everywhere else (instructions, files, the API); only the tokenizer knows. One-word titles
 /// ("Doom", "One") are left out: as tokens they would swallow ordinary words of the prompts.
-/// Returns how many tokens were added.
+/// Titles that the tokenizer's normalizer makes equal ("Star Wars" with a no-break space and
+/// with a plain one) share one token. Returns how many tokens were added.
 pub fn add_item_tokens<'a>(
     tokenizer: &mut Tokenizer,
     titles: impl IntoIterator<Item = &'a str>,
@@ -172,7 +174,21 @@ pub fn add_item_tokens<'a>(
     // Ids follow this order, so it must not depend on the catalogue's file order.
     titles.sort_unstable();
     titles.dedup();
-    let tokens = titles
+    // Added tokens are matched on normalized text: two tokens with one normalized form would
+    // both match, and which id wins changes from process to process (a hash map's order), so
+    // the same text would encode differently in training, resuming and scoring.
+    let mut forms = HashSet::new();
+    let mut kept = Vec::with_capacity(titles.len());
+    for title in titles {
+        let mut form = NormalizedString::from(title);
+        if let Some(n) = tokenizer.get_normalizer() {
+            n.normalize(&mut form).map_err(TrainError::Tokenizer)?;
+        }
+        if forms.insert(form.get().to_string()) {
+            kept.push(title);
+        }
+    }
+    let tokens = kept
         .into_iter()
         .map(|t| AddedToken::from(t, false).single_word(true));
     Ok(tokenizer.add_tokens(tokens)?)
@@ -296,6 +312,20 @@ mod tests {
             tok.decode(&ids(text), true).unwrap(),
             "Bought so far: Halo 3 - Xbox 360 . Next?"
         );
+    }
+
+    /// Amazon's catalogue has such pairs ("Star Wars: Republic Commando" with no-break spaces
+    /// and with plain ones); with a token each, the same title encoded to one id or the other
+    /// depending on the process.
+    #[test]
+    fn titles_equal_after_normalizing_share_one_token() {
+        let mut tok = train_tokenizer(corpus().iter(), small()).unwrap();
+        let plain = "Star Wars: Republic Commando";
+        let no_break = "Star\u{a0}Wars:\u{a0}Republic\u{a0}Commando";
+        assert_eq!(add_item_tokens(&mut tok, [no_break, plain]).unwrap(), 1);
+        let ids = |text: &str| tok.encode(text, false).unwrap().get_ids().to_vec();
+        assert_eq!(ids(plain).len(), 1);
+        assert_eq!(ids(plain), ids(no_break));
     }
 
     #[test]
