@@ -279,6 +279,21 @@ impl TemplateLibrary {
         self.templates.iter().find(|t| t.id == id)
     }
 
+    /// The plain reranking (T3) templates of one preference/intention scenario, in library
+    /// order. Loading guarantees their target is the item's title.
+    pub fn plain_rerank(
+        &self,
+        preference: PreferenceKind,
+        intention: IntentionKind,
+    ) -> impl Iterator<Item = &Template> {
+        self.templates.iter().filter(move |t| {
+            t.task == TaskForm::Rerank
+                && t.strategy == Strategy::Plain
+                && t.preference == preference
+                && t.intention == intention
+        })
+    }
+
     pub fn source_name(&self) -> &str {
         &self.source_name
     }

@@ -5,7 +5,7 @@
 //! evaluated on (the tests check this against the builder's instructions).
 
 use instructrec_instructions::{
-    IntentionKind, PreferenceKind, Segment, Slot, Strategy, TaskForm, Template, TemplateLibrary,
+    IntentionKind, PreferenceKind, Segment, Slot, Template, TemplateLibrary,
 };
 
 /// What fills a template's slots.
@@ -36,19 +36,10 @@ pub fn choose(
     preference: PreferenceKind,
     intention: IntentionKind,
 ) -> Option<&Template> {
-    let fits = |t: &&Template| {
-        t.task == TaskForm::Rerank
-            && t.strategy == Strategy::Plain
-            && t.preference == preference
-            && t.intention == intention
-    };
-    let mut plain = library.templates().iter().filter(fits);
     library
-        .templates()
-        .iter()
-        .filter(fits)
+        .plain_rerank(preference, intention)
         .find(|t| t.eval)
-        .or_else(|| plain.next())
+        .or_else(|| library.plain_rerank(preference, intention).next())
 }
 
 /// Fills `template` the way the instruction builder does: slots replaced, the context appended
@@ -81,7 +72,7 @@ mod tests {
     use instructrec_data::ItemId;
     use instructrec_instructions::teacher::OfflineTeacher;
     use instructrec_instructions::{
-        BuildConfig, Builder, Intention, Preference, TaskForm, WordCounter,
+        BuildConfig, Builder, Intention, Preference, Strategy, TaskForm, WordCounter,
     };
 
     #[test]

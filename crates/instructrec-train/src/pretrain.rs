@@ -431,6 +431,15 @@ mod tests {
         assert!(distinct.len() >= eligible && distinct.len() <= cuts);
     }
 
+    /// The history and the candidate list of a compact next-item source.
+    fn compact_parts(source: &str) -> (&str, &str) {
+        source
+            .strip_prefix("Bought so far: ")
+            .and_then(|s| s.strip_suffix('.'))
+            .and_then(|s| s.split_once(". Next, one of: "))
+            .unwrap_or_else(|| panic!("not a compact next-item source: {source:?}"))
+    }
+
     #[test]
     fn next_item_lists_hide_the_next_item_among_others_and_are_seeded() {
         let p = fixture();
@@ -475,12 +484,7 @@ mod tests {
         assert_eq!(examples.len(), expected.len());
         for (e, (shown, next, seq)) in examples.iter().zip(&expected) {
             let history: Vec<String> = shown.iter().map(|&i| title(i)).collect();
-            let (source_history, list) = e
-                .source
-                .strip_prefix("Bought so far: ")
-                .and_then(|s| s.strip_suffix('.'))
-                .and_then(|s| s.split_once(". Next, one of: "))
-                .unwrap();
+            let (source_history, list) = compact_parts(&e.source);
             assert_eq!(source_history, history.join("; "));
             assert_eq!(e.target, title(*next));
             let list: Vec<&str> = list.split("; ").collect();
@@ -502,9 +506,10 @@ mod tests {
         let pool: Vec<ItemId> = p.dataset.items.iter().map(|i| i.id).collect();
         let library = instructrec_instructions::TemplateLibrary::builtin();
         let templates: Vec<Template> = library
-            .templates()
-            .iter()
-            .filter(|t| t.id.starts_with("p1-rerank-"))
+            .plain_rerank(
+                instructrec_instructions::PreferenceKind::Implicit,
+                instructrec_instructions::IntentionKind::None,
+            )
             .cloned()
             .collect();
         assert!(templates.len() > 1);
@@ -527,12 +532,7 @@ mod tests {
         let mut used = HashSet::new();
         for (c, w) in compact.iter().zip(&worded) {
             assert_eq!(c.target, w.target);
-            let (history, list) = c
-                .source
-                .strip_prefix("Bought so far: ")
-                .and_then(|s| s.strip_suffix('.'))
-                .and_then(|s| s.split_once(". Next, one of: "))
-                .unwrap();
+            let (history, list) = compact_parts(&c.source);
             let history: Vec<&str> = history.split("; ").collect();
             // The word budget drops the oldest titles but never the newest.
             assert!(

@@ -7,9 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use instructrec_data::{ItemId, Prepared, UserId};
-use instructrec_instructions::{
-    IntentionKind, PreferenceKind, Strategy, TargetKind, TaskForm, Template, TemplateLibrary,
-};
+use instructrec_instructions::{IntentionKind, PreferenceKind, Template, TemplateLibrary};
 use instructrec_train::data::{
     encode_examples, read_jsonl, seeded_shuffle, Encoded, Example, LineFilter, Truncation,
 };
@@ -768,23 +766,15 @@ fn next_item(args: &PretrainArgs, prepared: &Prepared) -> Result<()> {
         None => TemplateLibrary::builtin(),
     };
     let templates: Vec<Template> = library
-        .templates()
-        .iter()
-        .filter(|t| {
-            t.task == TaskForm::Rerank
-                && t.preference == PreferenceKind::Implicit
-                && t.intention == IntentionKind::None
-                && t.strategy == Strategy::Plain
-                && t.target == TargetKind::ItemTitle
-        })
+        .plain_rerank(PreferenceKind::Implicit, IntentionKind::None)
         .cloned()
         .collect();
     let wording = match args.wording {
         Wording::Compact => NextItemWording::Compact,
         Wording::Templates if templates.is_empty() => bail!(
             "{}: no plain reranking template on the history alone (task = \"rerank\", \
-             preference = \"implicit\", intention = \"none\", target = \"item_title\") to \
-             word next-item examples with",
+             strategy = \"plain\", preference = \"implicit\", intention = \"none\") to word \
+             next-item examples with",
             library.source_name()
         ),
         Wording::Templates => NextItemWording::Templates(&templates),
