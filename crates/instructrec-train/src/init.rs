@@ -38,14 +38,7 @@ pub fn create_model(
 /// "Mario Party 10") then start out alike, the way BM25 sees them, instead of as unrelated
 /// random ids; rows for `(token, pieces)` with no pieces are left as drawn.
 pub fn item_tokens_from_pieces(model: &Seq2Seq, rows: &[(u32, Vec<u32>)]) -> Result<()> {
-    let var = model
-        .varmap
-        .data()
-        .lock()
-        .expect("varmap lock")
-        .get("shared.weight")
-        .cloned()
-        .ok_or_else(|| crate::TrainError::Config("the model has no shared.weight".into()))?;
+    let var = crate::compose::embeddings(model)?;
     let mut table = var.as_tensor().to_vec2::<f32>()?;
     let dim = table.first().map_or(0, Vec::len);
     for (token, pieces) in rows {

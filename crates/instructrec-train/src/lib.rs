@@ -4,6 +4,7 @@
 //! bit for bit.
 
 pub mod checkpoint;
+pub mod compose;
 pub mod data;
 mod error;
 pub mod init;

@@ -17,6 +17,7 @@ use instructrec_model::{seq2seq_nll, Dropout, Seq2Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, OPTIMIZER_FILE, STATE_FILE};
+use crate::compose::ItemComposition;
 use crate::data::{self, derive_seed, Encoded, LineFilter, Truncation, STREAM_DROPOUT};
 use crate::error::{io_err, Result, TrainError};
 use crate::lora::{Lora, LoraConfig};
@@ -53,6 +54,10 @@ pub struct TrainConfig {
     /// Train low-rank adapters on these weights instead of every parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraConfig>,
+    /// Item tokens' rows are composed from free rows and their titles' pieces
+    /// ([`ItemComposition`]); set by [`Trainer::compose_item_tokens`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compose_item_tokens: bool,
     /// Which instruction lines the examples were read with; `None` when not from instruction
     /// lines (span corruption) or not recorded (checkpoints made before it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +103,7 @@ impl Default for TrainConfig {
             dropout: None,
             bucket_batches: 50,
             lora: None,
+            compose_item_tokens: false,
             lines: None,
             run: RunControl {
                 time_budget: None,
@@ -236,14 +242,29 @@ pub fn model_params(model: &Seq2Seq) -> Vec<Param> {
         .collect()
 }
 
-/// What the optimizer updates: the adapters when LoRA is on, else every parameter.
-fn trainable(model: &Seq2Seq, lora: Option<&Lora>) -> Vec<Param> {
-    lora.map_or_else(|| model_params(model), Lora::params)
+/// What the optimizer updates: the adapters when LoRA is on, else every parameter, with the
+/// free rows standing in for the embeddings when item tokens are composed.
+fn trainable(model: &Seq2Seq, lora: Option<&Lora>, items: Option<&ItemComposition>) -> Vec<Param> {
+    match (lora, items) {
+        (Some(lora), _) => lora.params(),
+        (None, None) => model_params(model),
+        (None, Some(items)) => model_params(model)
+            .into_iter()
+            .map(|p| {
+                if ItemComposition::replaces(&p.name) {
+                    items.param()
+                } else {
+                    p
+                }
+            })
+            .collect(),
+    }
 }
 
 pub struct Trainer {
     model: Seq2Seq,
     lora: Option<Lora>,
+    items: Option<ItemComposition>,
     opt: FusedAdamW,
     cfg: TrainConfig,
     state: TrainerState,
@@ -272,7 +293,7 @@ impl Trainer {
             .as_ref()
             .map(|l| Lora::attach(&model, l, cfg.seed))
             .transpose()?;
-        let opt = FusedAdamW::new(trainable(&model, lora.as_ref()), cfg.adamw)?;
+        let opt = FusedAdamW::new(trainable(&model, lora.as_ref(), None), cfg.adamw)?;
         let total_steps = total_steps(&cfg, train.len());
         let state = TrainerState {
             format: STATE_FORMAT,
@@ -295,6 +316,7 @@ impl Trainer {
             schedule: schedule(&cfg, total_steps),
             model,
             lora,
+            items: None,
             opt,
             cfg,
             state,
@@ -342,7 +364,11 @@ impl Trainer {
             .as_ref()
             .map(|l| Lora::load(&model, l, &last))
             .transpose()?;
-        let mut opt = FusedAdamW::new(trainable(&model, lora.as_ref()), cfg.adamw)?;
+        let items = cfg
+            .compose_item_tokens
+            .then(|| ItemComposition::load(&model, &last))
+            .transpose()?;
+        let mut opt = FusedAdamW::new(trainable(&model, lora.as_ref(), items.as_ref()), cfg.adamw)?;
         let moments =
             candle_core::safetensors::load(last.join(OPTIMIZER_FILE), &candle_core::Device::Cpu)
                 .map_err(|e| TrainError::Checkpoint {
@@ -361,6 +387,7 @@ impl Trainer {
             schedule: schedule(&cfg, state.total_steps),
             model,
             lora,
+            items,
             opt,
             cfg,
             state,
@@ -368,6 +395,21 @@ impl Trainer {
             valid,
             out_dir: out_dir.to_path_buf(),
         })
+    }
+
+    /// Trains item tokens composed from free rows and their titles' pieces (see
+    /// [`ItemComposition`]); only before the first step, and not with LoRA.
+    pub fn compose_item_tokens(mut self, items: ItemComposition) -> Result<Self> {
+        if self.lora.is_some() || self.state.step > 0 {
+            return Err(TrainError::Config(
+                "composed item tokens need a fresh run without LoRA".into(),
+            ));
+        }
+        self.opt = FusedAdamW::new(trainable(&self.model, None, Some(&items)), self.cfg.adamw)?;
+        self.cfg.compose_item_tokens = true;
+        self.state.config.compose_item_tokens = true;
+        self.items = Some(items);
+        Ok(self)
     }
 
     pub fn model(&self) -> &Seq2Seq {
@@ -437,6 +479,9 @@ impl Trainer {
                     if let Some(lora) = &self.lora {
                         lora.add_grads(&mut grads)?;
                     }
+                    if let Some(items) = &self.items {
+                        items.add_grads(&mut grads)?;
+                    }
                     self.opt.accumulate(&grads, 1.0 / group.len() as f32)?;
                     step_loss += loss.to_scalar::<f32>()? as f64 / group.len() as f64;
                     tokens += batch.source_tokens + batch.target_tokens;
@@ -446,6 +491,9 @@ impl Trainer {
                 let stats = self.opt.step(lr, self.cfg.max_grad_norm)?;
                 if let Some(lora) = &self.lora {
                     lora.merge()?;
+                }
+                if let Some(items) = &self.items {
+                    items.merge()?;
                 }
                 if stats.without_grad > 0 && self.state.step == 0 {
                     tracing::warn!("{} parameters received no gradient", stats.without_grad);
@@ -608,6 +656,9 @@ impl Trainer {
                 })?;
             if let Some(lora) = &self.lora {
                 lora.save(dir)?;
+            }
+            if let Some(items) = &self.items {
+                items.save(dir)?;
             }
             if with_optimizer {
                 let tensors: HashMap<String, Tensor> =

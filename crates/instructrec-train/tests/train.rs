@@ -516,3 +516,107 @@ fn item_tokens_start_at_their_pieces_mean_with_a_fresh_rows_norm() {
     let changed = (0..before.len()).filter(|&r| after[r] != before[r]).count();
     assert_eq!(changed, 1);
 }
+
+#[test]
+fn composed_item_tokens_train_through_their_pieces_and_resume_bit_for_bit() {
+    use instructrec_train::compose::{ItemComposition, COMPOSITION_FILE};
+    let tok = tokenizer();
+    let data = encoded(&tok, 24);
+    // Stand-in "items": rows that no example uses, so their pieces' rows can only move
+    // through the composition.
+    let used: std::collections::HashSet<u32> = data
+        .iter()
+        .flat_map(|e| e.source.iter().chain(&e.target).copied())
+        .collect();
+    let unused: Vec<u32> = (3..600).filter(|t| !used.contains(t)).take(4).collect();
+    let piece = *data[0].target.first().unwrap();
+    let rows = vec![
+        (unused[0], vec![piece, unused[1]]),
+        (unused[2], vec![unused[3]]),
+    ];
+    let cfg = TrainConfig {
+        lr: 2e-2,
+        ..config(3)
+    };
+    let composed = |dir: &std::path::Path| {
+        let model = tiny(&tok, 6);
+        let items = ItemComposition::attach(&model, &rows).unwrap();
+        Trainer::new(
+            model,
+            data.clone(),
+            Default::default(),
+            Vec::new(),
+            cfg.clone(),
+            dir,
+        )
+        .unwrap()
+        .compose_item_tokens(items)
+        .unwrap()
+    };
+    let table = |m: &Seq2Seq| {
+        m.varmap.data().lock().unwrap()["shared.weight"]
+            .as_tensor()
+            .to_vec2::<f32>()
+            .unwrap()
+    };
+
+    let straight_dir = tempfile::tempdir().unwrap();
+    let mut straight = composed(straight_dir.path());
+    straight.run(&mut Hooks::default()).unwrap();
+    let start = table(&tiny(&tok, 6));
+    let end = table(straight.model());
+    // No example holds either item row. The one with a trained piece follows that piece; the
+    // other moves by weight decay alone.
+    let moved = |r: u32| {
+        let (a, b) = (&start[r as usize], &end[r as usize]);
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f32>()
+            .sqrt()
+    };
+    let (follows, decays) = (moved(unused[0]), moved(unused[2]));
+    assert!(follows > 20.0 * decays, "moved {follows} vs {decays}");
+    // The saved free rows rebuild the model's item row.
+    let saved = candle_core::safetensors::load(
+        straight_dir.path().join(LAST_DIR).join(COMPOSITION_FILE),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let free = saved["free"].to_vec2::<f32>().unwrap();
+    let s = 1.0 / 2f32.sqrt();
+    for d in 0..end[0].len() {
+        let want = free[unused[0] as usize][d]
+            + s * (free[piece as usize][d] + free[unused[1] as usize][d]);
+        assert!((end[unused[0] as usize][d] - want).abs() < 1e-5);
+    }
+
+    let split_dir = tempfile::tempdir().unwrap();
+    let mut first = composed(split_dir.path());
+    let mut stop_at_4 = |r: &instructrec_train::trainer::StepReport| {
+        if r.step == 4 {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    };
+    first
+        .run(&mut Hooks {
+            after_step: Some(&mut stop_at_4),
+            ..Hooks::default()
+        })
+        .unwrap();
+    drop(first);
+    let last = split_dir.path().join(LAST_DIR);
+    let reloaded = Seq2Seq::load_hf_dir(&last, &Device::Cpu).unwrap();
+    let mut resumed = Trainer::resume(
+        reloaded,
+        data.clone(),
+        Vec::new(),
+        cfg.run,
+        split_dir.path(),
+    )
+    .unwrap();
+    resumed.run(&mut Hooks::default()).unwrap();
+    assert_eq!(weights(resumed.model()), weights(straight.model()));
+}

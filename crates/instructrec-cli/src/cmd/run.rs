@@ -151,6 +151,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             "--preset",
             "compact",
             "--item-tokens",
+            // Each item token is a free row plus its title's pieces, which start it off (and
+            // keep it) close to the items that share its words (docs/training.md).
+            "--item-tokens-from-pieces",
+            "--compose-item-tokens",
             // The tokenizer must know the instructions' words, not only the titles.
             "--tokenizer-corpus",
             s(&corpus),
@@ -177,7 +181,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let worded = args.work.join("pretrained").join("templates");
     let short_best = short.join("best");
     next_item(
-        &["--init", s(&short_best), "--wording", "templates"],
+        &[
+            "--init",
+            s(&short_best),
+            "--compose-item-tokens",
+            "--wording",
+            "templates",
+        ],
         &[
             "--lr",
             "5e-3",
@@ -204,6 +214,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "train",
         "--init",
         s(&worded.join("best")),
+        "--compose-item-tokens",
         "--train",
         s(&train_lines),
         "--preference",

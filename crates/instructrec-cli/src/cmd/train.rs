@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use instructrec_data::{ItemId, Prepared, UserId};
 use instructrec_instructions::{IntentionKind, PreferenceKind, Template, TemplateLibrary};
+use instructrec_train::compose::ItemComposition;
 use instructrec_train::data::{
     encode_examples, read_jsonl, seeded_shuffle, Encoded, Example, LineFilter, Truncation,
 };
@@ -61,6 +62,11 @@ pub struct Common {
     /// instead of a random row, so that items sharing title words start out alike.
     #[arg(long, requires = "item_tokens")]
     item_tokens_from_pieces: bool,
+    /// Train each item token's row as a free row plus its title's word pieces, so that items
+    /// sharing title words (a platform, a series) learn from each other (docs/training.md).
+    /// A new model needs --item-tokens; with --init, the checkpoint must have been trained so.
+    #[arg(long)]
+    compose_item_tokens: bool,
     /// Continue from OUT/last if it exists (weights, optimizer, data position, RNG streams).
     #[arg(long)]
     resume: bool,
@@ -271,6 +277,7 @@ impl Common {
                 alpha: self.lora_alpha,
                 targets: self.lora_targets.clone(),
             }),
+            compose_item_tokens: self.compose_item_tokens,
             lines: self.lines.clone(),
             ..TrainConfig::default()
         };
@@ -383,10 +390,15 @@ impl Common {
         &self,
         own_text: impl Iterator<Item = String>,
         item_titles: &[String],
-    ) -> Result<Seq2Seq> {
+    ) -> Result<(Seq2Seq, Option<ItemComposition>)> {
         if let Some(dir) = &self.init {
-            return Seq2Seq::load_hf_dir(dir, &Device::Cpu)
-                .with_context(|| format!("loading --init {}", dir.display()));
+            let model = Seq2Seq::load_hf_dir(dir, &Device::Cpu)
+                .with_context(|| format!("loading --init {}", dir.display()))?;
+            let items = self
+                .compose_item_tokens
+                .then(|| ItemComposition::load(&model, dir))
+                .transpose()?;
+            return Ok((model, items));
         }
         let mut corpus: Vec<String> = own_text.collect();
         for path in &self.tokenizer_corpus {
@@ -409,19 +421,20 @@ impl Common {
             },
         )?;
         // Pieces are read before the titles become tokens of their own.
-        let pieces: Vec<(&str, Vec<u32>)> = if self.item_tokens_from_pieces {
-            item_titles
-                .iter()
-                .map(|t| {
-                    let ids = tokenizer
-                        .encode(t.trim(), false)
-                        .map_err(|e| anyhow::anyhow!("tokenizing {t:?}: {e}"))?;
-                    Ok((t.trim(), ids.get_ids().to_vec()))
-                })
-                .collect::<Result<_>>()?
-        } else {
-            Vec::new()
-        };
+        let pieces: Vec<(&str, Vec<u32>)> =
+            if self.item_tokens_from_pieces || self.compose_item_tokens {
+                item_titles
+                    .iter()
+                    .map(|t| {
+                        let ids = tokenizer
+                            .encode(t.trim(), false)
+                            .map_err(|e| anyhow::anyhow!("tokenizing {t:?}: {e}"))?;
+                        Ok((t.trim(), ids.get_ids().to_vec()))
+                    })
+                    .collect::<Result<_>>()?
+            } else {
+                Vec::new()
+            };
         let first_item_token = tokenizer.get_vocab_size(true) as u32;
         if !item_titles.is_empty() {
             let added = add_item_tokens(&mut tokenizer, item_titles.iter().map(String::as_str))?;
@@ -452,11 +465,23 @@ impl Common {
             None => T5Config::preset(self.preset),
         };
         let model = create_model(tokenizer, &shape, self.seed, &Device::Cpu)?;
-        if !rows.is_empty() {
+        if self.item_tokens_from_pieces && !rows.is_empty() {
             item_tokens_from_pieces(&model, &rows)?;
             tracing::info!("{} item tokens start from their titles' pieces", rows.len());
         }
-        Ok(model)
+        let items = if self.compose_item_tokens {
+            if rows.is_empty() {
+                bail!("--compose-item-tokens: no item token has title pieces (give --item-tokens)");
+            }
+            tracing::info!(
+                "{} item tokens composed with their titles' pieces",
+                rows.len()
+            );
+            Some(ItemComposition::attach(&model, &rows)?)
+        } else {
+            None
+        };
+        Ok((model, items))
     }
 
     fn encode(
@@ -486,7 +511,7 @@ impl Common {
 
     fn run(
         &self,
-        fresh: impl FnOnce() -> Result<Seq2Seq>,
+        fresh: impl FnOnce() -> Result<(Seq2Seq, Option<ItemComposition>)>,
         encode: impl Fn(&Seq2Seq) -> Result<(Vec<Encoded>, Truncation, Vec<Encoded>)>,
         hooks: &mut Hooks<'_>,
     ) -> Result<TrainReport> {
@@ -507,9 +532,13 @@ impl Common {
                 Trainer::resume(model, train, valid, self.run_control(), &self.out)?
             }
             None => {
-                let model = fresh()?;
+                let (model, items) = fresh()?;
                 let (train, cut, valid) = encode(&model)?;
-                Trainer::new(model, train, cut, valid, self.config(), &self.out)?
+                let trainer = Trainer::new(model, train, cut, valid, self.config(), &self.out)?;
+                match items {
+                    Some(items) => trainer.compose_item_tokens(items)?,
+                    None => trainer,
+                }
             }
         };
         let report = trainer.run(hooks)?;
