@@ -1,7 +1,8 @@
 //! The default model's path on the fixture: next-item pre-training in short prompts of a new
 //! model whose tokenizer gives each catalogue title a token, the same in the templates' words
 //! from that checkpoint, then instruction tuning. Titles must come out of the saved tokenizer
-//! as one token each, and every later checkpoint must keep that tokenizer.
+//! as one token each, and every later checkpoint must keep that tokenizer and the item
+//! tokens' composition from their titles' pieces.
 
 mod common;
 
@@ -28,6 +29,8 @@ fn next_item_pretraining_with_item_tokens_then_tuning() {
         "--items",
         data.to_str().unwrap(),
         "--item-tokens",
+        "--item-tokens-from-pieces",
+        "--compose-item-tokens",
         "--preset",
         "tiny",
         "--vocab-size",
@@ -73,6 +76,7 @@ fn next_item_pretraining_with_item_tokens_then_tuning() {
         data.to_str().unwrap(),
         "--init",
         pre.join("last").to_str().unwrap(),
+        "--compose-item-tokens",
         "--max-steps",
         "2",
         "--batch-size",
@@ -95,10 +99,14 @@ fn next_item_pretraining_with_item_tokens_then_tuning() {
     let preset = args.iter().position(|a| *a == "--preset").unwrap();
     args.drain(preset..preset + 4);
     let init = worded.join("last");
-    args.extend(["--init", init.to_str().unwrap()]);
+    args.extend(["--init", init.to_str().unwrap(), "--compose-item-tokens"]);
     run_ok(&mut instructrec(&args));
     assert_eq!(
         std::fs::read(tuned.join("last/tokenizer.json")).unwrap(),
         saved
     );
+    // Each stage kept composing: the free rows travel with every checkpoint.
+    for dir in [&pre, &worded, &tuned] {
+        assert!(dir.join("last/item_composition.safetensors").is_file());
+    }
 }

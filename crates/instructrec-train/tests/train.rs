@@ -135,6 +135,37 @@ fn logits(model: &Seq2Seq, batch: &[Encoded]) -> Vec<f32> {
     l.flatten_all().unwrap().to_vec1().unwrap()
 }
 
+/// Runs `trainer` until it has taken `step` steps, as a kill after that step's checkpoint
+/// would, checking that every parameter gets a gradient.
+fn stop_after(trainer: &mut Trainer, step: u64) {
+    let mut stop = |r: &instructrec_train::trainer::StepReport| {
+        assert_eq!(r.without_grad, 0, "every parameter receives a gradient");
+        if r.step == step {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    };
+    let report = trainer
+        .run(&mut Hooks {
+            after_step: Some(&mut stop),
+            ..Hooks::default()
+        })
+        .unwrap();
+    assert_eq!(report.stop, StopReason::Requested);
+}
+
+/// A trainer resumed from `dir/last`, with the model loaded from that checkpoint.
+fn resume_from_last(
+    dir: &std::path::Path,
+    data: &[Encoded],
+    valid: &[Encoded],
+    run: RunControl,
+) -> Trainer {
+    let model = Seq2Seq::load_hf_dir(&dir.join(LAST_DIR), &Device::Cpu).unwrap();
+    Trainer::resume(model, data.to_vec(), valid.to_vec(), run, dir).unwrap()
+}
+
 fn encoded(tok: &Tokenizer, n: usize) -> Vec<Encoded> {
     encode_examples(tok, &examples(n), 48, 24).unwrap().0
 }
@@ -172,34 +203,12 @@ fn stopped_and_resumed_run_matches_uninterrupted_run_bit_for_bit() {
         split_dir.path(),
     )
     .unwrap();
-    let mut stop_at_4 = |r: &instructrec_train::trainer::StepReport| {
-        assert_eq!(r.without_grad, 0, "every parameter receives a gradient");
-        if r.step == 4 {
-            Control::Stop
-        } else {
-            Control::Continue
-        }
-    };
-    let halted = first
-        .run(&mut Hooks {
-            after_step: Some(&mut stop_at_4),
-            ..Hooks::default()
-        })
-        .unwrap();
-    assert_eq!(halted.stop, StopReason::Requested);
-    assert_eq!(halted.state.step, 4);
+    stop_after(&mut first, 4);
+    assert_eq!(first.state().step, 4);
     drop(first);
 
     let last = split_dir.path().join(LAST_DIR);
-    let reloaded = Seq2Seq::load_hf_dir(&last, &Device::Cpu).unwrap();
-    let mut resumed = Trainer::resume(
-        reloaded,
-        data.clone(),
-        valid.clone(),
-        config(11).run,
-        split_dir.path(),
-    )
-    .unwrap();
+    let mut resumed = resume_from_last(split_dir.path(), &data, &valid, config(11).run);
     let finished = resumed.run(&mut Hooks::default()).unwrap();
     assert_eq!(finished.stop, StopReason::Completed);
     assert_eq!(finished.state.step, 9);
@@ -461,19 +470,7 @@ fn lora_trains_adapters_only_merges_exactly_and_resumes_bit_for_bit() {
         split_dir.path(),
     )
     .unwrap();
-    let mut stop_at_5 = |r: &instructrec_train::trainer::StepReport| {
-        if r.step == 5 {
-            Control::Stop
-        } else {
-            Control::Continue
-        }
-    };
-    first
-        .run(&mut Hooks {
-            after_step: Some(&mut stop_at_5),
-            ..Hooks::default()
-        })
-        .unwrap();
+    stop_after(&mut first, 5);
     drop(first);
     let mut resumed =
         Trainer::resume(base(), data.clone(), Vec::new(), cfg.run, split_dir.path()).unwrap();
@@ -593,30 +590,9 @@ fn composed_item_tokens_train_through_their_pieces_and_resume_bit_for_bit() {
 
     let split_dir = tempfile::tempdir().unwrap();
     let mut first = composed(split_dir.path());
-    let mut stop_at_4 = |r: &instructrec_train::trainer::StepReport| {
-        if r.step == 4 {
-            Control::Stop
-        } else {
-            Control::Continue
-        }
-    };
-    first
-        .run(&mut Hooks {
-            after_step: Some(&mut stop_at_4),
-            ..Hooks::default()
-        })
-        .unwrap();
+    stop_after(&mut first, 4);
     drop(first);
-    let last = split_dir.path().join(LAST_DIR);
-    let reloaded = Seq2Seq::load_hf_dir(&last, &Device::Cpu).unwrap();
-    let mut resumed = Trainer::resume(
-        reloaded,
-        data.clone(),
-        Vec::new(),
-        cfg.run,
-        split_dir.path(),
-    )
-    .unwrap();
+    let mut resumed = resume_from_last(split_dir.path(), &data, &[], cfg.run);
     resumed.run(&mut Hooks::default()).unwrap();
     assert_eq!(weights(resumed.model()), weights(straight.model()));
 }
