@@ -20,17 +20,17 @@ pub struct RunArgs {
     /// Wall-clock cap of next-item pre-training in short prompts (e.g. 45m); on 2 free cores it
     /// ends first, after --pretrain-steps. A rerun resumes an unfinished pre-training; a
     /// finished one stops at once.
-    #[arg(long, default_value = "60m")]
+    #[arg(long, default_value = "75m")]
     pretrain_budget: String,
     /// Steps of next-item pre-training in short prompts (64 examples each; 4,600 is one pass
-    /// over amazon-games' training positions, about 44 minutes on 2 cores).
+    /// over amazon-games' training positions, about 56 minutes on 2 cores).
     #[arg(long, default_value_t = 4600)]
     pretrain_steps: u64,
     /// Wall-clock cap of next-item pre-training in the templates' words.
     #[arg(long, default_value = "40m")]
     worded_budget: String,
     /// Steps of next-item pre-training in the templates' words (64 examples each; 1,000 took
-    /// 25 minutes on 2 cores).
+    /// 29 minutes on 2 cores, while tests were compiled beside it).
     #[arg(long, default_value_t = 1000)]
     worded_steps: u64,
     /// Wall-clock cap of instruction tuning (e.g. 25m, 2h); it normally ends first, after
