@@ -595,4 +595,15 @@ fn composed_item_tokens_train_through_their_pieces_and_resume_bit_for_bit() {
     let mut resumed = resume_from_last(split_dir.path(), &data, &[], cfg.run);
     resumed.run(&mut Hooks::default()).unwrap();
     assert_eq!(weights(resumed.model()), weights(straight.model()));
+
+    // A checkpoint trained without composition says so, naming the file it lacks.
+    let plain = tempfile::tempdir().unwrap();
+    let err = ItemComposition::load(&tiny(&tok, 6), plain.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains(COMPOSITION_FILE) && err.contains("not trained with composed item tokens"),
+        "{err}"
+    );
 }
