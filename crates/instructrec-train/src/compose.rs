@@ -162,7 +162,7 @@ impl ItemComposition {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let tensors: HashMap<String, Tensor> = [
             ("free", self.free.as_tensor().clone()),
-            // safetensors has no u32 in every reader; ids are stored as i64.
+            // Ids as i64, which every safetensors reader loads (PyTorch has little u32 support).
             ("items", self.items.to_dtype(DType::I64)?),
             ("pieces", self.pieces.to_dtype(DType::I64)?),
             ("coef", self.coef.clone()),
