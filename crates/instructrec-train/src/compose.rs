@@ -12,7 +12,7 @@
 //! The free rows and the item-to-pieces map are saved beside the model, for `--resume` and for
 //! a later stage that keeps composing from the same checkpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
@@ -48,7 +48,7 @@ impl ItemComposition {
     fn over(weight: Var, rows: &[(u32, Vec<u32>)]) -> Result<Self> {
         let vocab = weight.as_tensor().dim(0)? as u32;
         let (mut items, mut pieces, mut coef) = (Vec::new(), Vec::new(), Vec::new());
-        let item_set: std::collections::HashSet<u32> = rows.iter().map(|(t, _)| *t).collect();
+        let item_set: HashSet<u32> = rows.iter().map(|(t, _)| *t).collect();
         for (token, ps) in rows {
             for &p in ps {
                 if *token >= vocab || p >= vocab {
@@ -129,14 +129,14 @@ impl ItemComposition {
         Ok(composition)
     }
 
-    /// The trainable tensor, under the embeddings' name (so it decays as they would).
-    pub fn param(&self) -> Param {
-        Param::with_default_decay(EMBEDDINGS.into(), self.free.clone())
-    }
-
-    /// Whether `name` is the model parameter this composition stands in for.
-    pub fn replaces(name: &str) -> bool {
-        name == EMBEDDINGS
+    /// What the optimizer trains in place of model parameter `p`: the free rows for the
+    /// embeddings (under their name, so they decay as the embeddings would), else `p` itself.
+    pub fn stand_in(&self, p: Param) -> Param {
+        if p.name == EMBEDDINGS {
+            Param::with_default_decay(p.name, self.free.clone())
+        } else {
+            p
+        }
     }
 
     /// Adds the free rows' gradient to `grads`, derived from that of the composed rows.

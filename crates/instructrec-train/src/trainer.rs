@@ -250,13 +250,7 @@ fn trainable(model: &Seq2Seq, lora: Option<&Lora>, items: Option<&ItemCompositio
         (None, None) => model_params(model),
         (None, Some(items)) => model_params(model)
             .into_iter()
-            .map(|p| {
-                if ItemComposition::replaces(&p.name) {
-                    items.param()
-                } else {
-                    p
-                }
-            })
+            .map(|p| items.stand_in(p))
             .collect(),
     }
 }
@@ -438,6 +432,14 @@ impl Trainer {
         let bar = progress_bar(&self.cfg, self.state.total_steps, self.state.step);
         let mut window = LossWindow::default();
         let mut stop = StopReason::Completed;
+        // A checkpoint that records composition must carry its free rows, or it cannot resume.
+        if self.cfg.compose_item_tokens && self.items.is_none() {
+            return Err(TrainError::Config(
+                "compose_item_tokens is set but no composition was given \
+                 (Trainer::compose_item_tokens)"
+                    .into(),
+            ));
+        }
         if self.cfg.run.validate_start && self.state.step == 0 && self.state.history.is_empty() {
             self.validate(None, hooks)?;
         }

@@ -592,9 +592,27 @@ fn composed_item_tokens_train_through_their_pieces_and_resume_bit_for_bit() {
     let mut first = composed(split_dir.path());
     stop_after(&mut first, 4);
     drop(first);
-    let mut resumed = resume_from_last(split_dir.path(), &data, &[], cfg.run);
+    let mut resumed = resume_from_last(split_dir.path(), &data, &[], cfg.run.clone());
     resumed.run(&mut Hooks::default()).unwrap();
     assert_eq!(weights(resumed.model()), weights(straight.model()));
+
+    // A configuration that claims composition without one is refused before any checkpoint.
+    let claimed = tempfile::tempdir().unwrap();
+    let mut unfed = Trainer::new(
+        tiny(&tok, 6),
+        data.clone(),
+        Default::default(),
+        Vec::new(),
+        TrainConfig {
+            compose_item_tokens: true,
+            ..cfg.clone()
+        },
+        claimed.path(),
+    )
+    .unwrap();
+    let err = unfed.run(&mut Hooks::default()).err().unwrap().to_string();
+    assert!(err.contains("no composition was given"), "{err}");
+    assert!(!claimed.path().join(LAST_DIR).exists());
 
     // A checkpoint trained without composition says so, naming the file it lacks.
     let plain = tempfile::tempdir().unwrap();
