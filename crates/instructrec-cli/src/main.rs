@@ -18,8 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The main job: prepare the data, build instructions, tune the model within a time
-    /// budget, evaluate it against baselines, then serve the web page.
+    /// The main job, as a recipe says: prepare the data, build instructions, pre-train and tune
+    /// the model, evaluate it against baselines, then serve the web page.
     Run(cmd::run::RunArgs),
     /// Import, filter, split and describe datasets.
     #[command(subcommand)]
@@ -55,10 +55,14 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Parses `argv` (without the program name) as a command line.
+fn parse(argv: &[String]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("instructrec").chain(argv.iter().map(String::as_str)))
+}
+
 /// Parses `argv` (without the program name) as a command line and runs it.
-pub(crate) fn execute(argv: &[&str]) -> anyhow::Result<()> {
-    let cli = Cli::try_parse_from(std::iter::once("instructrec").chain(argv.iter().copied()))?;
-    dispatch(cli.command)
+pub(crate) fn execute(argv: &[String]) -> anyhow::Result<()> {
+    dispatch(parse(argv)?.command)
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,13 +75,31 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in a log file or CI's output.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = dispatch(Cli::parse().command);
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", causes(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once: many errors already include their cause's text
+/// (an I/O error's path and reason), which `{:#}` would print again.
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if out.contains(&cause) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&cause);
+    }
+    out
 }

@@ -1,6 +1,7 @@
 //! Evaluation for instructrec: ranking metrics, the one evaluation path every model goes through,
 //! the paper's protocols, and reports that tie each number to its data, seed and configuration.
 
+pub mod experiment;
 pub mod harness;
 pub mod heldout;
 pub mod instruct;

@@ -96,6 +96,9 @@ pub struct Report {
     /// Held-out protocol: the tuning stages, in order; their results are in `models`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<StageInfo>,
+    /// The recipe (TOML) of the `instructrec run` this report belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
 }
 
 /// SHA-256 of a configuration's JSON form (keys sorted, so field order cannot change it).
@@ -140,6 +143,7 @@ impl Report {
             models: Vec::new(),
             paper: figures_for(protocol),
             stages: Vec::new(),
+            recipe: None,
         })
     }
 
@@ -186,6 +190,13 @@ impl Report {
              the training that produced the weights (also when they were loaded from a checkpoint).\n"
         );
         let _ = writeln!(s, "```\n{}\n```\n", self.command);
+        if let Some(recipe) = &self.recipe {
+            let _ = writeln!(
+                s,
+                "<details><summary>Recipe</summary>\n\n```toml\n{}\n```\n</details>\n",
+                recipe.trim_end()
+            );
+        }
         let _ = writeln!(s, "![metrics]({svg_name})\n");
         let header: Vec<&str> = METRIC_COLUMNS.iter().map(|(n, _)| *n).collect();
         for (fold, setting) in self.settings() {

@@ -10,6 +10,8 @@ pub mod score;
 pub mod seq2seq;
 pub mod t5;
 
+// Callers pick the device a model loads on without depending on candle themselves.
+pub use candle_core::Device;
 pub use config::{FeedForwardProj, Preset, T5Config};
 pub use error::ModelError;
 pub use generate::{generate_titles, Generated, TitleTrie};

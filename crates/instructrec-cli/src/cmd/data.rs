@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use instructrec_data::{
-    prepare, DataError, Format, ImportSource, PrepareOptions, Prepared, Stats, StatsTable,
+    prepare, Format, ImportSource, PrepareOptions, Prepared, Stats, StatsTable,
 };
 
 #[derive(Subcommand)]
@@ -129,9 +129,9 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
             let source = input.source()?;
             let spinner = ProgressBar::new_spinner().with_message("preparing");
             spinner.enable_steady_tick(Duration::from_millis(100));
-            let (prepared, report) = prepare(&source, &options.options()).map_err(flat)?;
+            let (prepared, report) = prepare(&source, &options.options())?;
             spinner.set_message("writing");
-            prepared.save(&out).map_err(flat)?;
+            prepared.save(&out)?;
             spinner.finish_and_clear();
             print!("{report}");
             println!("written to {}", out.display());
@@ -140,7 +140,7 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
         DataCommand::Stats { dirs } => {
             let mut rows = Vec::new();
             for dir in dirs {
-                let prepared = Prepared::load(&dir).map_err(flat)?;
+                let prepared = Prepared::load(&dir)?;
                 let name = dir
                     .file_name()
                     .map(|n| n.to_string_lossy().to_string())
@@ -156,12 +156,6 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
             runs,
         } => bench(&input.source()?, &options.options(), runs),
     }
-}
-
-/// `DataError`'s message already includes its I/O cause; a flat error keeps `{:#}` from printing
-/// that cause twice.
-fn flat(e: DataError) -> anyhow::Error {
-    anyhow::Error::msg(e.to_string())
 }
 
 fn seconds(d: Duration) -> String {
@@ -180,11 +174,9 @@ fn bench(source: &ImportSource, options: &PrepareOptions, runs: usize) -> anyhow
     let mut last_report = None;
     for run in 0..runs {
         let start = Instant::now();
-        let (prepared, report) = prepare(source, options).map_err(flat)?;
+        let (prepared, report) = prepare(source, options)?;
         let write_start = Instant::now();
-        prepared
-            .save(&scratch.path().join(format!("run-{run}")))
-            .map_err(flat)?;
+        prepared.save(&scratch.path().join(format!("run-{run}")))?;
         let write = write_start.elapsed();
         rows.push((report.timings, write, start.elapsed()));
         last_report = Some(report);

@@ -63,7 +63,7 @@ pub struct CommonArgs {
     #[arg(long, default_value = "teacher-cache")]
     teacher_cache: PathBuf,
     /// Seed of every sampled choice (templates, negatives, display order, offline phrasings).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Training targets per user: the last N items of the train sequence.
     #[arg(long, default_value_t = 1)]

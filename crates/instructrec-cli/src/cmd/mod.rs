@@ -5,3 +5,9 @@ pub mod recommend;
 pub mod run;
 pub mod serve;
 pub mod train;
+
+/// Every duration flag takes the same human forms (`90s`, `20m`, `1h 30m`).
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} in {s:?}: give a duration such as 90s, 20m or 1h 30m"))
+}

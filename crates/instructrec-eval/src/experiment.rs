@@ -1,0 +1,548 @@
+//! An evaluation experiment: which flags fit which protocol, the cases and candidate lists every
+//! model is scored on, the report they all go into, and the instruction model's entry in it.
+//! Front ends describe an experiment with an [`ExperimentSpec`], fit the baselines it asks for
+//! (fitting lives in instructrec-baselines, which depends on this crate), and hand each fitted
+//! scorer to [`Experiment::evaluate`]; the plan alone decides what is scored and how.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use instructrec_data::{CandidateSet, Fold, ItemId, Prepared, UserId};
+use instructrec_instructions::{IntentionKind, PreferenceKind, Split};
+use instructrec_model::{Device, Seq2Seq, TokenLimits};
+use sha2::{Digest, Sha256};
+
+use crate::harness::{
+    build_cases, build_query_cases, candidates_checksum, evaluate, evaluate_cases,
+    mine_hard_negatives, with_candidates, EvalCase, Evaluation, Setting,
+};
+use crate::heldout::{check_stage, Stage, StageInfo};
+use crate::instruct::{InstructRecScorer, InstructionIndex, Normalisation};
+use crate::protocol::Protocol;
+use crate::queries::{read_queries, QueryKind, QueryLine};
+use crate::report::{write_atomic, CandidateInfo, ModelReport, Report};
+use crate::scorer::Scorer;
+
+/// How the instruction model turns its candidates' token log-likelihoods into scores.
+#[derive(Debug, Clone, Copy)]
+pub struct InstructionScoring {
+    pub limits: TokenLimits,
+    pub normalisation: Normalisation,
+}
+
+impl InstructionScoring {
+    /// The report's name for the model, which says the scoring rule.
+    pub fn model_name(&self) -> &'static str {
+        match self.normalisation {
+            Normalisation::Sum => "instructrec",
+            Normalisation::Mean => "instructrec-mean",
+        }
+    }
+
+    fn rule(&self) -> &'static str {
+        match self.normalisation {
+            Normalisation::Sum => "summed log-likelihood of the candidate title",
+            Normalisation::Mean => "mean token log-likelihood of the candidate title",
+        }
+    }
+}
+
+/// Everything an evaluation is asked to do.
+#[derive(Debug, Clone)]
+pub struct ExperimentSpec {
+    pub protocol: Protocol,
+    /// A prepared directory.
+    pub data: PathBuf,
+    /// Report path without extension.
+    pub out: PathBuf,
+    pub seed: u64,
+    /// Cases scored per batch.
+    pub batch_size: usize,
+    pub full_ranking: bool,
+    /// Instructions built from `data`: the instruction model's test instructions and the search
+    /// protocols' queries.
+    pub instructions: Option<PathBuf>,
+    /// Search protocols: which fill is the query.
+    pub query: Option<QueryKind>,
+    /// Search protocols: only the first N users (by id) of the query lines.
+    pub max_users: Option<usize>,
+    /// An instruction-tuned model directory to score beside the baselines.
+    pub instruction_model: Option<PathBuf>,
+    /// Held-out: one instruction model per tuning stage.
+    pub stages: Vec<Stage>,
+    pub scoring: InstructionScoring,
+    /// The command line, recorded in the report.
+    pub command: String,
+    /// The recipe this evaluation belongs to (its text), recorded in the report.
+    pub recipe: Option<String>,
+}
+
+/// The (query, target) pairs the search protocols' text models train on.
+#[derive(Debug, Clone)]
+pub struct SearchTraining {
+    /// An instruction training file (`train.jsonl` from `instructrec instructions build`).
+    pub instructions: PathBuf,
+    pub query: QueryKind,
+    /// Items that must not be training targets (product search's unseen items).
+    pub excluded_targets: Vec<ItemId>,
+}
+
+/// A planned experiment: the data, the settings and cases every model is scored on, and the
+/// report being filled.
+pub struct Experiment {
+    spec: ExperimentSpec,
+    prepared: Prepared,
+    settings: Vec<Setting>,
+    report: Report,
+    /// Cases the protocol built itself (from query lines or mined lists), one list per setting;
+    /// `None` where the stored lists are scored.
+    cases: Option<Vec<Vec<EvalCase>>>,
+    lines: Option<Vec<QueryLine>>,
+    /// The sequential test instructions, keyed by user and list.
+    index: Option<InstructionIndex>,
+    stages: Vec<StageInfo>,
+    search: Option<SearchTraining>,
+}
+
+impl ExperimentSpec {
+    /// Refuses combinations the protocol cannot honour, naming the flag to change.
+    fn check(&self) -> anyhow::Result<()> {
+        let p = self.protocol;
+        if let Some(why) = p.missing() {
+            bail!("protocol {p} ({}) is not implemented: {why}", p.scenario());
+        }
+        if p == Protocol::ZeroShot
+            && (self.instruction_model.is_none() || self.instructions.is_none())
+        {
+            bail!(
+                "zero-shot scores an instruction model tuned on another domain on this one: give \
+                 --instructrec (the tuned model) and --instructions (built from --data)"
+            );
+        }
+        let scores_instructions = matches!(
+            p,
+            Protocol::Sequential
+                | Protocol::ZeroShot
+                | Protocol::ProductSearch
+                | Protocol::PersonalisedSearch
+        );
+        if self.instruction_model.is_some() && !scores_instructions {
+            bail!(
+                "--instructrec is evaluated under the sequential, zero-shot, product-search and \
+                 personalised-search protocols: its instructions show 1+9 lists, so tournament \
+                 and hard-negatives have none to read (held-out takes --stage)"
+            );
+        }
+        if (p == Protocol::HeldOut) == self.stages.is_empty() {
+            bail!(
+                "--stage NAME=DIR gives the held-out protocol its instruction models (one per \
+                 tuning stage), and only that protocol takes it"
+            );
+        }
+        Ok(())
+    }
+
+    /// A search protocol's query: the lines' preference and the fill used as the query.
+    fn search_query(&self) -> anyhow::Result<(PreferenceKind, QueryKind)> {
+        Ok(match (self.protocol, self.query) {
+            (Protocol::ProductSearch, None | Some(QueryKind::Specific)) => {
+                (PreferenceKind::None, QueryKind::Specific)
+            }
+            (Protocol::ProductSearch, Some(q)) => {
+                bail!("product-search queries are specific intentions, not {q} (--query)")
+            }
+            (Protocol::HeldOut, None | Some(QueryKind::Vague)) => {
+                (PreferenceKind::Implicit, QueryKind::Vague)
+            }
+            (Protocol::HeldOut, Some(q)) => bail!(
+                "the held-out scenario is personalised search with vague intentions, not {q} \
+                 (--query)"
+            ),
+            (_, Some(QueryKind::Explicit)) => (PreferenceKind::Explicit, QueryKind::Explicit),
+            (_, q) => (PreferenceKind::Implicit, q.unwrap_or(QueryKind::Vague)),
+        })
+    }
+
+    fn test_instructions(&self) -> Option<PathBuf> {
+        self.instructions
+            .as_ref()
+            .map(|dir| dir.join(Split::Test.file_name()))
+    }
+}
+
+impl Experiment {
+    /// Checks the spec, loads the data and builds every case except mined lists (see
+    /// [`Experiment::needs_miner`]). Stages of the held-out protocol are checked first, so a
+    /// stage that saw the held-out scenario costs nothing.
+    pub fn plan(spec: ExperimentSpec) -> anyhow::Result<Self> {
+        spec.check()?;
+        let stages = spec
+            .stages
+            .iter()
+            .map(|s| check_stage(s, format!("{} {}", spec.scoring.model_name(), s.name)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut prepared = Prepared::load(&spec.data)
+            .with_context(|| format!("loading the prepared dataset {}", spec.data.display()))?;
+        let index = match spec.test_instructions() {
+            Some(path) => {
+                let index =
+                    InstructionIndex::read(&path, PreferenceKind::Implicit, IntentionKind::None)?;
+                restrict_to_users(&mut prepared, &index.users());
+                Some(index)
+            }
+            None => None,
+        };
+        // The sequential protocols score the stored lists of every size the data has.
+        let stored = !spec.protocol.needs_queries() && spec.protocol != Protocol::HardNegatives;
+        let sizes: Vec<usize> = [10, 100]
+            .into_iter()
+            .filter(|&s| stored && prepared.candidates(Fold::Test, s).is_some())
+            .collect();
+        let lists: Vec<(Fold, usize)> = sizes.iter().map(|&s| (Fold::Test, s)).collect();
+        let mut report = Report::new(
+            &prepared,
+            spec.protocol,
+            spec.command.clone(),
+            spec.seed,
+            &lists,
+        )?;
+        report.recipe.clone_from(&spec.recipe);
+        let mut settings: Vec<Setting> = sizes
+            .iter()
+            .map(|&size| Setting::Sampled { size })
+            .collect();
+        if stored && spec.full_ranking {
+            settings.push(Setting::FullRanking);
+        }
+        let mut plan = Self {
+            report,
+            spec,
+            prepared,
+            settings,
+            cases: None,
+            lines: None,
+            index,
+            stages,
+            search: None,
+        };
+        if plan.spec.protocol.needs_queries() {
+            plan.plan_queries()?;
+        }
+        Ok(plan)
+    }
+
+    pub fn prepared(&self) -> &Prepared {
+        &self.prepared
+    }
+
+    /// What the search protocols' text models train on; `None` for the other protocols.
+    pub fn search_training(&self) -> Option<&SearchTraining> {
+        self.search.as_ref()
+    }
+
+    /// Whether the protocol's lists still have to be mined (hard negatives): call
+    /// [`Experiment::mine`] with the miner before evaluating anything.
+    pub fn needs_miner(&self) -> bool {
+        self.spec.protocol == Protocol::HardNegatives && self.cases.is_none()
+    }
+
+    /// The search protocols: cases from the instruction stage's query lines.
+    fn plan_queries(&mut self) -> anyhow::Result<()> {
+        let protocol = self.spec.protocol;
+        let path = self.spec.test_instructions().with_context(|| {
+            format!("protocol {protocol} reads its queries from --instructions")
+        })?;
+        let (preference, query) = self.spec.search_query()?;
+        let mut lines = read_queries(&path, preference, query)?;
+        lines.sort_by_key(|l| l.user);
+        if let Some(n) = self.spec.max_users {
+            lines.truncate(n);
+        }
+        self.settings = match protocol {
+            Protocol::Tournament => vec![
+                Setting::Sampled { size: 100 },
+                Setting::Tournament {
+                    size: 100,
+                    groups: 10,
+                },
+            ],
+            _ => vec![Setting::Sampled {
+                size: lines[0].candidates.len(),
+            }],
+        };
+        if self.spec.full_ranking {
+            self.settings.push(Setting::FullRanking);
+        }
+        self.report.scenario = match protocol {
+            Protocol::ProductSearch => "<P0,I2,T3>".into(),
+            Protocol::Tournament => format!("<P1,{},T3>, 100 candidates", query.aspect()),
+            Protocol::HeldOut => format!("<P1,{},T3> left out of tuning", query.aspect()),
+            _ => format!("<P1,{},T3>", query.aspect()),
+        };
+        let mut cases = Vec::new();
+        for &setting in &self.settings {
+            let c = build_query_cases(&self.prepared, protocol, &lines, setting)?;
+            if !matches!(setting, Setting::FullRanking) {
+                self.report.candidates.push(candidate_info(&c));
+            }
+            cases.push(c);
+        }
+        let excluded_targets = if protocol == Protocol::ProductSearch {
+            let split = &self.prepared.item_split;
+            split
+                .validation
+                .iter()
+                .chain(&split.test)
+                .copied()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let train = self
+            .spec
+            .instructions
+            .as_ref()
+            .map(|dir| dir.join(Split::Train.file_name()));
+        self.search = train.map(|instructions| SearchTraining {
+            instructions,
+            query,
+            excluded_targets,
+        });
+        self.cases = Some(cases);
+        self.lines = Some(lines);
+        Ok(())
+    }
+
+    /// Hard negatives: the miner's top-scored non-positives replace the random negatives of the
+    /// stored 1+9 test lists (the sequential protocol's users). The lists are written to
+    /// `<out>.candidates.jsonl`; returns that path.
+    pub fn mine(&mut self, miner: &dyn Scorer) -> anyhow::Result<PathBuf> {
+        let cases = build_cases(
+            &self.prepared,
+            Protocol::Sequential,
+            Fold::Test,
+            Setting::Sampled { size: 10 },
+        )?;
+        let catalogue = self.prepared.dataset.items.len();
+        let (lists, sets) = mine_hard_negatives(
+            miner,
+            &cases,
+            catalogue,
+            9,
+            self.spec.seed,
+            self.spec.batch_size,
+        )?;
+        let mut bytes = Vec::new();
+        for l in &lists {
+            serde_json::to_writer(&mut bytes, l)?;
+            bytes.push(b'\n');
+        }
+        let path = PathBuf::from(format!("{}.candidates.jsonl", self.spec.out.display()));
+        write_atomic(&path, &bytes)?;
+        let checksum = hex::encode(Sha256::digest(&bytes));
+        tracing::info!(path = %path.display(), %checksum, lists = lists.len(), "mined lists");
+        let cases = with_candidates(cases, &sets)?;
+        self.report.candidates.push(CandidateInfo {
+            fold: Fold::Test,
+            size: 10,
+            cases: cases.len(),
+            checksum,
+        });
+        self.settings = vec![Setting::Sampled { size: 10 }];
+        self.cases = Some(vec![cases]);
+        Ok(path)
+    }
+
+    /// Scores one fitted model under every setting and adds `entry` (its name, configuration
+    /// and training record) with the results to the report, which is written at once so a
+    /// long run leaves a usable partial report.
+    pub fn evaluate(&mut self, scorer: &dyn Scorer, mut entry: ModelReport) -> anyhow::Result<()> {
+        for i in 0..self.settings.len() {
+            if let Some(e) = self.evaluate_setting(scorer, i)? {
+                entry.results.push(e);
+            }
+        }
+        self.report.models.push(entry);
+        self.report.write(&self.spec.out)
+    }
+
+    fn evaluate_setting(
+        &self,
+        scorer: &dyn Scorer,
+        setting_index: usize,
+    ) -> anyhow::Result<Option<Evaluation>> {
+        let setting = self.settings[setting_index];
+        let e = match &self.cases {
+            Some(cases) => evaluate_cases(
+                scorer,
+                &cases[setting_index],
+                self.prepared.dataset.items.len(),
+                Fold::Test,
+                setting,
+                self.spec.batch_size,
+                self.spec.seed,
+            )?,
+            None => evaluate(
+                scorer,
+                &self.prepared,
+                self.spec.protocol,
+                Fold::Test,
+                setting,
+                self.spec.batch_size,
+            )?,
+        };
+        if let Some(e) = &e {
+            tracing::info!(
+                model = %scorer.name(),
+                %setting,
+                hr1 = e.metrics.hr1,
+                ndcg5 = e.metrics.ndcg5,
+                hr10 = e.metrics.hr10,
+                eval_s = e.eval_wall_s,
+                "evaluated"
+            );
+        }
+        Ok(e)
+    }
+
+    /// Scores the instruction models: `--instructrec` and, under held-out, every stage. Under
+    /// the search protocols each answers the query lines' own instructions on the lines' own
+    /// lists; otherwise the sequential test instructions on the stored 1+9 lists (longer lists
+    /// need the tournament protocol).
+    pub fn evaluate_instruction_models(&mut self) -> anyhow::Result<()> {
+        let name = self.spec.scoring.model_name().to_string();
+        let mut models: Vec<(PathBuf, String, Option<StageInfo>)> = self
+            .spec
+            .instruction_model
+            .iter()
+            .map(|dir| (dir.clone(), name.clone(), None))
+            .collect();
+        for (stage, info) in self
+            .spec
+            .stages
+            .iter()
+            .zip(std::mem::take(&mut self.stages))
+        {
+            models.push((stage.dir.clone(), info.model.clone(), Some(info)));
+        }
+        for (dir, name, stage) in models {
+            let (index, setting) = match (&self.lines, self.index.take()) {
+                (Some(lines), _) => (InstructionIndex::from_queries(lines), 0),
+                (None, Some(index)) => (index, self.sequential_1_9()?),
+                (None, None) => continue,
+            };
+            let model = self.instruction_model(&dir, name, index, setting)?;
+            self.report.models.push(model);
+            self.report.stages.extend(stage);
+            self.report.write(&self.spec.out)?;
+        }
+        Ok(())
+    }
+
+    /// The setting the sequential test instructions were rendered for.
+    fn sequential_1_9(&self) -> anyhow::Result<usize> {
+        self.settings
+            .iter()
+            .position(|s| *s == Setting::Sampled { size: 10 })
+            .context("the prepared dataset has no 1+9 test lists for the instruction model")
+    }
+
+    /// Loads an instruction-tuned model directory, scores it under one setting and returns its
+    /// report entry.
+    fn instruction_model(
+        &self,
+        dir: &Path,
+        name: String,
+        index: InstructionIndex,
+        setting_index: usize,
+    ) -> anyhow::Result<ModelReport> {
+        let model_config = std::fs::read(dir.join("config.json"))
+            .with_context(|| format!("reading {}/config.json", dir.display()))?;
+        let model = Seq2Seq::load_hf_dir(dir, &Device::Cpu)
+            .with_context(|| format!("loading the model {}", dir.display()))?;
+        let scoring = self.spec.scoring;
+        let scorer = InstructRecScorer::new(
+            &name,
+            model,
+            &self.prepared,
+            index,
+            scoring.limits,
+            scoring.normalisation,
+        );
+        let e = self.evaluate_setting(&scorer, setting_index)?;
+        Ok(ModelReport {
+            name,
+            config: serde_json::json!({
+                "model": serde_json::from_slice::<serde_json::Value>(&model_config)?,
+                "max_source_len": scoring.limits.source,
+                "max_target_len": scoring.limits.target,
+                "score": scoring.rule(),
+            }),
+            config_hash: hex::encode(Sha256::digest(&model_config)),
+            model_hash: file_sha256(&dir.join("model.safetensors"))?,
+            train_wall_s: training_seconds(dir),
+            training: None,
+            loaded_from: Some(dir.display().to_string()),
+            results: e.into_iter().collect(),
+        })
+    }
+
+    /// Writes the report (already written after each model) and returns its path stem.
+    pub fn finish(self) -> anyhow::Result<PathBuf> {
+        self.report.write(&self.spec.out)?;
+        Ok(self.spec.out)
+    }
+}
+
+fn candidate_info(cases: &[EvalCase]) -> CandidateInfo {
+    let sets: Vec<CandidateSet> = cases.iter().map(as_candidate_set).collect();
+    CandidateInfo {
+        fold: Fold::Test,
+        size: sets[0].negatives.len() + 1,
+        cases: sets.len(),
+        checksum: candidates_checksum(&sets),
+    }
+}
+
+/// A case's list in the stored form, for the report's checksum.
+fn as_candidate_set(c: &EvalCase) -> CandidateSet {
+    CandidateSet {
+        user: c.case.user,
+        positive: c.positive,
+        negatives: c
+            .candidates
+            .iter()
+            .copied()
+            .filter(|&i| i != c.positive)
+            .collect(),
+    }
+}
+
+/// Keeps only the candidate lists of `users`, so that every model is scored on the same sample
+/// of users the instruction stage wrote test instructions for.
+fn restrict_to_users(prepared: &mut Prepared, users: &[UserId]) {
+    let keep: HashSet<UserId> = users.iter().copied().collect();
+    for lists in prepared.candidates.values_mut() {
+        lists.retain(|set| keep.contains(&set.user));
+    }
+    tracing::info!(
+        "evaluating on the {} users with test instructions",
+        keep.len()
+    );
+}
+
+/// Training wall time recorded in a checkpoint by `instructrec train`; 0 for a checkpoint made
+/// elsewhere.
+fn training_seconds(dir: &Path) -> f64 {
+    std::fs::read(dir.join("trainer_state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["elapsed_secs"].as_f64())
+        .unwrap_or(0.0)
+}
+
+fn file_sha256(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex::encode(Sha256::digest(bytes)))
+}

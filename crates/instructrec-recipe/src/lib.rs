@@ -1,0 +1,692 @@
+//! The recipe of `instructrec run`: one typed TOML document with every setting of every stage
+//! (recipes/default.toml holds each default with a comment, as RecBole's overall.yaml does).
+//! A recipe renders to the exact subcommands a user would type, so the main job, the README's
+//! stage-by-stage commands and a hand-run pipeline can never drift apart.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The commented default recipe.
+pub const DEFAULT_TOML: &str = include_str!("../../../recipes/default.toml");
+/// A demo recipe: a tiny model on MovieLens 100K in a few minutes.
+pub const QUICK_TOML: &str = include_str!("../../../recipes/quick.toml");
+
+/// The recipes shipped with the binary, by name.
+pub const BUILTIN: [(&str, &str); 2] = [("default", DEFAULT_TOML), ("quick", QUICK_TOML)];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("{origin}: not a recipe: {message}")]
+    Parse { origin: String, message: String },
+    #[error("reading the recipe {origin}: {message} (give a recipe file, or a shipped one: default, quick)")]
+    Read { origin: String, message: String },
+    #[error("{origin}: {field}: {message}")]
+    Invalid {
+        origin: String,
+        field: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub seed: u64,
+    pub work: PathBuf,
+    pub data: DataStage,
+    pub instructions: InstructionStage,
+    pub model: NewModel,
+    #[serde(default)]
+    pub pretrain: Vec<PretrainStage>,
+    pub tune: TuneStage,
+    #[serde(default)]
+    pub eval: Vec<EvalStage>,
+    pub serve: ServeStage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataStage {
+    pub input: PathBuf,
+    pub k_core: usize,
+    pub history_cap: usize,
+    pub candidates: Vec<usize>,
+    pub keep_untitled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstructionStage {
+    pub eval_users: usize,
+    pub per_user: usize,
+    pub templates_per_target: usize,
+    pub history_budget: usize,
+    pub train_candidates: usize,
+}
+
+/// How the first training stage creates its model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewModel {
+    pub preset: String,
+    pub vocab_size: usize,
+    pub item_tokens: bool,
+    pub item_tokens_from_pieces: bool,
+    pub compose_item_tokens: bool,
+}
+
+/// The schedule every training stage has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub epochs: usize,
+    pub steps: u64,
+    /// A human duration (`75m`, `1h 30m`): the wall-clock cap of one invocation.
+    pub budget: String,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup: u64,
+    pub relative_steps: bool,
+    pub eval_every: u64,
+    pub max_source_len: usize,
+    pub max_target_len: usize,
+}
+
+// Unknown keys are caught by `Recipe::parse`: serde cannot deny them beside `flatten`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainStage {
+    pub name: String,
+    pub wording: Wording,
+    pub history_budget: usize,
+    pub copies: usize,
+    pub valid_fraction: f64,
+    #[serde(flatten)]
+    pub schedule: Schedule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Wording {
+    Compact,
+    Templates,
+}
+
+// Unknown keys are caught by `Recipe::parse`: serde cannot deny them beside `flatten`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuneStage {
+    pub preference: Vec<String>,
+    pub task: Vec<String>,
+    pub strategy: Vec<String>,
+    pub rank_sample: usize,
+    pub valid_sample: usize,
+    #[serde(flatten)]
+    pub schedule: Schedule,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalStage {
+    pub protocol: String,
+    pub models: Vec<String>,
+    pub full_ranking: bool,
+    pub length_normalise: bool,
+    pub max_source_len: usize,
+    pub max_target_len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeStage {
+    pub addr: String,
+}
+
+/// One stage of a run: the subcommand that does it, and when it is already done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    /// The arguments after `instructrec`.
+    pub argv: Vec<String>,
+    /// The stage is done when this file exists; `instead` is then run (if any). Stages
+    /// without one run every time (training resumes, and a finished run stops at once).
+    pub done_when: Option<PathBuf>,
+    pub instead: Option<Vec<String>>,
+}
+
+impl Stage {
+    /// The stage as a shell command line (`instructrec ...`).
+    pub fn command_line(&self) -> String {
+        command_line(&self.argv)
+    }
+}
+
+/// `instructrec` followed by the arguments, each quoted only where a shell needs it.
+pub fn command_line(argv: &[String]) -> String {
+    let quoted: Vec<String> = argv
+        .iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./,:=+@".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect();
+    format!("instructrec {}", quoted.join(" "))
+}
+
+impl Recipe {
+    /// The default recipe.
+    pub fn default_recipe() -> Self {
+        Self::parse(DEFAULT_TOML, "recipes/default.toml").expect("the default recipe parses")
+    }
+
+    /// A shipped recipe by name (`default`, `quick`).
+    pub fn builtin(name: &str) -> Option<Self> {
+        BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, text)| Self::parse(text, &format!("recipes/{n}.toml")).expect("parses"))
+    }
+
+    /// Reads a recipe: `text`'s tables merged over the default recipe's (an array replaces the
+    /// default's array whole). `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, RecipeError> {
+        let parse = |t: &str, o: &str| {
+            t.parse::<toml::Table>().map_err(|e| RecipeError::Parse {
+                origin: o.to_string(),
+                message: e.to_string(),
+            })
+        };
+        let mut merged = toml::Value::Table(parse(DEFAULT_TOML, "recipes/default.toml")?);
+        let given = parse(text, origin)?;
+        if let toml::Value::Table(m) = &mut merged {
+            merge(m, given);
+        }
+        let recipe: Recipe =
+            serde_path_to_error::deserialize(merged.clone()).map_err(|e| RecipeError::Invalid {
+                origin: origin.to_string(),
+                field: e.path().to_string(),
+                message: e.inner().message().to_string(),
+            })?;
+        let mut unknown = Vec::new();
+        diff(
+            "",
+            &merged,
+            &toml::Value::try_from(&recipe).expect("serialises"),
+            &mut unknown,
+        );
+        if let Some(field) = unknown.into_iter().next() {
+            return Err(RecipeError::Invalid {
+                origin: origin.to_string(),
+                field,
+                message: "not a recipe key (see `instructrec run --print-recipe`)".into(),
+            });
+        }
+        recipe.validate(origin)?;
+        Ok(recipe)
+    }
+
+    /// Reads a recipe file.
+    pub fn read(path: &Path) -> Result<Self, RecipeError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| RecipeError::Read {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, &origin)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), RecipeError> {
+        let invalid = |field: String, message: String| RecipeError::Invalid {
+            origin: origin.to_string(),
+            field,
+            message,
+        };
+        let budgets = self
+            .pretrain
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("pretrain[{i}].budget"), &p.schedule.budget))
+            .chain([("tune.budget".to_string(), &self.tune.schedule.budget)]);
+        for (field, budget) in budgets {
+            humantime::parse_duration(budget).map_err(|e| {
+                invalid(field, format!("{e} in {budget:?} (e.g. 90s, 20m, 1h 30m)"))
+            })?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, p) in self.pretrain.iter().enumerate() {
+            let plain = !p.name.is_empty()
+                && p.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !plain || !names.insert(&p.name) {
+                return Err(invalid(
+                    format!("pretrain[{i}].name"),
+                    format!(
+                        "{:?} must be a distinct folder name (letters, digits, - and _)",
+                        p.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The recipe as TOML, every key written out (what `run` keeps in its work folder).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a recipe serialises")
+    }
+
+    /// The keys whose values differ between two recipes, as dotted paths.
+    pub fn differences(&self, other: &Recipe) -> Vec<String> {
+        let as_value = |r: &Recipe| toml::Value::try_from(r).expect("a recipe serialises");
+        let mut out = Vec::new();
+        diff("", &as_value(self), &as_value(other), &mut out);
+        out
+    }
+
+    /// Whether a run made with `before` may go on under this recipe: only step counts and
+    /// budgets (a longer schedule resumes) and the serving address may change.
+    pub fn extends(&self, before: &Recipe) -> Result<(), Vec<String>> {
+        let fixed: Vec<String> = self
+            .differences(before)
+            .into_iter()
+            .filter(|k| !(k.ends_with(".steps") || k.ends_with(".budget") || k == "serve.addr"))
+            .collect();
+        if fixed.is_empty() {
+            Ok(())
+        } else {
+            Err(fixed)
+        }
+    }
+
+    /// The stages of a run in `work`, in order.
+    pub fn stages(&self, work: &Path) -> Vec<Stage> {
+        let w = Workspace::new(work);
+        let mut stages = vec![self.prepare(&w), self.build_instructions(&w)];
+        let mut from: Option<PathBuf> = None;
+        for p in &self.pretrain {
+            let out = w.pretrained.join(&p.name);
+            stages.push(self.pretrain_stage(&w, p, from.as_deref(), &out));
+            from = Some(out.join("best"));
+        }
+        stages.push(self.tune_stage(&w, from.as_deref()));
+        for e in &self.eval {
+            stages.push(self.eval_stage(&w, e));
+        }
+        stages
+    }
+
+    /// The stage that serves the tuned model.
+    pub fn serve_stage(&self, work: &Path) -> Stage {
+        let w = Workspace::new(work);
+        plain_stage(
+            "serve",
+            args(&["serve", "--model"])
+                .chain([p(&w.tuned()), "--data".into(), p(&w.prepared)])
+                .chain(["--addr".into(), self.serve.addr.clone()])
+                .collect(),
+        )
+    }
+
+    fn prepare(&self, w: &Workspace) -> Stage {
+        let d = &self.data;
+        let mut argv: Vec<String> = args(&["data", "prepare", "--input"])
+            .chain([p(&d.input), "--out".into(), p(&w.prepared)])
+            .chain(flag("--seed", self.seed))
+            .chain(flag("--k-core", d.k_core))
+            .chain(flag("--history-cap", d.history_cap))
+            .chain(flag("--candidates", list(&d.candidates)))
+            .collect();
+        if d.keep_untitled {
+            argv.push("--keep-untitled".into());
+        }
+        Stage {
+            name: "data".into(),
+            argv,
+            done_when: Some(w.prepared.join("manifest.json")),
+            instead: Some(vec!["data".into(), "stats".into(), p(&w.prepared)]),
+        }
+    }
+
+    fn build_instructions(&self, w: &Workspace) -> Stage {
+        let i = &self.instructions;
+        let argv = args(&["instructions", "build", "--data"])
+            .chain([p(&w.prepared), "--out".into(), p(&w.instructions)])
+            .chain(flag("--seed", self.seed))
+            .chain(flag("--eval-users", i.eval_users))
+            .chain(flag("--per-user", i.per_user))
+            .chain(flag("--templates-per-target", i.templates_per_target))
+            .chain(flag("--history-budget", i.history_budget))
+            .chain(flag("--train-candidates", i.train_candidates))
+            .collect();
+        Stage {
+            name: "instructions".into(),
+            argv,
+            done_when: Some(w.instructions.join("stats.json")),
+            instead: None,
+        }
+    }
+
+    /// The model a training stage starts from: a new one (the recipe's [model], with a
+    /// tokenizer that also learns the instructions' words) or the previous stage's best/.
+    fn model_source(&self, w: &Workspace, from: Option<&Path>) -> Vec<String> {
+        let m = &self.model;
+        let mut argv = match from {
+            Some(dir) => vec!["--init".into(), p(dir)],
+            None => {
+                let mut a: Vec<String> = flag("--preset", &m.preset)
+                    .into_iter()
+                    .chain(flag("--vocab-size", m.vocab_size))
+                    .collect();
+                if m.item_tokens {
+                    a.push("--item-tokens".into());
+                }
+                if m.item_tokens_from_pieces {
+                    a.push("--item-tokens-from-pieces".into());
+                }
+                a.extend(["--tokenizer-corpus".into(), p(&w.train_lines())]);
+                a
+            }
+        };
+        if m.compose_item_tokens {
+            argv.push("--compose-item-tokens".into());
+        }
+        argv
+    }
+
+    fn pretrain_stage(
+        &self,
+        w: &Workspace,
+        stage: &PretrainStage,
+        from: Option<&Path>,
+        out: &Path,
+    ) -> Stage {
+        let wording = match stage.wording {
+            Wording::Compact => "compact",
+            Wording::Templates => "templates",
+        };
+        let argv = args(&["pretrain", "--objective", "next-item", "--data"])
+            .chain([p(&w.prepared)])
+            .chain(self.model_source(w, from))
+            .chain(flag("--wording", wording))
+            .chain(flag("--history-budget", stage.history_budget))
+            .chain(flag("--copies", stage.copies))
+            .chain(flag("--valid-fraction", stage.valid_fraction))
+            .chain(self.schedule(&stage.schedule, out))
+            .collect();
+        plain_stage(&format!("pretrain {}", stage.name), argv)
+    }
+
+    fn tune_stage(&self, w: &Workspace, from: Option<&Path>) -> Stage {
+        let t = &self.tune;
+        let filters = [
+            ("--preference", &t.preference),
+            ("--task", &t.task),
+            ("--strategy", &t.strategy),
+        ];
+        let argv = args(&["train", "--train"])
+            .chain([p(&w.train_lines())])
+            .chain(self.model_source(w, from))
+            .chain(
+                filters
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .flat_map(|(f, v)| flag(f, v.join(","))),
+            )
+            .chain([
+                "--valid".into(),
+                p(&w.instructions.join("validation.jsonl")),
+            ])
+            .chain(["--data".into(), p(&w.prepared)])
+            .chain(flag("--rank-sample", t.rank_sample))
+            .chain(flag("--valid-sample", t.valid_sample))
+            .chain(self.schedule(&t.schedule, &w.model))
+            .collect();
+        plain_stage("tune", argv)
+    }
+
+    fn schedule(&self, s: &Schedule, out: &Path) -> Vec<String> {
+        let mut argv: Vec<String> = flag("--epochs", s.epochs)
+            .into_iter()
+            .chain(flag("--max-steps", s.steps))
+            .chain(flag("--time-budget", &s.budget))
+            .chain(flag("--batch-size", s.batch_size))
+            .chain(flag("--lr", s.lr))
+            .chain(flag("--warmup", s.warmup))
+            .chain(flag("--eval-every", s.eval_every))
+            .chain(flag("--max-source-len", s.max_source_len))
+            .chain(flag("--max-target-len", s.max_target_len))
+            .chain(flag("--seed", self.seed))
+            .collect();
+        if s.relative_steps {
+            argv.push("--relative-steps".into());
+        }
+        argv.extend(["--out".into(), p(out), "--resume".into()]);
+        argv
+    }
+
+    fn eval_stage(&self, w: &Workspace, e: &EvalStage) -> Stage {
+        let mut argv: Vec<String> = flag("--protocol", &e.protocol)
+            .into_iter()
+            .chain(["--data".into(), p(&w.prepared)])
+            .chain(flag("--models", e.models.join(",")))
+            .chain(["--instructrec".into(), p(&w.tuned())])
+            .chain(["--instructions".into(), p(&w.instructions)])
+            .chain(flag("--max-source-len", e.max_source_len))
+            .chain(flag("--max-target-len", e.max_target_len))
+            .chain(["--out".into(), p(&w.report(&e.protocol))])
+            .chain(flag("--seed", self.seed))
+            .chain(["--recipe".into(), p(&w.recipe())])
+            .collect();
+        argv.insert(0, "eval".into());
+        if !e.full_ranking {
+            argv.push("--no-full-ranking".into());
+        }
+        if e.length_normalise {
+            argv.push("--length-normalise".into());
+        }
+        plain_stage(&format!("eval {}", e.protocol), argv)
+    }
+}
+
+/// Where a run keeps each stage's output.
+pub struct Workspace {
+    pub work: PathBuf,
+    pub prepared: PathBuf,
+    pub instructions: PathBuf,
+    pub pretrained: PathBuf,
+    pub model: PathBuf,
+}
+
+impl Workspace {
+    pub fn new(work: &Path) -> Self {
+        Self {
+            work: work.to_path_buf(),
+            prepared: work.join("prepared"),
+            instructions: work.join("instructions"),
+            pretrained: work.join("pretrained"),
+            model: work.join("model"),
+        }
+    }
+
+    /// The recipe a run keeps beside its outputs.
+    pub fn recipe(&self) -> PathBuf {
+        self.work.join("recipe.toml")
+    }
+
+    /// The tuned model that is evaluated and served: the best on validation.
+    pub fn tuned(&self) -> PathBuf {
+        self.model.join("best")
+    }
+
+    /// A report's path without extension.
+    pub fn report(&self, protocol: &str) -> PathBuf {
+        self.work.join(format!("report-{protocol}"))
+    }
+
+    fn train_lines(&self) -> PathBuf {
+        self.instructions.join("train.jsonl")
+    }
+}
+
+fn plain_stage(name: &str, argv: Vec<String>) -> Stage {
+    Stage {
+        name: name.into(),
+        argv,
+        done_when: None,
+        instead: None,
+    }
+}
+
+fn args<'a>(a: &'a [&'a str]) -> impl Iterator<Item = String> + 'a {
+    a.iter().map(|s| s.to_string())
+}
+
+fn flag(name: &str, value: impl ToString) -> [String; 2] {
+    [name.to_string(), value.to_string()]
+}
+
+fn list(values: &[usize]) -> String {
+    values
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Merges `over` into `base`: tables key by key, anything else replaced whole.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+fn diff(path: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    let key = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                match (x.get(k), y.get(k)) {
+                    (Some(va), Some(vb)) => diff(&key(k), va, vb, out),
+                    _ => out.push(key(k)),
+                }
+            }
+        }
+        (toml::Value::Array(x), toml::Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                diff(&format!("{path}[{i}]"), va, vb, out);
+            }
+        }
+        // `lr = 1` reads as the float 1.0.
+        (toml::Value::Integer(i), toml::Value::Float(f))
+        | (toml::Value::Float(f), toml::Value::Integer(i))
+            if *i as f64 == *f => {}
+        _ if a != b => out.push(path.to_string()),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_recipes_parse_and_round_trip() {
+        for (name, _) in BUILTIN {
+            let r = Recipe::builtin(name).unwrap();
+            let again = Recipe::parse(&r.to_toml(), "written").unwrap();
+            assert_eq!(r, again, "{name}");
+            assert!(r.differences(&again).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_partial_recipe_keeps_the_defaults_it_does_not_name() {
+        let r = Recipe::parse("seed = 7\n[tune]\nsteps = 10\n", "mine.toml").unwrap();
+        let d = Recipe::default_recipe();
+        assert_eq!(r.seed, 7);
+        assert_eq!(r.tune.schedule.steps, 10);
+        assert_eq!(r.tune.schedule.lr, d.tune.schedule.lr);
+        assert_eq!(r.pretrain, d.pretrain);
+        assert_eq!(
+            r.differences(&d),
+            vec!["seed".to_string(), "tune.steps".to_string()]
+        );
+        // More steps extend a run; another seed does not.
+        assert_eq!(r.extends(&d), Err(vec!["seed".to_string()]));
+        let longer = Recipe::parse("[tune]\nsteps = 900\n", "longer.toml").unwrap();
+        assert_eq!(longer.extends(&d), Ok(()));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_field() {
+        let e = Recipe::parse("[tune]\nstepz = 3\n", "mine.toml").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("mine.toml") && msg.contains("stepz"), "{msg}");
+        let e = Recipe::parse("[tune]\nbudget = \"soon\"\n", "mine.toml").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("tune.budget") && msg.contains("soon"), "{msg}");
+        let e = Recipe::parse("[[pretrain]]\nname = \"a/b\"\n", "mine.toml").unwrap_err();
+        assert!(e.to_string().contains("missing field"), "{e}");
+        let e = Recipe::parse("[tune]\nsteps = \"many\"\n", "mine.toml").unwrap_err();
+        // serde's path ends at a flattened table; the value names the key.
+        assert!(
+            e.to_string()
+                .contains("tune: invalid type: string \"many\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn stages_chain_each_checkpoint_into_the_next() {
+        let r = Recipe::default_recipe();
+        let stages = r.stages(Path::new("w"));
+        let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "data",
+                "instructions",
+                "pretrain short",
+                "pretrain templates",
+                "tune",
+                "eval sequential"
+            ]
+        );
+        let has = |s: &Stage, a: &str, b: &str| s.argv.windows(2).any(|w| w[0] == a && w[1] == b);
+        assert!(has(&stages[2], "--preset", "compact"));
+        assert!(has(&stages[3], "--init", "w/pretrained/short/best"));
+        assert!(has(&stages[4], "--init", "w/pretrained/templates/best"));
+        assert!(has(&stages[5], "--instructrec", "w/model/best"));
+        assert!(stages[2..5]
+            .iter()
+            .all(|s| s.argv.contains(&"--resume".into())));
+    }
+
+    #[test]
+    fn command_lines_quote_what_a_shell_would_split() {
+        let argv = vec!["eval".to_string(), "a b".to_string(), "it's".to_string()];
+        assert_eq!(command_line(&argv), r"instructrec eval 'a b' 'it'\''s'");
+    }
+}
