@@ -30,4 +30,5 @@ pub use prepared::Prepared;
 pub use stats::{Stats, StatsTable};
 pub use types::{
     CandidateSet, Dataset, Fold, Interaction, Item, ItemId, ItemSplit, Review, User, UserId,
+    UserRef,
 };

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::types::{CandidateSet, Dataset, Fold, Interaction, ItemId, ItemSplit, UserId};
+use crate::types::{
+    CandidateSet, Dataset, Fold, Interaction, ItemId, ItemSplit, UserId, UserRef,
+};
 use crate::{DataError, Manifest};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +31,25 @@ impl Prepared {
     }
 
     /// The user's held-out item for a fold (leave-one-out: last = test, second last = validation).
+    /// The user a command names (see [`UserRef`]), or why there is none.
+    pub fn resolve_user(&self, user: &UserRef) -> Result<UserId, String> {
+        let users = &self.dataset.users;
+        match user {
+            UserRef::Id(i) if (*i as usize) < users.len() => Ok(UserId(*i)),
+            UserRef::Id(i) => Err(format!(
+                "no user #{i} (dense ids run from #0 to #{})",
+                users.len().saturating_sub(1)
+            )),
+            UserRef::Name(name) => users
+                .iter()
+                .find(|u| u.original_id == name.trim())
+                .map(|u| u.id)
+                .ok_or_else(|| {
+                    format!("no user with the source id {name:?} (a dense id is written #12)")
+                }),
+        }
+    }
+
     pub fn held_out(&self, user: UserId, fold: Fold) -> ItemId {
         let seq = &self.dataset.sequences[user.index()];
         match fold {

@@ -20,6 +20,26 @@ impl ItemId {
     }
 }
 
+/// How every command and the API name a user: by the source's own id. The dense id is only
+/// ever given explicitly: `#12` on a command line, a JSON number in the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum UserRef {
+    Id(u32),
+    Name(String),
+}
+
+impl std::str::FromStr for UserRef {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.strip_prefix('#').map(str::parse::<u32>) {
+            Some(Ok(id)) => UserRef::Id(id),
+            _ => UserRef::Name(s.to_string()),
+        })
+    }
+}
+
 impl UserId {
     pub fn index(self) -> usize {
         self.0 as usize
@@ -108,4 +128,20 @@ pub struct ItemSplit {
     pub train: Vec<ItemId>,
     pub validation: Vec<ItemId>,
     pub test: Vec<ItemId>,
+}
+
+#[cfg(test)]
+mod user_ref_tests {
+    use super::UserRef;
+
+    #[test]
+    fn a_dense_id_is_only_ever_explicit() {
+        let parse = |s: &str| s.parse::<UserRef>().unwrap();
+        assert_eq!(parse("#12"), UserRef::Id(12));
+        // A source id that looks like a number stays a source id.
+        assert_eq!(parse("12"), UserRef::Name("12".into()));
+        assert_eq!(parse("#x"), UserRef::Name("#x".into()));
+        let json: UserRef = serde_json::from_str("12").unwrap();
+        assert_eq!(json, UserRef::Id(12));
+    }
 }

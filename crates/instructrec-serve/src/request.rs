@@ -12,13 +12,7 @@ pub enum ItemRef {
     Name(String),
 }
 
-/// A user named by a client: a JSON number is the dense user id; a string the source's id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum UserRef {
-    Id(u32),
-    Name(String),
-}
+pub use instructrec_data::UserRef;
 
 /// Whether the intention is a vague need (I1) or a category-style query (I2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use instructrec_data::{Prepared, UserId};
+use instructrec_data::{Prepared, UserRef};
 use instructrec_instructions::teacher::{OfflineTeacher, OpenAiConfig, OpenAiTeacher, Teacher};
 use instructrec_instructions::{BuildConfig, Builder, TemplateLibrary, WordCounter};
 
@@ -24,9 +24,9 @@ pub enum InstructionsCommand {
     Show {
         #[command(flatten)]
         common: CommonArgs,
-        /// Dense user index, or the source's user id.
+        /// The user's id in the source data, or `#N` for the dense id N.
         #[arg(long)]
-        user: String,
+        user: UserRef,
         /// Only this template id.
         #[arg(long)]
         template: Option<String>,
@@ -187,28 +187,9 @@ fn build(common: &CommonArgs, out: &Path) -> anyhow::Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn find_user(prepared: &Prepared, user: &str) -> anyhow::Result<UserId> {
-    let users = &prepared.dataset.users;
-    if let Ok(i) = user.parse::<u32>() {
-        if (i as usize) < users.len() {
-            return Ok(UserId(i));
-        }
-    }
-    users
-        .iter()
-        .find(|u| u.original_id == user)
-        .map(|u| u.id)
-        .with_context(|| {
-            format!(
-                "no user {user:?} (neither a dense index below {} nor a source id)",
-                users.len()
-            )
-        })
-}
-
-fn show(common: &CommonArgs, user: &str, template: Option<&str>) -> anyhow::Result<()> {
+fn show(common: &CommonArgs, user: &UserRef, template: Option<&str>) -> anyhow::Result<()> {
     let l = common.load()?;
-    let user = find_user(&l.prepared, user)?;
+    let user = l.prepared.resolve_user(user).map_err(anyhow::Error::msg)?;
     let builder = Builder::new(
         &l.prepared,
         &l.library,

@@ -13,9 +13,10 @@ pub struct RecommendArgs {
     /// A prepared dataset directory (from `instructrec data prepare`).
     #[arg(long)]
     data: PathBuf,
-    /// The user's id in the source data; their history becomes the implicit preference.
+    /// The user's id in the source data (or `#N` for the dense id N); their history becomes
+    /// the implicit preference.
     #[arg(long)]
-    user: Option<String>,
+    user: Option<UserRef>,
     /// What the user wants. With it, answers once; without it, starts the interactive loop.
     #[arg(long)]
     instruction: Option<String>,
@@ -35,7 +36,7 @@ pub struct RecommendArgs {
 
 pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
     let rec = Recommender::load(&args.model, &args.data, Options::default())?;
-    let user = args.user.map(UserRef::Name);
+    let user = args.user;
     if args.instruction.is_none() && args.preference.is_none() && !args.json {
         let stdin = std::io::stdin();
         return Ok(interactive::run(
