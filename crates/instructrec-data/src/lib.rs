@@ -24,7 +24,7 @@ pub use error::DataError;
 pub use import::{Format, ImportSource, Imported, ImportedItem};
 pub use manifest::{Counts, Dropped, Manifest, PrepareOptions, Source};
 pub use prepare::{
-    prepare, prepare_imported, Report, Timings, FORMAT_VERSION, MIN_USER_INTERACTIONS,
+    prepare, prepare_imported, PrepareReport, PrepareTimings, FORMAT_VERSION, MIN_USER_INTERACTIONS,
 };
 pub use prepared::Prepared;
 pub use stats::{Stats, StatsTable};

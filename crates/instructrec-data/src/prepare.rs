@@ -27,7 +27,7 @@ pub const MIN_USER_INTERACTIONS: usize = 3;
 
 /// Wall time of each preparation phase.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Timings {
+pub struct PrepareTimings {
     pub import: Duration,
     pub filter: Duration,
     /// Item split and candidate lists.
@@ -38,16 +38,16 @@ pub struct Timings {
 
 /// What `prepare` did, for printing: what was read, dropped and kept.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Report {
+pub struct PrepareReport {
     pub source: Source,
     pub imported: Counts,
     pub dropped: Vec<Dropped>,
     pub counts: Counts,
     pub stats: Stats,
-    pub timings: Timings,
+    pub timings: PrepareTimings,
 }
 
-impl fmt::Display for Report {
+impl fmt::Display for PrepareReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.imported;
         writeln!(
@@ -101,7 +101,7 @@ fn validate(options: &PrepareOptions) -> Result<(), DataError> {
 pub fn prepare(
     input: &ImportSource,
     options: &PrepareOptions,
-) -> Result<(Prepared, Report), DataError> {
+) -> Result<(Prepared, PrepareReport), DataError> {
     validate(options)?;
     let start = Instant::now();
     let imported = input.import()?;
@@ -115,7 +115,7 @@ pub fn prepare_imported(
     imported: Imported,
     options: &PrepareOptions,
     import_time: Duration,
-) -> Result<(Prepared, Report), DataError> {
+) -> Result<(Prepared, PrepareReport), DataError> {
     validate(options)?;
     let start = Instant::now();
     let source = Source {
@@ -182,13 +182,13 @@ pub fn prepare_imported(
     prepared.manifest.checksums = crate::store::checksums(&prepared);
     let render_time = start.elapsed();
 
-    let report = Report {
+    let report = PrepareReport {
         source,
         imported: imported_counts,
         dropped,
         counts,
         stats,
-        timings: Timings {
+        timings: PrepareTimings {
             import: import_time,
             filter: filter_time,
             split: split_time,

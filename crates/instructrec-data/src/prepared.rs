@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::types::{
-    CandidateSet, Dataset, Fold, Interaction, ItemId, ItemSplit, UserId, UserRef,
-};
+use crate::types::{CandidateSet, Dataset, Fold, Interaction, ItemId, ItemSplit, UserId, UserRef};
 use crate::{DataError, Manifest};
 
 #[derive(Debug, Clone, PartialEq)]

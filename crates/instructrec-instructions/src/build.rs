@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use crate::aspects::{Intention, IntentionKind, Preference, PreferenceKind, TargetKind, TaskForm};
 use crate::record::{Instruction, Split};
 use crate::seeded_rng;
-use crate::stats::{Stats, Timings};
+use crate::stats::{BuildTimings, Stats};
 use crate::teacher::{Fill, FillRequest, Teacher, TeacherError, TeacherReport};
 use crate::template::{Fills, Slot, Template, TemplateLibrary};
 use crate::text::{fit_history, TokenCounter};
@@ -560,7 +560,7 @@ impl<'a> Builder<'a> {
             take(Split::Validation),
             take(Split::Test),
         );
-        let timings = Timings {
+        let timings = BuildTimings {
             plan: planned,
             teacher: teacher_s,
             render: render_s,

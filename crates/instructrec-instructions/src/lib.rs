@@ -21,7 +21,7 @@ pub use aspects::{
 };
 pub use build::{BuildConfig, BuildError, Builder, Ineligible, InstructionSet, ShownTemplate};
 pub use record::{read_jsonl, write_jsonl, Instruction, RecordError, Split};
-pub use stats::{FillKindStats, SplitStats, Stats, Timings};
+pub use stats::{BuildTimings, FillKindStats, SplitStats, Stats};
 pub use template::{
     Fills, Segment, Slot, Template, TemplateError, TemplateLibrary, BUILTIN_TEMPLATES,
 };

@@ -10,7 +10,7 @@ use crate::teacher::{Fill, FillRequest, TeacherReport};
 use crate::template::{Template, TemplateLibrary};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Timings {
+pub struct BuildTimings {
     pub plan: f64,
     pub teacher: f64,
     pub render: f64,
@@ -45,7 +45,7 @@ pub struct Stats {
     pub preferences: FillKindStats,
     pub intentions: FillKindStats,
     pub teacher: TeacherReport,
-    pub seconds: Timings,
+    pub seconds: BuildTimings,
 }
 
 fn words(s: &str) -> usize {
@@ -113,7 +113,7 @@ impl Stats {
         splits: [&[Instruction]; 3],
         fills: &[(FillRequest, Fill)],
         teacher: TeacherReport,
-        seconds: Timings,
+        seconds: BuildTimings,
     ) -> Self {
         let templates = library.templates();
         Stats {

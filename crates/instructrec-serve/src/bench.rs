@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::http::{bind, router, AppState};
 use crate::recommender::Recommender;
-use crate::request::{Request, UserRef};
+use crate::request::{RecommendRequest, UserRef};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BenchConfig {
@@ -77,35 +77,35 @@ const NEEDS: [&str; 6] = [
     "a classic I can play on a long train ride",
 ];
 
-/// Request `i` of the mix: the user's history alone, history with a vague need, a vague need
+/// RecommendRequest `i` of the mix: the user's history alone, history with a vague need, a vague need
 /// alone, and a category query alone (from an item's category path).
-fn request(rec: &Recommender, i: usize, k: usize) -> Request {
+fn request(rec: &Recommender, i: usize, k: usize) -> RecommendRequest {
     let d = &rec.prepared().dataset;
     // Strides coprime with typical sizes spread the requests over users and items.
     let user = &d.users[(i * 7919) % d.users.len()];
     let item = &d.items[(i * 104_729) % d.items.len()];
     let need = NEEDS[i % NEEDS.len()].to_string();
     let user = Some(UserRef::Name(user.original_id.clone()));
-    let base = Request {
+    let base = RecommendRequest {
         k: Some(k),
-        ..Request::default()
+        ..RecommendRequest::default()
     };
     match i % 4 {
-        0 => Request { user, ..base },
-        1 => Request {
+        0 => RecommendRequest { user, ..base },
+        1 => RecommendRequest {
             user,
             intention: Some(need),
             ..base
         },
-        2 => Request {
+        2 => RecommendRequest {
             intention: Some(need),
             ..base
         },
-        _ if !item.categories.is_empty() => Request {
+        _ if !item.categories.is_empty() => RecommendRequest {
             intention: Some(item.categories.join(", ")),
             ..base
         },
-        _ => Request { user, ..base },
+        _ => RecommendRequest { user, ..base },
     }
 }
 
@@ -145,7 +145,7 @@ async fn start(
 }
 
 /// One request, read to the end; an error is the status and body, or the transport error.
-async fn send(client: &reqwest::Client, url: &str, body: &Request) -> Result<(), String> {
+async fn send(client: &reqwest::Client, url: &str, body: &RecommendRequest) -> Result<(), String> {
     match client.post(url).json(body).send().await {
         Ok(r) if r.status().is_success() => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
         Ok(r) => {

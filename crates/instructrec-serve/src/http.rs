@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tower_http::trace::TraceLayer;
 
 use crate::recommender::Recommender;
-use crate::request::{Request, RequestError};
+use crate::request::{RecommendRequest, RequestError};
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
 const APP_JS: &str = include_str!("../static/app.js");
@@ -200,7 +200,7 @@ async fn healthz(State(s): State<AppState>) -> Json<Health> {
 
 async fn recommend(
     State(s): State<AppState>,
-    body: Result<Json<Request>, JsonRejection>,
+    body: Result<Json<RecommendRequest>, JsonRejection>,
 ) -> Result<Json<crate::request::Response>, ApiError> {
     let Json(req) = body?;
     let _permit = s.model_slots.clone().acquire_owned().await.map_err(|_| {

@@ -8,7 +8,7 @@
 use std::io::{BufRead, Write};
 
 use crate::recommender::Recommender;
-use crate::request::{Request, Response, UserRef};
+use crate::request::{RecommendRequest, Response, UserRef};
 
 const HELP: &str = "Type what you want. Commands: :user ID, :none, :new, :help, :quit. \
 After an answer, a line refines it (start it with + to be explicit); :new starts over.";
@@ -104,13 +104,13 @@ pub fn run(
                     writeln!(out, "error: nothing to refine yet; ask first")?;
                     continue;
                 }
-                let req = Request {
+                let req = RecommendRequest {
                     user: if refine { None } else { user.clone() },
                     intention: Some(text.to_string()),
                     k: Some(k),
                     session: if refine { session.clone() } else { None },
                     refine,
-                    ..Request::default()
+                    ..RecommendRequest::default()
                 };
                 match rec.recommend(&req) {
                     Ok(r) => {

@@ -20,8 +20,8 @@ use std::sync::Arc;
 pub use matcher::{Bm25Matcher, MatchQuery, Matcher};
 pub use recommender::{Options, Recommender};
 pub use request::{
-    CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, Request, RequestError, Response,
-    Timings, UserRef, DEFAULT_K,
+    CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, RecommendRequest, RequestError,
+    Response, ResponseTimings, UserRef, DEFAULT_K,
 };
 pub use session::{SessionState, Sessions};
 

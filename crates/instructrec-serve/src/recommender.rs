@@ -18,8 +18,8 @@ use serde::Serialize;
 use crate::fill::{self, Fills};
 use crate::matcher::{Bm25Matcher, MatchQuery, Matcher};
 use crate::request::{
-    CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, Request, RequestError, Response,
-    Timings, UserRef, DEFAULT_K,
+    CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, RecommendRequest, RequestError,
+    Response, ResponseTimings, UserRef, DEFAULT_K,
 };
 use crate::session::{SessionState, Sessions};
 
@@ -333,7 +333,11 @@ impl Recommender {
     }
 
     /// Resolves and checks every field, then merges a follow-up with its session.
-    fn need(&self, req: &Request, previous: Option<&SessionState>) -> Result<Need, RequestError> {
+    fn need(
+        &self,
+        req: &RecommendRequest,
+        previous: Option<&SessionState>,
+    ) -> Result<Need, RequestError> {
         let limits = self.options.limits;
         let k = req.k.unwrap_or(DEFAULT_K);
         if k == 0 || k > limits.max_k {
@@ -421,7 +425,7 @@ impl Recommender {
     }
 
     /// Answers one request. Never panics on request data; every refusal names its field.
-    pub fn recommend(&self, req: &Request) -> Result<Response, RequestError> {
+    pub fn recommend(&self, req: &RecommendRequest) -> Result<Response, RequestError> {
         let started = Instant::now();
         let session = self.session_id(&req.session)?;
         let previous = if req.refine {
@@ -464,7 +468,7 @@ impl Recommender {
 
         let match_started = Instant::now();
         let (candidates, source, matched) = match &need.listed {
-            Some(list) => (list.clone(), CandidateSource::Request, 0),
+            Some(list) => (list.clone(), CandidateSource::RecommendRequest, 0),
             None => {
                 let owned: HashSet<ItemId> = need.history.iter().copied().collect();
                 // The context describes the situation, not products, so it stays out.
@@ -563,8 +567,8 @@ impl Recommender {
             candidate_source: source,
             matched,
             scored: candidates.len(),
-            matcher: (source != CandidateSource::Request).then(|| self.matcher.name()),
-            timings: Timings {
+            matcher: (source != CandidateSource::RecommendRequest).then(|| self.matcher.name()),
+            timings: ResponseTimings {
                 match_ms,
                 score_ms,
                 total_ms: ms(started.elapsed()),

@@ -26,7 +26,7 @@ pub enum IntentionStyle {
 /// the user (user, history, preference) or the need (intention).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Request {
+pub struct RecommendRequest {
     /// Whose history to use (ignored when `history` is given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<UserRef>,
@@ -104,7 +104,7 @@ pub struct RankedItem {
 #[serde(rename_all = "snake_case")]
 pub enum CandidateSource {
     /// The request (or, for a follow-up, the session's original request) listed them.
-    Request,
+    RecommendRequest,
     /// The matching stage retrieved them from the whole catalogue.
     Matched,
     /// A follow-up: the previous answer plus fresh matches for the refined need.
@@ -112,7 +112,7 @@ pub enum CandidateSource {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Timings {
+pub struct ResponseTimings {
     pub match_ms: f64,
     pub score_ms: f64,
     pub total_ms: f64,
@@ -137,7 +137,7 @@ pub struct Response {
     /// The matching stage's name ("bm25"), when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matcher: Option<String>,
-    pub timings: Timings,
+    pub timings: ResponseTimings,
 }
 
 /// Why a request cannot be answered. Each message names the field at fault.

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::OnceLock;
 
-use instructrec_serve::{interactive, ItemRef, Recommender, Request, UserRef};
+use instructrec_serve::{interactive, ItemRef, RecommendRequest, Recommender, UserRef};
 use proptest::prelude::*;
 
 fn shared() -> &'static Recommender {
@@ -83,8 +83,8 @@ prop_compose! {
         k in prop::option::of(prop_oneof![0usize..60, any::<usize>()]),
         session in prop::option::of(prop_oneof![Just("s1".to_string()), ".{0,70}"]),
         refine in any::<bool>(),
-    ) -> Request {
-        Request { user, history, preference, intention, intention_style: None, context, candidates, k, session, refine }
+    ) -> RecommendRequest {
+        RecommendRequest { user, history, preference, intention, intention_style: None, context, candidates, k, session, refine }
     }
 }
 
@@ -103,7 +103,7 @@ proptest! {
     /// Arbitrary bytes either fail to parse or parse into a request that is handled.
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
-        if let Ok(req) = serde_json::from_slice::<Request>(&bytes) {
+        if let Ok(req) = serde_json::from_slice::<RecommendRequest>(&bytes) {
             let _ = shared().recommend(&req);
         }
     }

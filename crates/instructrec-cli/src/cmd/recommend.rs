@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use instructrec_serve::{interactive, Options, Recommender, Request, UserRef};
+use instructrec_serve::{interactive, Options, RecommendRequest, Recommender, UserRef};
 
 #[derive(Args)]
 pub struct RecommendArgs {
@@ -47,13 +47,13 @@ pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
             args.k,
         )?);
     }
-    let request = Request {
+    let request = RecommendRequest {
         user,
         intention: args.instruction,
         preference: args.preference,
         context: args.context,
         k: Some(args.k),
-        ..Request::default()
+        ..RecommendRequest::default()
     };
     let answer = rec.recommend(&request)?;
     if args.json {
