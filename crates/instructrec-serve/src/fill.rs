@@ -5,21 +5,8 @@
 //! evaluated on (the tests check this against the builder's instructions).
 
 use instructrec_instructions::{
-    IntentionKind, PreferenceKind, Segment, Slot, Template, TemplateLibrary,
+    Fills, IntentionKind, PreferenceKind, Segment, Slot, Template, TemplateLibrary,
 };
-
-/// What fills a template's slots.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Fills<'a> {
-    /// Shown history titles, oldest first (already fitted to the token budget).
-    pub history: &'a [&'a str],
-    pub explicit_preference: Option<&'a str>,
-    pub vague_intention: Option<&'a str>,
-    pub specific_intention: Option<&'a str>,
-    pub candidates: &'a [&'a str],
-    /// A full context sentence ("Context: ..."), appended when the template has no slot for it.
-    pub context: Option<&'a str>,
-}
 
 /// A slot that only non-ranking templates use; serving never picks those.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,7 +30,8 @@ pub fn choose(
 }
 
 /// Fills `template` the way the instruction builder does: slots replaced, the context appended
-/// when the template has no `{context}` slot, whitespace normalised.
+/// when the template has no `{context}` slot, whitespace normalised. Serving fills no item
+/// slots: those belong to the pointwise and pairwise templates it never picks.
 pub fn render(template: &Template, fills: &Fills<'_>) -> Result<String, UnfillableSlot> {
     let item_slot = template.segments.iter().find_map(|s| match s {
         Segment::Slot(slot @ (Slot::Item | Slot::ItemA | Slot::ItemB)) => Some(*slot),
@@ -55,15 +43,7 @@ pub fn render(template: &Template, fills: &Fills<'_>) -> Result<String, Unfillab
             slot,
         });
     }
-    Ok(template.fill(&instructrec_instructions::Fills {
-        history: fills.history,
-        explicit_preference: fills.explicit_preference,
-        vague_intention: fills.vague_intention,
-        specific_intention: fills.specific_intention,
-        candidates: fills.candidates,
-        context: fills.context,
-        ..Default::default()
-    }))
+    Ok(template.fill(fills))
 }
 
 #[cfg(test)]
@@ -145,6 +125,7 @@ mod tests {
                 specific_intention: specific,
                 candidates: &candidates,
                 context: ins.context.as_deref(),
+                ..Fills::default()
             };
             assert_eq!(
                 render(template, &fills).unwrap(),

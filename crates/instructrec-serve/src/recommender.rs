@@ -15,13 +15,14 @@ use instructrec_instructions::{TaskForm, TemplateLibrary};
 use instructrec_model::{Seq2Seq, TokenLimits};
 use serde::Serialize;
 
-use crate::fill::{self, Fills};
+use crate::fill;
 use crate::matcher::{Bm25Matcher, MatchQuery, Matcher};
 use crate::request::{
     CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, RecommendRequest, RequestError,
     Response, ResponseTimings, UserRef, DEFAULT_K,
 };
 use crate::session::{SessionState, Sessions};
+use instructrec_instructions::Fills;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Options {
@@ -632,6 +633,7 @@ impl Recommender {
                 specific_intention: specific,
                 candidates: &group_titles,
                 context: context.as_deref(),
+                ..Fills::default()
             };
             let instruction =
                 fill::render(template, &fills).map_err(|e| RequestError::Model(e.to_string()))?;
