@@ -1,7 +1,9 @@
 pub mod data;
 pub mod eval;
 pub mod instructions;
+pub mod pretrain;
 pub mod recommend;
 pub mod run;
 pub mod serve;
+pub mod setup;
 pub mod train;

@@ -111,7 +111,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             "pretrain",
             "--objective",
             "next-item",
-            "--items",
+            "--data",
             s(&prepared),
         ];
         argv.extend(from);
@@ -233,7 +233,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "30",
         "--valid",
         s(&valid_lines),
-        "--items",
+        "--data",
         s(&prepared),
         "--rank-sample",
         "200",
