@@ -55,7 +55,7 @@ export RAYON_NUM_THREADS=$THREADS
 if [ -d "$DATA" ] && [ -f "$TRAIN" ]; then
     out=$(mktemp -d target/bench-train-XXXXXX)
     log="$out.log"
-    /usr/bin/time -v "$BIN" train --train "$TRAIN" --preference P1 --items "$DATA" \
+    /usr/bin/time -v "$BIN" train --train "$TRAIN" --preference P1 --data "$DATA" \
         --out "$out/model" --preset small --max-steps 5 >"$log" 2>&1 \
         || { echo "- training failed, see $log"; exit 1; }
     kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")

@@ -37,8 +37,9 @@ enum Command {
     ServeBench(cmd::serve::BenchArgs),
     /// Instruction-tune a seq2seq model (new from a preset, or from --init); resumable.
     Train(cmd::train::TrainArgs),
-    /// Span-corruption pre-training on item text before instruction tuning; resumable.
-    Pretrain(cmd::train::PretrainArgs),
+    /// Pre-training before instruction tuning (span corruption, sequence continuation,
+    /// next-item choice); resumable.
+    Pretrain(cmd::pretrain::PretrainArgs),
 }
 
 fn dispatch(command: Command) -> anyhow::Result<()> {
@@ -50,8 +51,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Recommend(a) => cmd::recommend::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::ServeBench(a) => cmd::serve::bench(a),
-        Command::Train(a) => cmd::train::run_train(a),
-        Command::Pretrain(a) => cmd::train::run_pretrain(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Pretrain(a) => cmd::pretrain::run(a),
     }
 }
 

@@ -2,7 +2,7 @@
 //! model whose tokenizer gives each catalogue title a token, the same in the templates' words
 //! from that checkpoint, then instruction tuning. Titles must come out of the saved tokenizer
 //! as one token each, and every later checkpoint must keep that tokenizer and the item
-//! tokens' composition from their titles' pieces.
+//! tokens' composition from their titles' pieces; the tuning validates by HR@1.
 
 mod common;
 
@@ -26,7 +26,7 @@ fn next_item_pretraining_with_item_tokens_then_tuning() {
         "--relative-steps",
         "--lr",
         "2e-2",
-        "--items",
+        "--data",
         data.to_str().unwrap(),
         "--item-tokens",
         "--item-tokens-from-pieces",
@@ -72,7 +72,7 @@ fn next_item_pretraining_with_item_tokens_then_tuning() {
         "templates",
         "--candidates",
         "3",
-        "--items",
+        "--data",
         data.to_str().unwrap(),
         "--init",
         pre.join("last").to_str().unwrap(),
@@ -100,7 +100,27 @@ fn next_item_pretraining_with_item_tokens_then_tuning() {
     args.drain(preset..preset + 4);
     let init = worded.join("last");
     args.extend(["--init", init.to_str().unwrap(), "--compose-item-tokens"]);
+    // Validation HR@1 by the report's mean log-likelihood, within a budget in human words.
+    let valid = instructions.join("validation.jsonl");
+    args.extend([
+        "--valid",
+        valid.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--length-normalise",
+        "--time-budget",
+        "1h 30m",
+    ]);
     run_ok(&mut instructrec(&args));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tuned.join("last/trainer_state.json")).unwrap())
+            .unwrap();
+    let history = state["history"].as_array().unwrap();
+    assert!(
+        history.iter().all(|r| r["metric"].as_f64().is_some()),
+        "every validation scored HR@1: {history:?}"
+    );
+    assert_eq!(state["config"]["time_budget"]["secs"], 5400);
     assert_eq!(
         std::fs::read(tuned.join("last/tokenizer.json")).unwrap(),
         saved

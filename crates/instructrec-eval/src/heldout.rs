@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::{bail, Context};
-use instructrec_train::data::LineFilter;
-use instructrec_train::trainer::read_state;
+use instructrec_instructions::{IntentionKind, LineFilter, TrainingRecord};
 use serde::Serialize;
 
 /// The intention whose lines no stage may have been tuned on: vague intentions, the query of
 /// personalised search <P1,I1,T3>.
-pub const HELD_OUT_INTENTION: &str = "I1";
+pub const HELD_OUT_INTENTION: IntentionKind = IntentionKind::Vague;
 
 /// One stage as given on the command line, `NAME=DIR`: a label and a checkpoint directory
 /// (config.json, model.safetensors, tokenizer.json, trainer_state.json).
@@ -56,17 +55,17 @@ pub struct StageInfo {
     pub train_wall_s: f64,
 }
 
-/// Reads a stage's trainer state and checks that its recorded line filter rules out the
+/// Reads a stage's training record and checks that its recorded line filter rules out the
 /// held-out intention; `model` names the report row its results will go to.
 pub fn check_stage(stage: &Stage, model: String) -> anyhow::Result<StageInfo> {
-    let state = read_state(&stage.dir).with_context(|| {
+    let record = TrainingRecord::read(&stage.dir).with_context(|| {
         format!(
             "stage {}: reading the training record of {}",
             stage.name,
             stage.dir.display()
         )
     })?;
-    let Some(filter) = state.config.lines else {
+    let Some(filter) = record.lines else {
         bail!(
             "stage {}: {}/trainer_state.json does not record which instruction lines were \
              trained on (made before `instructrec train` recorded its line filter, or not tuned \
@@ -92,10 +91,10 @@ pub fn check_stage(stage: &Stage, model: String) -> anyhow::Result<StageInfo> {
         dir: stage.dir.display().to_string(),
         trained_on: filter.describe(),
         filter,
-        seed: state.seed,
-        steps: state.step,
-        train_examples: state.train_examples,
-        train_wall_s: state.elapsed_secs,
+        seed: record.seed,
+        steps: record.steps,
+        train_examples: record.train_examples,
+        train_wall_s: record.elapsed_secs,
     })
 }
 

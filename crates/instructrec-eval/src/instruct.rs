@@ -141,13 +141,31 @@ impl Scorer for InstructRecScorer {
             .iter()
             .map(|c| self.titles[c.index()].as_str())
             .collect();
-        let scores = self.model.score(instruction, &titles, self.limits)?;
-        Ok(scores
-            .iter()
-            .map(|s| match self.normalisation {
-                Normalisation::Sum => s.sum,
-                Normalisation::Mean => s.mean,
-            })
-            .collect())
+        title_scores(
+            &self.model,
+            instruction,
+            &titles,
+            self.limits,
+            self.normalisation,
+        )
     }
+}
+
+/// The instruction model's score of each candidate title as the answer to `instruction`, by
+/// `normalisation`: the one rule of the report and of validation during tuning.
+pub fn title_scores(
+    model: &Seq2Seq,
+    instruction: &str,
+    titles: &[&str],
+    limits: TokenLimits,
+    normalisation: Normalisation,
+) -> anyhow::Result<Vec<f32>> {
+    let scores = model.score(instruction, titles, limits)?;
+    Ok(scores
+        .iter()
+        .map(|s| match normalisation {
+            Normalisation::Sum => s.sum,
+            Normalisation::Mean => s.mean,
+        })
+        .collect())
 }

@@ -13,13 +13,14 @@ pub mod queries;
 pub mod report;
 pub mod scorer;
 pub mod synthetic;
+pub mod validation;
 
 pub use harness::{
     build_cases, build_query_cases, evaluate, evaluate_cases, with_candidates, EvalCase,
     Evaluation, Setting,
 };
 pub use heldout::{check_stage, Stage, StageInfo};
-pub use instruct::{InstructRecScorer, InstructionIndex, Normalisation};
+pub use instruct::{title_scores, InstructRecScorer, InstructionIndex, Normalisation};
 pub use metrics::{MetricAccumulator, Metrics};
 pub use protocol::Protocol;
 pub use queries::{read_queries, QueryKind, QueryLine};

@@ -158,6 +158,50 @@ display_by_label!(
     TargetKind
 );
 
+impl PreferenceKind {
+    pub const ALL: [Self; 3] = [Self::None, Self::Implicit, Self::Explicit];
+}
+
+impl IntentionKind {
+    pub const ALL: [Self; 3] = [Self::None, Self::Vague, Self::Specific];
+}
+
+impl TaskForm {
+    pub const ALL: [Self; 4] = [
+        Self::Pointwise,
+        Self::Pairwise,
+        Self::Matching,
+        Self::Rerank,
+    ];
+}
+
+impl Strategy {
+    pub const ALL: [Self; 4] = [Self::Plain, Self::Reversed, Self::Tied, Self::Chain];
+}
+
+/// Parsing by label only (P1, I0, T3, plain), the form the command line and the line files use;
+/// an unknown value is answered with the allowed ones.
+macro_rules! parse_by_label {
+    ($($t:ty: $what:literal),*) => {$(
+        impl std::str::FromStr for $t {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                <$t>::ALL.into_iter().find(|k| k.label() == s).ok_or_else(|| {
+                    let allowed: Vec<&str> = <$t>::ALL.iter().map(|k| k.label()).collect();
+                    format!("unknown {} {s:?}; expected one of {}", $what, allowed.join(", "))
+                })
+            }
+        }
+    )*};
+}
+parse_by_label!(
+    PreferenceKind: "preference",
+    IntentionKind: "intention",
+    TaskForm: "task form",
+    Strategy: "strategy"
+);
+
 /// A filled preference: what an instruction shows of the user's taste.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Preference {

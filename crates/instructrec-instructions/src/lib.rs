@@ -4,6 +4,7 @@
 
 mod aspects;
 mod build;
+mod filter;
 mod record;
 mod stats;
 pub mod teacher;
@@ -20,7 +21,10 @@ pub use aspects::{
     Intention, IntentionKind, Preference, PreferenceKind, Strategy, TargetKind, TaskForm,
 };
 pub use build::{BuildConfig, BuildError, Builder, Ineligible, InstructionSet, ShownTemplate};
-pub use record::{read_jsonl, write_jsonl, Instruction, RecordError, Split};
+pub use filter::{Labels, LineFilter, TrainingRecord, TRAINING_RECORD_FILE};
+pub use record::{
+    read_jsonl, read_lines, write_jsonl, Instruction, InstructionLine, RecordError, Split,
+};
 pub use stats::{BuildTimings, FillKindStats, SplitStats, Stats};
 pub use template::{
     Fills, Segment, Slot, Template, TemplateError, TemplateLibrary, BUILTIN_TEMPLATES,

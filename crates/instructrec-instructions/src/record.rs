@@ -1,15 +1,20 @@
 //! Instructions and their JSON-lines form, which the trainer (`instruction`, `target`) and the
-//! evaluator (T3 validation/test lines with their displayed `candidates`) read.
+//! evaluator (T3 validation/test lines with their displayed `candidates`) read. Every reader of
+//! the format goes through [`each_line`]: [`read_jsonl`] for whole instructions as `instructions
+//! build` writes them, [`read_lines`] for the fields training and validation need, from any
+//! producer.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use instructrec_data::{ItemId, UserId};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::aspects::{
     Intention, IntentionKind, Preference, PreferenceKind, Strategy, TargetKind, TaskForm,
 };
+use crate::filter::{Labels, LineFilter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -183,6 +188,9 @@ pub enum RecordError {
         line: usize,
         message: String,
     },
+    /// A whole file that does not say what it should.
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
 }
 
 /// Writes one instruction per line to a temporary file beside `path`, renamed into place only
@@ -217,13 +225,88 @@ pub(crate) fn staged_jsonl(
     w.into_inner().map_err(|e| io(e.into_error()))
 }
 
+/// Reads every instruction of a file `instructions build` wrote; a line that is not such an
+/// instruction is an error naming the file and the line.
 pub fn read_jsonl(path: &Path) -> Result<Vec<Instruction>, RecordError> {
+    let mut out = Vec::new();
+    each_line(path, |_, line: Line| {
+        out.push(Instruction::try_from(line)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// An instruction line as training and validation read it. Only `instruction` and `target` are
+/// required, so that lines written by other tools train too; the labels and items are typed
+/// where present, and other fields are ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstructionLine {
+    /// Where it is in its file, from 1.
+    pub line: usize,
+    pub instruction: String,
+    pub target: String,
+    pub labels: Labels,
+    /// Items shown for choice, in displayed order (empty when the line lists none).
+    pub candidates: Vec<ItemId>,
+    pub target_item: Option<ItemId>,
+}
+
+#[derive(Deserialize)]
+struct LooseLine {
+    instruction: Option<String>,
+    target: Option<String>,
+    preference: Option<PreferenceKind>,
+    intention: Option<IntentionKind>,
+    task: Option<TaskForm>,
+    strategy: Option<Strategy>,
+    #[serde(default)]
+    candidates: Vec<ItemId>,
+    target_item: Option<ItemId>,
+}
+
+/// Reads the lines of `path` that `filter` keeps. A kept line without a non-empty `instruction`
+/// and `target` is an error naming the file and the line; lines the filter drops are not checked.
+pub fn read_lines(path: &Path, filter: &LineFilter) -> Result<Vec<InstructionLine>, RecordError> {
+    let mut out = Vec::new();
+    each_line(path, |n, line: LooseLine| {
+        let labels = Labels {
+            preference: line.preference,
+            intention: line.intention,
+            task: line.task,
+            strategy: line.strategy,
+        };
+        if !filter.keeps(&labels) {
+            return Ok(());
+        }
+        let field = |v: Option<String>, name: &str| {
+            v.filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| format!("field `{name}` is missing or empty"))
+        };
+        out.push(InstructionLine {
+            line: n,
+            instruction: field(line.instruction, "instruction")?,
+            target: field(line.target, "target")?,
+            labels,
+            candidates: line.candidates,
+            target_item: line.target_item,
+        });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Hands each non-blank line of `path`, parsed as a `T`, to `take` with its number (from 1); a
+/// line that is not UTF-8, not a `T`, or refused by `take` stops the reading with an error naming
+/// the file and the line.
+fn each_line<T: DeserializeOwned>(
+    path: &Path,
+    mut take: impl FnMut(usize, T) -> Result<(), String>,
+) -> Result<(), RecordError> {
     let io = |source| RecordError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
-    let mut out = Vec::new();
     // Split on bytes, not `lines()`, so that a line that is not UTF-8 is reported by number.
     for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
         let err = |message: String| RecordError::Line {
@@ -236,8 +319,8 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Instruction>, RecordError> {
         if line.trim().is_empty() {
             continue;
         }
-        let parsed: Line = serde_json::from_str(&line).map_err(|e| err(e.to_string()))?;
-        out.push(Instruction::try_from(parsed).map_err(err)?);
+        let parsed: T = serde_json::from_str(&line).map_err(|e| err(e.to_string()))?;
+        take(n + 1, parsed).map_err(err)?;
     }
-    Ok(out)
+    Ok(())
 }

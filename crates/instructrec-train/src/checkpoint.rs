@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{io_err, Result, TrainError};
 
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-pub const STATE_FILE: &str = "trainer_state.json";
+// instructrec-instructions owns the name: the held-out evaluation reads the recorded line
+// filter from this file without depending on the trainer.
+pub const STATE_FILE: &str = instructrec_instructions::TRAINING_RECORD_FILE;
 
 fn sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
     let name = path

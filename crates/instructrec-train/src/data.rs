@@ -2,17 +2,16 @@
 //! depends only on (seed, epoch), so that a resumed run sees exactly the batches an
 //! uninterrupted one would.
 
-use std::io::BufRead;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use instructrec_instructions::{read_lines, LineFilter};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use crate::error::{io_err, Result, TrainError};
+use crate::error::{Result, TrainError};
 use crate::tokenizer::{EOS_ID, PAD_ID};
 
 /// One supervised pair: the model learns to produce `target` given `source`.
@@ -22,122 +21,13 @@ pub struct Example {
     pub target: String,
 }
 
-#[derive(Deserialize)]
-struct InstructionLine {
-    instruction: Option<String>,
-    target: Option<String>,
-    preference: Option<String>,
-    intention: Option<String>,
-    task: Option<String>,
-    strategy: Option<String>,
-}
-
-/// Which lines of an instruction file to train on: those whose `preference` (P0, P1, P2),
-/// `intention` (I0, I1, I2), `task` (T0..T3) and `strategy` (plain, reversed, tied, chain)
-/// fields are among the given ones (an empty list keeps every value), and whose intention is not
-/// in `without_intentions`. A small CPU budget is better spent on the scenarios that will be
-/// evaluated; leaving an intention out keeps a scenario unseen for the held-out protocol. The
-/// trainer records the filter in each checkpoint, so an evaluation can check what was seen.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineFilter {
-    #[serde(default)]
-    pub preferences: Vec<String>,
-    #[serde(default)]
-    pub intentions: Vec<String>,
-    #[serde(default)]
-    pub without_intentions: Vec<String>,
-    #[serde(default)]
-    pub tasks: Vec<String>,
-    #[serde(default)]
-    pub strategies: Vec<String>,
-}
-
-impl LineFilter {
-    fn keeps(&self, row: &InstructionLine) -> bool {
-        let ok = |wanted: &[String], got: &Option<String>| {
-            wanted.is_empty() || got.as_ref().is_some_and(|g| wanted.contains(g))
-        };
-        ok(&self.preferences, &row.preference)
-            && ok(&self.intentions, &row.intention)
-            && !row
-                .intention
-                .as_ref()
-                .is_some_and(|i| self.without_intentions.contains(i))
-            && ok(&self.tasks, &row.task)
-            && ok(&self.strategies, &row.strategy)
-    }
-
-    /// Whether lines with this intention (I0, I1, I2) can pass the filter. (A line without an
-    /// `intention` field passes unless `intentions` is given.)
-    pub fn admits_intention(&self, intention: &str) -> bool {
-        let wanted = |list: &[String]| list.iter().any(|i| i == intention);
-        (self.intentions.is_empty() || wanted(&self.intentions))
-            && !wanted(&self.without_intentions)
-    }
-
-    pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if !self.preferences.is_empty() {
-            parts.push(format!("preference {}", self.preferences.join(" or ")));
-        }
-        if !self.intentions.is_empty() {
-            parts.push(format!("intention {}", self.intentions.join(" or ")));
-        }
-        if !self.without_intentions.is_empty() {
-            parts.push(format!(
-                "intention not {}",
-                self.without_intentions.join(" nor ")
-            ));
-        }
-        if !self.tasks.is_empty() {
-            parts.push(format!("task {}", self.tasks.join(" or ")));
-        }
-        if !self.strategies.is_empty() {
-            parts.push(format!("strategy {}", self.strategies.join(" or ")));
-        }
-        if parts.is_empty() {
-            "every line".to_string()
-        } else {
-            parts.join(" and ")
-        }
-    }
-}
-
-/// Reads instruction JSONL (one object per line with at least `instruction` and `target`),
-/// keeping the lines `filter` keeps.
-pub fn read_jsonl(path: &Path, filter: &LineFilter) -> Result<Vec<Example>> {
-    let file = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut out = Vec::new();
-    // Split on bytes, not `lines()`, so that a line that is not UTF-8 is reported by number.
-    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
-        let bad = |message: String| TrainError::Input {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message,
-        };
-        let line = String::from_utf8(line.map_err(io_err(path))?)
-            .map_err(|e| bad(format!("not valid UTF-8: {}", e.utf8_error())))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let row: InstructionLine =
-            serde_json::from_str(&line).map_err(|e| bad(format!("not a JSON object: {e}")))?;
-        if !filter.keeps(&row) {
-            continue;
-        }
-        let field = |v: Option<String>, name: &str| {
-            v.filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| bad(format!("field `{name}` is missing or empty")))
-        };
-        out.push(Example {
-            source: field(row.instruction, "instruction")?,
-            target: field(row.target, "target")?,
-        });
-    }
-    if out.is_empty() {
+/// Reads the instruction lines of `path` that `filter` keeps as examples (`instruction` →
+/// `target`); a filter that keeps nothing is an error, naming what it asked for.
+pub fn read_examples(path: &Path, filter: &LineFilter) -> Result<Vec<Example>> {
+    let lines = read_lines(path, filter)?;
+    if lines.is_empty() {
         return Err(TrainError::Input {
             path: path.to_path_buf(),
-            line: 0,
             message: if *filter == LineFilter::default() {
                 "no examples".into()
             } else {
@@ -145,7 +35,13 @@ pub fn read_jsonl(path: &Path, filter: &LineFilter) -> Result<Vec<Example>> {
             },
         });
     }
-    Ok(out)
+    Ok(lines
+        .into_iter()
+        .map(|l| Example {
+            source: l.instruction,
+            target: l.target,
+        })
+        .collect())
 }
 
 /// A tokenized example; both sides end with `</s>`.
@@ -251,6 +147,16 @@ pub fn seeded_shuffle<T>(items: &mut [T], seed: u64) {
     )));
 }
 
+/// At most `n` of `items`, drawn by [`seeded_shuffle`]; all of them, in their order, when there
+/// are no more than `n`.
+pub fn seeded_sample<T>(mut items: Vec<T>, n: usize, seed: u64) -> Vec<T> {
+    if items.len() > n {
+        seeded_shuffle(&mut items, seed);
+        items.truncate(n);
+    }
+    items
+}
+
 /// The batches of one epoch, as indices into the examples. Examples are shuffled with a seed
 /// derived from (seed, epoch); within windows of `bucket_batches` batches they are sorted by
 /// length so that a batch pads little, and the batches are shuffled again so that lengths do
@@ -345,70 +251,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn intention_lists_keep_and_drop_lines() {
+    fn a_filter_that_keeps_nothing_says_what_it_asked_for() {
+        use instructrec_instructions::IntentionKind;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("train.jsonl");
-        let line = |target: &str, intention: Option<&str>| {
-            let mut v = serde_json::json!({"instruction": "pick one", "target": target});
-            if let Some(i) = intention {
-                v["intention"] = i.into();
-            }
-            format!("{v}\n")
-        };
-        let text: String = [
-            line("none", Some("I0")),
-            line("vague", Some("I1")),
-            line("specific", Some("I2")),
-            line("unlabelled", None),
-            line("vague too", Some("I1")),
-        ]
-        .concat();
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(
+            &path,
+            "{\"instruction\":\"pick one\",\"target\":\"a\",\"intention\":\"I1\"}\n\
+             {\"instruction\":\"pick one\",\"target\":\"b\"}\n",
+        )
+        .unwrap();
         let targets = |filter: &LineFilter| -> Vec<String> {
-            read_jsonl(&path, filter)
+            read_examples(&path, filter)
                 .unwrap()
                 .into_iter()
                 .map(|e| e.target)
                 .collect()
         };
-        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(targets(&LineFilter::default()), ["a", "b"]);
         let without_i1 = LineFilter {
-            without_intentions: list(&["I1"]),
+            without_intentions: vec![IntentionKind::Vague],
             ..LineFilter::default()
         };
-        assert_eq!(targets(&without_i1), ["none", "specific", "unlabelled"]);
-        assert!(!without_i1.admits_intention("I1") && without_i1.admits_intention("I2"));
-        assert_eq!(without_i1.describe(), "intention not I1");
-        let only = LineFilter {
-            intentions: list(&["I0", "I2"]),
-            ..LineFilter::default()
+        assert_eq!(targets(&without_i1), ["b"]);
+        let contradiction = LineFilter {
+            intentions: vec![IntentionKind::Vague],
+            ..without_i1
         };
-        assert_eq!(targets(&only), ["none", "specific"]);
-        assert!(!only.admits_intention("I1") && only.admits_intention("I0"));
-        assert!(LineFilter::default().admits_intention("I1"));
-        assert_eq!(LineFilter::default().describe(), "every line");
-        let only_i1 = LineFilter {
-            intentions: list(&["I1"]),
-            ..LineFilter::default()
-        };
-        assert_eq!(targets(&only_i1), ["vague", "vague too"]);
-        // Dropping wins over keeping.
-        let both = LineFilter {
-            without_intentions: list(&["I1"]),
-            ..only_i1
-        };
-        assert!(!both.admits_intention("I1"));
-        let e = read_jsonl(&path, &both).unwrap_err().to_string();
+        let e = read_examples(&path, &contradiction)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("no examples with intention I1 and intention not I1"),
             "{e}"
         );
-        // The record a checkpoint keeps reads back as the same filter.
-        let json = serde_json::to_string(&without_i1).unwrap();
-        assert_eq!(
-            serde_json::from_str::<LineFilter>(&json).unwrap(),
-            without_i1
-        );
+    }
+
+    #[test]
+    fn a_sample_keeps_a_short_list_as_it_is() {
+        assert_eq!(seeded_sample(vec![3, 1, 2], 5, 7), [3, 1, 2]);
+        let drawn = seeded_sample((0..10).collect(), 4, 7);
+        assert_eq!(drawn.len(), 4);
+        assert_eq!(drawn, seeded_sample((0..10).collect(), 4, 7));
     }
 
     #[test]
@@ -477,23 +361,5 @@ mod tests {
             [[20, 1, -100], [21, 22, 1]]
         );
         assert_eq!(batch.target_tokens, 5);
-    }
-
-    #[test]
-    fn bad_jsonl_names_file_line_and_field() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("train.jsonl");
-        std::fs::write(
-            &path,
-            "{\"instruction\":\"a\",\"target\":\"b\",\"task\":\"x\"}\n{\"instruction\":\"a\"}\n",
-        )
-        .unwrap();
-        let err = read_jsonl(&path, &LineFilter::default())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("train.jsonl, line 2") && err.contains("`target`"),
-            "{err}"
-        );
     }
 }

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
-/// Everything that can stop training. Input errors name the file and line so that a bad row in
-/// a million-line JSONL file can be found.
+/// Everything that can stop training. Input errors name the file (and the line, for a bad row
+/// of a JSON-lines file) so that it can be found.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("{path}: {source}")]
@@ -9,12 +9,10 @@ pub enum TrainError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}, line {line}: {message}")]
-    Input {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
+    #[error("{path}: {message}")]
+    Input { path: PathBuf, message: String },
+    #[error(transparent)]
+    Record(#[from] instructrec_instructions::RecordError),
     #[error("tensor operation failed: {0}")]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
@@ -25,6 +23,11 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, message: String },
     #[error("invalid training configuration: {0}")]
     Config(String),
+    #[error(
+        "--resume: {path} was trained with different settings: {changed}; repeat the original \
+         flags (only a larger --max-steps or more --epochs may extend the run) or start a new --out"
+    )]
+    Changed { path: PathBuf, changed: String },
     #[error("validation metric failed: {0}")]
     Metric(Box<dyn std::error::Error + Send + Sync>),
 }

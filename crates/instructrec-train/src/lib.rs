@@ -1,7 +1,8 @@
 //! Training for instructrec's seq2seq models: a T5-style tokenizer trained on the project's
 //! text, instruction tuning (negative log-likelihood of the target given the instruction) with
-//! a fused AdamW (or low-rank adapters on a large checkpoint), span-corruption pre-training on item text, and checkpoints that resume
-//! bit for bit.
+//! a fused AdamW (or low-rank adapters on a large checkpoint), pre-training on item text and
+//! interaction sequences, and checkpoints that resume bit for bit. [`session`] puts a whole run
+//! together as the command line describes it.
 
 pub mod checkpoint;
 pub mod compose;
@@ -12,6 +13,7 @@ pub mod lora;
 pub mod optimizer;
 pub mod pretrain;
 pub mod schedule;
+pub mod session;
 pub mod tokenizer;
 pub mod trainer;
 

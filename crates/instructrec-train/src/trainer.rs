@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
+use instructrec_instructions::LineFilter;
 use instructrec_model::{seq2seq_nll, Dropout, Seq2Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, OPTIMIZER_FILE, STATE_FILE};
 use crate::compose::ItemComposition;
-use crate::data::{self, derive_seed, Encoded, LineFilter, Truncation, STREAM_DROPOUT};
+use crate::data::{self, derive_seed, Encoded, Truncation, STREAM_DROPOUT};
 use crate::error::{io_err, Result, TrainError};
 use crate::lora::{Lora, LoraConfig};
 use crate::optimizer::{AdamWConfig, FusedAdamW, Param};
@@ -133,6 +134,17 @@ impl TrainConfig {
             return bad("dropout must be in [0, 1)");
         }
         Ok(())
+    }
+
+    /// Whether a run of `epochs` epochs and at most `max_steps` steps (`None`: no cap) goes at
+    /// least as far as this configuration does, so that it can extend a run made with it.
+    pub fn runs_no_shorter(&self, epochs: usize, max_steps: Option<u64>) -> bool {
+        let steps_ok = match (self.max_steps, max_steps) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(before), Some(now)) => now >= before,
+        };
+        epochs >= self.epochs && steps_ok
     }
 }
 
@@ -323,7 +335,8 @@ impl Trainer {
     /// Continues the run whose checkpoint is `out_dir/last`. `model` must have been loaded from
     /// that checkpoint (with LoRA: the model the run started from, since the checkpoint holds
     /// merged weights), and `train` must be the same examples; `run` may differ from the
-    /// original run's (a new time budget, say), nothing else in the configuration may.
+    /// original run's (a new time budget, say), nothing else in the configuration may, except
+    /// through [`Trainer::extend`].
     pub fn resume(
         model: Seq2Seq,
         train: Vec<Encoded>,
@@ -389,6 +402,37 @@ impl Trainer {
             valid,
             out_dir: out_dir.to_path_buf(),
         })
+    }
+
+    /// Continues a resumed run to `epochs` epochs and at most `max_steps` steps, more than it was
+    /// started with; a finished run goes on. The schedule is recomputed for the new end, so with
+    /// linear or cosine decay the remaining steps follow the longer schedule from where the
+    /// shorter one left off, and the weights differ from those of a run given the longer schedule
+    /// from the start; with constant decay (and warm-up done) they are the same. Shortening a run
+    /// is refused.
+    pub fn extend(mut self, epochs: usize, max_steps: Option<u64>) -> Result<Self> {
+        if (epochs, max_steps) == (self.cfg.epochs, self.cfg.max_steps) {
+            return Ok(self);
+        }
+        if !self.cfg.runs_no_shorter(epochs, max_steps) {
+            return Err(TrainError::Config(format!(
+                "a run of {} epochs and {:?} steps cannot be cut to {epochs} epochs and \
+                 {max_steps:?} steps",
+                self.cfg.epochs, self.cfg.max_steps
+            )));
+        }
+        for cfg in [&mut self.cfg, &mut self.state.config] {
+            cfg.epochs = epochs;
+            cfg.max_steps = max_steps;
+        }
+        self.state.total_steps = total_steps(&self.cfg, self.train.len());
+        self.schedule = schedule(&self.cfg, self.state.total_steps);
+        tracing::info!(
+            "extending the run to {} steps (step {} done)",
+            self.state.total_steps,
+            self.state.step
+        );
+        Ok(self)
     }
 
     /// Trains item tokens composed from free rows and their titles' pieces (see

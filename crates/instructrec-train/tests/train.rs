@@ -625,3 +625,64 @@ fn composed_item_tokens_train_through_their_pieces_and_resume_bit_for_bit() {
         "{err}"
     );
 }
+
+/// A run of 4 steps extended on resume to 7 continues where it stopped. With constant decay (warm-up
+/// done) the learning rates do not depend on where the schedule ends, so it ends with the weights
+/// of a run of 7 steps straight through; with linear decay the rest of the schedule is stretched
+/// to the new end, so it ends elsewhere, but the same way every time.
+#[test]
+fn a_finished_run_extended_on_resume_continues_deterministically() {
+    use instructrec_train::schedule::Decay;
+    let tok = tokenizer();
+    let data = encoded(&tok, 24);
+    let cfg = |decay: Decay, steps: u64| TrainConfig {
+        decay,
+        max_steps: Some(steps),
+        ..config(11)
+    };
+    let straight = |decay: Decay| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Trainer::new(
+            tiny(&tok, 7),
+            data.clone(),
+            Default::default(),
+            Vec::new(),
+            cfg(decay, 7),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(t.run(&mut Hooks::default()).unwrap().state.step, 7);
+        weights(t.model())
+    };
+    let extended = |decay: Decay| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut short = Trainer::new(
+            tiny(&tok, 7),
+            data.clone(),
+            Default::default(),
+            Vec::new(),
+            cfg(decay, 4),
+            dir.path(),
+        )
+        .unwrap();
+        let done = short.run(&mut Hooks::default()).unwrap();
+        assert_eq!((done.stop, done.state.step), (StopReason::Completed, 4));
+        drop(short);
+        let resumed = resume_from_last(dir.path(), &data, &[], config(11).run);
+        let err = resume_from_last(dir.path(), &data, &[], config(11).run)
+            .extend(3, Some(3))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("cannot be cut"), "{err}");
+        let mut resumed = resumed.extend(3, Some(7)).unwrap();
+        let report = resumed.run(&mut Hooks::default()).unwrap();
+        assert_eq!((report.state.step, report.state.total_steps), (7, 7));
+        let saved = instructrec_train::trainer::read_state(&dir.path().join(LAST_DIR)).unwrap();
+        assert_eq!(saved.config.max_steps, Some(7));
+        weights(resumed.model())
+    };
+    assert_eq!(extended(Decay::Constant), straight(Decay::Constant));
+    let once = extended(Decay::Linear);
+    assert_eq!(once, extended(Decay::Linear));
+    assert_ne!(once, straight(Decay::Linear));
+}

@@ -1,9 +1,11 @@
 pub mod data;
 pub mod eval;
 pub mod instructions;
+pub mod pretrain;
 pub mod recommend;
 pub mod run;
 pub mod serve;
+pub mod setup;
 pub mod train;
 
 /// Every duration flag takes the same human forms (`90s`, `20m`, `1h 30m`).

@@ -1,0 +1,59 @@
+//! `train` and `pretrain` flags that are refused before anything runs: labels outside the
+//! instruction files' vocabulary and durations humantime cannot read, each error naming the flag
+//! and what it accepts.
+
+mod common;
+
+use common::{instructrec, run_err};
+
+fn train_with(flag: &str, value: &str) -> String {
+    run_err(&mut instructrec(&[
+        "train", "--train", "t.jsonl", "--out", "o", flag, value,
+    ]))
+}
+
+#[test]
+fn unknown_labels_are_refused_with_the_allowed_ones() {
+    for (flag, value, allowed) in [
+        ("--preference", "P7", "P0, P1, P2"),
+        ("--intention", "I1,vague", "I0, I1, I2"),
+        ("--without-intention", "I3", "I0, I1, I2"),
+        ("--task", "T3,rerank", "T0, T1, T2, T3"),
+        ("--strategy", "Plain", "plain, reversed, tied, chain"),
+    ] {
+        let stderr = train_with(flag, value);
+        assert!(
+            stderr.contains(flag) && stderr.contains(allowed),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_time_budget_humantime_cannot_read_names_the_flag() {
+    for bad in ["5x", "soon", "90"] {
+        let stderr = train_with("--time-budget", bad);
+        assert!(
+            stderr.contains("--time-budget") && stderr.contains("1h 30m"),
+            "{bad}: {stderr}"
+        );
+    }
+    let stderr = run_err(&mut instructrec(&[
+        "pretrain",
+        "--data",
+        "d",
+        "--out",
+        "o",
+        "--time-budget",
+        "90",
+    ]));
+    assert!(stderr.contains("--time-budget"), "{stderr}");
+}
+
+#[test]
+fn the_prepared_dataset_is_data_for_train_and_pretrain() {
+    for command in ["train", "pretrain"] {
+        let stderr = run_err(&mut instructrec(&[command, "--items", "d", "--out", "o"]));
+        assert!(stderr.contains("--items"), "{command}: {stderr}");
+    }
+}

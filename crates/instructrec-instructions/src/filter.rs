@@ -1,0 +1,263 @@
+//! Which instruction lines a model is tuned on, and where a tuned checkpoint records it, so that
+//! an evaluation can check what the model saw without depending on the trainer.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aspects::{IntentionKind, PreferenceKind, Strategy, TaskForm};
+use crate::record::RecordError;
+
+/// The labels of an instruction line; a line written by another tool may lack any of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Labels {
+    pub preference: Option<PreferenceKind>,
+    pub intention: Option<IntentionKind>,
+    pub task: Option<TaskForm>,
+    pub strategy: Option<Strategy>,
+}
+
+/// Which lines of an instruction file to train on: those whose preference, intention, task form
+/// and strategy are among the given ones (an empty list keeps every value), and whose intention
+/// is not in `without_intentions`. A small CPU budget is better spent on the scenarios that will
+/// be evaluated; leaving an intention out keeps a scenario unseen for the held-out protocol. The
+/// trainer records the filter in each checkpoint ([`TrainingRecord`]), so an evaluation can
+/// check what was seen. Serialised by label (`"preferences": ["P1"]`, `"strategies":
+/// ["plain"]`), as checkpoints have always recorded it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineFilter {
+    #[serde(default)]
+    pub preferences: Vec<PreferenceKind>,
+    #[serde(default)]
+    pub intentions: Vec<IntentionKind>,
+    #[serde(default)]
+    pub without_intentions: Vec<IntentionKind>,
+    #[serde(default)]
+    pub tasks: Vec<TaskForm>,
+    #[serde(default)]
+    pub strategies: Vec<Strategy>,
+}
+
+impl LineFilter {
+    /// Whether a line with these labels is kept. A line without a label passes where that label
+    /// is not asked for.
+    pub fn keeps(&self, line: &Labels) -> bool {
+        fn ok<T: PartialEq>(wanted: &[T], got: Option<T>) -> bool {
+            wanted.is_empty() || got.is_some_and(|g| wanted.contains(&g))
+        }
+        ok(&self.preferences, line.preference)
+            && ok(&self.intentions, line.intention)
+            && !line
+                .intention
+                .is_some_and(|i| self.without_intentions.contains(&i))
+            && ok(&self.tasks, line.task)
+            && ok(&self.strategies, line.strategy)
+    }
+
+    /// Whether lines with this intention can pass the filter. (A line without an intention
+    /// passes unless `intentions` is given.)
+    pub fn admits_intention(&self, intention: IntentionKind) -> bool {
+        (self.intentions.is_empty() || self.intentions.contains(&intention))
+            && !self.without_intentions.contains(&intention)
+    }
+
+    pub fn describe(&self) -> String {
+        fn labels<T: std::fmt::Display>(list: &[T], sep: &str) -> String {
+            let labels: Vec<String> = list.iter().map(ToString::to_string).collect();
+            labels.join(sep)
+        }
+        let mut parts = Vec::new();
+        if !self.preferences.is_empty() {
+            parts.push(format!("preference {}", labels(&self.preferences, " or ")));
+        }
+        if !self.intentions.is_empty() {
+            parts.push(format!("intention {}", labels(&self.intentions, " or ")));
+        }
+        if !self.without_intentions.is_empty() {
+            parts.push(format!(
+                "intention not {}",
+                labels(&self.without_intentions, " nor ")
+            ));
+        }
+        if !self.tasks.is_empty() {
+            parts.push(format!("task {}", labels(&self.tasks, " or ")));
+        }
+        if !self.strategies.is_empty() {
+            parts.push(format!("strategy {}", labels(&self.strategies, " or ")));
+        }
+        if parts.is_empty() {
+            "every line".to_string()
+        } else {
+            parts.join(" and ")
+        }
+    }
+}
+
+/// The file of a checkpoint directory in which the trainer records its run.
+pub const TRAINING_RECORD_FILE: &str = "trainer_state.json";
+
+/// What a checkpoint's training record says about the run that made it, as far as an evaluation
+/// needs it: the trainer writes these fields among others, and this reads only them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingRecord {
+    pub seed: u64,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    pub train_examples: usize,
+    /// Training wall time summed over all invocations.
+    pub elapsed_secs: f64,
+    /// The instruction lines trained on; `None` when not from instruction lines or made before
+    /// the trainer recorded them.
+    pub lines: Option<LineFilter>,
+}
+
+#[derive(Deserialize)]
+struct RecordFile {
+    seed: u64,
+    step: u64,
+    train_examples: usize,
+    elapsed_secs: f64,
+    config: RecordedConfig,
+}
+
+#[derive(Deserialize)]
+struct RecordedConfig {
+    #[serde(default)]
+    lines: Option<LineFilter>,
+}
+
+impl TrainingRecord {
+    /// Reads the record of checkpoint directory `dir`.
+    pub fn read(dir: &Path) -> Result<Self, RecordError> {
+        let path = dir.join(TRAINING_RECORD_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| RecordError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let file: RecordFile = serde_json::from_str(&text).map_err(|e| RecordError::Invalid {
+            path,
+            message: format!("unreadable training record: {e}"),
+        })?;
+        Ok(Self {
+            seed: file.seed,
+            steps: file.step,
+            train_examples: file.train_examples,
+            elapsed_secs: file.elapsed_secs,
+            lines: file.config.lines,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(intention: Option<IntentionKind>) -> Labels {
+        Labels {
+            intention,
+            ..Labels::default()
+        }
+    }
+
+    #[test]
+    fn intention_lists_keep_and_drop_lines() {
+        use IntentionKind::{None as I0, Specific as I2, Vague as I1};
+        let kept = |filter: &LineFilter| -> Vec<Option<IntentionKind>> {
+            [Some(I0), Some(I1), Some(I2), None]
+                .into_iter()
+                .filter(|&i| filter.keeps(&labels(i)))
+                .collect()
+        };
+        let without_i1 = LineFilter {
+            without_intentions: vec![I1],
+            ..LineFilter::default()
+        };
+        assert_eq!(kept(&without_i1), [Some(I0), Some(I2), None]);
+        assert!(!without_i1.admits_intention(I1) && without_i1.admits_intention(I2));
+        assert_eq!(without_i1.describe(), "intention not I1");
+        let only = LineFilter {
+            intentions: vec![I0, I2],
+            ..LineFilter::default()
+        };
+        assert_eq!(kept(&only), [Some(I0), Some(I2)]);
+        assert!(!only.admits_intention(I1) && only.admits_intention(I0));
+        assert!(LineFilter::default().admits_intention(I1));
+        assert_eq!(LineFilter::default().describe(), "every line");
+        // Dropping wins over keeping.
+        let both = LineFilter {
+            intentions: vec![I1],
+            without_intentions: vec![I1],
+            ..LineFilter::default()
+        };
+        assert!(!both.admits_intention(I1));
+        assert!(kept(&both).is_empty());
+        assert_eq!(both.describe(), "intention I1 and intention not I1");
+    }
+
+    /// A `trainer_state.json` as checkpoints written before the filter was typed hold it.
+    const RECORDED: &str = r#"{
+      "format": 1, "step": 200, "epoch": 0, "seed": 42, "train_examples": 47165,
+      "elapsed_secs": 293.5, "best_metric": 0.585,
+      "config": {
+        "seed": 42, "epochs": 1, "max_steps": 200, "lr": 0.005,
+        "lines": {
+          "preferences": ["P1"], "intentions": [], "without_intentions": ["I1"],
+          "tasks": ["T3"], "strategies": ["plain"]
+        },
+        "time_budget": null
+      }
+    }"#;
+
+    #[test]
+    fn a_recorded_filter_reads_back_typed_and_writes_the_same_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(TRAINING_RECORD_FILE), RECORDED).unwrap();
+        let record = TrainingRecord::read(dir.path()).unwrap();
+        let want = LineFilter {
+            preferences: vec![PreferenceKind::Implicit],
+            intentions: Vec::new(),
+            without_intentions: vec![IntentionKind::Vague],
+            tasks: vec![TaskForm::Rerank],
+            strategies: vec![Strategy::Plain],
+        };
+        assert_eq!(record.lines.as_ref(), Some(&want));
+        assert_eq!((record.seed, record.steps), (42, 200));
+        assert_eq!(
+            want.describe(),
+            "preference P1 and intention not I1 and task T3 and strategy plain"
+        );
+        let written: serde_json::Value = serde_json::to_value(&want).unwrap();
+        let recorded: serde_json::Value = serde_json::from_str(RECORDED).unwrap();
+        assert_eq!(written, recorded["config"]["lines"]);
+
+        // Without the field: not recorded, not an error.
+        let mut old = recorded;
+        old["config"].as_object_mut().unwrap().remove("lines");
+        std::fs::write(dir.path().join(TRAINING_RECORD_FILE), old.to_string()).unwrap();
+        assert_eq!(TrainingRecord::read(dir.path()).unwrap().lines, None);
+        let missing = TrainingRecord::read(&dir.path().join("nowhere")).unwrap_err();
+        assert!(
+            missing.to_string().contains(TRAINING_RECORD_FILE),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn labels_parse_and_unknown_ones_list_the_allowed() {
+        assert_eq!("P1".parse::<PreferenceKind>(), Ok(PreferenceKind::Implicit));
+        assert_eq!("I2".parse::<IntentionKind>(), Ok(IntentionKind::Specific));
+        assert_eq!("T3".parse::<TaskForm>(), Ok(TaskForm::Rerank));
+        assert_eq!("chain".parse::<Strategy>(), Ok(Strategy::Chain));
+        assert_eq!(
+            "P7".parse::<PreferenceKind>().unwrap_err(),
+            "unknown preference \"P7\"; expected one of P0, P1, P2"
+        );
+        let e = "rerank".parse::<TaskForm>().unwrap_err();
+        assert!(e.contains("T0, T1, T2, T3"), "{e}");
+        let e = "Plain".parse::<Strategy>().unwrap_err();
+        assert!(e.contains("plain, reversed, tied, chain"), "{e}");
+        for i in IntentionKind::ALL {
+            assert_eq!(i.label().parse::<IntentionKind>(), Ok(i));
+        }
+    }
+}

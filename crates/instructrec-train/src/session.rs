@@ -1,0 +1,654 @@
+//! A training run as `instructrec train` and `instructrec pretrain` describe it: where the model
+//! comes from (a checkpoint, or a new one whose tokenizer learns the run's text and, optionally,
+//! a token per catalogue title), resuming with the checks that keep a resumed run the run it
+//! was, and the examples of instruction tuning and of each pre-training objective.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use instructrec_data::{ItemId, Prepared, UserId};
+use instructrec_instructions::{
+    IntentionKind, LineFilter, PreferenceKind, Template, TemplateLibrary,
+};
+use instructrec_model::{Preset, Seq2Seq, T5Config};
+use tokenizers::Tokenizer;
+
+use crate::checkpoint;
+use crate::compose::ItemComposition;
+use crate::data::{encode_examples, read_examples, seeded_sample, Encoded, Example, Truncation};
+use crate::error::{io_err, Result, TrainError};
+use crate::init::{create_model, item_tokens_from_pieces};
+use crate::pretrain::{
+    continuation_examples, item_text, next_item_examples, pretraining_items,
+    span_corruption_examples, ContinuationOptions, CorruptionOptions, NextItemOptions,
+    NextItemWording,
+};
+use crate::tokenizer::{add_item_tokens, read_corpus, train_tokenizer, TokenizerOptions};
+use crate::trainer::{read_state, Hooks, Metric, TrainConfig, TrainReport, Trainer, LAST_DIR};
+
+/// Where the model of a run that does not resume comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    /// A Hugging Face-style checkpoint directory (config.json, model.safetensors,
+    /// tokenizer.json).
+    Init(PathBuf),
+    /// A new model of a preset shape.
+    Preset(Preset),
+    /// A new model of the shape of a Hugging Face-style T5 config.json (its vocab_size is
+    /// replaced by the new tokenizer's).
+    ModelConfig(PathBuf),
+}
+
+/// The tokenizer of a new model: trained on the run's own text plus `corpus` files (plain text,
+/// one sentence a line, or instruction JSON lines, whose instructions and targets count).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTokenizer {
+    pub corpus: Vec<PathBuf>,
+    /// Sentinels included.
+    pub vocab_size: usize,
+}
+
+/// Item tokens of a new model (see docs/training.md). Whether item rows are composed with their
+/// titles' pieces is [`TrainConfig::compose_item_tokens`], since it also applies to `--init`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemTokens {
+    /// Every catalogue title of two words or more gets a token of its own.
+    pub add: bool,
+    /// Each item token's row starts at the mean of its title's word pieces' rows.
+    pub from_pieces: bool,
+}
+
+/// Everything about a run but its examples.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Checkpoints go to `out/last` and `out/best`.
+    pub out: PathBuf,
+    pub model: ModelSource,
+    pub tokenizer: NewTokenizer,
+    pub item_tokens: ItemTokens,
+    /// Continue from `out/last` if it exists.
+    pub resume: bool,
+    /// The run's configuration; [`Setup::tune`] sets its `lines`.
+    pub config: TrainConfig,
+}
+
+/// Instruction tuning's examples.
+#[derive(Debug, Clone)]
+pub struct Tuning<'a> {
+    /// Instruction JSON lines to train on, those `lines` keeps.
+    pub train: &'a Path,
+    pub lines: LineFilter,
+    /// Instruction JSON lines for the validation loss, at most `valid_sample` of them.
+    pub valid: Option<&'a Path>,
+    pub valid_sample: usize,
+    /// The dataset the instructions were built from; needed for item tokens.
+    pub prepared: Option<&'a Prepared>,
+}
+
+/// What pre-training teaches, and its own settings.
+#[derive(Debug, Clone, Copy)]
+pub enum Objective<'a> {
+    /// T5's span corruption on item text (title, categories, brand, features).
+    SpanCorruption {
+        noise_density: f64,
+        mean_span_length: f64,
+    },
+    /// Users' training sequences: the items up to a random cut, then at most `max_continuation`
+    /// items after it.
+    Continuation { max_continuation: usize },
+    /// Users' training sequences at every position: the last few items and a list of
+    /// `candidates`, the next item hidden among random others; the target is that item.
+    NextItem {
+        history_items: usize,
+        history_budget: usize,
+        candidates: usize,
+        wording: Wording<'a>,
+    },
+}
+
+/// How next-item examples are phrased.
+#[derive(Debug, Clone, Copy)]
+pub enum Wording<'a> {
+    /// "Bought so far: …. Next, one of: …."
+    Compact,
+    /// The library's plain implicit-preference reranking templates, one per example: the words
+    /// of the tuning and test instructions.
+    Templates(&'a TemplateLibrary),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Pretraining<'a> {
+    pub objective: Objective<'a>,
+    /// Examples per item text (span corruption), per user (continuation) or per position
+    /// (next-item), each cut or sampled differently.
+    pub copies: usize,
+    /// Fraction of items (span corruption) or users (sequence objectives) kept apart for the
+    /// validation loss.
+    pub valid_fraction: f64,
+}
+
+/// How a run ended, in one line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub report: TrainReport,
+    /// Whether `best/` was chosen by the caller's ranking metric rather than validation loss.
+    pub ranked: bool,
+    pub out: PathBuf,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = &self.report.state;
+        // Without a ranking metric the best checkpoint is chosen by validation loss, which the
+        // trainer stores negated (higher is better).
+        let best = match (state.best_metric, self.ranked) {
+            (Some(m), true) => format!("best HR@1 {m:.4}"),
+            (Some(m), false) => format!("best validation loss {:.4}", -m),
+            (None, _) => "no validation".to_string(),
+        };
+        write!(
+            f,
+            "{:?} after {} steps ({} epochs done, {:.0} s); {best}{}; checkpoints in {}",
+            self.report.stop,
+            state.step,
+            state.epoch,
+            state.elapsed_secs,
+            state
+                .best_step
+                .map_or(String::new(), |s| format!(" at step {s}")),
+            self.out.display()
+        )
+    }
+}
+
+impl Setup {
+    /// Instruction tuning on the lines of `tuning.train`; `metric` (e.g. HR@1 on validation
+    /// lines), when given, picks `best/`.
+    pub fn tune<'m>(
+        &self,
+        tuning: &Tuning<'_>,
+        metric: Option<&'m mut Metric<'m>>,
+    ) -> Result<Summary> {
+        let train = read_examples(tuning.train, &tuning.lines)?;
+        // The validation loss runs after every epoch: a seeded sample keeps it affordable.
+        let valid = match tuning.valid {
+            Some(path) => seeded_sample(
+                read_examples(path, &LineFilter::default())?,
+                tuning.valid_sample,
+                self.config.seed,
+            ),
+            None => Vec::new(),
+        };
+        let titles = match tuning.prepared {
+            Some(prepared) => self.item_titles(prepared),
+            None if self.item_tokens.add => {
+                return Err(TrainError::Config(
+                    "item tokens need the prepared dataset of the instructions".into(),
+                ))
+            }
+            None => Vec::new(),
+        };
+        let config = TrainConfig {
+            lines: Some(tuning.lines.clone()),
+            ..self.config.clone()
+        };
+        let ranked = metric.is_some();
+        let mut hooks = Hooks {
+            metric,
+            ..Hooks::default()
+        };
+        let report = self.run_examples(&config, &train, &valid, &titles, &mut hooks)?;
+        Ok(self.summary(report, ranked))
+    }
+
+    /// Pre-training on `prepared`'s item texts or its users' training sequences.
+    pub fn pretrain(&self, prepared: &Prepared, pretraining: &Pretraining<'_>) -> Result<Summary> {
+        let report = match pretraining.objective {
+            Objective::SpanCorruption {
+                noise_density,
+                mean_span_length,
+            } => self.span_corruption(prepared, pretraining, noise_density, mean_span_length)?,
+            Objective::Continuation { max_continuation } => {
+                let opts = ContinuationOptions {
+                    copies: pretraining.copies,
+                    history_cap: prepared.manifest.options.history_cap,
+                    max_continuation,
+                    seed: self.config.seed,
+                };
+                self.on_user_sequences(
+                    prepared,
+                    pretraining,
+                    "sequence continuation",
+                    |users, copies| {
+                        continuation_examples(
+                            prepared,
+                            users,
+                            &ContinuationOptions { copies, ..opts },
+                        )
+                    },
+                )?
+            }
+            Objective::NextItem {
+                history_items,
+                history_budget,
+                candidates,
+                wording,
+            } => {
+                let opts = NextItemOptions {
+                    copies: pretraining.copies,
+                    history_items,
+                    history_budget,
+                    candidates,
+                    seed: self.config.seed,
+                };
+                self.next_item(prepared, pretraining, opts, wording)?
+            }
+        };
+        Ok(self.summary(report, false))
+    }
+
+    fn summary(&self, report: TrainReport, ranked: bool) -> Summary {
+        Summary {
+            report,
+            ranked,
+            out: self.out.clone(),
+        }
+    }
+
+    fn span_corruption(
+        &self,
+        prepared: &Prepared,
+        pretraining: &Pretraining<'_>,
+        noise_density: f64,
+        mean_span_length: f64,
+    ) -> Result<TrainReport> {
+        let texts: Vec<String> = pretraining_items(prepared)
+            .into_iter()
+            .map(item_text)
+            .collect();
+        let (texts, valid_texts) = self.hold_out(texts, "items with a title", pretraining)?;
+        let opts = CorruptionOptions {
+            noise_density,
+            mean_span_length,
+            max_tokens: self.config.max_source_len,
+            copies: pretraining.copies,
+            seed: self.config.seed,
+        };
+        tracing::info!(
+            "span corruption on {} item texts ({} for validation)",
+            texts.len(),
+            valid_texts.len()
+        );
+        self.run(
+            &self.config,
+            || {
+                self.initial_model(
+                    texts.iter().chain(&valid_texts).cloned(),
+                    &self.item_titles(prepared),
+                )
+            },
+            |model| {
+                let train = span_corruption_examples(&model.tokenizer, &texts, &opts)?;
+                let valid = span_corruption_examples(
+                    &model.tokenizer,
+                    &valid_texts,
+                    &CorruptionOptions { copies: 1, ..opts },
+                )?;
+                Ok((train, Truncation::default(), valid))
+            },
+            &mut Hooks::default(),
+        )
+    }
+
+    fn next_item(
+        &self,
+        prepared: &Prepared,
+        pretraining: &Pretraining<'_>,
+        opts: NextItemOptions,
+        wording: Wording<'_>,
+    ) -> Result<TrainReport> {
+        // Every titled item, not only `pretraining_items`: negatives must come from all the items
+        // a target can be (see `next_item_examples`).
+        let pool: Vec<ItemId> = prepared
+            .dataset
+            .items
+            .iter()
+            .filter(|i| !i.title.trim().is_empty())
+            .map(|i| i.id)
+            .collect();
+        let templates: Vec<Template> = match wording {
+            Wording::Compact => Vec::new(),
+            Wording::Templates(library) => library
+                .plain_rerank(PreferenceKind::Implicit, IntentionKind::None)
+                .cloned()
+                .collect(),
+        };
+        let wording = match wording {
+            Wording::Compact => NextItemWording::Compact,
+            Wording::Templates(library) if templates.is_empty() => {
+                return Err(TrainError::Config(format!(
+                    "{}: no plain reranking template on the history alone (task = \"rerank\", \
+                     strategy = \"plain\", preference = \"implicit\", intention = \"none\") to \
+                     word next-item examples with",
+                    library.source_name()
+                )))
+            }
+            Wording::Templates(_) => NextItemWording::Templates(&templates),
+        };
+        self.on_user_sequences(
+            prepared,
+            pretraining,
+            "next-item choice",
+            |users, copies| {
+                next_item_examples(
+                    prepared,
+                    users,
+                    &pool,
+                    &NextItemOptions { copies, ..opts },
+                    wording,
+                )
+            },
+        )
+    }
+
+    /// The objectives on interaction sequences: `examples(users, copies)` for most users, and
+    /// one copy for the users held out for the validation loss.
+    fn on_user_sequences(
+        &self,
+        prepared: &Prepared,
+        pretraining: &Pretraining<'_>,
+        what: &str,
+        examples: impl Fn(&[UserId], usize) -> Vec<Example>,
+    ) -> Result<TrainReport> {
+        let users: Vec<UserId> = prepared.dataset.users.iter().map(|u| u.id).collect();
+        let (users, valid_users) = self.hold_out(users, "users", pretraining)?;
+        let train = examples(&users, pretraining.copies);
+        let valid = examples(&valid_users, 1);
+        tracing::info!(
+            "{what}: {} examples from {} users ({} for validation)",
+            train.len(),
+            users.len(),
+            valid.len()
+        );
+        self.run_examples(
+            &self.config,
+            &train,
+            &valid,
+            &self.item_titles(prepared),
+            &mut Hooks::default(),
+        )
+    }
+
+    /// Splits `all` into (train, valid) after a seeded shuffle, keeping at least one for
+    /// training.
+    fn hold_out<T>(
+        &self,
+        mut all: Vec<T>,
+        what: &str,
+        pretraining: &Pretraining<'_>,
+    ) -> Result<(Vec<T>, Vec<T>)> {
+        if all.len() < 2 {
+            return Err(TrainError::Config(format!(
+                "fewer than two {what} to pre-train on"
+            )));
+        }
+        crate::data::seeded_shuffle(&mut all, self.config.seed);
+        let n_valid =
+            ((all.len() as f64 * pretraining.valid_fraction).round() as usize).min(all.len() - 1);
+        let valid = all.split_off(all.len() - n_valid);
+        Ok((all, valid))
+    }
+
+    /// The catalogue titles that get tokens of their own (none without item tokens).
+    fn item_titles(&self, prepared: &Prepared) -> Vec<String> {
+        if !self.item_tokens.add {
+            return Vec::new();
+        }
+        prepared
+            .dataset
+            .items
+            .iter()
+            .map(|i| i.title.clone())
+            .collect()
+    }
+
+    /// Trains on text examples; a new model's tokenizer learns from their sources and targets.
+    fn run_examples(
+        &self,
+        config: &TrainConfig,
+        train: &[Example],
+        valid: &[Example],
+        item_titles: &[String],
+        hooks: &mut Hooks<'_>,
+    ) -> Result<TrainReport> {
+        self.run(
+            config,
+            || {
+                self.initial_model(
+                    train
+                        .iter()
+                        .flat_map(|e| [e.source.clone(), e.target.clone()]),
+                    item_titles,
+                )
+            },
+            |model| {
+                let (t, cut) = self.encode(model, train, "train")?;
+                let (v, _) = self.encode(model, valid, "valid")?;
+                Ok((t, cut, v))
+            },
+            hooks,
+        )
+    }
+
+    fn encode(
+        &self,
+        model: &Seq2Seq,
+        examples: &[Example],
+        what: &str,
+    ) -> Result<(Vec<Encoded>, Truncation)> {
+        let (max_source, max_target) = (self.config.max_source_len, self.config.max_target_len);
+        let (encoded, cut) = encode_examples(&model.tokenizer, examples, max_source, max_target)?;
+        if cut.sources > 0 || cut.targets > 0 {
+            tracing::warn!(
+                "{what}: {} of {} sources cut from the left to {max_source} tokens, {} targets \
+                 cut to {max_target}",
+                cut.sources,
+                examples.len(),
+                cut.targets,
+            );
+        }
+        Ok((encoded, cut))
+    }
+
+    /// Resumes `out/last` when asked to and there is one, else starts from `fresh()`; `encode`
+    /// gives the (train, truncation, valid) examples in the model's tokens.
+    fn run(
+        &self,
+        config: &TrainConfig,
+        fresh: impl FnOnce() -> Result<(Seq2Seq, Option<ItemComposition>)>,
+        encode: impl Fn(&Seq2Seq) -> Result<(Vec<Encoded>, Truncation, Vec<Encoded>)>,
+        hooks: &mut Hooks<'_>,
+    ) -> Result<TrainReport> {
+        let mut trainer = match self.resumable()? {
+            Some(last) => {
+                check_same_run(&last, config)?;
+                // A LoRA checkpoint holds merged weights; the adapters are resumed on top of
+                // the model the run started from.
+                let from = match (&config.lora, &self.model) {
+                    (None, _) => last.clone(),
+                    (Some(_), ModelSource::Init(init)) => init.clone(),
+                    (Some(_), _) => {
+                        return Err(TrainError::Config(
+                            "--resume with --lora-rank needs the same --init".into(),
+                        ))
+                    }
+                };
+                let model = Seq2Seq::load_hf_dir(&from, &Device::Cpu)?;
+                let (train, _, valid) = encode(&model)?;
+                Trainer::resume(model, train, valid, config.run.clone(), &self.out)?
+                    .extend(config.epochs, config.max_steps)?
+            }
+            None => {
+                let (model, items) = fresh()?;
+                let (train, cut, valid) = encode(&model)?;
+                let trainer = Trainer::new(model, train, cut, valid, config.clone(), &self.out)?;
+                match items {
+                    Some(items) => trainer.compose_item_tokens(items)?,
+                    None => trainer,
+                }
+            }
+        };
+        trainer.run(hooks)
+    }
+
+    fn resumable(&self) -> Result<Option<PathBuf>> {
+        if !self.resume {
+            return Ok(None);
+        }
+        let found = checkpoint::recover(&self.out.join(LAST_DIR))?;
+        if found.is_none() {
+            tracing::info!(
+                "--resume: no checkpoint in {}, starting afresh",
+                self.out.display()
+            );
+        }
+        Ok(found)
+    }
+
+    /// A tokenizer trained on `own_text` and the corpus files.
+    fn new_tokenizer(&self, own_text: impl Iterator<Item = String>) -> Result<Tokenizer> {
+        let mut corpus: Vec<String> = own_text.collect();
+        for path in &self.tokenizer.corpus {
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                corpus.extend(
+                    read_examples(path, &LineFilter::default())?
+                        .into_iter()
+                        .flat_map(|e| [e.source, e.target]),
+                );
+            } else {
+                corpus.extend(read_corpus(path)?);
+            }
+        }
+        tracing::info!("training a tokenizer on {} lines", corpus.len());
+        train_tokenizer(
+            corpus.iter(),
+            TokenizerOptions {
+                vocab_size: self.tokenizer.vocab_size,
+                extra_ids: 100,
+            },
+        )
+    }
+
+    /// The model to start from: the checkpoint of `--init`, or a new one whose tokenizer is
+    /// trained on `own_text` and the corpus files, plus one token for each of `item_titles`.
+    fn initial_model(
+        &self,
+        own_text: impl Iterator<Item = String>,
+        item_titles: &[String],
+    ) -> Result<(Seq2Seq, Option<ItemComposition>)> {
+        let compose = self.config.compose_item_tokens;
+        let shape = match &self.model {
+            ModelSource::Init(dir) => {
+                let model = Seq2Seq::load_hf_dir(dir, &Device::Cpu)?;
+                let items = compose
+                    .then(|| ItemComposition::load(&model, dir))
+                    .transpose()?;
+                return Ok((model, items));
+            }
+            ModelSource::Preset(preset) => T5Config::preset(*preset),
+            ModelSource::ModelConfig(path) => read_shape(path)?,
+        };
+        let mut tokenizer = self.new_tokenizer(own_text)?;
+        // Pieces are read before the titles become tokens of their own.
+        let pieces: Vec<(&str, Vec<u32>)> = if self.item_tokens.from_pieces || compose {
+            item_titles
+                .iter()
+                .map(|t| {
+                    let ids = tokenizer.encode(t.trim(), false)?;
+                    Ok((t.trim(), ids.get_ids().to_vec()))
+                })
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        let first_item_token = tokenizer.get_vocab_size(true) as u32;
+        if !item_titles.is_empty() {
+            let added = add_item_tokens(&mut tokenizer, item_titles.iter().map(String::as_str))?;
+            tracing::info!("{added} item-title tokens added to the tokenizer");
+        }
+        let mut rows: Vec<(u32, Vec<u32>)> = pieces
+            .into_iter()
+            .filter_map(|(t, ids)| {
+                // One-word titles get no token; their word may already be a piece.
+                let token = tokenizer.token_to_id(t)?;
+                (token >= first_item_token).then_some((token, ids))
+            })
+            .collect();
+        // Items with the same title share one token.
+        rows.sort_unstable();
+        rows.dedup_by_key(|(token, _)| *token);
+        let model = create_model(tokenizer, &shape, self.config.seed, &Device::Cpu)?;
+        if self.item_tokens.from_pieces && !rows.is_empty() {
+            item_tokens_from_pieces(&model, &rows)?;
+            tracing::info!("{} item tokens start from their titles' pieces", rows.len());
+        }
+        if !compose {
+            return Ok((model, None));
+        }
+        if rows.is_empty() {
+            return Err(TrainError::Config(
+                "--compose-item-tokens: no item token has title pieces (give --item-tokens)".into(),
+            ));
+        }
+        tracing::info!(
+            "{} item tokens composed with their titles' pieces",
+            rows.len()
+        );
+        let items = ItemComposition::attach(&model, &rows)?;
+        Ok((model, Some(items)))
+    }
+}
+
+/// A model shape from a Hugging Face-style T5 config.json.
+fn read_shape(path: &Path) -> Result<T5Config> {
+    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    let bad = |e: String| TrainError::Config(format!("--model-config {}: {e}", path.display()));
+    let shape: T5Config = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    shape.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(shape)
+}
+
+/// A resumed run continues with its checkpoint's settings; refuse settings that would change
+/// them rather than ignore them silently. The run controls (time budget, save and validation
+/// intervals, progress) may differ, and a run may be extended to more epochs or steps
+/// ([`Trainer::extend`]).
+fn check_same_run(last: &Path, asked: &TrainConfig) -> Result<()> {
+    let mut saved = read_state(last)?.config;
+    saved.run = asked.run.clone();
+    // Checkpoints made before the line filter was recorded carry none; their own run continues
+    // as it was.
+    if saved.lines.is_none() {
+        saved.lines.clone_from(&asked.lines);
+    }
+    if saved.runs_no_shorter(asked.epochs, asked.max_steps) {
+        saved.epochs = asked.epochs;
+        saved.max_steps = asked.max_steps;
+    }
+    if saved == *asked {
+        return Ok(());
+    }
+    let (a, b) = (serde_json::to_value(&saved), serde_json::to_value(asked));
+    let (a, b) = (a.expect("configs serialise"), b.expect("configs serialise"));
+    let changed: Vec<String> = a
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+        .map(|(k, v)| format!("{k} (checkpoint {v}, now {})", b[k.as_str()]))
+        .collect();
+    Err(TrainError::Changed {
+        path: last.to_path_buf(),
+        changed: changed.join(", "),
+    })
+}

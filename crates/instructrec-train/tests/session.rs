@@ -1,0 +1,112 @@
+//! A tuning run put together by [`Setup`], as `instructrec train` does: a resumed run may be
+//! extended to more steps but not otherwise changed, and the checkpoint records the lines it was
+//! tuned on where the held-out evaluation reads them.
+
+use instructrec_instructions::{LineFilter, PreferenceKind, TrainingRecord};
+use instructrec_model::Preset;
+use instructrec_train::session::{ItemTokens, ModelSource, NewTokenizer, Setup, Tuning};
+use instructrec_train::trainer::{RunControl, TrainConfig, LAST_DIR};
+use instructrec_train::TrainError;
+
+fn write_lines(path: &std::path::Path) {
+    let games = [
+        "Red Racer",
+        "Blue Puzzle",
+        "Green Blocks",
+        "Space Quest",
+        "Farm Life",
+    ];
+    let text: String = (0..30)
+        .map(|i| {
+            let (a, b) = (games[i % 5], games[(i * 3 + 1) % 5]);
+            format!(
+                "{}\n",
+                serde_json::json!({
+                    "instruction": format!("The user played {a}. What next?"),
+                    "target": b,
+                    "preference": if i % 3 == 0 { "P0" } else { "P1" },
+                })
+            )
+        })
+        .collect();
+    std::fs::write(path, text).unwrap();
+}
+
+fn setup(out: &std::path::Path, max_steps: u64, lr: f64) -> Setup {
+    Setup {
+        out: out.to_path_buf(),
+        model: ModelSource::Preset(Preset::Tiny),
+        tokenizer: NewTokenizer {
+            corpus: Vec::new(),
+            vocab_size: 200,
+        },
+        item_tokens: ItemTokens::default(),
+        resume: true,
+        config: TrainConfig {
+            seed: 3,
+            epochs: 10,
+            max_steps: Some(max_steps),
+            batch_size: 4,
+            lr,
+            warmup_steps: 1,
+            run: RunControl {
+                progress: false,
+                ..TrainConfig::default().run
+            },
+            ..TrainConfig::default()
+        },
+    }
+}
+
+#[test]
+fn a_resumed_run_extends_to_more_steps_refuses_other_changes_and_records_its_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    write_lines(&train);
+    let out = dir.path().join("run");
+    let lines = LineFilter {
+        preferences: vec![PreferenceKind::Implicit],
+        ..LineFilter::default()
+    };
+    let tuning = Tuning {
+        train: &train,
+        lines: lines.clone(),
+        valid: None,
+        valid_sample: 10,
+        prepared: None,
+    };
+
+    let first = setup(&out, 3, 1e-3).tune(&tuning, None).unwrap();
+    assert_eq!(first.report.state.step, 3);
+    let record = TrainingRecord::read(&out.join(LAST_DIR)).unwrap();
+    assert_eq!(record.lines.as_ref(), Some(&lines));
+    assert_eq!(
+        (record.steps, record.seed, record.train_examples),
+        (3, 3, 20)
+    );
+
+    // Asking the finished run again for its own length does nothing more.
+    let again = setup(&out, 3, 1e-3).tune(&tuning, None).unwrap();
+    assert_eq!(again.report.state.step, 3);
+
+    let refused = |s: Setup, field: &str| {
+        let e = s.tune(&tuning, None).unwrap_err();
+        assert!(matches!(e, TrainError::Changed { .. }), "{e}");
+        let message = e.to_string();
+        assert!(
+            message.contains(&format!("{field} (checkpoint")),
+            "{message}"
+        );
+    };
+    refused(setup(&out, 3, 2e-3), "lr");
+    refused(setup(&out, 2, 1e-3), "max_steps");
+    let mut fewer_epochs = setup(&out, 5, 1e-3);
+    fewer_epochs.config.epochs = 9;
+    refused(fewer_epochs, "epochs");
+
+    let extended = setup(&out, 5, 1e-3).tune(&tuning, None).unwrap();
+    assert_eq!(extended.report.state.step, 5);
+    assert_eq!(extended.report.state.total_steps, 5);
+    assert_eq!(extended.report.state.config.max_steps, Some(5));
+    assert_eq!(TrainingRecord::read(&out.join(LAST_DIR)).unwrap().steps, 5);
+}
