@@ -10,6 +10,7 @@
 //! # Ok::<(), instructrec_data::DataError>(())
 //! ```
 
+pub mod atomic;
 pub mod candidates;
 mod error;
 pub mod import;
