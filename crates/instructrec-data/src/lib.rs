@@ -24,11 +24,10 @@ mod types;
 pub use error::DataError;
 pub use import::{Format, ImportSource, Imported, ImportedItem};
 pub use manifest::{Counts, Dropped, Manifest, PrepareOptions, Source};
-pub use prepare::{
-    prepare, prepare_imported, Report, Timings, FORMAT_VERSION, MIN_USER_INTERACTIONS,
-};
+pub use prepare::{prepare, prepare_imported, Report, Timings, FORMAT_VERSION};
 pub use prepared::Prepared;
 pub use stats::{Stats, StatsTable};
 pub use types::{
     CandidateSet, Dataset, Fold, Interaction, Item, ItemId, ItemSplit, Review, User, UserId,
+    MIN_USER_INTERACTIONS,
 };
