@@ -1,26 +1,24 @@
 //! Fitting a baseline by name: train it (or load its checkpoint) and describe it for a report.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use instructrec_data::Prepared;
-use instructrec_eval::report::{config_hash, write_atomic};
+use anyhow::Context;
+use instructrec_data::{ItemId, Prepared};
+use instructrec_eval::report::config_hash;
 use instructrec_eval::{Scorer, TrainingLog};
+use instructrec_text::SentenceEncoder;
 use serde::{Deserialize, Serialize};
 
-use std::collections::HashSet;
-
-use instructrec_data::ItemId;
-use instructrec_eval::QueryKind;
-use instructrec_text::SentenceEncoder;
-
+use crate::bm25::{Bm25, Bm25Config};
+use crate::popularity::Popularity;
 use crate::seqrec::{self, SeqRec, SeqRecConfig};
 use crate::textrec::{self, read_pairs, TextModelKind, TextRec, TextRecConfig, TextSource};
+use crate::trainer::{train_or_load, Checkpoint, Trainable, Trained};
 use crate::twotower::{self, TwoTower, TwoTowerConfig};
-use crate::{Bm25, Bm25Config, Popularity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -95,15 +93,7 @@ pub struct FitOptions {
     pub search: Option<SearchTraining>,
 }
 
-/// The (query, target) pairs the text models train on.
-#[derive(Debug, Clone)]
-pub struct SearchTraining {
-    /// An instruction training file (`train.jsonl` from `instructrec instructions build`).
-    pub instructions: PathBuf,
-    pub query: QueryKind,
-    /// Items that must not be training targets (product search's unseen items).
-    pub excluded_targets: Vec<ItemId>,
-}
+pub use instructrec_eval::experiment::SearchTraining;
 
 /// A fitted baseline and what a report says about it.
 pub struct Fitted {
@@ -114,17 +104,6 @@ pub struct Fitted {
     pub train_wall_s: f64,
     pub training: Option<TrainingLog>,
     pub loaded_from: Option<PathBuf>,
-}
-
-/// What is stored beside a checkpoint's weights, so it is reused only for the same data and
-/// configuration.
-#[derive(Debug, Serialize, Deserialize)]
-struct CheckpointMeta<C> {
-    config: C,
-    config_hash: String,
-    dataset_checksums: std::collections::BTreeMap<String, String>,
-    train_wall_s: f64,
-    training: TrainingLog,
 }
 
 fn simple(
@@ -150,6 +129,7 @@ pub fn fit(
     options: &FitOptions,
 ) -> anyhow::Result<Fitted> {
     let start = Instant::now();
+    let dir = options.checkpoint_dir.as_deref();
     match baseline {
         Baseline::Popularity => {
             let p = Popularity::fit(prepared);
@@ -179,19 +159,50 @@ pub fn fit(
                 Baseline::SasRec => SeqRecConfig::sasrec(options.seed),
                 _ => SeqRecConfig::bert4rec(options.seed),
             };
-            if let Some(t) = options.time_budget_s {
-                config.time_budget_s = t;
-            }
-            if let Some(e) = options.max_epochs {
-                config.max_epochs = e;
-            }
-            if let Some(s) = options.validation_stride {
-                config.validation_stride = s;
-            }
-            fit_seqrec(prepared, config, options.checkpoint_dir.as_deref())
+            options.apply(
+                &mut config.time_budget_s,
+                &mut config.max_epochs,
+                Some(&mut config.validation_stride),
+            );
+            let model = SeqRec::new(config.clone(), prepared.dataset.items.len())?;
+            fit_neural(model, &config, Stem::Name, dir, prepared, |model| {
+                seqrec::train(prepared, model)
+            })
         }
         Baseline::Dssm | Baseline::Tem => fit_text(baseline, prepared, options),
-        Baseline::TwoTower => fit_two_tower(prepared, options),
+        Baseline::TwoTower => {
+            let (encoder, text) = text_source(options)?;
+            let mut config = TwoTowerConfig::new(text, options.seed);
+            options.apply(
+                &mut config.time_budget_s,
+                &mut config.max_epochs,
+                Some(&mut config.validation_stride),
+            );
+            let model = TwoTower::new(config.clone(), prepared, encoder, dir)?;
+            fit_neural(model, &config, Stem::NameAndHash, dir, prepared, |model| {
+                twotower::train(prepared, model)
+            })
+        }
+    }
+}
+
+impl FitOptions {
+    /// Replaces a model's defaults with the options given.
+    fn apply(
+        &self,
+        time_budget_s: &mut f64,
+        max_epochs: &mut usize,
+        validation_stride: Option<&mut usize>,
+    ) {
+        if let Some(t) = self.time_budget_s {
+            *time_budget_s = t;
+        }
+        if let Some(e) = self.max_epochs {
+            *max_epochs = e;
+        }
+        if let (Some(s), Some(stride)) = (self.validation_stride, validation_stride) {
+            *stride = s;
+        }
     }
 }
 
@@ -216,86 +227,6 @@ fn text_source(options: &FitOptions) -> anyhow::Result<(Option<SentenceEncoder>,
     Ok((encoder, text))
 }
 
-fn fit_two_tower(prepared: &Prepared, options: &FitOptions) -> anyhow::Result<Fitted> {
-    let (encoder, text) = text_source(options)?;
-    let mut config = TwoTowerConfig::new(text, options.seed);
-    if let Some(t) = options.time_budget_s {
-        config.time_budget_s = t;
-    }
-    if let Some(e) = options.max_epochs {
-        config.max_epochs = e;
-    }
-    if let Some(s) = options.validation_stride {
-        config.validation_stride = s;
-    }
-    let config_json = serde_json::to_value(&config)?;
-    let hash = config_hash(&config_json);
-    let dir = options.checkpoint_dir.as_deref();
-    let paths = dir.map(|d| {
-        let stem = format!("two-tower-{}", &hash[..12]);
-        (
-            d.join(format!("{stem}.safetensors")),
-            d.join(format!("{stem}.json")),
-        )
-    });
-    if let Some((weights, meta_path)) = &paths {
-        if let Some(meta) = matching_meta::<TwoTowerConfig>(meta_path, &hash, prepared)? {
-            let mut model = TwoTower::new(config, prepared, encoder, dir)?;
-            model.load(weights)?;
-            tracing::info!(model = "two-tower", path = %weights.display(), "loaded checkpoint");
-            return Ok(Fitted {
-                model_hash: model.weights_hash()?,
-                scorer: Box::new(model),
-                config: config_json,
-                config_hash: hash,
-                train_wall_s: meta.train_wall_s,
-                training: Some(meta.training),
-                loaded_from: Some(weights.clone()),
-            });
-        }
-    }
-    let trained = twotower::train(prepared, config.clone(), encoder, dir)?;
-    if let Some((weights, meta_path)) = &paths {
-        trained.model.save(weights)?;
-        let meta = CheckpointMeta {
-            config,
-            config_hash: hash.clone(),
-            dataset_checksums: prepared.manifest.checksums.clone(),
-            train_wall_s: trained.train_wall_s,
-            training: trained.log.clone(),
-        };
-        write_atomic(meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
-    }
-    Ok(Fitted {
-        model_hash: trained.model.weights_hash()?,
-        scorer: Box::new(trained.model),
-        config: config_json,
-        config_hash: hash,
-        train_wall_s: trained.train_wall_s,
-        training: Some(trained.log),
-        loaded_from: None,
-    })
-}
-
-/// A checkpoint's metadata when it exists and was made with this configuration and dataset.
-fn matching_meta<C: serde::de::DeserializeOwned>(
-    meta_path: &Path,
-    hash: &str,
-    prepared: &Prepared,
-) -> anyhow::Result<Option<CheckpointMeta<C>>> {
-    if !meta_path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(meta_path)
-        .with_context(|| format!("reading {}", meta_path.display()))?;
-    let meta: CheckpointMeta<C> =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", meta_path.display()))?;
-    Ok(
-        (meta.config_hash == hash && meta.dataset_checksums == prepared.manifest.checksums)
-            .then_some(meta),
-    )
-}
-
 fn fit_text(
     baseline: Baseline,
     prepared: &Prepared,
@@ -314,133 +245,48 @@ fn fit_text(
     };
     let mut config = TextRecConfig::new(kind, text, search.query, options.seed);
     config.excluded_targets = search.excluded_targets.len();
-    if let Some(t) = options.time_budget_s {
-        config.time_budget_s = t;
-    }
-    if let Some(e) = options.max_epochs {
-        config.max_epochs = e;
-    }
-    let config_json = serde_json::to_value(&config)?;
-    let hash = config_hash(&config_json);
-    let name = config.name();
-    let paths = options.checkpoint_dir.as_ref().map(|d| {
-        let stem = format!("{name}-{}", &hash[..12]);
-        (
-            d.join(format!("{stem}.safetensors")),
-            d.join(format!("{stem}.json")),
-        )
-    });
-    if let Some((weights, meta_path)) = &paths {
-        if weights.exists() && meta_path.exists() {
-            let text = std::fs::read_to_string(meta_path)
-                .with_context(|| format!("reading {}", meta_path.display()))?;
-            let meta: CheckpointMeta<TextRecConfig> = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", meta_path.display()))?;
-            if meta.config_hash == hash && meta.dataset_checksums == prepared.manifest.checksums {
-                let mut model =
-                    TextRec::new(config, prepared, encoder, options.checkpoint_dir.as_deref())?;
-                model.load(weights)?;
-                tracing::info!(model = name, path = %weights.display(), "loaded checkpoint");
-                return Ok(Fitted {
-                    model_hash: model.weights_hash()?,
-                    scorer: Box::new(model),
-                    config: config_json,
-                    config_hash: hash,
-                    train_wall_s: meta.train_wall_s,
-                    training: Some(meta.training),
-                    loaded_from: Some(weights.clone()),
-                });
-            }
-        }
-    }
-    let excluded: HashSet<ItemId> = search.excluded_targets.iter().copied().collect();
-    let pairs = read_pairs(&search.instructions, prepared, search.query, &excluded)?;
-    tracing::info!(model = name, pairs = pairs.len(), "training pairs");
-    let trained = textrec::train(
-        prepared,
-        config.clone(),
-        encoder,
-        options.checkpoint_dir.as_deref(),
-        pairs,
-    )?;
-    if let Some((weights, meta_path)) = &paths {
-        trained.model.save(weights)?;
-        let meta = CheckpointMeta {
-            config,
-            config_hash: hash.clone(),
-            dataset_checksums: prepared.manifest.checksums.clone(),
-            train_wall_s: trained.train_wall_s,
-            training: trained.log.clone(),
-        };
-        write_atomic(meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
-    }
-    Ok(Fitted {
-        model_hash: trained.model.weights_hash()?,
-        scorer: Box::new(trained.model),
-        config: config_json,
-        config_hash: hash,
-        train_wall_s: trained.train_wall_s,
-        training: Some(trained.log),
-        loaded_from: None,
+    options.apply(&mut config.time_budget_s, &mut config.max_epochs, None);
+    let dir = options.checkpoint_dir.as_deref();
+    let model = TextRec::new(config.clone(), prepared, encoder, dir)?;
+    fit_neural(model, &config, Stem::NameAndHash, dir, prepared, |model| {
+        let excluded: HashSet<ItemId> = search.excluded_targets.iter().copied().collect();
+        let pairs = read_pairs(&search.instructions, prepared, search.query, &excluded)?;
+        tracing::info!(model = config.name(), pairs = pairs.len(), "training pairs");
+        textrec::train(model, pairs)
     })
 }
 
-fn fit_seqrec(
-    prepared: &Prepared,
-    config: SeqRecConfig,
+/// How a model's checkpoint files are named in the checkpoint directory.
+enum Stem {
+    /// The model's name: a new configuration replaces the old checkpoint (SASRec's and
+    /// BERT4Rec's, which have always been named so).
+    Name,
+    /// The name and the first 12 digits of the configuration hash: checkpoints of several
+    /// configurations stand side by side.
+    NameAndHash,
+}
+
+/// Trains a neural baseline with `train`, or loads its checkpoint from `dir` when that was made
+/// from the same configuration and dataset, and describes it for a report.
+fn fit_neural<M: Trainable + 'static>(
+    model: M,
+    config: &impl Serialize,
+    stem: Stem,
     dir: Option<&Path>,
+    prepared: &Prepared,
+    train: impl FnOnce(M) -> anyhow::Result<Trained<M>>,
 ) -> anyhow::Result<Fitted> {
-    let config_json = serde_json::to_value(&config)?;
+    let config_json = serde_json::to_value(config)?;
     let hash = config_hash(&config_json);
-    let name = config.name();
-    let paths = dir.map(|d| {
-        (
-            d.join(format!("{name}.safetensors")),
-            d.join(format!("{name}.json")),
-        )
-    });
-    if let Some((weights, meta_path)) = &paths {
-        if weights.exists() && meta_path.exists() {
-            let text = std::fs::read_to_string(meta_path)
-                .with_context(|| format!("reading {}", meta_path.display()))?;
-            let meta: CheckpointMeta<SeqRecConfig> = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", meta_path.display()))?;
-            if meta.config_hash == hash && meta.dataset_checksums == prepared.manifest.checksums {
-                let mut model = SeqRec::new(config, prepared.dataset.items.len())?;
-                model.load(weights)?;
-                tracing::info!(model = name, path = %weights.display(), "loaded checkpoint");
-                return Ok(Fitted {
-                    model_hash: model.weights_hash()?,
-                    scorer: Box::new(model),
-                    config: config_json,
-                    config_hash: hash,
-                    train_wall_s: meta.train_wall_s,
-                    training: Some(meta.training),
-                    loaded_from: Some(weights.clone()),
-                });
-            }
-            tracing::warn!(
-                model = name,
-                path = %meta_path.display(),
-                "checkpoint was made with another configuration or dataset; training anew"
-            );
+    let checkpoint = dir.map(|d| {
+        let name = model.name();
+        match stem {
+            Stem::Name => Checkpoint::new(d, &name),
+            Stem::NameAndHash => Checkpoint::new(d, &format!("{name}-{}", &hash[..12])),
         }
-    }
-    let trained = seqrec::train(prepared, config.clone())?;
-    if let Some((weights, meta_path)) = &paths {
-        trained.model.save(weights)?;
-        let meta = CheckpointMeta {
-            config,
-            config_hash: hash.clone(),
-            dataset_checksums: prepared.manifest.checksums.clone(),
-            train_wall_s: trained.train_wall_s,
-            training: trained.log.clone(),
-        };
-        write_atomic(meta_path, serde_json::to_string_pretty(&meta)?.as_bytes())?;
-    }
-    if trained.log.epochs.is_empty() {
-        bail!("{name} trained no epoch");
-    }
+    });
+    let (trained, loaded_from) =
+        train_or_load(model, train, checkpoint.as_ref(), config, &hash, prepared)?;
     Ok(Fitted {
         model_hash: trained.model.weights_hash()?,
         scorer: Box::new(trained.model),
@@ -448,6 +294,6 @@ fn fit_seqrec(
         config_hash: hash,
         train_wall_s: trained.train_wall_s,
         training: Some(trained.log),
-        loaded_from: None,
+        loaded_from,
     })
 }

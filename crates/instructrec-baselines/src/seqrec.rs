@@ -9,24 +9,20 @@
 //! mask and batch order drawn from one recorded seed.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use candle_core::{Device, Tensor, Var, D};
-use candle_nn::{Linear, Module, Optimizer, VarMap};
-use indicatif::{ProgressBar, ProgressStyle};
-use instructrec_data::{Fold, ItemId, Prepared};
-use instructrec_eval::harness::{build_cases, evaluate_sampled, EvalCase};
-use instructrec_eval::report::EpochLog;
-use instructrec_eval::{Case, Protocol, Request, Scorer, Setting, StopReason, TrainingLog};
+use anyhow::bail;
+use candle_core::{Device, Tensor, D};
+use candle_nn::{Linear, Optimizer, VarMap};
+use instructrec_data::{ItemId, Prepared};
+use instructrec_eval::{Case, Request, Scorer};
 use instructrec_model::ops;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::nn::{linear3, Init};
+use crate::trainer::{self, sequential_validation, BudgetCheck, Schedule, Trainable, Trained};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -155,98 +151,6 @@ struct Block {
     ff2: Linear,
 }
 
-/// Creates every parameter from one generator, in a fixed order, so the same seed gives the same
-/// initial weights (candle's own CPU generator cannot be seeded).
-pub(crate) struct Init<'a> {
-    pub(crate) varmap: &'a VarMap,
-    pub(crate) rng: &'a mut ChaCha8Rng,
-    pub(crate) device: &'a Device,
-}
-
-impl Init<'_> {
-    fn add(&mut self, name: String, t: Tensor) -> anyhow::Result<Tensor> {
-        let var = Var::from_tensor(&t)?;
-        let tensor = var.as_tensor().clone();
-        self.varmap
-            .data()
-            .lock()
-            .expect("varmap lock")
-            .insert(name, var);
-        Ok(tensor)
-    }
-
-    pub(crate) fn normal(
-        &mut self,
-        name: String,
-        shape: (usize, usize),
-        std: f32,
-    ) -> anyhow::Result<Tensor> {
-        let dist = Normal::new(0f32, std)?;
-        let values: Vec<f32> = (0..shape.0 * shape.1)
-            .map(|_| dist.sample(self.rng))
-            .collect();
-        let t = Tensor::from_vec(values, shape, self.device)?;
-        self.add(name, t)
-    }
-
-    pub(crate) fn constant(
-        &mut self,
-        name: String,
-        len: usize,
-        value: f32,
-    ) -> anyhow::Result<Tensor> {
-        let t = Tensor::full(value, len, self.device)?;
-        self.add(name, t)
-    }
-
-    /// Xavier-normal weight and zero bias.
-    pub(crate) fn linear(&mut self, name: &str, inp: usize, out: usize) -> anyhow::Result<Linear> {
-        let std = (2.0 / (inp + out) as f32).sqrt();
-        let w = self.normal(format!("{name}.weight"), (out, inp), std)?;
-        let b = self.constant(format!("{name}.bias"), out, 0.0)?;
-        Ok(Linear::new(w, Some(b)))
-    }
-
-    pub(crate) fn norm(&mut self, name: &str, dim: usize) -> anyhow::Result<(Tensor, Tensor)> {
-        Ok((
-            self.constant(format!("{name}.weight"), dim, 1.0)?,
-            self.constant(format!("{name}.bias"), dim, 0.0)?,
-        ))
-    }
-}
-
-/// Writes every weight to `path` through a temporary file, so a stop leaves no partial file.
-pub(crate) fn save_varmap(varmap: &VarMap, path: &Path) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::Builder::new()
-        .suffix(".safetensors")
-        .tempfile_in(dir)?;
-    varmap.save(tmp.path())?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// SHA-256 of every weight, in name order (the same bytes whether trained or loaded).
-pub(crate) fn varmap_hash(varmap: &VarMap) -> anyhow::Result<String> {
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    let mut h = Sha256::new();
-    for n in names {
-        h.update(n.as_bytes());
-        let v: Vec<f32> = data[n].as_tensor().flatten_all()?.to_vec1()?;
-        for x in v {
-            h.update(x.to_le_bytes());
-        }
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// A copy of every weight, by name (the best epoch so far).
-pub(crate) type Snapshot = Vec<(String, Tensor)>;
-
 pub struct SeqRec {
     config: SeqRecConfig,
     num_items: usize,
@@ -259,15 +163,6 @@ pub struct SeqRec {
     /// BERT4Rec's output bias over items.
     out_bias: Option<Tensor>,
     device: Device,
-}
-
-/// Applies a linear layer to `[batch, len, in]` as one 2-D matmul: candle's `Linear` on 3-D
-/// input broadcasts the weight into `batch` small matmuls, many times slower here.
-pub(crate) fn linear3(layer: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
-    let (b, l, d) = x.dims3()?;
-    let y = layer.forward(&x.reshape((b * l, d))?)?;
-    let out = y.dim(1)?;
-    y.reshape((b, l, out))
 }
 
 /// Dropout with the generator when training; identity at inference.
@@ -449,44 +344,9 @@ impl SeqRec {
         Ok(h.narrow(1, l - 1, 1)?.squeeze(1)?.contiguous()?)
     }
 
-    /// Every trainable weight, for an optimiser that also trains other parameters.
-    pub(crate) fn vars(&self) -> Vec<Var> {
-        self.varmap.all_vars()
-    }
-
     /// Embeddings of the real items (without padding and mask rows), detached.
     fn item_table(&self) -> anyhow::Result<Tensor> {
         Ok(self.item_emb.narrow(0, 1, self.num_items)?.detach())
-    }
-
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        save_varmap(&self.varmap, path)
-    }
-
-    pub fn load(&mut self, path: &Path) -> anyhow::Result<()> {
-        self.varmap
-            .load(path)
-            .with_context(|| format!("loading weights from {}", path.display()))
-    }
-
-    /// SHA-256 of every weight, in name order (the same bytes whether trained or loaded).
-    pub fn weights_hash(&self) -> anyhow::Result<String> {
-        varmap_hash(&self.varmap)
-    }
-
-    pub(crate) fn snapshot(&self) -> anyhow::Result<Snapshot> {
-        let data = self.varmap.data().lock().expect("varmap lock");
-        data.iter()
-            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
-            .collect()
-    }
-
-    pub(crate) fn restore(&self, snapshot: &Snapshot) -> anyhow::Result<()> {
-        let data = self.varmap.data().lock().expect("varmap lock");
-        for (n, t) in snapshot {
-            data[n].set(t)?;
-        }
-        Ok(())
     }
 }
 
@@ -558,6 +418,14 @@ fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
     x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?)
 }
 
+/// One user's training sequence (all but the last two items), as tokens.
+pub struct Sequence {
+    tokens: Vec<u32>,
+    /// SASRec: what its negatives avoid, the user's training items only (excluding validation or
+    /// test items as well would tell the model something about them); empty for BERT4Rec.
+    seen: HashSet<u32>,
+}
+
 /// What one training step needs, built on the host from a batch of users.
 struct Batch {
     input: Vec<u32>,
@@ -569,12 +437,19 @@ struct Batch {
 }
 
 impl SeqRec {
-    fn sasrec_batch(&self, seqs: &[&[u32]], seen: &[&HashSet<u32>], rng: &mut ChaCha8Rng) -> Batch {
+    fn batch(&self, seqs: &[&Sequence], rng: &mut ChaCha8Rng) -> Batch {
+        match self.config.variant {
+            Variant::SasRec => self.sasrec_batch(seqs, rng),
+            Variant::Bert4Rec => self.bert4rec_batch(seqs, rng),
+        }
+    }
+
+    fn sasrec_batch(&self, seqs: &[&Sequence], rng: &mut ChaCha8Rng) -> Batch {
         let l = self.config.max_len;
         let n = seqs.len();
         let (mut input, mut targets, mut negatives) =
             (vec![PAD; n * l], vec![PAD; n * l], vec![PAD; n * l]);
-        for (b, (seq, seen)) in seqs.iter().zip(seen).enumerate() {
+        for (b, Sequence { tokens: seq, seen }) in seqs.iter().copied().enumerate() {
             // Pairs (seq[t], seq[t+1]) for the last `l` transitions, right-aligned.
             let pairs = seq.len() - 1;
             let take = pairs.min(l);
@@ -599,11 +474,11 @@ impl SeqRec {
         }
     }
 
-    fn bert4rec_batch(&self, seqs: &[&[u32]], rng: &mut ChaCha8Rng) -> Batch {
+    fn bert4rec_batch(&self, seqs: &[&Sequence], rng: &mut ChaCha8Rng) -> Batch {
         let l = self.config.max_len;
         let n = seqs.len();
         let (mut input, mut targets) = (vec![PAD; n * l], vec![PAD; n * l]);
-        for (b, seq) in seqs.iter().enumerate() {
+        for (b, Sequence { tokens: seq, .. }) in seqs.iter().copied().enumerate() {
             let tail = &seq[seq.len().saturating_sub(l)..];
             let start = b * l + l - tail.len();
             input[start..start + tail.len()].copy_from_slice(tail);
@@ -637,7 +512,7 @@ impl SeqRec {
         }
     }
 
-    fn loss(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> anyhow::Result<Tensor> {
+    fn batch_loss(&self, batch: &Batch, rng: &mut ChaCha8Rng) -> anyhow::Result<Tensor> {
         let d = self.config.dim;
         let h = self
             .encode(&batch.input, batch.size, Some(rng))?
@@ -678,6 +553,19 @@ impl SeqRec {
     }
 }
 
+impl Trainable for SeqRec {
+    type Example = Sequence;
+
+    fn loss(&self, batch: &[&Sequence], rng: &mut ChaCha8Rng) -> anyhow::Result<Option<Tensor>> {
+        let batch = self.batch(batch, rng);
+        Ok(Some(self.batch_loss(&batch, rng)?))
+    }
+
+    fn parts(&self) -> Vec<(&'static str, &VarMap)> {
+        vec![("", &self.varmap)]
+    }
+}
+
 impl SeqRec {
     /// Diagnostic: the gradient norm of every parameter, by name, on one training batch of the
     /// first users. A zero norm means a parameter is cut off from the loss (e.g. by an op
@@ -685,18 +573,9 @@ impl SeqRec {
     pub fn gradient_norms(&self, prepared: &Prepared) -> anyhow::Result<Vec<(String, f32)>> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
         let seqs = training_sequences(prepared, self.config.variant);
-        let seqs: Vec<&[u32]> = seqs
-            .iter()
-            .take(self.config.batch_size)
-            .map(Vec::as_slice)
-            .collect();
-        let seen: Vec<HashSet<u32>> = seqs.iter().map(|s| s.iter().copied().collect()).collect();
-        let seen: Vec<&HashSet<u32>> = seen.iter().collect();
-        let batch = match self.config.variant {
-            Variant::SasRec => self.sasrec_batch(&seqs, &seen, &mut rng),
-            Variant::Bert4Rec => self.bert4rec_batch(&seqs, &mut rng),
-        };
-        let grads = self.loss(&batch, &mut rng)?.backward()?;
+        let first: Vec<&Sequence> = seqs.iter().take(self.config.batch_size).collect();
+        let batch = self.batch(&first, &mut rng);
+        let grads = self.batch_loss(&batch, &mut rng)?.backward()?;
         let data = self.varmap.data().lock().expect("varmap lock");
         let mut out = Vec::with_capacity(data.len());
         for (name, var) in data.iter() {
@@ -729,22 +608,16 @@ pub fn time_steps(
     let model = SeqRec::new(config.clone(), prepared.dataset.items.len())?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let seqs = training_sequences(prepared, config.variant);
-    let seen: Vec<HashSet<u32>> = seqs.iter().map(|s| s.iter().copied().collect()).collect();
     let mut opt =
         candle_nn::AdamW::new(model.varmap.all_vars(), candle_nn::ParamsAdamW::default())?;
     let mut t = StepTimes::default();
-    let order: Vec<usize> = (0..seqs.len()).collect();
-    for chunk in order.chunks(config.batch_size).take(steps) {
+    let all: Vec<&Sequence> = seqs.iter().collect();
+    for chunk in all.chunks(config.batch_size).take(steps) {
         let clock = Instant::now();
-        let batch_seqs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
-        let batch_seen: Vec<&HashSet<u32>> = chunk.iter().map(|&i| &seen[i]).collect();
-        let batch = match config.variant {
-            Variant::SasRec => model.sasrec_batch(&batch_seqs, &batch_seen, &mut rng),
-            Variant::Bert4Rec => model.bert4rec_batch(&batch_seqs, &mut rng),
-        };
+        let batch = model.batch(chunk, &mut rng);
         t.batch_s += clock.elapsed().as_secs_f64();
         let clock = Instant::now();
-        let loss = model.loss(&batch, &mut rng)?;
+        let loss = model.batch_loss(&batch, &mut rng)?;
         let _ = loss.to_scalar::<f32>()?;
         t.forward_s += clock.elapsed().as_secs_f64();
         let clock = Instant::now();
@@ -757,8 +630,8 @@ pub fn time_steps(
     Ok(t)
 }
 
-/// Training data: each user's training sequence (all but the last two items) as tokens.
-fn training_sequences(prepared: &Prepared, variant: Variant) -> Vec<Vec<u32>> {
+/// Each user's training sequence long enough to learn from.
+fn training_sequences(prepared: &Prepared, variant: Variant) -> Vec<Sequence> {
     let min_len = match variant {
         Variant::SasRec => 2,
         Variant::Bert4Rec => 1,
@@ -775,31 +648,20 @@ fn training_sequences(prepared: &Prepared, variant: Variant) -> Vec<Vec<u32>> {
                 .collect::<Vec<u32>>()
         })
         .filter(|s| s.len() >= min_len)
+        .map(|tokens| Sequence {
+            seen: match variant {
+                Variant::SasRec => tokens.iter().copied().collect(),
+                Variant::Bert4Rec => HashSet::new(),
+            },
+            tokens,
+        })
         .collect()
-}
-
-/// Validation cases for early stopping: every `stride`-th user's 1+9 validation list.
-fn validation_cases(prepared: &Prepared, stride: usize) -> anyhow::Result<Vec<EvalCase>> {
-    let all = build_cases(
-        prepared,
-        Protocol::Sequential,
-        Fold::Validation,
-        Setting::Sampled { size: 10 },
-    )?;
-    Ok(all.into_iter().step_by(stride).collect())
-}
-
-pub struct Trained {
-    pub model: SeqRec,
-    pub log: TrainingLog,
-    pub train_wall_s: f64,
 }
 
 /// Trains on the training split with Adam, validating after every epoch on the 1+9 validation
 /// lists and keeping the weights of the best validation NDCG@5.
-pub fn train(prepared: &Prepared, config: SeqRecConfig) -> anyhow::Result<Trained> {
-    let start = Instant::now();
-    let model = SeqRec::new(config.clone(), prepared.dataset.items.len())?;
+pub fn train(prepared: &Prepared, model: SeqRec) -> anyhow::Result<Trained<SeqRec>> {
+    let config = &model.config;
     // A separate stream from initialisation, so changing the model shape does not reshuffle data.
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_da7a);
     let seqs = training_sequences(prepared, config.variant);
@@ -809,105 +671,21 @@ pub fn train(prepared: &Prepared, config: SeqRecConfig) -> anyhow::Result<Traine
             config.name()
         );
     }
-    // SASRec negatives avoid the user's training items only: excluding validation or test items
-    // as well would tell the model something about them.
-    let seen: Vec<HashSet<u32>> = match config.variant {
-        Variant::SasRec => seqs.iter().map(|s| s.iter().copied().collect()).collect(),
-        Variant::Bert4Rec => Vec::new(),
-    };
-    let val = validation_cases(prepared, config.validation_stride)?;
-    let mut opt = candle_nn::AdamW::new(
-        model.varmap.all_vars(),
-        candle_nn::ParamsAdamW {
+    let validation = sequential_validation(prepared, config.validation_stride)?;
+    let schedule = Schedule {
+        optimizer: candle_nn::ParamsAdamW {
             lr: config.lr,
             beta1: 0.9,
             beta2: 0.98,
             eps: 1e-8,
             weight_decay: config.weight_decay,
         },
-    )?;
-    let steps = seqs.len().div_ceil(config.batch_size);
-    let pb = ProgressBar::new((steps * config.max_epochs) as u64);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}",
-        )
-        .expect("valid template"),
-    );
-    pb.set_prefix(config.name());
-    let mut order: Vec<usize> = (0..seqs.len()).collect();
-    let mut epochs = Vec::new();
-    let mut best: Option<(f64, usize, Snapshot)> = None;
-    let mut stop = StopReason::MaxEpochs;
-    for epoch in 1..=config.max_epochs {
-        order.shuffle(&mut rng);
-        let mut loss_sum = 0.0;
-        for chunk in order.chunks(config.batch_size) {
-            let batch_seqs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
-            let batch = match config.variant {
-                Variant::SasRec => {
-                    let batch_seen: Vec<&HashSet<u32>> = chunk.iter().map(|&i| &seen[i]).collect();
-                    model.sasrec_batch(&batch_seqs, &batch_seen, &mut rng)
-                }
-                Variant::Bert4Rec => model.bert4rec_batch(&batch_seqs, &mut rng),
-            };
-            let loss = model.loss(&batch, &mut rng)?;
-            let value = loss.to_scalar::<f32>()? as f64;
-            if !value.is_finite() {
-                bail!(
-                    "{} training loss became {value} in epoch {epoch}",
-                    config.name()
-                );
-            }
-            loss_sum += value;
-            opt.backward_step(&loss)?;
-            pb.inc(1);
-        }
-        let metrics = evaluate_sampled(&model, &val, 256)?;
-        let elapsed_s = start.elapsed().as_secs_f64();
-        let log = EpochLog {
-            epoch,
-            train_loss: loss_sum / steps as f64,
-            val_hr1: metrics.hr1,
-            val_ndcg5: metrics.ndcg5,
-            elapsed_s,
-        };
-        pb.set_message(format!(
-            "epoch {epoch} loss {:.4} val HR@1 {:.4} NDCG@5 {:.4}",
-            log.train_loss, log.val_hr1, log.val_ndcg5
-        ));
-        tracing::info!(
-            model = config.name(),
-            epoch,
-            loss = log.train_loss,
-            val_hr1 = log.val_hr1,
-            val_ndcg5 = log.val_ndcg5,
-            elapsed_s,
-            "epoch done"
-        );
-        epochs.push(log);
-        if best.as_ref().is_none_or(|(b, _, _)| metrics.ndcg5 > *b) {
-            best = Some((metrics.ndcg5, epoch, model.snapshot()?));
-        } else if epoch - best.as_ref().map_or(0, |b| b.1) >= config.patience {
-            stop = StopReason::Converged;
-            break;
-        }
-        if elapsed_s > config.time_budget_s && epoch < config.max_epochs {
-            stop = StopReason::TimeBudget;
-            break;
-        }
-    }
-    pb.finish_and_clear();
-    let (_, best_epoch, weights) = best.context("training ran no epoch")?;
-    model.restore(&weights)?;
-    Ok(Trained {
-        model,
-        log: TrainingLog {
-            seed: config.seed,
-            epochs,
-            best_epoch,
-            stop,
-        },
-        train_wall_s: start.elapsed().as_secs_f64(),
-    })
+        batch_size: config.batch_size,
+        max_epochs: config.max_epochs,
+        time_budget_s: config.time_budget_s,
+        budget_check: BudgetCheck::Epoch,
+        patience: Some(config.patience),
+        seed: config.seed,
+    };
+    trainer::train(model, &seqs, &validation, &schedule, &mut rng)
 }

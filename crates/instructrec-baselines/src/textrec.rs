@@ -17,16 +17,14 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use anyhow::{bail, Context};
 use candle_core::{Device, Tensor, D};
-use candle_nn::{Linear, Module, Optimizer, VarMap};
-use indicatif::{ProgressBar, ProgressStyle};
+use candle_nn::{Linear, Module, VarMap};
+use instructrec_data::atomic::write_atomic_with;
 use instructrec_data::{ItemId, Prepared};
-use instructrec_eval::harness::{evaluate_sampled, EvalCase};
-use instructrec_eval::report::EpochLog;
-use instructrec_eval::{Case, QueryKind, Request, Scorer, StopReason, TrainingLog};
+use instructrec_eval::harness::EvalCase;
+use instructrec_eval::{Case, QueryKind, Request, Scorer};
 use instructrec_instructions::{read_jsonl, Strategy, TargetKind, TaskForm};
 use instructrec_model::ops;
 use instructrec_text::SentenceEncoder;
@@ -36,7 +34,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::seqrec::{linear3, save_varmap, varmap_hash, Init};
+use crate::nn::{linear3, Init};
+use crate::trainer::{self, BudgetCheck, Schedule, Trainable, Trained};
 
 /// Where text vectors come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,7 +184,41 @@ pub(crate) enum TextFeatures {
     },
 }
 
+/// Every item's title, by item index.
+pub(crate) fn titles(prepared: &Prepared) -> Vec<String> {
+    prepared
+        .dataset
+        .items
+        .iter()
+        .map(|i| i.title.clone())
+        .collect()
+}
+
 impl TextFeatures {
+    /// The text vectors `source` names: a pretrained encoder's (every title encoded here, or
+    /// read from `title_cache` when an earlier run stored them there), or hashed words whose
+    /// table `init` creates.
+    pub(crate) fn new(
+        source: &TextSource,
+        encoder: Option<SentenceEncoder>,
+        titles: &[String],
+        title_cache: Option<&Path>,
+        init: &mut Init,
+    ) -> anyhow::Result<Self> {
+        Ok(match (source, encoder) {
+            (TextSource::Pretrained { .. }, Some(encoder)) => TextFeatures::Frozen {
+                items: title_vectors(&encoder, titles, title_cache)?,
+                encoder: Box::new(encoder),
+                cache: Mutex::new(HashMap::new()),
+            },
+            (TextSource::Trained { buckets, dim }, None) => TextFeatures::Bag {
+                table: init.normal("words".into(), (*buckets, *dim), 0.1)?,
+                buckets: *buckets,
+            },
+            _ => bail!("the text source in the configuration does not match the encoder given"),
+        })
+    }
+
     pub(crate) fn dim(&self) -> usize {
         match self {
             TextFeatures::Frozen { encoder, .. } => encoder.dim(),
@@ -250,7 +283,7 @@ impl TextFeatures {
 
 /// Title vectors from the encoder, cached in `dir` under a name derived from the encoder's
 /// weights and every title, so a stale cache is never read.
-pub(crate) fn title_vectors(
+fn title_vectors(
     encoder: &SentenceEncoder,
     titles: &[String],
     dir: Option<&Path>,
@@ -276,13 +309,12 @@ pub(crate) fn title_vectors(
             .with_context(|| format!("{}: no tensor named titles", path.display()));
     }
     let items = encoder.encode_all(titles, 64, "encoding titles")?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::Builder::new()
-        .suffix(".safetensors")
-        .tempfile_in(dir)?;
-    items.save_safetensors("titles", tmp.path())?;
-    tmp.persist(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    write_atomic_with(&path, |tmp| {
+        items
+            .save_safetensors("titles", tmp)
+            .map_err(std::io::Error::other)
+    })
+    .with_context(|| format!("writing {}", path.display()))?;
     Ok(items)
 }
 
@@ -357,27 +389,8 @@ impl TextRec {
             rng: &mut rng,
             device: &device,
         };
-        let titles: Vec<String> = prepared
-            .dataset
-            .items
-            .iter()
-            .map(|i| i.title.clone())
-            .collect();
-        let text = match (&config.text, encoder) {
-            (TextSource::Pretrained { .. }, Some(encoder)) => {
-                let items = title_vectors(&encoder, &titles, title_cache)?;
-                TextFeatures::Frozen {
-                    encoder: Box::new(encoder),
-                    items,
-                    cache: Mutex::new(HashMap::new()),
-                }
-            }
-            (TextSource::Trained { buckets, dim }, None) => TextFeatures::Bag {
-                table: init.normal("words".into(), (*buckets, *dim), 0.1)?,
-                buckets: *buckets,
-            },
-            _ => bail!("the text source in the configuration does not match the encoder given"),
-        };
+        let titles = titles(prepared);
+        let text = TextFeatures::new(&config.text, encoder, &titles, title_cache, &mut init)?;
         let (t, d, h) = (text.dim(), config.dim, config.hidden);
         let towers = match config.kind {
             TextModelKind::Dssm => Towers::Dssm {
@@ -503,7 +516,7 @@ impl TextRec {
         }
     }
 
-    fn loss(&self, pairs: &[&Pair]) -> anyhow::Result<Tensor> {
+    fn batch_loss(&self, pairs: &[&Pair]) -> anyhow::Result<Tensor> {
         let queries: Vec<&str> = pairs.iter().map(|p| p.query.as_str()).collect();
         let histories: Vec<&[ItemId]> = pairs.iter().map(|p| p.history.as_slice()).collect();
         let targets: Vec<u32> = pairs.iter().map(|p| p.target.0).collect();
@@ -534,19 +547,18 @@ impl TextRec {
             }
         })
     }
+}
 
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        save_varmap(&self.varmap, path)
+impl Trainable for TextRec {
+    type Example = Pair;
+
+    /// Draws nothing from `rng`: neither model has dropout, and negatives come from the batch.
+    fn loss(&self, batch: &[&Pair], _rng: &mut ChaCha8Rng) -> anyhow::Result<Option<Tensor>> {
+        Ok(Some(self.batch_loss(batch)?))
     }
 
-    pub fn load(&mut self, path: &Path) -> anyhow::Result<()> {
-        self.varmap
-            .load(path)
-            .with_context(|| format!("loading weights from {}", path.display()))
-    }
-
-    pub fn weights_hash(&self) -> anyhow::Result<String> {
-        varmap_hash(&self.varmap)
+    fn parts(&self) -> Vec<(&'static str, &VarMap)> {
+        vec![("", &self.varmap)]
     }
 }
 
@@ -605,12 +617,6 @@ impl Scorer for TextRec {
     }
 }
 
-pub struct TrainedText {
-    pub model: TextRec,
-    pub log: TrainingLog,
-    pub train_wall_s: f64,
-}
-
 /// Validation cases from held-out pairs: the target among 9 items drawn with the seed.
 fn validation_cases(pairs: &[Pair], items: usize, rng: &mut ChaCha8Rng) -> Vec<EvalCase> {
     pairs
@@ -641,102 +647,27 @@ fn validation_cases(pairs: &[Pair], items: usize, rng: &mut ChaCha8Rng) -> Vec<E
 
 /// Trains with AdamW on shuffled pairs, 5% of them (at most 1,000) held out to report a
 /// validation HR@1/NDCG@5 (1+9 random items) after every epoch; the last weights are kept.
-pub fn train(
-    prepared: &Prepared,
-    config: TextRecConfig,
-    encoder: Option<SentenceEncoder>,
-    title_cache: Option<&Path>,
-    mut pairs: Vec<Pair>,
-) -> anyhow::Result<TrainedText> {
-    let model = TextRec::new(config.clone(), prepared, encoder, title_cache)?;
-    // The budget is for training: encoding the catalogue's titles (minutes with a pretrained
-    // encoder on one core) comes before it and is cached for later runs.
-    let start = Instant::now();
+pub fn train(model: TextRec, mut pairs: Vec<Pair>) -> anyhow::Result<Trained<TextRec>> {
+    let config = &model.config;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7e47_da7a);
     pairs.shuffle(&mut rng);
     let held = (pairs.len() / 20)
         .clamp(1, 1000)
         .min(pairs.len().saturating_sub(1));
     let val_pairs = pairs.split_off(pairs.len() - held);
-    let val = validation_cases(&val_pairs, prepared.dataset.items.len(), &mut rng);
-    let mut opt = candle_nn::AdamW::new(
-        model.varmap.all_vars(),
-        candle_nn::ParamsAdamW {
+    let validation = validation_cases(&val_pairs, model.titles.len(), &mut rng);
+    let schedule = Schedule {
+        optimizer: candle_nn::ParamsAdamW {
             lr: config.lr,
             weight_decay: 0.0,
             ..Default::default()
         },
-    )?;
-    let steps = pairs.len().div_ceil(config.batch_size);
-    let pb = ProgressBar::new((steps * config.max_epochs) as u64);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}",
-        )
-        .expect("valid template"),
-    );
-    pb.set_prefix(config.name());
-    let mut epochs = Vec::new();
-    let mut stop = StopReason::MaxEpochs;
-    'epochs: for epoch in 1..=config.max_epochs {
-        pairs.shuffle(&mut rng);
-        let (mut loss_sum, mut done) = (0.0, 0usize);
-        for chunk in pairs.chunks(config.batch_size) {
-            let refs: Vec<&Pair> = chunk.iter().collect();
-            let loss = model.loss(&refs)?;
-            let value = f64::from(loss.to_scalar::<f32>()?);
-            if !value.is_finite() {
-                bail!(
-                    "{} training loss became {value} in epoch {epoch}",
-                    config.name()
-                );
-            }
-            opt.backward_step(&loss)?;
-            loss_sum += value;
-            done += 1;
-            pb.inc(1);
-            if start.elapsed().as_secs_f64() > config.time_budget_s {
-                stop = StopReason::TimeBudget;
-            }
-            if stop == StopReason::TimeBudget {
-                break;
-            }
-        }
-        let metrics = evaluate_sampled(&model, &val, 256)?;
-        let log = EpochLog {
-            epoch,
-            train_loss: loss_sum / done.max(1) as f64,
-            val_hr1: metrics.hr1,
-            val_ndcg5: metrics.ndcg5,
-            elapsed_s: start.elapsed().as_secs_f64(),
-        };
-        pb.set_message(format!(
-            "epoch {epoch} loss {:.4} val HR@1 {:.4}",
-            log.train_loss, log.val_hr1
-        ));
-        tracing::info!(
-            model = config.name(),
-            epoch,
-            loss = log.train_loss,
-            val_hr1 = log.val_hr1,
-            val_ndcg5 = log.val_ndcg5,
-            "epoch done"
-        );
-        epochs.push(log);
-        if stop == StopReason::TimeBudget {
-            break 'epochs;
-        }
-    }
-    pb.finish_and_clear();
-    let best_epoch = epochs.len();
-    Ok(TrainedText {
-        model,
-        log: TrainingLog {
-            seed: config.seed,
-            epochs,
-            best_epoch,
-            stop,
-        },
-        train_wall_s: start.elapsed().as_secs_f64(),
-    })
+        batch_size: config.batch_size,
+        max_epochs: config.max_epochs,
+        time_budget_s: config.time_budget_s,
+        budget_check: BudgetCheck::Step,
+        patience: None,
+        seed: config.seed,
+    };
+    trainer::train(model, &pairs, &validation, &schedule, &mut rng)
 }

@@ -8,27 +8,22 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use candle_core::{Device, Tensor};
-use candle_nn::{Linear, Module, Optimizer, VarMap};
-use indicatif::{ProgressBar, ProgressStyle};
-use instructrec_data::{Fold, ItemId, Prepared, UserId};
-use instructrec_eval::harness::{build_cases, evaluate_sampled};
-use instructrec_eval::report::EpochLog;
-use instructrec_eval::{Case, Protocol, Request, Scorer, Setting, StopReason, TrainingLog};
+use candle_nn::{Linear, Module, VarMap};
+use instructrec_data::{ItemId, Prepared, UserId};
+use instructrec_eval::{Case, Request, Scorer};
 use instructrec_model::ops;
 use instructrec_text::SentenceEncoder;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::seqrec::{save_varmap, varmap_hash, Init, SeqRec, SeqRecConfig, Snapshot};
-use crate::textrec::{title_vectors, TextFeatures, TextSource};
+use crate::nn::Init;
+use crate::seqrec::{SeqRec, SeqRecConfig};
+use crate::textrec::{titles, TextFeatures, TextSource};
+use crate::trainer::{self, sequential_validation, BudgetCheck, Schedule, Trainable, Trained};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TwoTowerConfig {
@@ -77,7 +72,7 @@ pub struct TwoTower {
 }
 
 /// One training pair: a user's history prefix and the item that followed it.
-struct Pair {
+pub struct Pair {
     user: UserId,
     history: Vec<ItemId>,
     target: ItemId,
@@ -92,6 +87,9 @@ impl TwoTower {
         encoder: Option<SentenceEncoder>,
         title_cache: Option<&Path>,
     ) -> anyhow::Result<Self> {
+        if config.batch_size < 2 || config.validation_stride == 0 {
+            bail!("two-tower batch_size must be >= 2 and validation_stride >= 1");
+        }
         let device = Device::Cpu;
         let items = prepared.dataset.items.len();
         let seq = SeqRec::new(config.sequence.clone(), items)?;
@@ -103,24 +101,8 @@ impl TwoTower {
             rng: &mut rng,
             device: &device,
         };
-        let titles: Vec<String> = prepared
-            .dataset
-            .items
-            .iter()
-            .map(|i| i.title.clone())
-            .collect();
-        let text = match (&config.text, encoder) {
-            (TextSource::Pretrained { .. }, Some(encoder)) => TextFeatures::Frozen {
-                items: title_vectors(&encoder, &titles, title_cache)?,
-                encoder: Box::new(encoder),
-                cache: Mutex::new(HashMap::new()),
-            },
-            (TextSource::Trained { buckets, dim }, None) => TextFeatures::Bag {
-                table: init.normal("words".into(), (*buckets, *dim), 0.1)?,
-                buckets: *buckets,
-            },
-            _ => bail!("the text source in the configuration does not match the encoder given"),
-        };
+        let titles = titles(prepared);
+        let text = TextFeatures::new(&config.text, encoder, &titles, title_cache, &mut init)?;
         let d = config.sequence.dim;
         let std = 1.0 / (d as f32).sqrt();
         let user_emb = init.normal("user_emb".into(), (prepared.dataset.users.len(), d), std)?;
@@ -229,11 +211,19 @@ impl TwoTower {
         let text = self.item_text.forward(&self.title_features(items)?)?;
         Ok((self.item_emb.index_select(&ids, 0)? + text)?)
     }
+}
+
+impl Trainable for TwoTower {
+    type Example = Pair;
 
     /// In-batch sampled softmax: each pair's target against the other pairs' targets (the same
-    /// item elsewhere in the batch is masked, not counted as a negative).
-    fn loss(&self, pairs: &[&Pair], rng: &mut ChaCha8Rng) -> anyhow::Result<Tensor> {
+    /// item elsewhere in the batch is masked, not counted as a negative); a lone pair has
+    /// nothing to be told apart from.
+    fn loss(&self, pairs: &[&Pair], rng: &mut ChaCha8Rng) -> anyhow::Result<Option<Tensor>> {
         let n = pairs.len();
+        if n < 2 {
+            return Ok(None);
+        }
         let users: Vec<UserId> = pairs.iter().map(|p| p.user).collect();
         let histories: Vec<&[ItemId]> = pairs.iter().map(|p| p.history.as_slice()).collect();
         let targets: Vec<u32> = pairs.iter().map(|p| p.target.0).collect();
@@ -252,58 +242,18 @@ impl TwoTower {
         let logp = ops::log_softmax_last_dim(&logits)?;
         let diag: Vec<u32> = (0..n as u32).collect();
         let diag = Tensor::from_vec(diag, (n, 1), &self.device)?;
-        Ok(logp.gather(&diag, 1)?.mean_all()?.neg()?)
+        Ok(Some(logp.gather(&diag, 1)?.mean_all()?.neg()?))
     }
 
-    fn all_vars(&self) -> Vec<candle_core::Var> {
-        let mut vars = self.seq.vars();
-        vars.extend(self.varmap.all_vars());
-        vars
+    /// The sequence encoder's weights go beside this model's, to `<stem>.seq.safetensors`.
+    fn parts(&self) -> Vec<(&'static str, &VarMap)> {
+        let seq = self
+            .seq
+            .parts()
+            .into_iter()
+            .map(|(_, varmap)| ("seq", varmap));
+        std::iter::once(("", &self.varmap)).chain(seq).collect()
     }
-
-    /// Weights go to `path` (this model's) and `<path>.seq.safetensors` (the sequence encoder).
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        save_varmap(&self.varmap, path)?;
-        self.seq.save(&sequence_path(path))
-    }
-
-    pub fn load(&mut self, path: &Path) -> anyhow::Result<()> {
-        self.varmap
-            .load(path)
-            .with_context(|| format!("loading weights from {}", path.display()))?;
-        self.seq.load(&sequence_path(path))
-    }
-
-    /// SHA-256 over both parts' weight hashes.
-    pub fn weights_hash(&self) -> anyhow::Result<String> {
-        let mut h = Sha256::new();
-        h.update(varmap_hash(&self.varmap)?.as_bytes());
-        h.update(self.seq.weights_hash()?.as_bytes());
-        Ok(hex::encode(h.finalize()))
-    }
-
-    fn snapshot(&self) -> anyhow::Result<(Snapshot, Snapshot)> {
-        let data = self.varmap.data().lock().expect("varmap lock");
-        let own = data
-            .iter()
-            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
-            .collect::<anyhow::Result<Snapshot>>()?;
-        Ok((own, self.seq.snapshot()?))
-    }
-
-    fn restore(&self, (own, seq): &(Snapshot, Snapshot)) -> anyhow::Result<()> {
-        {
-            let data = self.varmap.data().lock().expect("varmap lock");
-            for (n, t) in own {
-                data[n].set(t)?;
-            }
-        }
-        self.seq.restore(seq)
-    }
-}
-
-fn sequence_path(path: &Path) -> std::path::PathBuf {
-    path.with_extension("seq.safetensors")
 }
 
 impl Scorer for TwoTower {
@@ -371,127 +321,28 @@ fn training_pairs(prepared: &Prepared) -> Vec<Pair> {
     pairs
 }
 
-pub struct TrainedTwoTower {
-    pub model: TwoTower,
-    pub log: TrainingLog,
-    pub train_wall_s: f64,
-}
-
 /// Trains with AdamW, validating after every epoch on the 1+9 validation lists and keeping the
 /// weights of the best validation NDCG@5; the time budget is checked after every step.
-pub fn train(
-    prepared: &Prepared,
-    config: TwoTowerConfig,
-    encoder: Option<SentenceEncoder>,
-    title_cache: Option<&Path>,
-) -> anyhow::Result<TrainedTwoTower> {
-    let start = Instant::now();
-    if config.batch_size < 2 || config.validation_stride == 0 {
-        bail!("two-tower batch_size must be >= 2 and validation_stride >= 1");
-    }
-    let model = TwoTower::new(config.clone(), prepared, encoder, title_cache)?;
+pub fn train(prepared: &Prepared, model: TwoTower) -> anyhow::Result<Trained<TwoTower>> {
+    let config = &model.config;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_da7a);
     let pairs = training_pairs(prepared);
     if pairs.is_empty() {
         bail!("no user has two training interactions: no two-tower training pair");
     }
-    let val: Vec<_> = build_cases(
-        prepared,
-        Protocol::Sequential,
-        Fold::Validation,
-        Setting::Sampled { size: 10 },
-    )?
-    .into_iter()
-    .step_by(config.validation_stride)
-    .collect();
-    let mut opt = candle_nn::AdamW::new(
-        model.all_vars(),
-        candle_nn::ParamsAdamW {
+    let validation = sequential_validation(prepared, config.validation_stride)?;
+    let schedule = Schedule {
+        optimizer: candle_nn::ParamsAdamW {
             lr: config.lr,
             weight_decay: 0.0,
             ..Default::default()
         },
-    )?;
-    let steps = pairs.len().div_ceil(config.batch_size);
-    let pb = ProgressBar::new((steps * config.max_epochs) as u64);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "two-tower [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}",
-        )
-        .expect("valid template"),
-    );
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    let mut epochs = Vec::new();
-    let mut best: Option<(f64, usize, (Snapshot, Snapshot))> = None;
-    let mut stop = StopReason::MaxEpochs;
-    'epochs: for epoch in 1..=config.max_epochs {
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut done) = (0.0, 0usize);
-        let mut out_of_time = false;
-        for chunk in order.chunks(config.batch_size) {
-            if chunk.len() < 2 {
-                continue;
-            }
-            let batch: Vec<&Pair> = chunk.iter().map(|&i| &pairs[i]).collect();
-            let loss = model.loss(&batch, &mut rng)?;
-            let value = loss.to_scalar::<f32>()? as f64;
-            if !value.is_finite() {
-                bail!("two-tower training loss became {value} in epoch {epoch}");
-            }
-            loss_sum += value;
-            done += 1;
-            opt.backward_step(&loss)?;
-            pb.inc(1);
-            if start.elapsed().as_secs_f64() > config.time_budget_s {
-                out_of_time = true;
-                break;
-            }
-        }
-        let metrics = evaluate_sampled(&model, &val, 256)?;
-        let elapsed_s = start.elapsed().as_secs_f64();
-        let log = EpochLog {
-            epoch,
-            train_loss: loss_sum / done.max(1) as f64,
-            val_hr1: metrics.hr1,
-            val_ndcg5: metrics.ndcg5,
-            elapsed_s,
-        };
-        pb.set_message(format!(
-            "epoch {epoch} loss {:.4} val HR@1 {:.4} NDCG@5 {:.4}",
-            log.train_loss, log.val_hr1, log.val_ndcg5
-        ));
-        tracing::info!(
-            model = "two-tower",
-            epoch,
-            loss = log.train_loss,
-            val_hr1 = log.val_hr1,
-            val_ndcg5 = log.val_ndcg5,
-            elapsed_s,
-            "epoch done"
-        );
-        epochs.push(log);
-        if best.as_ref().is_none_or(|(b, _, _)| metrics.ndcg5 > *b) {
-            best = Some((metrics.ndcg5, epoch, model.snapshot()?));
-        } else if epoch - best.as_ref().map_or(0, |b| b.1) >= config.patience {
-            stop = StopReason::Converged;
-            break 'epochs;
-        }
-        if out_of_time {
-            stop = StopReason::TimeBudget;
-            break;
-        }
-    }
-    pb.finish_and_clear();
-    let (_, best_epoch, weights) = best.context("two-tower training ran no epoch")?;
-    model.restore(&weights)?;
-    Ok(TrainedTwoTower {
-        model,
-        log: TrainingLog {
-            seed: config.seed,
-            epochs,
-            best_epoch,
-            stop,
-        },
-        train_wall_s: start.elapsed().as_secs_f64(),
-    })
+        batch_size: config.batch_size,
+        max_epochs: config.max_epochs,
+        time_budget_s: config.time_budget_s,
+        budget_check: BudgetCheck::Step,
+        patience: Some(config.patience),
+        seed: config.seed,
+    };
+    trainer::train(model, &pairs, &validation, &schedule, &mut rng)
 }

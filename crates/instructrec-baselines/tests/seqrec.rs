@@ -1,20 +1,10 @@
-use instructrec_baselines::seqrec::{train, SeqRec, SeqRecConfig};
-use instructrec_baselines::Popularity;
+mod common;
+
+use common::{tiny, train};
+use instructrec_baselines::seqrec::{SeqRec, SeqRecConfig};
+use instructrec_baselines::{Popularity, Trainable};
 use instructrec_data::Fold;
 use instructrec_eval::{evaluate, synthetic, Protocol, Setting};
-
-fn tiny(mut c: SeqRecConfig) -> SeqRecConfig {
-    c.dim = 16;
-    c.ff_dim = 32;
-    c.max_len = 8;
-    c.batch_size = 32;
-    c.max_epochs = 12;
-    c.patience = 3;
-    c.lr = 5e-3;
-    c.dropout = 0.1;
-    c.validation_stride = 1;
-    c
-}
 
 fn test_metrics(
     model: &SeqRec,
@@ -52,8 +42,8 @@ fn same_seed_reproduces_training_and_metrics_exactly() {
     let p = synthetic::prepared(150, 120, 22);
     let mut config = tiny(SeqRecConfig::sasrec(7));
     config.max_epochs = 3;
-    let a = train(&p, config.clone()).unwrap();
-    let b = train(&p, config.clone()).unwrap();
+    let a = train(&p, config.clone());
+    let b = train(&p, config.clone());
     assert_eq!(a.log.epochs.len(), b.log.epochs.len());
     for (x, y) in a.log.epochs.iter().zip(&b.log.epochs) {
         assert_eq!(
@@ -69,7 +59,7 @@ fn same_seed_reproduces_training_and_metrics_exactly() {
     let mb = test_metrics(&b.model, &p, Setting::Sampled { size: 100 });
     assert_eq!(ma, mb);
     config.seed = 8;
-    let c = train(&p, config).unwrap();
+    let c = train(&p, config);
     assert_ne!(
         a.model.weights_hash().unwrap(),
         c.model.weights_hash().unwrap()
@@ -97,7 +87,7 @@ fn sequential_models_learn_the_synthetic_structure() {
         // BERT4Rec learns from few masked positions per sequence and needs more epochs.
         config.max_epochs = 40;
         let name = config.name();
-        let trained = train(&p, config).unwrap();
+        let trained = train(&p, config);
         let m = test_metrics(&trained.model, &p, Setting::Sampled { size: 10 });
         assert!(
             m.hr1 > 0.5 && m.hr1 > pop.hr1 + 0.2,
@@ -116,7 +106,7 @@ fn checkpoint_round_trip_gives_identical_scores() {
     let p = synthetic::prepared(80, 120, 24);
     let mut config = tiny(SeqRecConfig::bert4rec(5));
     config.max_epochs = 2;
-    let trained = train(&p, config.clone()).unwrap();
+    let trained = train(&p, config.clone());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.safetensors");
     trained.model.save(&path).unwrap();

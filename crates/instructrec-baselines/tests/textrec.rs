@@ -1,5 +1,5 @@
 use instructrec_baselines::textrec::{train, Pair};
-use instructrec_baselines::{TextModelKind, TextRec, TextRecConfig, TextSource};
+use instructrec_baselines::{TextModelKind, TextRec, TextRecConfig, TextSource, Trainable};
 use instructrec_data::ItemId;
 use instructrec_eval::harness::{evaluate_sampled, EvalCase};
 use instructrec_eval::{synthetic, Case, QueryKind, Request, Scorer};
@@ -57,7 +57,8 @@ fn cases(items: u32) -> Vec<EvalCase> {
 fn dssm_and_tem_learn_queries_and_round_trip_checkpoints() {
     let p = synthetic::prepared(20, 120, 5);
     for kind in [TextModelKind::Dssm, TextModelKind::Tem] {
-        let trained = train(&p, tiny(kind), None, None, pairs(120, 6)).unwrap();
+        let model = TextRec::new(tiny(kind), &p, None, None).unwrap();
+        let trained = train(model, pairs(120, 6)).unwrap();
         let m = evaluate_sampled(&trained.model, &cases(120), 64).unwrap();
         // Random ranking gives HR@1 0.1.
         assert!(m.hr1 > 0.5, "{kind:?}: HR@1 {}", m.hr1);

@@ -10,6 +10,7 @@
 //! # Ok::<(), instructrec_data::DataError>(())
 //! ```
 
+pub mod atomic;
 pub mod candidates;
 mod error;
 pub mod import;
@@ -23,12 +24,10 @@ mod types;
 pub use error::DataError;
 pub use import::{Format, ImportSource, Imported, ImportedItem};
 pub use manifest::{Counts, Dropped, Manifest, PrepareOptions, Source};
-pub use prepare::{
-    prepare, prepare_imported, PrepareReport, PrepareTimings, FORMAT_VERSION, MIN_USER_INTERACTIONS,
-};
+pub use prepare::{prepare, prepare_imported, PrepareReport, PrepareTimings, FORMAT_VERSION};
 pub use prepared::Prepared;
 pub use stats::{Stats, StatsTable};
 pub use types::{
     CandidateSet, Dataset, Fold, Interaction, Item, ItemId, ItemSplit, Review, User, UserId,
-    UserRef,
+    UserRef, MIN_USER_INTERACTIONS,
 };

@@ -16,14 +16,11 @@ use std::time::{Duration, Instant};
 use crate::candidates;
 use crate::import::{ImportSource, Imported};
 use crate::stats::{Stats, StatsTable};
-use crate::types::{Dataset, Fold, Interaction, Item, ItemId, User, UserId};
+use crate::types::{Dataset, Fold, Interaction, Item, ItemId, User, UserId, MIN_USER_INTERACTIONS};
 use crate::{Counts, DataError, Dropped, Manifest, PrepareOptions, Prepared, Source};
 
 /// Version of the prepared directory layout (see docs/data.md).
 pub const FORMAT_VERSION: u32 = 1;
-
-/// Users need a training item, a validation item and a test item.
-pub const MIN_USER_INTERACTIONS: usize = 3;
 
 /// Wall time of each preparation phase.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -10,7 +10,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::types::{CandidateSet, Dataset, Fold, Interaction, Item, ItemSplit, User, UserId};
+use crate::types::{
+    CandidateSet, Dataset, Fold, Interaction, Item, ItemSplit, User, UserId, MIN_USER_INTERACTIONS,
+};
 use crate::{DataError, Manifest, Prepared};
 
 const MANIFEST: &str = "manifest.json";
@@ -243,8 +245,12 @@ pub(crate) fn load(dir: &Path) -> Result<Prepared, DataError> {
     }
     let mut sequences = Vec::with_capacity(lines.len());
     for (i, line) in lines.into_iter().enumerate() {
-        if line.interactions.len() < crate::prepare::MIN_USER_INTERACTIONS {
-            return Err(DataError::line(path, i + 1, "fewer than 3 interactions"));
+        if line.interactions.len() < MIN_USER_INTERACTIONS {
+            return Err(DataError::line(
+                path,
+                i + 1,
+                format!("fewer than {MIN_USER_INTERACTIONS} interactions"),
+            ));
         }
         if let Some(bad) = line
             .interactions

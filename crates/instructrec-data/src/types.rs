@@ -95,6 +95,9 @@ pub struct Dataset {
     pub sequences: Vec<Vec<Interaction>>,
 }
 
+/// Users need a training item, a validation item and a test item.
+pub const MIN_USER_INTERACTIONS: usize = 3;
+
 /// Which held-out position of a leave-one-out split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

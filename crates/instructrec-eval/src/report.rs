@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use instructrec_data::{Counts, Fold, Prepared, Source};
+use instructrec_data::{atomic, Counts, Fold, Prepared, Source};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -388,18 +387,8 @@ impl Report {
     }
 }
 
-/// Writes to a temporary file in the same directory, then renames it into place.
+/// Replaces `path` with `bytes` atomically ([`instructrec_data::atomic`]), naming the path in
+/// the error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
+    atomic::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }

@@ -13,6 +13,7 @@ mod text;
 
 use std::path::Path;
 
+use instructrec_data::atomic;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -59,45 +60,17 @@ impl InstructionSet {
         }
         let stats = serde_json::to_vec_pretty(&self.stats).expect("stats serialise");
         let path = dir.join("stats.json");
-        match staged_bytes(&path, &stats) {
-            Ok(tmp) => staged.push((tmp, path)),
-            Err(source) => return Err(RecordError::Io { path, source }),
-        }
+        let tmp = atomic::stage(&path, |tmp| std::fs::write(tmp, &stats)).map_err(|source| {
+            RecordError::Io {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        staged.push((tmp, path));
         for (tmp, path) in staged {
-            persist(tmp, &path).map_err(|source| RecordError::Io { path, source })?;
+            tmp.commit()
+                .map_err(|source| RecordError::Io { path, source })?;
         }
         Ok(())
     }
-}
-
-/// Writes to a temporary file beside `path` and renames it into place, so a reader never sees
-/// a partial file.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    persist(staged_bytes(path, bytes)?, path)
-}
-
-/// `bytes` complete in a temporary file beside `path`, not yet renamed into place.
-fn staged_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    Ok(tmp)
-}
-
-/// Renames a finished temporary file into place, readable like any other output file
-/// (temporary files are created private).
-pub(crate) fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

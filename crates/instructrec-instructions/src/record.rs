@@ -4,9 +4,11 @@
 //! build` writes them, [`read_lines`] for the fields training and validation need, from any
 //! producer.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use instructrec_data::atomic::{self, Staged};
 use instructrec_data::{ItemId, UserId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -196,33 +198,31 @@ pub enum RecordError {
 /// Writes one instruction per line to a temporary file beside `path`, renamed into place only
 /// when complete.
 pub fn write_jsonl(path: &Path, instructions: &[Instruction]) -> Result<(), RecordError> {
-    let tmp = staged_jsonl(path, instructions)?;
-    crate::persist(tmp, path).map_err(|source| RecordError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    staged_jsonl(path, instructions)?
+        .commit()
+        .map_err(|source| RecordError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// The lines for `path`, complete in a temporary file beside it, not yet renamed into place.
 pub(crate) fn staged_jsonl(
     path: &Path,
     instructions: &[Instruction],
-) -> Result<tempfile::NamedTempFile, RecordError> {
-    let io = |source| RecordError::Io {
+) -> Result<Staged, RecordError> {
+    atomic::stage(path, |tmp| {
+        let mut w = BufWriter::new(File::create(tmp)?);
+        for i in instructions {
+            serde_json::to_writer(&mut w, &Line::from(i))?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()
+    })
+    .map_err(|source| RecordError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    let mut w = BufWriter::new(tmp);
-    for i in instructions {
-        serde_json::to_writer(&mut w, &Line::from(i)).map_err(|e| io(e.into()))?;
-        w.write_all(b"\n").map_err(io)?;
-    }
-    w.into_inner().map_err(|e| io(e.into_error()))
+    })
 }
 
 /// Reads every instruction of a file `instructions build` wrote; a line that is not such an

@@ -7,7 +7,6 @@
 //! the two renames, [`recover`] puts the complete old one back.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Result, TrainError};
@@ -32,23 +31,6 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(io_err(dir))
-}
-
-/// Writes a file through a temporary sibling and a rename.
-/// The temporary name is fixed, not per process, so that one left by a killed run is reused.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = sibling(path, "tmp")?;
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
-        // Best effort, as below: the write error is the one to report.
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(&tmp)(e));
-    }
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fsync_dir(parent)?;
-    }
-    Ok(())
 }
 
 /// Creates directory `target` with the files `fill` writes into the directory it is given.

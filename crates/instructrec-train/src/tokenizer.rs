@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use instructrec_data::atomic::write_atomic;
 use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
 use tokenizers::models::unigram::{Unigram, UnigramTrainer};
 use tokenizers::normalizers::{Replace, Sequence, Strip, NFKC};
@@ -212,7 +213,7 @@ fn metaspace() -> Metaspace {
 /// Writes tokenizer.json atomically (temp file in the same directory, then rename).
 pub fn save_tokenizer(tokenizer: &Tokenizer, path: &Path) -> Result<()> {
     let json = tokenizer.to_string(true).map_err(TrainError::Tokenizer)?;
-    crate::checkpoint::write_atomic(path, json.as_bytes())
+    write_atomic(path, json.as_bytes()).map_err(io_err(path))
 }
 
 pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {

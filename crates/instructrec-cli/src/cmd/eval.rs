@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use instructrec_baselines::{fit, Baseline, FitOptions, Fitted, SearchTraining};
+use instructrec_baselines::{fit, Baseline, FitOptions, Fitted};
 use instructrec_eval::experiment::{Experiment, ExperimentSpec, InstructionScoring};
 use instructrec_eval::{ModelReport, Normalisation, Protocol, QueryKind, Stage};
 use instructrec_model::TokenLimits;
@@ -146,11 +146,7 @@ impl EvalArgs {
             validation_stride: self.validation_stride,
             checkpoint_dir: self.checkpoint_dir.clone(),
             text_encoder: self.text_encoder.clone(),
-            search: plan.search_training().map(|s| SearchTraining {
-                instructions: s.instructions.clone(),
-                query: s.query,
-                excluded_targets: s.excluded_targets.clone(),
-            }),
+            search: plan.search_training().cloned(),
         }
     }
 }

@@ -105,7 +105,8 @@ fn keep_recipe(recipe: &Recipe) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&recipe.work)
         .with_context(|| format!("creating {}", recipe.work.display()))?;
-    instructrec_eval::report::write_atomic(&path, recipe.to_toml().as_bytes())?;
+    instructrec_data::atomic::write_atomic(&path, recipe.to_toml().as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use instructrec_data::atomic::write_atomic;
 use instructrec_data::{Dataset, Item, ItemId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -284,8 +285,7 @@ impl OpenAiTeacher {
             completion_tokens: usage.completion_tokens,
         };
         let bytes = serde_json::to_vec_pretty(&entry).expect("cache entries serialise");
-        crate::write_atomically(&path, &bytes)
-            .map_err(|source| TeacherError::Io { path, source })?;
+        write_atomic(&path, &bytes).map_err(|source| TeacherError::Io { path, source })?;
         Ok(content)
     }
 
