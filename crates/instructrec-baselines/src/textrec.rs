@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::nn::{linear3, Init};
-use crate::trainer::{self, BudgetCheck, Schedule, Trainable, Trained};
+use crate::trainer::{self, adamw, BudgetCheck, Schedule, Trainable, Trained};
 
 /// Where text vectors come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -657,11 +657,7 @@ pub fn train(model: TextRec, mut pairs: Vec<Pair>) -> anyhow::Result<Trained<Tex
     let val_pairs = pairs.split_off(pairs.len() - held);
     let validation = validation_cases(&val_pairs, model.titles.len(), &mut rng);
     let schedule = Schedule {
-        optimizer: candle_nn::ParamsAdamW {
-            lr: config.lr,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
+        optimizer: adamw(config.lr),
         batch_size: config.batch_size,
         max_epochs: config.max_epochs,
         time_budget_s: config.time_budget_s,

@@ -92,6 +92,15 @@ pub(crate) struct Schedule {
     pub(crate) seed: u64,
 }
 
+/// AdamW at `lr` without weight decay, candle's defaults otherwise.
+pub(crate) fn adamw(lr: f64) -> ParamsAdamW {
+    ParamsAdamW {
+        lr,
+        weight_decay: 0.0,
+        ..Default::default()
+    }
+}
+
 /// When training stops for time.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BudgetCheck {

@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use crate::nn::Init;
 use crate::seqrec::{SeqRec, SeqRecConfig};
 use crate::textrec::{titles, TextFeatures, TextSource};
-use crate::trainer::{self, sequential_validation, BudgetCheck, Schedule, Trainable, Trained};
+use crate::trainer::{
+    self, adamw, sequential_validation, BudgetCheck, Schedule, Trainable, Trained,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TwoTowerConfig {
@@ -332,11 +334,7 @@ pub fn train(prepared: &Prepared, model: TwoTower) -> anyhow::Result<Trained<Two
     }
     let validation = sequential_validation(prepared, config.validation_stride)?;
     let schedule = Schedule {
-        optimizer: candle_nn::ParamsAdamW {
-            lr: config.lr,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
+        optimizer: adamw(config.lr),
         batch_size: config.batch_size,
         max_epochs: config.max_epochs,
         time_budget_s: config.time_budget_s,
