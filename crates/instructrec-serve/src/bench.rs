@@ -77,7 +77,7 @@ const NEEDS: [&str; 6] = [
     "a classic I can play on a long train ride",
 ];
 
-/// RecommendRequest `i` of the mix: the user's history alone, history with a vague need, a vague need
+/// Request `i` of the mix: the user's history alone, history with a vague need, a vague need
 /// alone, and a category query alone (from an item's category path).
 fn request(rec: &Recommender, i: usize, k: usize) -> RecommendRequest {
     let d = &rec.prepared().dataset;

@@ -469,7 +469,7 @@ impl Recommender {
 
         let match_started = Instant::now();
         let (candidates, source, matched) = match &need.listed {
-            Some(list) => (list.clone(), CandidateSource::RecommendRequest, 0),
+            Some(list) => (list.clone(), CandidateSource::Request, 0),
             None => {
                 let owned: HashSet<ItemId> = need.history.iter().copied().collect();
                 // The context describes the situation, not products, so it stays out.
@@ -568,7 +568,7 @@ impl Recommender {
             candidate_source: source,
             matched,
             scored: candidates.len(),
-            matcher: (source != CandidateSource::RecommendRequest).then(|| self.matcher.name()),
+            matcher: (source != CandidateSource::Request).then(|| self.matcher.name()),
             timings: ResponseTimings {
                 match_ms,
                 score_ms,

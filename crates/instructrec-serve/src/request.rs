@@ -104,7 +104,7 @@ pub struct RankedItem {
 #[serde(rename_all = "snake_case")]
 pub enum CandidateSource {
     /// The request (or, for a follow-up, the session's original request) listed them.
-    RecommendRequest,
+    Request,
     /// The matching stage retrieved them from the whole catalogue.
     Matched,
     /// A follow-up: the previous answer plus fresh matches for the refined need.
