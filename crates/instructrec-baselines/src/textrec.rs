@@ -184,16 +184,6 @@ pub(crate) enum TextFeatures {
     },
 }
 
-/// Every item's title, by item index.
-pub(crate) fn titles(prepared: &Prepared) -> Vec<String> {
-    prepared
-        .dataset
-        .items
-        .iter()
-        .map(|i| i.title.clone())
-        .collect()
-}
-
 impl TextFeatures {
     /// The text vectors `source` names: a pretrained encoder's (every title encoded here, or
     /// read from `title_cache` when an earlier run stored them there), or hashed words whose
@@ -389,7 +379,7 @@ impl TextRec {
             rng: &mut rng,
             device: &device,
         };
-        let titles = titles(prepared);
+        let titles = prepared.titles();
         let text = TextFeatures::new(&config.text, encoder, &titles, title_cache, &mut init)?;
         let (t, d, h) = (text.dim(), config.dim, config.hidden);
         let towers = match config.kind {

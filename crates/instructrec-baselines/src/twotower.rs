@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::nn::Init;
 use crate::seqrec::{SeqRec, SeqRecConfig};
-use crate::textrec::{titles, TextFeatures, TextSource};
+use crate::textrec::{TextFeatures, TextSource};
 use crate::trainer::{
     self, adamw, sequential_validation, BudgetCheck, Schedule, Trainable, Trained,
 };
@@ -103,7 +103,7 @@ impl TwoTower {
             rng: &mut rng,
             device: &device,
         };
-        let titles = titles(prepared);
+        let titles = prepared.titles();
         let text = TextFeatures::new(&config.text, encoder, &titles, title_cache, &mut init)?;
         let d = config.sequence.dim;
         let std = 1.0 / (d as f32).sqrt();

@@ -29,6 +29,11 @@ impl Prepared {
     }
 
     /// The user's held-out item for a fold (leave-one-out: last = test, second last = validation).
+    /// Every item's title, by item index: what the text models and the instruction model read.
+    pub fn titles(&self) -> Vec<String> {
+        self.dataset.items.iter().map(|i| i.title.clone()).collect()
+    }
+
     /// The user a command names (see [`UserRef`]), or why there is none.
     pub fn resolve_user(&self, user: &UserRef) -> Result<UserId, String> {
         let users = &self.dataset.users;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use instructrec_data::{CandidateSet, Fold, ItemId, Prepared, UserId};
-use instructrec_instructions::{IntentionKind, PreferenceKind, Split};
+use instructrec_instructions::{IntentionKind, PreferenceKind, Split, TrainingRecord};
 use instructrec_model::{Device, Seq2Seq, TokenLimits};
 use sha2::{Digest, Sha256};
 
@@ -535,11 +535,7 @@ fn restrict_to_users(prepared: &mut Prepared, users: &[UserId]) {
 /// Training wall time recorded in a checkpoint by `instructrec train`; 0 for a checkpoint made
 /// elsewhere.
 fn training_seconds(dir: &Path) -> f64 {
-    std::fs::read(dir.join("trainer_state.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["elapsed_secs"].as_f64())
-        .unwrap_or(0.0)
+    TrainingRecord::read(dir).map_or(0.0, |r| r.elapsed_secs)
 }
 
 fn file_sha256(path: &Path) -> anyhow::Result<String> {

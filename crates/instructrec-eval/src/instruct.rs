@@ -107,12 +107,7 @@ impl InstructRecScorer {
         Self {
             name: name.into(),
             model,
-            titles: prepared
-                .dataset
-                .items
-                .iter()
-                .map(|i| i.title.clone())
-                .collect(),
+            titles: prepared.titles(),
             instructions,
             limits,
             normalisation,

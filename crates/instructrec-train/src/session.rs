@@ -405,12 +405,7 @@ impl Setup {
         if !self.item_tokens.add {
             return Vec::new();
         }
-        prepared
-            .dataset
-            .items
-            .iter()
-            .map(|i| i.title.clone())
-            .collect()
+        prepared.titles()
     }
 
     /// Trains on text examples; a new model's tokenizer learns from their sources and targets.
