@@ -11,6 +11,7 @@
 //! ```
 
 pub mod atomic;
+mod bench;
 pub mod candidates;
 mod error;
 pub mod import;
@@ -21,6 +22,7 @@ mod stats;
 mod store;
 mod types;
 
+pub use bench::{bench, Bench, BenchRun};
 pub use error::DataError;
 pub use import::{Format, ImportSource, Imported, ImportedItem};
 pub use manifest::{Counts, Dropped, Manifest, PrepareOptions, Source};

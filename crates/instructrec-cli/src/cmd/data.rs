@@ -2,7 +2,7 @@
 //! directory, describe prepared directories, and time preparation.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -158,10 +158,6 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
     }
 }
 
-fn seconds(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64())
-}
-
 fn bench(source: &ImportSource, options: &PrepareOptions, runs: usize) -> anyhow::Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
@@ -170,42 +166,8 @@ fn bench(source: &ImportSource, options: &PrepareOptions, runs: usize) -> anyhow
     let bar = ProgressBar::new(runs as u64).with_style(ProgressStyle::with_template(
         "{bar:30} {pos}/{len} runs {elapsed}",
     )?);
-    let mut rows = Vec::new();
-    let mut last_report = None;
-    for run in 0..runs {
-        let start = Instant::now();
-        let (prepared, report) = prepare(source, options)?;
-        let write_start = Instant::now();
-        prepared.save(&scratch.path().join(format!("run-{run}")))?;
-        let write = write_start.elapsed();
-        rows.push((report.timings, write, start.elapsed()));
-        last_report = Some(report);
-        bar.inc(1);
-    }
+    let result = instructrec_data::bench(source, options, runs, scratch.path(), || bar.inc(1))?;
     bar.finish_and_clear();
-    if let Some(report) = last_report {
-        print!("{report}");
-    }
-    println!(
-        "{:>4}  {:>8}  {:>8}  {:>17}  {:>8}  {:>8}  {:>8}",
-        "run", "import", "filter", "split+candidates", "render", "write", "total"
-    );
-    for (run, (t, write, total)) in rows.iter().enumerate() {
-        println!(
-            "{:>4}  {:>8}  {:>8}  {:>17}  {:>8}  {:>8}  {:>8}",
-            run + 1,
-            seconds(t.import),
-            seconds(t.filter),
-            seconds(t.split),
-            seconds(t.render),
-            seconds(*write),
-            seconds(*total)
-        );
-    }
-    let best = rows.iter().map(|r| r.2).min().unwrap_or_default();
-    println!(
-        "seconds; best total {} over {runs} runs (render = serialising + SHA-256)",
-        seconds(best)
-    );
+    print!("{result}");
     Ok(())
 }
