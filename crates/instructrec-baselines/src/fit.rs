@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use instructrec_data::{ItemId, Prepared};
+use instructrec_eval::experiment::Experiment;
 use instructrec_eval::report::config_hash;
 use instructrec_eval::{Scorer, TrainingLog};
 use instructrec_text::SentenceEncoder;
@@ -104,6 +105,52 @@ pub struct Fitted {
     pub train_wall_s: f64,
     pub training: Option<TrainingLog>,
     pub loaded_from: Option<PathBuf>,
+}
+
+/// Fits each baseline and evaluates it in `experiment`, in order. When the experiment needs
+/// mined hard negatives, the two-tower miner is fitted first, and reused if it is also named.
+pub fn evaluate_baselines(
+    experiment: &mut Experiment,
+    baselines: &[Baseline],
+    options: &FitOptions,
+) -> anyhow::Result<()> {
+    let mut miner = None;
+    if experiment.needs_miner() {
+        let fitted = fit(Baseline::TwoTower, experiment.prepared(), options)?;
+        experiment.mine(fitted.scorer.as_ref())?;
+        miner = Some(fitted);
+    }
+    for &baseline in baselines {
+        tracing::info!(model = %baseline, "fitting");
+        let fitted = match miner.take() {
+            Some(m) if baseline == Baseline::TwoTower => m,
+            other => {
+                miner = other;
+                fit(baseline, experiment.prepared(), options)?
+            }
+        };
+        experiment.evaluate(
+            fitted.scorer.as_ref(),
+            fitted.report_entry(baseline.to_string()),
+        )?;
+    }
+    Ok(())
+}
+
+impl Fitted {
+    /// The model's entry in a report, before its results.
+    pub fn report_entry(&self, name: String) -> instructrec_eval::ModelReport {
+        instructrec_eval::ModelReport {
+            name,
+            config: self.config.clone(),
+            config_hash: self.config_hash.clone(),
+            model_hash: self.model_hash.clone(),
+            train_wall_s: self.train_wall_s,
+            training: self.training.clone(),
+            loaded_from: self.loaded_from.as_ref().map(|p| p.display().to_string()),
+            results: Vec::new(),
+        }
+    }
 }
 
 fn simple(

@@ -7,19 +7,29 @@ use anyhow::Context;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{Linear, Module, VarMap};
 use instructrec_data::atomic::write_atomic_with;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use sha2::{Digest, Sha256};
 
 /// Creates every parameter from one generator, in a fixed order, so the same seed gives the same
 /// initial weights (candle's own CPU generator cannot be seeded).
-pub(crate) struct Init<'a> {
-    pub(crate) varmap: &'a VarMap,
-    pub(crate) rng: &'a mut ChaCha8Rng,
-    pub(crate) device: &'a Device,
+pub(crate) struct Init {
+    pub(crate) varmap: VarMap,
+    rng: ChaCha8Rng,
+    pub(crate) device: Device,
 }
 
-impl Init<'_> {
+impl Init {
+    /// New weights on the CPU, drawn from a stream seeded by `seed`.
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            varmap: VarMap::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            device: Device::Cpu,
+        }
+    }
+
     fn add(&mut self, name: String, t: Tensor) -> anyhow::Result<Tensor> {
         let var = Var::from_tensor(&t)?;
         let tensor = var.as_tensor().clone();
@@ -39,9 +49,9 @@ impl Init<'_> {
     ) -> anyhow::Result<Tensor> {
         let dist = Normal::new(0f32, std)?;
         let values: Vec<f32> = (0..shape.0 * shape.1)
-            .map(|_| dist.sample(self.rng))
+            .map(|_| dist.sample(&mut self.rng))
             .collect();
-        let t = Tensor::from_vec(values, shape, self.device)?;
+        let t = Tensor::from_vec(values, shape, &self.device)?;
         self.add(name, t)
     }
 
@@ -51,7 +61,7 @@ impl Init<'_> {
         len: usize,
         value: f32,
     ) -> anyhow::Result<Tensor> {
-        let t = Tensor::full(value, len, self.device)?;
+        let t = Tensor::full(value, len, &self.device)?;
         self.add(name, t)
     }
 

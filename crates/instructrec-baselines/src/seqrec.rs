@@ -180,15 +180,8 @@ fn maybe_dropout(
 impl SeqRec {
     pub fn new(config: SeqRecConfig, num_items: usize) -> anyhow::Result<Self> {
         config.validate()?;
-        let device = Device::Cpu;
-        let varmap = VarMap::new();
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let d = config.dim;
-        let mut init = Init {
-            varmap: &varmap,
-            rng: &mut rng,
-            device: &device,
-        };
+        let mut init = Init::new(config.seed);
         let emb_std = 1.0 / (d as f32).sqrt();
         let item_emb = init.normal("item_emb".into(), (num_items + 2, d), emb_std)?;
         let pos_emb = init.normal("pos_emb".into(), (config.max_len, d), emb_std)?;
@@ -214,13 +207,13 @@ impl SeqRec {
         Ok(Self {
             config,
             num_items,
-            varmap,
+            varmap: init.varmap,
             item_emb,
             pos_emb,
             blocks,
             final_ln,
             out_bias,
-            device,
+            device: init.device,
         })
     }
 

@@ -109,7 +109,7 @@ impl TextRecConfig {
 
 /// One training example: who searched, what they had done before, the query, the answer.
 #[derive(Debug, Clone)]
-pub struct Pair {
+pub struct QueryPair {
     pub history: Vec<ItemId>,
     pub query: String,
     pub target: ItemId,
@@ -123,7 +123,7 @@ pub fn read_pairs(
     prepared: &Prepared,
     kind: QueryKind,
     excluded: &HashSet<ItemId>,
-) -> anyhow::Result<Vec<Pair>> {
+) -> anyhow::Result<Vec<QueryPair>> {
     let mut pairs = Vec::new();
     for line in read_jsonl(path)? {
         let usable = matches!(line.task, TaskForm::Matching | TaskForm::Rerank)
@@ -142,7 +142,7 @@ pub fn read_pairs(
             Some(at) => seq[..at].iter().map(|i| i.item).collect(),
             None => Vec::new(),
         };
-        pairs.push(Pair {
+        pairs.push(QueryPair {
             history,
             query: query.to_string(),
             target: line.target_item,
@@ -371,14 +371,7 @@ impl TextRec {
         encoder: Option<SentenceEncoder>,
         title_cache: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        let device = Device::Cpu;
-        let varmap = VarMap::new();
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let mut init = Init {
-            varmap: &varmap,
-            rng: &mut rng,
-            device: &device,
-        };
+        let mut init = Init::new(config.seed);
         let titles = prepared.titles();
         let text = TextFeatures::new(&config.text, encoder, &titles, title_cache, &mut init)?;
         let (t, d, h) = (text.dim(), config.dim, config.hidden);
@@ -415,11 +408,11 @@ impl TextRec {
         }
         Ok(Self {
             config,
-            varmap,
+            varmap: init.varmap,
             text,
             towers,
             titles,
-            device,
+            device: init.device,
         })
     }
 
@@ -506,7 +499,7 @@ impl TextRec {
         }
     }
 
-    fn batch_loss(&self, pairs: &[&Pair]) -> anyhow::Result<Tensor> {
+    fn batch_loss(&self, pairs: &[&QueryPair]) -> anyhow::Result<Tensor> {
         let queries: Vec<&str> = pairs.iter().map(|p| p.query.as_str()).collect();
         let histories: Vec<&[ItemId]> = pairs.iter().map(|p| p.history.as_slice()).collect();
         let targets: Vec<u32> = pairs.iter().map(|p| p.target.0).collect();
@@ -540,10 +533,10 @@ impl TextRec {
 }
 
 impl Trainable for TextRec {
-    type Example = Pair;
+    type Example = QueryPair;
 
     /// Draws nothing from `rng`: neither model has dropout, and negatives come from the batch.
-    fn loss(&self, batch: &[&Pair], _rng: &mut ChaCha8Rng) -> anyhow::Result<Option<Tensor>> {
+    fn loss(&self, batch: &[&QueryPair], _rng: &mut ChaCha8Rng) -> anyhow::Result<Option<Tensor>> {
         Ok(Some(self.batch_loss(batch)?))
     }
 
@@ -608,7 +601,7 @@ impl Scorer for TextRec {
 }
 
 /// Validation cases from held-out pairs: the target among 9 items drawn with the seed.
-fn validation_cases(pairs: &[Pair], items: usize, rng: &mut ChaCha8Rng) -> Vec<EvalCase> {
+fn validation_cases(pairs: &[QueryPair], items: usize, rng: &mut ChaCha8Rng) -> Vec<EvalCase> {
     pairs
         .iter()
         .enumerate()
@@ -637,7 +630,7 @@ fn validation_cases(pairs: &[Pair], items: usize, rng: &mut ChaCha8Rng) -> Vec<E
 
 /// Trains with AdamW on shuffled pairs, 5% of them (at most 1,000) held out to report a
 /// validation HR@1/NDCG@5 (1+9 random items) after every epoch; the last weights are kept.
-pub fn train(model: TextRec, mut pairs: Vec<Pair>) -> anyhow::Result<Trained<TextRec>> {
+pub fn train(model: TextRec, mut pairs: Vec<QueryPair>) -> anyhow::Result<Trained<TextRec>> {
     let config = &model.config;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7e47_da7a);
     pairs.shuffle(&mut rng);

@@ -15,7 +15,7 @@ use instructrec_data::atomic::write_atomic;
 use instructrec_data::{Fold, Prepared};
 use instructrec_eval::harness::{build_cases, evaluate_sampled, EvalCase};
 use instructrec_eval::report::EpochLog;
-use instructrec_eval::{Protocol, Scorer, Setting, StopReason, TrainingLog};
+use instructrec_eval::{Protocol, Scorer, Setting, TrainingLog, TrainingStop};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::de::IgnoredAny;
@@ -150,7 +150,7 @@ pub(crate) fn train<M: Trainable>(
     let mut order: Vec<usize> = (0..examples.len()).collect();
     let mut epochs = Vec::new();
     let mut best: Option<(f64, usize, Vec<Snapshot>)> = None;
-    let mut stop = StopReason::MaxEpochs;
+    let mut stop = TrainingStop::MaxEpochs;
     for epoch in 1..=schedule.max_epochs {
         order.shuffle(rng);
         let (mut loss_sum, mut done) = (0.0, 0usize);
@@ -205,12 +205,12 @@ pub(crate) fn train<M: Trainable>(
             if best.as_ref().is_none_or(|(b, _, _)| metrics.ndcg5 > *b) {
                 best = Some((metrics.ndcg5, epoch, snapshot(&model)?));
             } else if epoch - best.as_ref().map_or(0, |b| b.1) >= patience {
-                stop = StopReason::Converged;
+                stop = TrainingStop::Converged;
                 break;
             }
         }
         if out_of_time {
-            stop = StopReason::TimeBudget;
+            stop = TrainingStop::TimeBudget;
             break;
         }
     }

@@ -74,7 +74,7 @@ pub struct TwoTower {
 }
 
 /// One training pair: a user's history prefix and the item that followed it.
-pub struct Pair {
+pub struct NextItemPair {
     user: UserId,
     history: Vec<ItemId>,
     target: ItemId,
@@ -92,17 +92,10 @@ impl TwoTower {
         if config.batch_size < 2 || config.validation_stride == 0 {
             bail!("two-tower batch_size must be >= 2 and validation_stride >= 1");
         }
-        let device = Device::Cpu;
         let items = prepared.dataset.items.len();
         let seq = SeqRec::new(config.sequence.clone(), items)?;
-        let varmap = VarMap::new();
         // A stream apart from the sequence encoder's, which is seeded by `config.sequence.seed`.
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x2_70e5);
-        let mut init = Init {
-            varmap: &varmap,
-            rng: &mut rng,
-            device: &device,
-        };
+        let mut init = Init::new(config.seed ^ 0x2_70e5);
         let titles = prepared.titles();
         let text = TextFeatures::new(&config.text, encoder, &titles, title_cache, &mut init)?;
         let d = config.sequence.dim;
@@ -114,14 +107,14 @@ impl TwoTower {
         Ok(Self {
             config,
             seq,
-            varmap,
+            varmap: init.varmap,
             text,
             titles,
             user_emb,
             item_emb,
             user_text,
             item_text,
-            device,
+            device: init.device,
         })
     }
 
@@ -216,12 +209,16 @@ impl TwoTower {
 }
 
 impl Trainable for TwoTower {
-    type Example = Pair;
+    type Example = NextItemPair;
 
     /// In-batch sampled softmax: each pair's target against the other pairs' targets (the same
     /// item elsewhere in the batch is masked, not counted as a negative); a lone pair has
     /// nothing to be told apart from.
-    fn loss(&self, pairs: &[&Pair], rng: &mut ChaCha8Rng) -> anyhow::Result<Option<Tensor>> {
+    fn loss(
+        &self,
+        pairs: &[&NextItemPair],
+        rng: &mut ChaCha8Rng,
+    ) -> anyhow::Result<Option<Tensor>> {
         let n = pairs.len();
         if n < 2 {
             return Ok(None);
@@ -304,7 +301,7 @@ impl Scorer for TwoTower {
 }
 
 /// (prefix -> next item) pairs of every user's training sequence.
-fn training_pairs(prepared: &Prepared) -> Vec<Pair> {
+fn training_pairs(prepared: &Prepared) -> Vec<NextItemPair> {
     let mut pairs = Vec::new();
     for u in &prepared.dataset.users {
         let seq: Vec<ItemId> = prepared
@@ -313,7 +310,7 @@ fn training_pairs(prepared: &Prepared) -> Vec<Pair> {
             .map(|i| i.item)
             .collect();
         for t in 1..seq.len() {
-            pairs.push(Pair {
+            pairs.push(NextItemPair {
                 user: u.id,
                 history: seq[..t].to_vec(),
                 target: seq[t],

@@ -1,4 +1,4 @@
-use instructrec_baselines::textrec::{train, Pair};
+use instructrec_baselines::textrec::{train, QueryPair};
 use instructrec_baselines::{TextModelKind, TextRec, TextRecConfig, TextSource, Trainable};
 use instructrec_data::ItemId;
 use instructrec_eval::harness::{evaluate_sampled, EvalCase};
@@ -25,10 +25,10 @@ fn tiny(kind: TextModelKind) -> TextRecConfig {
 
 /// Queries that name an item by the number in its title ("game number 17"): learnable only
 /// through the text path, since every query word but the number is shared by all items.
-fn pairs(items: u32, copies: usize) -> Vec<Pair> {
+fn pairs(items: u32, copies: usize) -> Vec<QueryPair> {
     (0..copies)
         .flat_map(|k| {
-            (0..items).map(move |i| Pair {
+            (0..items).map(move |i| QueryPair {
                 history: vec![ItemId((i + k as u32) % items)],
                 query: format!("looking for number {i}"),
                 target: ItemId(i),

@@ -7,7 +7,7 @@ use common::{tiny, train};
 use instructrec_baselines::seqrec::{self, SeqRec, SeqRecConfig};
 use instructrec_baselines::twotower::{self, TwoTowerConfig};
 use instructrec_baselines::{fit, Baseline, FitOptions, TextSource, Trainable, TwoTower};
-use instructrec_eval::{synthetic, StopReason};
+use instructrec_eval::{synthetic, TrainingStop};
 
 #[test]
 fn patience_stops_training_and_brings_back_the_best_epoch() {
@@ -17,7 +17,7 @@ fn patience_stops_training_and_brings_back_the_best_epoch() {
     config.patience = 2;
     let full = train(&p, config.clone());
     let log = &full.log;
-    assert_eq!(log.stop, StopReason::Converged);
+    assert_eq!(log.stop, TrainingStop::Converged);
     assert_eq!(log.epochs.len(), log.best_epoch + config.patience);
     // The same seed stopped at the best epoch has exactly the weights that were restored.
     config.max_epochs = log.best_epoch;
@@ -35,9 +35,9 @@ fn an_epoch_budget_lets_the_epoch_finish_and_does_not_count_the_last() {
     config.time_budget_s = 0.0;
     config.max_epochs = 3;
     let log = train(&p, config.clone()).log;
-    assert_eq!((log.epochs.len(), log.stop), (1, StopReason::TimeBudget));
+    assert_eq!((log.epochs.len(), log.stop), (1, TrainingStop::TimeBudget));
     config.max_epochs = 1;
-    assert_eq!(train(&p, config).log.stop, StopReason::MaxEpochs);
+    assert_eq!(train(&p, config).log.stop, TrainingStop::MaxEpochs);
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn a_step_budget_stops_at_the_first_step_past_it_even_in_the_last_epoch() {
     config.time_budget_s = 0.0;
     let model = TwoTower::new(config, &p, None, None).unwrap();
     let log = twotower::train(&p, model).unwrap().log;
-    assert_eq!((log.epochs.len(), log.stop), (1, StopReason::TimeBudget));
+    assert_eq!((log.epochs.len(), log.stop), (1, TrainingStop::TimeBudget));
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Dataset statistics in the shape of the paper's dataset table.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use crate::types::Dataset;
+use crate::{DataError, Prepared};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stats {
@@ -41,6 +43,17 @@ impl Stats {
 
 /// A table with one named row per dataset: `StatsTable(vec![("games".into(), stats)])`.
 pub struct StatsTable(pub Vec<(String, Stats)>);
+
+impl StatsTable {
+    /// The statistics of prepared directories, each row named by its folder.
+    pub fn of_dirs(dirs: &[PathBuf]) -> Result<Self, DataError> {
+        let rows = dirs.iter().map(|dir| {
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            Ok((name.into_owned(), Stats::of(&Prepared::load(dir)?.dataset)))
+        });
+        rows.collect::<Result<_, _>>().map(Self)
+    }
+}
 
 impl fmt::Display for StatsTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

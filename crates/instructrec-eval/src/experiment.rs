@@ -17,7 +17,7 @@ use crate::harness::{
     build_cases, build_query_cases, candidates_checksum, evaluate, evaluate_cases,
     mine_hard_negatives, with_candidates, EvalCase, Evaluation, Setting,
 };
-use crate::heldout::{check_stage, Stage, StageInfo};
+use crate::heldout::{check_stage, HeldOutStage, StageInfo};
 use crate::instruct::{InstructRecScorer, InstructionIndex, Normalisation};
 use crate::protocol::Protocol;
 use crate::queries::{read_queries, QueryKind, QueryLine};
@@ -70,7 +70,7 @@ pub struct ExperimentSpec {
     /// An instruction-tuned model directory to score beside the baselines.
     pub instruction_model: Option<PathBuf>,
     /// Held-out: one instruction model per tuning stage.
-    pub stages: Vec<Stage>,
+    pub stages: Vec<HeldOutStage>,
     pub scoring: InstructionScoring,
     /// The command line, recorded in the report.
     pub command: String,

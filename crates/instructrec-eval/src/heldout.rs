@@ -17,17 +17,17 @@ pub const HELD_OUT_INTENTION: IntentionKind = IntentionKind::Vague;
 /// One stage as given on the command line, `NAME=DIR`: a label and a checkpoint directory
 /// (config.json, model.safetensors, tokenizer.json, trainer_state.json).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stage {
+pub struct HeldOutStage {
     pub name: String,
     pub dir: PathBuf,
 }
 
-impl FromStr for Stage {
+impl FromStr for HeldOutStage {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('=') {
-            Some((name, dir)) if !name.trim().is_empty() && !dir.is_empty() => Ok(Stage {
+            Some((name, dir)) if !name.trim().is_empty() && !dir.is_empty() => Ok(HeldOutStage {
                 name: name.trim().to_string(),
                 dir: PathBuf::from(dir),
             }),
@@ -57,7 +57,7 @@ pub struct StageInfo {
 
 /// Reads a stage's training record and checks that its recorded line filter rules out the
 /// held-out intention; `model` names the report row its results will go to.
-pub fn check_stage(stage: &Stage, model: String) -> anyhow::Result<StageInfo> {
+pub fn check_stage(stage: &HeldOutStage, model: String) -> anyhow::Result<StageInfo> {
     let record = TrainingRecord::read(&stage.dir).with_context(|| {
         format!(
             "stage {}: reading the training record of {}",
@@ -104,11 +104,14 @@ mod tests {
 
     #[test]
     fn stages_parse_as_name_and_directory() {
-        let s: Stage = "S1=runs/a=b/last".parse().unwrap();
+        let s: HeldOutStage = "S1=runs/a=b/last".parse().unwrap();
         assert_eq!(s.name, "S1");
         assert_eq!(s.dir, PathBuf::from("runs/a=b/last"));
         for bad in ["S1", "=dir", "S1="] {
-            assert!(bad.parse::<Stage>().unwrap_err().contains("NAME=DIR"));
+            assert!(bad
+                .parse::<HeldOutStage>()
+                .unwrap_err()
+                .contains("NAME=DIR"));
         }
     }
 }

@@ -21,6 +21,17 @@ pub enum Normalisation {
     Mean,
 }
 
+impl Normalisation {
+    /// The rule a `--length-normalise` switch asks for: the mean when on, else the sum.
+    pub fn length_normalised(on: bool) -> Self {
+        if on {
+            Self::Mean
+        } else {
+            Self::Sum
+        }
+    }
+}
+
 /// Rendered reranking instructions of one scenario, keyed by user and candidate set.
 pub struct InstructionIndex {
     by_key: HashMap<(UserId, Vec<ItemId>), String>,

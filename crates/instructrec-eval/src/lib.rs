@@ -2,6 +2,7 @@
 //! the paper's protocols, and reports that tie each number to its data, seed and configuration.
 
 pub mod experiment;
+mod files;
 pub mod harness;
 pub mod heldout;
 pub mod instruct;
@@ -19,10 +20,10 @@ pub use harness::{
     build_cases, build_query_cases, evaluate, evaluate_cases, with_candidates, EvalCase,
     Evaluation, Setting,
 };
-pub use heldout::{check_stage, Stage, StageInfo};
+pub use heldout::{check_stage, HeldOutStage, StageInfo};
 pub use instruct::{title_scores, InstructRecScorer, InstructionIndex, Normalisation};
 pub use metrics::{MetricAccumulator, Metrics};
 pub use protocol::Protocol;
 pub use queries::{read_queries, QueryKind, QueryLine};
-pub use report::{ModelReport, Report, StopReason, TrainingLog};
+pub use report::{ModelReport, Report, TrainingLog, TrainingStop};
 pub use scorer::{Case, Request, Scorer};

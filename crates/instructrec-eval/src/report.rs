@@ -14,7 +14,6 @@ use crate::harness::{candidates_checksum, stored_candidates, Evaluation, Setting
 use crate::heldout::StageInfo;
 use crate::metrics::METRIC_COLUMNS;
 use crate::paper::{figures_for, PaperFigure};
-use crate::plot;
 use crate::protocol::Protocol;
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +49,7 @@ pub struct EpochLog {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum StopReason {
+pub enum TrainingStop {
     /// Validation NDCG@5 did not improve for `patience` epochs.
     Converged,
     MaxEpochs,
@@ -63,7 +62,7 @@ pub struct TrainingLog {
     pub epochs: Vec<EpochLog>,
     /// Epoch whose weights are evaluated (best validation NDCG@5).
     pub best_epoch: usize,
-    pub stop: StopReason,
+    pub stop: TrainingStop,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,24 +143,6 @@ impl Report {
             stages: Vec::new(),
             recipe: None,
         })
-    }
-
-    /// Writes `<stem>.json`, `<stem>.md` and `<stem>.svg` next to each other, each atomically.
-    pub fn write(&self, stem: &Path) -> anyhow::Result<()> {
-        let json = serde_json::to_string_pretty(self)?;
-        write_atomic(&stem.with_extension("json"), json.as_bytes())?;
-        let svg_path = stem.with_extension("svg");
-        let svg_name = svg_path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("plot.svg")
-            .to_string();
-        write_atomic(
-            &stem.with_extension("md"),
-            self.markdown(&svg_name).as_bytes(),
-        )?;
-        write_atomic(&svg_path, plot::render(self)?.as_bytes())?;
-        Ok(())
     }
 
     /// Settings in the order they first appear among the models' results.

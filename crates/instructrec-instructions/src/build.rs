@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use crate::aspects::{Intention, IntentionKind, Preference, PreferenceKind, TargetKind, TaskForm};
 use crate::record::{Instruction, Split};
 use crate::seeded_rng;
-use crate::stats::{BuildTimings, Stats};
+use crate::stats::{BuildTimings, InstructionStats};
 use crate::teacher::{Fill, FillRequest, Teacher, TeacherError, TeacherReport};
 use crate::template::{Fills, Slot, Template, TemplateLibrary};
 use crate::text::{fit_history, TokenCounter};
@@ -96,7 +96,7 @@ pub struct InstructionSet {
     pub train: Vec<Instruction>,
     pub validation: Vec<Instruction>,
     pub test: Vec<Instruction>,
-    pub stats: Stats,
+    pub stats: InstructionStats,
 }
 
 impl InstructionSet {
@@ -131,8 +131,23 @@ struct Finished {
 /// A template as `show` filled it for one user, or why it could not be.
 #[derive(Debug, Clone)]
 pub struct ShownTemplate {
-    pub template: String,
+    pub template: Template,
     pub instruction: Result<Instruction, Ineligible>,
+}
+
+impl std::fmt::Display for ShownTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = &self.template;
+        let labels = format!(
+            "{} {} {}  {}",
+            t.preference, t.intention, t.task, t.strategy
+        );
+        writeln!(f, "== {}  {labels}", t.id)?;
+        match &self.instruction {
+            Ok(i) => writeln!(f, "[{}] {}\n-> {}", i.split.name(), i.text, i.target),
+            Err(why) => writeln!(f, "(not filled for this user: {why})"),
+        }
+    }
 }
 
 /// One instruction before its teacher fills are known.
@@ -565,7 +580,7 @@ impl<'a> Builder<'a> {
             teacher: teacher_s,
             render: render_s,
         };
-        let stats = Stats::compute(
+        let stats = InstructionStats::compute(
             self.library,
             [&train, &validation, &test],
             &fills,
@@ -766,7 +781,7 @@ impl<'a> Builder<'a> {
             sets.iter().find(|s| s.user == user).map(|s| (*size, s))
         });
         let mut drafts = Vec::new();
-        let mut outcome: Vec<(String, Result<usize, Ineligible>)> = Vec::new();
+        let mut outcome: Vec<(&Template, Result<usize, Ineligible>)> = Vec::new();
         for i in templates {
             let t = &self.library.templates()[i];
             let start = drafts.len();
@@ -782,10 +797,10 @@ impl<'a> Builder<'a> {
             }
             match drafts.len() - start {
                 0 => outcome.push((
-                    t.id.clone(),
+                    t,
                     Err(problem.expect("an eligible template always yields a draft")),
                 )),
-                n => outcome.extend((start..start + n).map(|d| (t.id.clone(), Ok(d)))),
+                n => outcome.extend((start..start + n).map(|d| (t, Ok(d)))),
             }
         }
         let mut instructions: Vec<Option<Instruction>> = self
@@ -797,7 +812,7 @@ impl<'a> Builder<'a> {
         Ok(outcome
             .into_iter()
             .map(|(template, r)| ShownTemplate {
-                template,
+                template: template.clone(),
                 instruction: r.map(|d| instructions[d].take().expect("each draft is shown once")),
             })
             .collect())

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::aspects::{IntentionKind, PreferenceKind, Strategy, TaskForm};
-use crate::record::RecordError;
+use instructrec_data::DataError;
 
 /// The labels of an instruction line; a line written by another tool may lack any of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -128,13 +128,13 @@ struct RecordedConfig {
 
 impl TrainingRecord {
     /// Reads the record of checkpoint directory `dir`.
-    pub fn read(dir: &Path) -> Result<Self, RecordError> {
+    pub fn read(dir: &Path) -> Result<Self, DataError> {
         let path = dir.join(TRAINING_RECORD_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| RecordError::Io {
+        let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io {
             path: path.clone(),
             source,
         })?;
-        let file: RecordFile = serde_json::from_str(&text).map_err(|e| RecordError::Invalid {
+        let file: RecordFile = serde_json::from_str(&text).map_err(|e| DataError::File {
             path,
             message: format!("unreadable training record: {e}"),
         })?;

@@ -13,7 +13,7 @@ mod text;
 
 use std::path::Path;
 
-use instructrec_data::atomic;
+use instructrec_data::{atomic, DataError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -23,10 +23,8 @@ pub use aspects::{
 };
 pub use build::{BuildConfig, BuildError, Builder, Ineligible, InstructionSet, ShownTemplate};
 pub use filter::{Labels, LineFilter, TrainingRecord, TRAINING_RECORD_FILE};
-pub use record::{
-    read_jsonl, read_lines, write_jsonl, Instruction, InstructionLine, RecordError, Split,
-};
-pub use stats::{BuildTimings, FillKindStats, SplitStats, Stats};
+pub use record::{read_jsonl, read_lines, write_jsonl, Instruction, InstructionLine, Split};
+pub use stats::{BuildTimings, FillKindStats, InstructionStats, SplitStats};
 pub use template::{
     Fills, Segment, Slot, Template, TemplateError, TemplateLibrary, BUILTIN_TEMPLATES,
 };
@@ -48,8 +46,8 @@ impl InstructionSet {
     /// Writes `train.jsonl`, `validation.jsonl`, `test.jsonl` and `stats.json` into `dir`. All
     /// four are completed in temporary files before any is renamed into place, so that a failure
     /// (a full disk, say) leaves an earlier set whole instead of mixing old and new files.
-    pub fn write(&self, dir: &Path) -> Result<(), RecordError> {
-        std::fs::create_dir_all(dir).map_err(|source| RecordError::Io {
+    pub fn write(&self, dir: &Path) -> Result<(), DataError> {
+        std::fs::create_dir_all(dir).map_err(|source| DataError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -61,7 +59,7 @@ impl InstructionSet {
         let stats = serde_json::to_vec_pretty(&self.stats).expect("stats serialise");
         let path = dir.join("stats.json");
         let tmp = atomic::stage(&path, |tmp| std::fs::write(tmp, &stats)).map_err(|source| {
-            RecordError::Io {
+            DataError::Io {
                 path: path.clone(),
                 source,
             }
@@ -69,7 +67,7 @@ impl InstructionSet {
         staged.push((tmp, path));
         for (tmp, path) in staged {
             tmp.commit()
-                .map_err(|source| RecordError::Io { path, source })?;
+                .map_err(|source| DataError::Io { path, source })?;
         }
         Ok(())
     }

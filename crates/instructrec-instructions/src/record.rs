@@ -6,10 +6,10 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use instructrec_data::atomic::{self, Staged};
-use instructrec_data::{ItemId, UserId};
+use instructrec_data::{DataError, ItemId, UserId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -176,41 +176,19 @@ impl TryFrom<Line> for Instruction {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RecordError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {message}")]
-    Line {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
-    /// A whole file that does not say what it should.
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
-
 /// Writes one instruction per line to a temporary file beside `path`, renamed into place only
 /// when complete.
-pub fn write_jsonl(path: &Path, instructions: &[Instruction]) -> Result<(), RecordError> {
+pub fn write_jsonl(path: &Path, instructions: &[Instruction]) -> Result<(), DataError> {
     staged_jsonl(path, instructions)?
         .commit()
-        .map_err(|source| RecordError::Io {
+        .map_err(|source| DataError::Io {
             path: path.to_path_buf(),
             source,
         })
 }
 
 /// The lines for `path`, complete in a temporary file beside it, not yet renamed into place.
-pub(crate) fn staged_jsonl(
-    path: &Path,
-    instructions: &[Instruction],
-) -> Result<Staged, RecordError> {
+pub(crate) fn staged_jsonl(path: &Path, instructions: &[Instruction]) -> Result<Staged, DataError> {
     atomic::stage(path, |tmp| {
         let mut w = BufWriter::new(File::create(tmp)?);
         for i in instructions {
@@ -219,7 +197,7 @@ pub(crate) fn staged_jsonl(
         }
         w.flush()
     })
-    .map_err(|source| RecordError::Io {
+    .map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -227,7 +205,7 @@ pub(crate) fn staged_jsonl(
 
 /// Reads every instruction of a file `instructions build` wrote; a line that is not such an
 /// instruction is an error naming the file and the line.
-pub fn read_jsonl(path: &Path) -> Result<Vec<Instruction>, RecordError> {
+pub fn read_jsonl(path: &Path) -> Result<Vec<Instruction>, DataError> {
     let mut out = Vec::new();
     each_line(path, |_, line: Line| {
         out.push(Instruction::try_from(line)?);
@@ -266,7 +244,7 @@ struct LooseLine {
 
 /// Reads the lines of `path` that `filter` keeps. A kept line without a non-empty `instruction`
 /// and `target` is an error naming the file and the line; lines the filter drops are not checked.
-pub fn read_lines(path: &Path, filter: &LineFilter) -> Result<Vec<InstructionLine>, RecordError> {
+pub fn read_lines(path: &Path, filter: &LineFilter) -> Result<Vec<InstructionLine>, DataError> {
     let mut out = Vec::new();
     each_line(path, |n, line: LooseLine| {
         let labels = Labels {
@@ -301,15 +279,15 @@ pub fn read_lines(path: &Path, filter: &LineFilter) -> Result<Vec<InstructionLin
 fn each_line<T: DeserializeOwned>(
     path: &Path,
     mut take: impl FnMut(usize, T) -> Result<(), String>,
-) -> Result<(), RecordError> {
-    let io = |source| RecordError::Io {
+) -> Result<(), DataError> {
+    let io = |source| DataError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
     // Split on bytes, not `lines()`, so that a line that is not UTF-8 is reported by number.
     for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
-        let err = |message: String| RecordError::Line {
+        let err = |message: String| DataError::Line {
             path: path.to_path_buf(),
             line: n + 1,
             message,

@@ -38,7 +38,7 @@ pub struct FillKindStats {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Stats {
+pub struct InstructionStats {
     pub templates: usize,
     pub average_template_words: f64,
     pub splits: BTreeMap<String, SplitStats>,
@@ -107,7 +107,7 @@ fn fill_stats<'a>(fills: impl Iterator<Item = &'a Fill>) -> FillKindStats {
     }
 }
 
-impl Stats {
+impl InstructionStats {
     pub fn compute(
         library: &TemplateLibrary,
         splits: [&[Instruction]; 3],
@@ -116,7 +116,7 @@ impl Stats {
         seconds: BuildTimings,
     ) -> Self {
         let templates = library.templates();
-        Stats {
+        InstructionStats {
             templates: templates.len(),
             average_template_words: mean(
                 templates.iter().map(Template::word_count).sum(),

@@ -361,7 +361,7 @@ fn show_fills_every_template_or_says_why() {
     let teacher = OfflineTeacher::new(0);
     let builder = Builder::new(&p, &library, &teacher, &WordCounter, config()).unwrap();
     let shown = builder.show(UserId(3), None).unwrap();
-    let ids: HashSet<&str> = shown.iter().map(|s| s.template.as_str()).collect();
+    let ids: HashSet<&str> = shown.iter().map(|s| s.template.id.as_str()).collect();
     assert_eq!(ids.len(), library.templates().len());
     assert!(shown.iter().filter(|s| s.instruction.is_ok()).count() >= 20);
     let one = builder.show(UserId(3), Some("p1-rerank-a")).unwrap();

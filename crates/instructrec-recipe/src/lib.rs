@@ -27,6 +27,17 @@ pub enum RecipeError {
         field: String,
         message: String,
     },
+    #[error(
+        "{path} holds the recipe of an earlier run, which differs in: {keys}; use another \
+         --work, or the same recipe"
+    )]
+    Differs { path: PathBuf, keys: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,6 +168,18 @@ impl Stage {
     /// The stage as a shell command line (`instructrec ...`).
     pub fn command_line(&self) -> String {
         command_line(&self.argv)
+    }
+
+    /// What to run now: the stage's command, or once its output exists, `instead` (`None`:
+    /// nothing).
+    pub fn to_run(&self) -> Option<&[String]> {
+        match (&self.done_when, &self.instead) {
+            (Some(done), instead) if done.exists() => {
+                tracing::info!("{} exists: the {} stage is done", done.display(), self.name);
+                instead.as_deref()
+            }
+            _ => Some(&self.argv),
+        }
     }
 }
 
@@ -334,17 +357,11 @@ impl Recipe {
     }
 
     fn prepare(&self, w: &Workspace) -> Stage {
-        let d = &self.data;
-        let mut argv: Vec<String> = args(&["data", "prepare", "--input"])
-            .chain([p(&d.input), "--out".into(), p(&w.prepared)])
-            .chain(flag("--seed", self.seed))
-            .chain(flag("--k-core", d.k_core))
-            .chain(flag("--history-cap", d.history_cap))
-            .chain(flag("--candidates", list(&d.candidates)))
+        let argv = args(&["data", "prepare", "--out"])
+            .chain([p(&w.prepared)])
+            .chain(flags(&self.data, &[]))
+            .chain(self.seed_flag())
             .collect();
-        if d.keep_untitled {
-            argv.push("--keep-untitled".into());
-        }
         Stage {
             name: "data".into(),
             argv,
@@ -354,15 +371,10 @@ impl Recipe {
     }
 
     fn build_instructions(&self, w: &Workspace) -> Stage {
-        let i = &self.instructions;
         let argv = args(&["instructions", "build", "--data"])
             .chain([p(&w.prepared), "--out".into(), p(&w.instructions)])
-            .chain(flag("--seed", self.seed))
-            .chain(flag("--eval-users", i.eval_users))
-            .chain(flag("--per-user", i.per_user))
-            .chain(flag("--templates-per-target", i.templates_per_target))
-            .chain(flag("--history-budget", i.history_budget))
-            .chain(flag("--train-candidates", i.train_candidates))
+            .chain(flags(&self.instructions, &[]))
+            .chain(self.seed_flag())
             .collect();
         Stage {
             name: "instructions".into(),
@@ -374,29 +386,21 @@ impl Recipe {
 
     /// The model a training stage starts from: a new one (the recipe's [model], with a
     /// tokenizer that also learns the instructions' words) or the previous stage's best/.
+    /// Composed item rows are trained in every stage, so that flag goes to each.
     fn model_source(&self, w: &Workspace, from: Option<&Path>) -> Vec<String> {
-        let m = &self.model;
-        let mut argv = match from {
-            Some(dir) => vec!["--init".into(), p(dir)],
-            None => {
-                let mut a: Vec<String> = flag("--preset", &m.preset)
-                    .into_iter()
-                    .chain(flag("--vocab-size", m.vocab_size))
-                    .collect();
-                if m.item_tokens {
-                    a.push("--item-tokens".into());
+        match from {
+            Some(dir) => {
+                let mut argv = vec!["--init".into(), p(dir)];
+                if self.model.compose_item_tokens {
+                    argv.push("--compose-item-tokens".into());
                 }
-                if m.item_tokens_from_pieces {
-                    a.push("--item-tokens-from-pieces".into());
-                }
-                a.extend(["--tokenizer-corpus".into(), p(&w.train_lines())]);
-                a
+                argv
             }
-        };
-        if m.compose_item_tokens {
-            argv.push("--compose-item-tokens".into());
+            None => flags(&self.model, &[])
+                .into_iter()
+                .chain(["--tokenizer-corpus".into(), p(&w.train_lines())])
+                .collect(),
         }
-        argv
     }
 
     fn pretrain_stage(
@@ -406,92 +410,92 @@ impl Recipe {
         from: Option<&Path>,
         out: &Path,
     ) -> Stage {
-        let wording = match stage.wording {
-            Wording::Compact => "compact",
-            Wording::Templates => "templates",
-        };
         let argv = args(&["pretrain", "--objective", "next-item", "--data"])
             .chain([p(&w.prepared)])
             .chain(self.model_source(w, from))
-            .chain(flag("--wording", wording))
-            .chain(flag("--history-budget", stage.history_budget))
-            .chain(flag("--copies", stage.copies))
-            .chain(flag("--valid-fraction", stage.valid_fraction))
-            .chain(self.schedule(&stage.schedule, out))
+            .chain(flags(stage, &[("name", None)]))
+            .chain(self.training_output(out))
             .collect();
         plain_stage(&format!("pretrain {}", stage.name), argv)
     }
 
     fn tune_stage(&self, w: &Workspace, from: Option<&Path>) -> Stage {
-        let t = &self.tune;
-        let filters = [
-            ("--preference", &t.preference),
-            ("--task", &t.task),
-            ("--strategy", &t.strategy),
-        ];
         let argv = args(&["train", "--train"])
             .chain([p(&w.train_lines())])
             .chain(self.model_source(w, from))
-            .chain(
-                filters
-                    .into_iter()
-                    .filter(|(_, v)| !v.is_empty())
-                    .flat_map(|(f, v)| flag(f, v.join(","))),
-            )
             .chain([
                 "--valid".into(),
                 p(&w.instructions.join("validation.jsonl")),
             ])
             .chain(["--data".into(), p(&w.prepared)])
-            .chain(flag("--rank-sample", t.rank_sample))
-            .chain(flag("--valid-sample", t.valid_sample))
-            .chain(self.schedule(&t.schedule, &w.model))
+            .chain(flags(&self.tune, &[]))
+            .chain(self.training_output(&w.model))
             .collect();
         plain_stage("tune", argv)
     }
 
-    fn schedule(&self, s: &Schedule, out: &Path) -> Vec<String> {
-        let mut argv: Vec<String> = flag("--epochs", s.epochs)
+    fn training_output(&self, out: &Path) -> Vec<String> {
+        self.seed_flag()
             .into_iter()
-            .chain(flag("--max-steps", s.steps))
-            .chain(flag("--time-budget", &s.budget))
-            .chain(flag("--batch-size", s.batch_size))
-            .chain(flag("--lr", s.lr))
-            .chain(flag("--warmup", s.warmup))
-            .chain(flag("--eval-every", s.eval_every))
-            .chain(flag("--max-source-len", s.max_source_len))
-            .chain(flag("--max-target-len", s.max_target_len))
-            .chain(flag("--seed", self.seed))
-            .collect();
-        if s.relative_steps {
-            argv.push("--relative-steps".into());
-        }
-        argv.extend(["--out".into(), p(out), "--resume".into()]);
-        argv
+            .chain(["--out".into(), p(out), "--resume".into()])
+            .collect()
+    }
+
+    fn seed_flag(&self) -> [String; 2] {
+        ["--seed".into(), self.seed.to_string()]
     }
 
     fn eval_stage(&self, w: &Workspace, e: &EvalStage) -> Stage {
-        let mut argv: Vec<String> = flag("--protocol", &e.protocol)
-            .into_iter()
-            .chain(["--data".into(), p(&w.prepared)])
-            .chain(flag("--models", e.models.join(",")))
+        let argv = args(&["eval", "--data"])
+            .chain([p(&w.prepared)])
             .chain(["--instructrec".into(), p(&w.tuned())])
             .chain(["--instructions".into(), p(&w.instructions)])
-            .chain(flag("--max-source-len", e.max_source_len))
-            .chain(flag("--max-target-len", e.max_target_len))
+            .chain(flags(e, &[("full_ranking", None)]))
+            .chain((!e.full_ranking).then(|| "--no-full-ranking".to_string()))
             .chain(["--out".into(), p(&w.report(&e.protocol))])
-            .chain(flag("--seed", self.seed))
+            .chain(self.seed_flag())
             .chain(["--recipe".into(), p(&w.recipe())])
             .collect();
-        argv.insert(0, "eval".into());
-        if !e.full_ranking {
-            argv.push("--no-full-ranking".into());
-        }
-        if e.length_normalise {
-            argv.push("--length-normalise".into());
-        }
         plain_stage(&format!("eval {}", e.protocol), argv)
     }
+}
+
+/// A stage's settings as the flags of its subcommand, in key order: `a_b = 3` becomes
+/// `--a-b 3`, a list is joined by commas, `true` is a bare switch, and `false` or an empty
+/// list gives nothing (the subcommand's own default). `renamed` maps a key to another flag
+/// name, or to `None` for a key that is no flag. Keeping the recipe's keys equal to the flags'
+/// names is what lets one function render every stage.
+fn flags<T: Serialize>(settings: &T, renamed: &[(&str, Option<&str>)]) -> Vec<String> {
+    const SHARED: [(&str, Option<&str>); 2] = [
+        ("steps", Some("max-steps")),
+        ("budget", Some("time-budget")),
+    ];
+    let toml::Value::Table(table) = toml::Value::try_from(settings).expect("settings serialise")
+    else {
+        unreachable!("a stage's settings are a table")
+    };
+    let scalar = |v: &toml::Value| match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut argv = Vec::new();
+    for (key, value) in &table {
+        let name = match renamed.iter().chain(&SHARED).find(|(k, _)| k == key) {
+            Some((_, None)) => continue,
+            Some((_, Some(flag))) => flag.to_string(),
+            None => key.replace('_', "-"),
+        };
+        let value = match value {
+            toml::Value::Boolean(false) => continue,
+            toml::Value::Boolean(true) => None,
+            toml::Value::Array(a) if a.is_empty() => continue,
+            toml::Value::Array(a) => Some(a.iter().map(scalar).collect::<Vec<_>>().join(",")),
+            v => Some(scalar(v)),
+        };
+        argv.push(format!("--{name}"));
+        argv.extend(value);
+    }
+    argv
 }
 
 /// Where a run keeps each stage's output.
@@ -524,6 +528,26 @@ impl Workspace {
         self.model.join("best")
     }
 
+    /// Writes the recipe into the work folder, or checks that the run there was made with it: a
+    /// different recipe would mix its stages with the other's outputs. Only longer schedules
+    /// (which resume) and the serving address may change.
+    pub fn keep(&self, recipe: &Recipe) -> Result<(), RecipeError> {
+        let path = self.recipe();
+        if path.exists() {
+            let before = Recipe::read(&path)?;
+            if let Err(keys) = recipe.extends(&before) {
+                let keys = keys.join(", ");
+                return Err(RecipeError::Differs { path, keys });
+            }
+        }
+        let io = |source| RecipeError::Io {
+            path: self.work.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.work).map_err(io)?;
+        instructrec_data::atomic::write_atomic(&path, recipe.to_toml().as_bytes()).map_err(io)
+    }
+
     /// A report's path without extension.
     pub fn report(&self, protocol: &str) -> PathBuf {
         self.work.join(format!("report-{protocol}"))
@@ -545,18 +569,6 @@ fn plain_stage(name: &str, argv: Vec<String>) -> Stage {
 
 fn args<'a>(a: &'a [&'a str]) -> impl Iterator<Item = String> + 'a {
     a.iter().map(|s| s.to_string())
-}
-
-fn flag(name: &str, value: impl ToString) -> [String; 2] {
-    [name.to_string(), value.to_string()]
-}
-
-fn list(values: &[usize]) -> String {
-    values
-        .iter()
-        .map(usize::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn p(path: &Path) -> String {

@@ -13,9 +13,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::Optimizer;
 use instructrec_model::{seq2seq_loss, Dropout, Preset, T5Config};
 use instructrec_train::init::create_model;
+use instructrec_train::optimizer::model_params;
 use instructrec_train::optimizer::{AdamWConfig, FusedAdamW};
 use instructrec_train::tokenizer::{train_tokenizer, TokenizerOptions};
-use instructrec_train::trainer::model_params;
 use rand::{Rng, SeedableRng};
 
 const ITEMS: &str = concat!(

@@ -46,7 +46,7 @@ pub fn read_examples(path: &Path, filter: &LineFilter) -> Result<Vec<Example>> {
 
 /// A tokenized example; both sides end with `</s>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Encoded {
+pub struct TokenizedExample {
     pub source: Vec<u32>,
     pub target: Vec<u32>,
 }
@@ -87,7 +87,7 @@ pub fn encode_examples(
     examples: &[Example],
     max_source: usize,
     max_target: usize,
-) -> Result<(Vec<Encoded>, Truncation)> {
+) -> Result<(Vec<TokenizedExample>, Truncation)> {
     if max_source < 2 || max_target < 2 {
         return Err(TrainError::Config(
             "max source and target lengths must be at least 2 tokens".into(),
@@ -113,7 +113,7 @@ pub fn encode_examples(
             let (target, cut_t) = truncate_target(t, max_target);
             stats.sources += usize::from(cut_s);
             stats.targets += usize::from(cut_t);
-            out.push(Encoded { source, target });
+            out.push(TokenizedExample { source, target });
         }
     }
     Ok((out, stats))
@@ -196,7 +196,11 @@ pub struct Batch {
     pub source_tokens: usize,
 }
 
-pub fn collate(examples: &[&Encoded], decoder_start: u32, device: &Device) -> Result<Batch> {
+pub fn collate(
+    examples: &[&TokenizedExample],
+    decoder_start: u32,
+    device: &Device,
+) -> Result<Batch> {
     let b = examples.len();
     let s_len = examples.iter().map(|e| e.source.len()).max().unwrap_or(1);
     let t_len = examples.iter().map(|e| e.target.len()).max().unwrap_or(1);
@@ -228,7 +232,7 @@ pub fn collate(examples: &[&Encoded], decoder_start: u32, device: &Device) -> Re
 
 /// Order-sensitive fingerprint of the encoded training set, stored in checkpoints so that a
 /// resume on different data or a different tokenizer is refused instead of silently diverging.
-pub fn fingerprint(examples: &[Encoded]) -> u64 {
+pub fn fingerprint(examples: &[TokenizedExample]) -> u64 {
     // FNV-1a over the ids with separators.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |x: u32| {
@@ -335,11 +339,11 @@ mod tests {
 
     #[test]
     fn collate_pads_and_shifts() {
-        let a = Encoded {
+        let a = TokenizedExample {
             source: vec![10, 11, EOS_ID],
             target: vec![20, EOS_ID],
         };
-        let b = Encoded {
+        let b = TokenizedExample {
             source: vec![12, EOS_ID],
             target: vec![21, 22, EOS_ID],
         };

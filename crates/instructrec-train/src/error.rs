@@ -12,7 +12,7 @@ pub enum TrainError {
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
     #[error(transparent)]
-    Record(#[from] instructrec_instructions::RecordError),
+    Data(#[from] instructrec_data::DataError),
     #[error("tensor operation failed: {0}")]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]

@@ -23,8 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{derive_seed, STREAM_LORA};
 use crate::error::{io_err, Result, TrainError};
-use crate::optimizer::Param;
-use crate::trainer::model_params;
+use crate::optimizer::{model_params, Param};
 
 pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 pub const ADAPTER_CONFIG: &str = "adapter_config.json";

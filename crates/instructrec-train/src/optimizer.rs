@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Storage, Tensor, Var};
+use instructrec_model::Seq2Seq;
 use rayon::prelude::*;
 
 use crate::error::{Result, TrainError};
@@ -367,6 +368,22 @@ impl InplaceOp1 for InPlace<'_> {
             .apply_parallel(&mut data[a..b], &mut m, &mut v, self.g);
         Ok(())
     }
+}
+
+/// Trainable parameters of a model in name order (the order is part of the determinism).
+pub fn model_params(model: &Seq2Seq) -> Vec<Param> {
+    let mut vars: Vec<(String, candle_core::Var)> = model
+        .varmap
+        .data()
+        .lock()
+        .expect("varmap lock poisoned")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars.into_iter()
+        .map(|(name, var)| Param::with_default_decay(name, var))
+        .collect()
 }
 
 #[cfg(test)]

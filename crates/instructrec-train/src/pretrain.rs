@@ -25,7 +25,8 @@ use rand_chacha::ChaCha8Rng;
 use tokenizers::Tokenizer;
 
 use crate::data::{
-    derive_seed, Encoded, Example, STREAM_CONTINUATION, STREAM_CORRUPTION, STREAM_NEXT_ITEM,
+    derive_seed, Example, TokenizedExample, STREAM_CONTINUATION, STREAM_CORRUPTION,
+    STREAM_NEXT_ITEM,
 };
 use crate::error::{Result, TrainError};
 use crate::tokenizer::{sentinel_id, EOS_ID};
@@ -105,7 +106,7 @@ pub fn corrupt(
     opts: &CorruptionOptions,
     sentinels: &[u32],
     rng: &mut impl Rng,
-) -> Option<Encoded> {
+) -> Option<TokenizedExample> {
     let len = tokens.len();
     if len < 2 {
         return None;
@@ -128,7 +129,7 @@ pub fn corrupt(
     }
     source.push(EOS_ID);
     target.push(EOS_ID);
-    Some(Encoded { source, target })
+    Some(TokenizedExample { source, target })
 }
 
 /// Span-corruption examples from item texts: `copies` per text, each from a generator seeded by
@@ -137,7 +138,7 @@ pub fn span_corruption_examples(
     tokenizer: &Tokenizer,
     texts: &[String],
     opts: &CorruptionOptions,
-) -> Result<Vec<Encoded>> {
+) -> Result<Vec<TokenizedExample>> {
     let max_spans = ((opts.max_tokens as f64 * opts.noise_density / opts.mean_span_length).ceil()
         as usize)
         .max(1);

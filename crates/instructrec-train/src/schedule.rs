@@ -27,7 +27,7 @@ impl std::str::FromStr for Decay {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Schedule {
+pub struct LrSchedule {
     pub peak_lr: f64,
     pub warmup_steps: u64,
     pub total_steps: u64,
@@ -35,7 +35,7 @@ pub struct Schedule {
     pub min_ratio: f64,
 }
 
-impl Schedule {
+impl LrSchedule {
     /// Learning rate for optimizer step `step` (1-based: the first update uses step 1).
     pub fn lr(&self, step: u64) -> f64 {
         if step <= self.warmup_steps && self.warmup_steps > 0 {
@@ -56,8 +56,8 @@ impl Schedule {
 mod tests {
     use super::*;
 
-    fn sched(decay: Decay) -> Schedule {
-        Schedule {
+    fn sched(decay: Decay) -> LrSchedule {
+        LrSchedule {
             peak_lr: 1e-3,
             warmup_steps: 10,
             total_steps: 110,

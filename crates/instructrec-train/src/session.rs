@@ -16,7 +16,9 @@ use tokenizers::Tokenizer;
 
 use crate::checkpoint;
 use crate::compose::ItemComposition;
-use crate::data::{encode_examples, read_examples, seeded_sample, Encoded, Example, Truncation};
+use crate::data::{
+    encode_examples, read_examples, seeded_sample, Example, TokenizedExample, Truncation,
+};
 use crate::error::{io_err, Result, TrainError};
 use crate::init::{create_model, item_tokens_from_pieces};
 use crate::pretrain::{
@@ -441,7 +443,7 @@ impl Setup {
         model: &Seq2Seq,
         examples: &[Example],
         what: &str,
-    ) -> Result<(Vec<Encoded>, Truncation)> {
+    ) -> Result<(Vec<TokenizedExample>, Truncation)> {
         let (max_source, max_target) = (self.config.max_source_len, self.config.max_target_len);
         let (encoded, cut) = encode_examples(&model.tokenizer, examples, max_source, max_target)?;
         if cut.sources > 0 || cut.targets > 0 {
@@ -462,7 +464,7 @@ impl Setup {
         &self,
         config: &TrainConfig,
         fresh: impl FnOnce() -> Result<(Seq2Seq, Option<ItemComposition>)>,
-        encode: impl Fn(&Seq2Seq) -> Result<(Vec<Encoded>, Truncation, Vec<Encoded>)>,
+        encode: impl Fn(&Seq2Seq) -> Result<(Vec<TokenizedExample>, Truncation, Vec<TokenizedExample>)>,
         hooks: &mut Hooks<'_>,
     ) -> Result<TrainReport> {
         let mut trainer = match self.resumable()? {

@@ -19,11 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, OPTIMIZER_FILE, STATE_FILE};
 use crate::compose::ItemComposition;
-use crate::data::{self, derive_seed, Encoded, Truncation, STREAM_DROPOUT};
+use crate::data::{self, derive_seed, TokenizedExample, Truncation, STREAM_DROPOUT};
 use crate::error::{io_err, Result, TrainError};
 use crate::lora::{Lora, LoraConfig};
-use crate::optimizer::{AdamWConfig, FusedAdamW, Param};
-use crate::schedule::{Decay, Schedule};
+use crate::optimizer::{model_params, AdamWConfig, FusedAdamW, Param};
+use crate::schedule::{Decay, LrSchedule};
 
 pub const LAST_DIR: &str = "last";
 pub const BEST_DIR: &str = "best";
@@ -216,10 +216,10 @@ pub struct StepReport {
     pub without_grad: usize,
 }
 
-pub type MetricError = Box<dyn std::error::Error + Send + Sync>;
+pub type ValidationError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Scores a model on the caller's held-out ranking examples (e.g. HR@1); higher is better.
-pub type Metric<'a> = dyn FnMut(&Seq2Seq) -> std::result::Result<f64, MetricError> + 'a;
+pub type Metric<'a> = dyn FnMut(&Seq2Seq) -> std::result::Result<f64, ValidationError> + 'a;
 
 /// Caller-supplied extras. `metric` scores the model on held-out ranking examples (higher is
 /// better) and then decides which checkpoint is `best/`; without it, the lowest validation loss
@@ -236,22 +236,6 @@ pub struct TrainReport {
     pub state: TrainerState,
     pub last_dir: PathBuf,
     pub best_dir: Option<PathBuf>,
-}
-
-/// Trainable parameters of a model in name order (the order is part of the determinism).
-pub fn model_params(model: &Seq2Seq) -> Vec<Param> {
-    let mut vars: Vec<(String, candle_core::Var)> = model
-        .varmap
-        .data()
-        .lock()
-        .expect("varmap lock poisoned")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars.into_iter()
-        .map(|(name, var)| Param::with_default_decay(name, var))
-        .collect()
 }
 
 /// What the optimizer updates: the adapters when LoRA is on, else every parameter, with the
@@ -274,19 +258,49 @@ pub struct Trainer {
     opt: FusedAdamW,
     cfg: TrainConfig,
     state: TrainerState,
-    train: Vec<Encoded>,
-    valid: Vec<Encoded>,
+    train: Vec<TokenizedExample>,
+    valid: Vec<TokenizedExample>,
     out_dir: PathBuf,
-    schedule: Schedule,
+    schedule: LrSchedule,
+}
+
+/// What a run holds besides its model and data: created by [`Trainer::new`], read back from a
+/// checkpoint by [`Trainer::resume`].
+struct RunParts {
+    lora: Option<Lora>,
+    items: Option<ItemComposition>,
+    opt: FusedAdamW,
+    cfg: TrainConfig,
+    state: TrainerState,
 }
 
 impl Trainer {
+    fn assemble(
+        model: Seq2Seq,
+        run: RunParts,
+        (train, valid): (Vec<TokenizedExample>, Vec<TokenizedExample>),
+        out_dir: &Path,
+    ) -> Self {
+        Self {
+            schedule: schedule(&run.cfg, run.state.total_steps),
+            model,
+            lora: run.lora,
+            items: run.items,
+            opt: run.opt,
+            cfg: run.cfg,
+            state: run.state,
+            train,
+            valid,
+            out_dir: out_dir.to_path_buf(),
+        }
+    }
+
     /// A fresh run writing checkpoints under `out_dir` (`last/`, `best/`).
     pub fn new(
         model: Seq2Seq,
-        train: Vec<Encoded>,
+        train: Vec<TokenizedExample>,
         truncated: Truncation,
-        valid: Vec<Encoded>,
+        valid: Vec<TokenizedExample>,
         cfg: TrainConfig,
         out_dir: &Path,
     ) -> Result<Self> {
@@ -318,18 +332,14 @@ impl Trainer {
             history: Vec::new(),
             config: cfg.clone(),
         };
-        Ok(Self {
-            schedule: schedule(&cfg, total_steps),
-            model,
+        let run = RunParts {
             lora,
             items: None,
             opt,
             cfg,
             state,
-            train,
-            valid,
-            out_dir: out_dir.to_path_buf(),
-        })
+        };
+        Ok(Self::assemble(model, run, (train, valid), out_dir))
     }
 
     /// Continues the run whose checkpoint is `out_dir/last`. `model` must have been loaded from
@@ -339,8 +349,8 @@ impl Trainer {
     /// through [`Trainer::extend`].
     pub fn resume(
         model: Seq2Seq,
-        train: Vec<Encoded>,
-        valid: Vec<Encoded>,
+        train: Vec<TokenizedExample>,
+        valid: Vec<TokenizedExample>,
         run: RunControl,
         out_dir: &Path,
     ) -> Result<Self> {
@@ -390,18 +400,14 @@ impl Trainer {
             state.epoch + 1,
             state.step_in_epoch
         );
-        Ok(Self {
-            schedule: schedule(&cfg, state.total_steps),
-            model,
+        let run = RunParts {
             lora,
             items,
             opt,
             cfg,
             state,
-            train,
-            valid,
-            out_dir: out_dir.to_path_buf(),
-        })
+        };
+        Ok(Self::assemble(model, run, (train, valid), out_dir))
     }
 
     /// Continues a resumed run to `epochs` epochs and at most `max_steps` steps, more than it was
@@ -506,7 +512,7 @@ impl Trainer {
                 let mut tokens = 0usize;
                 let mut step_loss = 0.0;
                 for batch_idx in group {
-                    let members: Vec<&Encoded> =
+                    let members: Vec<&TokenizedExample> =
                         batch_idx.iter().map(|&i| &self.train[i]).collect();
                     let batch = data::collate(&members, start_id, &device)?;
                     let mut dropout = Dropout::new(
@@ -639,7 +645,7 @@ impl Trainer {
         let start_id = self.model.model.config().decoder_start_token_id;
         let (mut sum, mut count) = (0.0f64, 0usize);
         for chunk in self.valid.chunks(self.cfg.run.valid_batch_size) {
-            let members: Vec<&Encoded> = chunk.iter().collect();
+            let members: Vec<&TokenizedExample> = chunk.iter().collect();
             let batch = data::collate(&members, start_id, device)?;
             let logits = self.model.model.forward(
                 &batch.input_ids,
@@ -747,8 +753,8 @@ fn total_steps(cfg: &TrainConfig, examples: usize) -> u64 {
     cfg.max_steps.map_or(all, |m| m.min(all))
 }
 
-fn schedule(cfg: &TrainConfig, total_steps: u64) -> Schedule {
-    Schedule {
+fn schedule(cfg: &TrainConfig, total_steps: u64) -> LrSchedule {
+    LrSchedule {
         peak_lr: cfg.lr,
         warmup_steps: cfg.warmup_steps.min(total_steps),
         total_steps,

@@ -4,7 +4,7 @@
 
 use candle_core::{Device, Tensor};
 use instructrec_model::{Preset, Seq2Seq, T5Config};
-use instructrec_train::data::{collate, encode_examples, Encoded, Example};
+use instructrec_train::data::{collate, encode_examples, Example, TokenizedExample};
 use instructrec_train::init::{create_model, item_tokens_from_pieces};
 use instructrec_train::pretrain::{span_corruption_examples, CorruptionOptions};
 use instructrec_train::tokenizer::{train_tokenizer, TokenizerOptions};
@@ -125,8 +125,8 @@ fn weights(model: &Seq2Seq) -> Vec<(String, Vec<f32>)> {
     out
 }
 
-fn logits(model: &Seq2Seq, batch: &[Encoded]) -> Vec<f32> {
-    let refs: Vec<&Encoded> = batch.iter().collect();
+fn logits(model: &Seq2Seq, batch: &[TokenizedExample]) -> Vec<f32> {
+    let refs: Vec<&TokenizedExample> = batch.iter().collect();
     let b = collate(&refs, 0, &Device::Cpu).unwrap();
     let l: Tensor = model
         .model
@@ -158,15 +158,15 @@ fn stop_after(trainer: &mut Trainer, step: u64) {
 /// A trainer resumed from `dir/last`, with the model loaded from that checkpoint.
 fn resume_from_last(
     dir: &std::path::Path,
-    data: &[Encoded],
-    valid: &[Encoded],
+    data: &[TokenizedExample],
+    valid: &[TokenizedExample],
     run: RunControl,
 ) -> Trainer {
     let model = Seq2Seq::load_hf_dir(&dir.join(LAST_DIR), &Device::Cpu).unwrap();
     Trainer::resume(model, data.to_vec(), valid.to_vec(), run, dir).unwrap()
 }
 
-fn encoded(tok: &Tokenizer, n: usize) -> Vec<Encoded> {
+fn encoded(tok: &Tokenizer, n: usize) -> Vec<TokenizedExample> {
     encode_examples(tok, &examples(n), 48, 24).unwrap().0
 }
 
@@ -278,7 +278,7 @@ fn loss_falls_on_real_examples_and_checkpoint_reloads_identically() {
     .unwrap();
     let initial = trainer.validation_loss().unwrap().unwrap();
     let mut metric_calls = 0;
-    let mut metric = |_: &Seq2Seq| -> Result<f64, instructrec_train::trainer::MetricError> {
+    let mut metric = |_: &Seq2Seq| -> Result<f64, instructrec_train::trainer::ValidationError> {
         metric_calls += 1;
         Ok(0.0)
     };
@@ -329,7 +329,7 @@ fn starting_weights_are_validated_and_kept_as_best_when_no_step_beats_them() {
     .unwrap();
     // A metric that only gets worse: the starting weights score best.
     let mut score = 1.0;
-    let mut metric = |_: &Seq2Seq| -> Result<f64, instructrec_train::trainer::MetricError> {
+    let mut metric = |_: &Seq2Seq| -> Result<f64, instructrec_train::trainer::ValidationError> {
         score -= 0.1;
         Ok(score)
     };
@@ -406,7 +406,7 @@ fn lora_trains_adapters_only_merges_exactly_and_resumes_bit_for_bit() {
         ..config(3)
     };
     let loss = |m: &Seq2Seq| {
-        let refs: Vec<&Encoded> = data.iter().collect();
+        let refs: Vec<&TokenizedExample> = data.iter().collect();
         let b = collate(&refs, 0, &Device::Cpu).unwrap();
         let l = m
             .model

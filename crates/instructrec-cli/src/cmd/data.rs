@@ -4,12 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use instructrec_data::{
-    prepare, Format, ImportSource, PrepareOptions, Prepared, Stats, StatsTable,
-};
+use instructrec_data::{prepare, DataError, Format, ImportSource, PrepareOptions, StatsTable};
 
 #[derive(Subcommand)]
 pub enum DataCommand {
@@ -37,8 +35,8 @@ pub enum DataCommand {
         #[command(flatten)]
         options: OptionArgs,
         /// How many times to prepare.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        runs: u64,
     },
 }
 
@@ -48,9 +46,10 @@ pub struct InputArgs {
     /// reviews + meta_* files).
     #[arg(long, required_unless_present_all = ["reviews", "meta"])]
     input: Option<PathBuf>,
-    /// Input layout: auto, amazon-games, p5, recbole or amazon2018.
-    #[arg(long, default_value = "auto")]
-    format: String,
+    /// Input layout: amazon-games, p5, recbole or amazon2018 (default: detected from the
+    /// files present).
+    #[arg(long)]
+    format: Option<Format>,
     /// Amazon 2018 reviews file (JSON lines, plain or .gz); use with --meta.
     #[arg(long, requires = "meta", conflicts_with = "input")]
     reviews: Option<PathBuf>,
@@ -60,30 +59,9 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
-    fn source(&self) -> anyhow::Result<ImportSource> {
-        let format = match self.format.as_str() {
-            "auto" => None,
-            name => Some(name.parse::<Format>().map_err(anyhow::Error::msg)?),
-        };
-        match (&self.input, &self.reviews, &self.meta) {
-            (_, Some(reviews), Some(meta)) => {
-                if format.is_some_and(|f| f != Format::Amazon2018) {
-                    bail!(
-                        "--reviews/--meta are Amazon 2018 files; --format {} contradicts them",
-                        self.format
-                    );
-                }
-                Ok(ImportSource::Amazon2018 {
-                    reviews: reviews.clone(),
-                    meta: meta.clone(),
-                })
-            }
-            (Some(dir), _, _) => Ok(ImportSource::Dir {
-                dir: dir.clone(),
-                format,
-            }),
-            _ => bail!("give --input DIR, or --reviews FILE --meta FILE"),
-        }
+    fn source(&self) -> Result<ImportSource, DataError> {
+        let amazon2018 = self.reviews.clone().zip(self.meta.clone());
+        ImportSource::new(self.input.clone(), self.format, amazon2018)
     }
 }
 
@@ -138,16 +116,7 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DataCommand::Stats { dirs } => {
-            let mut rows = Vec::new();
-            for dir in dirs {
-                let prepared = Prepared::load(&dir)?;
-                let name = dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                rows.push((name, Stats::of(&prepared.dataset)));
-            }
-            print!("{}", StatsTable(rows));
+            print!("{}", StatsTable::of_dirs(&dirs)?);
             Ok(())
         }
         DataCommand::Bench {
@@ -158,15 +127,14 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
     }
 }
 
-fn bench(source: &ImportSource, options: &PrepareOptions, runs: usize) -> anyhow::Result<()> {
-    if runs == 0 {
-        bail!("--runs must be at least 1");
-    }
+fn bench(source: &ImportSource, options: &PrepareOptions, runs: u64) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir().context("creating a temporary directory")?;
-    let bar = ProgressBar::new(runs as u64).with_style(ProgressStyle::with_template(
+    let bar = ProgressBar::new(runs).with_style(ProgressStyle::with_template(
         "{bar:30} {pos}/{len} runs {elapsed}",
     )?);
-    let result = instructrec_data::bench(source, options, runs, scratch.path(), || bar.inc(1))?;
+    let result = instructrec_data::bench(source, options, runs as usize, scratch.path(), || {
+        bar.inc(1)
+    })?;
     bar.finish_and_clear();
     print!("{result}");
     Ok(())

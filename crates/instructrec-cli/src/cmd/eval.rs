@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use instructrec_baselines::{fit, Baseline, FitOptions, Fitted};
+use instructrec_baselines::{evaluate_baselines, Baseline, FitOptions};
 use instructrec_eval::experiment::{Experiment, ExperimentSpec, InstructionScoring};
-use instructrec_eval::{ModelReport, Normalisation, Protocol, QueryKind, Stage};
+use instructrec_eval::{HeldOutStage, Normalisation, Protocol, QueryKind};
 use instructrec_model::TokenLimits;
 
 #[derive(Args)]
@@ -97,7 +97,7 @@ pub struct EvalArgs {
     /// held-out: an instruction model of one tuning stage, NAME=DIR (repeat, in stage order).
     /// Each checkpoint's recorded line filter must rule out I1 lines.
     #[arg(long = "stage", value_name = "NAME=DIR")]
-    stages: Vec<Stage>,
+    stages: Vec<HeldOutStage>,
 }
 
 impl EvalArgs {
@@ -127,11 +127,7 @@ impl EvalArgs {
                     source: self.max_source_len,
                     target: self.max_target_len,
                 },
-                normalisation: if self.length_normalise {
-                    Normalisation::Mean
-                } else {
-                    Normalisation::Sum
-                },
+                normalisation: Normalisation::length_normalised(self.length_normalise),
             },
             command: std::env::args().collect::<Vec<_>>().join(" "),
             recipe,
@@ -158,39 +154,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let mut plan = Experiment::plan(args.spec()?)?;
     let options = args.fit_options(&plan);
-    // The two-tower model that mined the hard negatives, reused if it is also evaluated.
-    let mut miner = None;
-    if plan.needs_miner() {
-        let fitted = fit(Baseline::TwoTower, plan.prepared(), &options)?;
-        plan.mine(fitted.scorer.as_ref())?;
-        miner = Some(fitted);
-    }
-    for &baseline in &args.models {
-        tracing::info!(model = %baseline, "fitting");
-        let fitted = match miner.take() {
-            Some(m) if baseline == Baseline::TwoTower => m,
-            other => {
-                miner = other;
-                fit(baseline, plan.prepared(), &options)?
-            }
-        };
-        plan.evaluate(fitted.scorer.as_ref(), entry(baseline, &fitted))?;
-    }
+    evaluate_baselines(&mut plan, &args.models, &options)?;
     plan.evaluate_instruction_models()?;
     println!("wrote {}.{{json,md,svg}}", plan.finish()?.display());
     Ok(())
-}
-
-/// A fitted baseline's report entry, before its results.
-fn entry(baseline: Baseline, fitted: &Fitted) -> ModelReport {
-    ModelReport {
-        name: baseline.to_string(),
-        config: fitted.config.clone(),
-        config_hash: fitted.config_hash.clone(),
-        model_hash: fitted.model_hash.clone(),
-        train_wall_s: fitted.train_wall_s,
-        training: fitted.training.clone(),
-        loaded_from: fitted.loaded_from.as_ref().map(|p| p.display().to_string()),
-        results: Vec::new(),
-    }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use instructrec_data::{Prepared, UserRef};
-use instructrec_instructions::teacher::{OfflineTeacher, OpenAiConfig, OpenAiTeacher, Teacher};
+use instructrec_instructions::teacher::{Teacher, TeacherSource};
 use instructrec_instructions::{BuildConfig, Builder, TemplateLibrary, WordCounter};
 
 #[derive(Subcommand)]
@@ -108,6 +108,13 @@ struct Loaded {
     config: BuildConfig,
 }
 
+impl Loaded {
+    fn builder(&self) -> anyhow::Result<Builder<'_>> {
+        let (p, l, t) = (&self.prepared, &self.library, self.teacher.as_ref());
+        Ok(Builder::new(p, l, t, &WordCounter, self.config.clone())?)
+    }
+}
+
 impl CommonArgs {
     fn load(&self) -> anyhow::Result<Loaded> {
         let prepared = Prepared::load(&self.data)
@@ -116,15 +123,12 @@ impl CommonArgs {
             Some(path) => TemplateLibrary::from_path(path)?,
             None => TemplateLibrary::builtin(),
         };
-        let teacher: Box<dyn Teacher> = match self.teacher {
-            TeacherKind::Offline => Box::new(OfflineTeacher::new(self.seed)),
-            TeacherKind::Openai => {
-                let config = match &self.teacher_config {
-                    Some(path) => OpenAiConfig::from_file(path)?,
-                    None => OpenAiConfig::from_env(self.teacher_cache.clone())?,
-                };
-                Box::new(OpenAiTeacher::new(config, self.seed)?)
-            }
+        let teacher = match (self.teacher, &self.teacher_config) {
+            (TeacherKind::Offline, _) => TeacherSource::Offline,
+            (TeacherKind::Openai, Some(path)) => TeacherSource::OpenAiFile(path.clone()),
+            (TeacherKind::Openai, None) => TeacherSource::OpenAiEnv {
+                cache: self.teacher_cache.clone(),
+            },
         };
         let config = BuildConfig {
             seed: self.seed,
@@ -138,7 +142,7 @@ impl CommonArgs {
         Ok(Loaded {
             prepared,
             library,
-            teacher,
+            teacher: teacher.open(self.seed)?,
             config,
         })
     }
@@ -170,14 +174,7 @@ fn build(common: &CommonArgs, out: &Path) -> anyhow::Result<f64> {
     let start = Instant::now();
     let l = common.load()?;
     let loaded = start.elapsed().as_secs_f64();
-    let builder = Builder::new(
-        &l.prepared,
-        &l.library,
-        l.teacher.as_ref(),
-        &WordCounter,
-        l.config,
-    )?;
-    let set = builder.build()?;
+    let set = l.builder()?.build()?;
     let written = Instant::now();
     set.write(out)?;
     let write = written.elapsed().as_secs_f64();
@@ -190,29 +187,8 @@ fn build(common: &CommonArgs, out: &Path) -> anyhow::Result<f64> {
 fn show(common: &CommonArgs, user: &UserRef, template: Option<&str>) -> anyhow::Result<()> {
     let l = common.load()?;
     let user = l.prepared.resolve_user(user).map_err(anyhow::Error::msg)?;
-    let builder = Builder::new(
-        &l.prepared,
-        &l.library,
-        l.teacher.as_ref(),
-        &WordCounter,
-        l.config,
-    )?;
-    for shown in builder.show(user, template)? {
-        let t = l
-            .library
-            .get(&shown.template)
-            .expect("shown templates come from the library");
-        println!(
-            "== {}  {} {} {}  {}",
-            t.id, t.preference, t.intention, t.task, t.strategy
-        );
-        match shown.instruction {
-            Ok(i) => {
-                println!("[{}] {}", i.split.name(), i.text);
-                println!("-> {}\n", i.target);
-            }
-            Err(why) => println!("(not filled for this user: {why})\n"),
-        }
+    for shown in l.builder()?.show(user, template)? {
+        println!("{shown}");
     }
     Ok(())
 }

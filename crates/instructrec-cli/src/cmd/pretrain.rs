@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use instructrec_data::Prepared;
 use instructrec_instructions::TemplateLibrary;
 use instructrec_train::session::{self, Pretraining};
 
-use super::setup::{load_prepared, Common};
+use super::setup::Common;
 
 /// How `pretrain --objective next-item` phrases its examples.
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -78,7 +79,7 @@ pub struct PretrainArgs {
 }
 
 pub fn run(args: PretrainArgs) -> Result<()> {
-    let prepared = load_prepared(&args.data)?;
+    let prepared = Prepared::load(&args.data)?;
     let library = match (args.objective, args.wording, &args.templates) {
         (Objective::NextItem, Wording::Templates, Some(path)) => TemplateLibrary::from_path(path)?,
         _ => TemplateLibrary::builtin(),

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use instructrec_recipe::{command_line, Recipe, Stage, Workspace, DEFAULT_TOML};
 
@@ -73,7 +73,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     for stage in &stages {
         crate::parse(&stage.argv).with_context(|| format!("the recipe's {} stage", stage.name))?;
     }
-    keep_recipe(&recipe)?;
+    Workspace::new(&recipe.work).keep(&recipe)?;
     for stage in &stages {
         run_stage(stage)?;
     }
@@ -87,44 +87,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the recipe into the work folder, or checks that the run there was made with it: a
-/// different recipe would mix its stages with the other's outputs. Only longer schedules (which
-/// resume) and the serving address may change.
-fn keep_recipe(recipe: &Recipe) -> anyhow::Result<()> {
-    let path = Workspace::new(&recipe.work).recipe();
-    if path.exists() {
-        let before = Recipe::read(&path)?;
-        if let Err(keys) = recipe.extends(&before) {
-            bail!(
-                "{} holds the recipe of an earlier run, which differs in: {}; use another --work, \
-                 or the same recipe",
-                path.display(),
-                keys.join(", ")
-            );
-        }
-    }
-    std::fs::create_dir_all(&recipe.work)
-        .with_context(|| format!("creating {}", recipe.work.display()))?;
-    instructrec_data::atomic::write_atomic(&path, recipe.to_toml().as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 fn run_stage(stage: &Stage) -> anyhow::Result<()> {
-    let argv = match (&stage.done_when, &stage.instead) {
-        (Some(done), instead) if done.exists() => {
-            tracing::info!(
-                "{} exists: the {} stage is done",
-                done.display(),
-                stage.name
-            );
-            match instead {
-                Some(argv) => argv,
-                None => return Ok(()),
-            }
+    match stage.to_run() {
+        Some(argv) => {
+            println!("\n$ {}", command_line(argv));
+            crate::execute(argv)
         }
-        _ => &stage.argv,
-    };
-    println!("\n$ {}", command_line(argv));
-    crate::execute(argv)
+        None => Ok(()),
+    }
 }

@@ -36,24 +36,29 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 #[derive(Args)]
 pub struct BenchArgs {
+    /// The model checkpoint directory to serve.
     #[arg(long)]
     model: PathBuf,
+    /// The prepared dataset directory it serves.
     #[arg(long)]
     data: PathBuf,
+    /// Requests to send.
     #[arg(long, default_value_t = 1000)]
     requests: usize,
+    /// Requests in flight at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// No request starts after this many seconds.
-    #[arg(long, default_value_t = 600)]
-    time_limit_s: u64,
-    /// Sustained mode: keep the concurrency for this many seconds (instead of --requests) and
+    /// No request starts after this long, e.g. 90s, 10m.
+    #[arg(long, default_value = "10m", value_parser = super::duration)]
+    time_limit: Duration,
+    /// Sustained mode: keep the concurrency this long, e.g. 5m (instead of --requests), and
     /// report latency, throughput, errors and resident memory per window.
-    #[arg(long, conflicts_with_all = ["requests", "time_limit_s"])]
-    duration: Option<u64>,
+    #[arg(long, conflicts_with_all = ["requests", "time_limit"], value_parser = super::duration)]
+    duration: Option<Duration>,
     /// Reporting windows of the sustained mode.
     #[arg(long, default_value_t = 10, requires = "duration")]
     windows: usize,
+    /// Recommendations per request.
     #[arg(short, default_value_t = instructrec_serve::DEFAULT_K)]
     k: usize,
     /// Model calls running at once (default: the number of CPU cores).
@@ -70,11 +75,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let model_slots = args
         .model_slots
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    if let Some(secs) = args.duration {
+    if let Some(duration) = args.duration {
         let report = bench::run_sustained(
             rec,
             SustainedConfig {
-                duration: Duration::from_secs(secs),
+                duration,
                 windows: args.windows,
                 concurrency: args.concurrency,
                 k: args.k,
@@ -90,7 +95,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let config = BenchConfig {
         requests: args.requests,
         concurrency: args.concurrency,
-        time_limit: Duration::from_secs(args.time_limit_s),
+        time_limit: args.time_limit,
         k: args.k,
         model_slots,
     };

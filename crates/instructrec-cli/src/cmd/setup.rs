@@ -1,12 +1,10 @@
 //! What `train` and `pretrain` share: where the model comes from and how it is trained, as
 //! flags, turned into `instructrec-train`'s [`Setup`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use clap::Args;
-use instructrec_data::Prepared;
 use instructrec_train::lora::LoraConfig;
 use instructrec_train::schedule::Decay;
 use instructrec_train::session::{ItemTokens, ModelSource, NewTokenizer, Setup};
@@ -193,8 +191,4 @@ impl Common {
         cfg.adamw.relative_steps = self.relative_steps;
         cfg
     }
-}
-
-pub fn load_prepared(dir: &Path) -> Result<Prepared> {
-    Prepared::load(dir).with_context(|| format!("loading {}", dir.display()))
 }

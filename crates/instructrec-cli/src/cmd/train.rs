@@ -5,15 +5,16 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use instructrec_data::Prepared;
 use instructrec_eval::validation::{hit_rate_at_1, rank_cases};
 use instructrec_eval::Normalisation;
 use instructrec_instructions::{IntentionKind, LineFilter, PreferenceKind, Strategy, TaskForm};
 use instructrec_train::data::seeded_sample;
 use instructrec_train::session::Tuning;
-use instructrec_train::trainer::MetricError;
+use instructrec_train::trainer::ValidationError;
 use instructrec_train::{Seq2Seq, TokenLimits};
 
-use super::setup::{load_prepared, Common};
+use super::setup::Common;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -61,7 +62,7 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let prepared = args.data.as_deref().map(load_prepared).transpose()?;
+    let prepared = args.data.as_deref().map(Prepared::load).transpose()?;
     let cases = match (&prepared, &args.valid) {
         (Some(prepared), Some(valid)) => {
             let all = rank_cases(valid, prepared)?;
@@ -75,12 +76,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         source: args.common.max_source_len,
         target: args.common.max_target_len,
     };
-    let normalisation = if args.length_normalise {
-        Normalisation::Mean
-    } else {
-        Normalisation::Sum
-    };
-    let mut metric = |m: &Seq2Seq| -> std::result::Result<f64, MetricError> {
+    let normalisation = Normalisation::length_normalised(args.length_normalise);
+    let mut metric = |m: &Seq2Seq| -> std::result::Result<f64, ValidationError> {
         Ok(hit_rate_at_1(m, &cases, limits, normalisation)?)
     };
     let tuning = Tuning {

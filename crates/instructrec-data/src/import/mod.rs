@@ -80,6 +80,28 @@ pub enum ImportSource {
 }
 
 impl ImportSource {
+    /// The source named by a directory (with its layout, or `None` to detect it), or by the two
+    /// raw Amazon 2018 files, which need no directory and admit no other layout.
+    pub fn new(
+        dir: Option<PathBuf>,
+        format: Option<Format>,
+        amazon2018: Option<(PathBuf, PathBuf)>,
+    ) -> Result<Self, DataError> {
+        match (dir, amazon2018) {
+            (_, Some(_)) if format.is_some_and(|f| f != Format::Amazon2018) => {
+                Err(DataError::Options(format!(
+                    "reviews and meta files are Amazon 2018's; the layout {} contradicts them",
+                    format.map_or("", |f| f.name())
+                )))
+            }
+            (_, Some((reviews, meta))) => Ok(Self::Amazon2018 { reviews, meta }),
+            (Some(dir), None) => Ok(Self::Dir { dir, format }),
+            (None, None) => Err(DataError::Options(
+                "no input: give a dataset directory, or Amazon 2018 reviews and meta files".into(),
+            )),
+        }
+    }
+
     pub fn import(&self) -> Result<Imported, DataError> {
         match self {
             Self::Amazon2018 { reviews, meta } => amazon2018::import(reviews, meta),

@@ -12,6 +12,29 @@ use std::path::PathBuf;
 use instructrec_data::{Dataset, ItemId, UserId};
 use serde::Serialize;
 
+/// Which teacher writes the fills.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TeacherSource {
+    /// Deterministic fills from item metadata; no network.
+    Offline,
+    /// An OpenAI-compatible service configured by a TOML file.
+    OpenAiFile(PathBuf),
+    /// An OpenAI-compatible service configured from the environment (OPENAI_BASE_URL,
+    /// OPENAI_API_KEY, INSTRUCTREC_TEACHER_MODEL), its answers cached in `cache`.
+    OpenAiEnv { cache: PathBuf },
+}
+
+impl TeacherSource {
+    pub fn open(&self, seed: u64) -> Result<Box<dyn Teacher>, TeacherError> {
+        let config = match self {
+            Self::Offline => return Ok(Box::new(OfflineTeacher::new(seed))),
+            Self::OpenAiFile(path) => OpenAiConfig::from_file(path)?,
+            Self::OpenAiEnv { cache } => OpenAiConfig::from_env(cache.clone())?,
+        };
+        Ok(Box::new(OpenAiTeacher::new(config, seed)?))
+    }
+}
+
 /// One fill to write. `avoid` is the item the instruction will ask for: its title must never
 /// appear in the fill.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
