@@ -136,3 +136,36 @@ fn the_quick_recipe_runs_and_resumes() {
     ]));
     assert!(err.contains("recipe.toml") && err.contains("seed"), "{err}");
 }
+
+/// A training stage cut short by its time budget stops the run: the next stage would otherwise
+/// start from a different model than the recipe's.
+#[test]
+fn a_stage_stopped_by_its_budget_stops_the_run() {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/ml-100k");
+    let dir = tempfile::tempdir().unwrap();
+    let quick = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../recipes/quick.toml"),
+    )
+    .unwrap();
+    let short = quick.replacen("budget = \"20m\"", "budget = \"1s\"", 1);
+    assert_ne!(short, quick);
+    let recipe = dir.path().join("short.toml");
+    std::fs::write(&recipe, short).unwrap();
+    let work = dir.path().join("w");
+    let err = run_err(&mut instructrec(&[
+        "run",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--work",
+        work.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--no-serve",
+    ]));
+    assert!(
+        err.contains("pretrain short stage") && err.contains("stopped on its time budget"),
+        "{err}"
+    );
+    assert!(!work.join("pretrained/templates").exists());
+    assert!(!work.join("model").exists());
+}

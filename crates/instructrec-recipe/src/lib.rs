@@ -162,6 +162,9 @@ pub struct Stage {
     /// without one run every time (training resumes, and a finished run stops at once).
     pub done_when: Option<PathBuf>,
     pub instead: Option<Vec<String>>,
+    /// A training stage's output folder: the run goes on only once its schedule has ended
+    /// there, since a stage stopped by its time budget would hand on a different model.
+    pub trains: Option<PathBuf>,
 }
 
 impl Stage {
@@ -304,6 +307,15 @@ impl Recipe {
         toml::to_string(self).expect("a recipe serialises")
     }
 
+    /// The recipe as TOML for a person: the commented default file when it is the default.
+    pub fn to_commented_toml(&self) -> String {
+        if *self == Self::default_recipe() {
+            DEFAULT_TOML.to_string()
+        } else {
+            self.to_toml()
+        }
+    }
+
     /// The keys whose values differ between two recipes, as dotted paths.
     pub fn differences(&self, other: &Recipe) -> Vec<String> {
         let as_value = |r: &Recipe| toml::Value::try_from(r).expect("a recipe serialises");
@@ -367,6 +379,7 @@ impl Recipe {
             argv,
             done_when: Some(w.prepared.join("manifest.json")),
             instead: Some(vec!["data".into(), "stats".into(), p(&w.prepared)]),
+            trains: None,
         }
     }
 
@@ -381,6 +394,7 @@ impl Recipe {
             argv,
             done_when: Some(w.instructions.join("stats.json")),
             instead: None,
+            trains: None,
         }
     }
 
@@ -416,7 +430,10 @@ impl Recipe {
             .chain(flags(stage, &[("name", None)]))
             .chain(self.training_output(out))
             .collect();
-        plain_stage(&format!("pretrain {}", stage.name), argv)
+        Stage {
+            trains: Some(out.to_path_buf()),
+            ..plain_stage(&format!("pretrain {}", stage.name), argv)
+        }
     }
 
     fn tune_stage(&self, w: &Workspace, from: Option<&Path>) -> Stage {
@@ -431,7 +448,10 @@ impl Recipe {
             .chain(flags(&self.tune, &[]))
             .chain(self.training_output(&w.model))
             .collect();
-        plain_stage("tune", argv)
+        Stage {
+            trains: Some(w.model.clone()),
+            ..plain_stage("tune", argv)
+        }
     }
 
     fn training_output(&self, out: &Path) -> Vec<String> {
@@ -564,6 +584,7 @@ fn plain_stage(name: &str, argv: Vec<String>) -> Stage {
         argv,
         done_when: None,
         instead: None,
+        trains: None,
     }
 }
 

@@ -28,6 +28,15 @@ pub enum TrainError {
          flags (only a larger --max-steps or more --epochs may extend the run) or start a new --out"
     )]
     Changed { path: PathBuf, changed: String },
+    #[error(
+        "{path} stopped on its time budget at step {step} of {total}: run again to continue it \
+         (or give it a longer budget)"
+    )]
+    Unfinished {
+        path: PathBuf,
+        step: u64,
+        total: u64,
+    },
     #[error("validation metric failed: {0}")]
     Metric(Box<dyn std::error::Error + Send + Sync>),
 }

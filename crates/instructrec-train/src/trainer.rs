@@ -198,6 +198,27 @@ pub struct TrainerState {
     pub config: TrainConfig,
 }
 
+impl TrainerState {
+    /// Whether the run reached the end of its schedule (rather than stopping on its budget).
+    pub fn finished(&self) -> bool {
+        self.epoch >= self.config.epochs || self.step >= self.total_steps
+    }
+}
+
+/// Fails unless the run in `out_dir` reached the end of its schedule: what comes after a stage
+/// stopped by its time budget would start from a different model than the recipe's.
+pub fn ensure_finished(out_dir: &Path) -> Result<()> {
+    let state = read_state(&out_dir.join(LAST_DIR))?;
+    if state.finished() {
+        return Ok(());
+    }
+    Err(TrainError::Unfinished {
+        path: out_dir.to_path_buf(),
+        step: state.step,
+        total: state.total_steps,
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     Continue,

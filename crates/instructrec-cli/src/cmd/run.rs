@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use instructrec_recipe::{command_line, Recipe, Stage, Workspace, DEFAULT_TOML};
+use instructrec_recipe::{command_line, Recipe, Stage, Workspace};
+use instructrec_train::trainer::ensure_finished;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -51,15 +52,7 @@ impl RunArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let recipe = args.recipe()?;
     if args.print_recipe {
-        let explicit = args.recipe != "default" || args.work.is_some() || args.input.is_some();
-        print!(
-            "{}",
-            if explicit {
-                recipe.to_toml()
-            } else {
-                DEFAULT_TOML.to_string()
-            }
-        );
+        print!("{}", recipe.to_commented_toml());
         return Ok(());
     }
     let stages = recipe.stages(&recipe.work);
@@ -88,11 +81,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn run_stage(stage: &Stage) -> anyhow::Result<()> {
-    match stage.to_run() {
-        Some(argv) => {
-            println!("\n$ {}", command_line(argv));
-            crate::execute(argv)
-        }
-        None => Ok(()),
+    let Some(argv) = stage.to_run() else {
+        return Ok(());
+    };
+    println!("\n$ {}", command_line(argv));
+    crate::execute(argv)?;
+    if let Some(out) = &stage.trains {
+        ensure_finished(out).with_context(|| format!("the {} stage", stage.name))?;
     }
+    Ok(())
 }
