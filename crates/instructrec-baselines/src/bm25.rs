@@ -104,8 +104,9 @@ impl Bm25 {
     }
 
     fn query(&self, case: &Case) -> String {
+        // The context describes the situation, not products, so it stays out of the query.
         let mut q = String::new();
-        for text in [&case.query, &case.instruction].into_iter().flatten() {
+        if let Some(text) = &case.query {
             q.push_str(text);
             q.push(' ');
         }
@@ -201,7 +202,7 @@ mod tests {
             user: UserId(0),
             history: Vec::new(),
             query: Some("Racing".into()),
-            instruction: None,
+            context: None,
         };
         let s = bm.score(&case, &[ItemId(0), ItemId(1), ItemId(2)]).unwrap();
         let idf = (1.0f32 + (3.0 - 1.0 + 0.5) / 1.5).ln();

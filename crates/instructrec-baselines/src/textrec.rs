@@ -618,7 +618,7 @@ fn validation_cases(pairs: &[QueryPair], items: usize, rng: &mut ChaCha8Rng) -> 
                     user: instructrec_data::UserId(u as u32),
                     history: p.history.clone(),
                     query: Some(p.query.clone()),
-                    instruction: None,
+                    context: None,
                 },
                 positive: p.target,
                 candidates,

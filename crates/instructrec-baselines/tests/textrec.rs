@@ -44,7 +44,7 @@ fn cases(items: u32) -> Vec<EvalCase> {
                 user: instructrec_data::UserId(i),
                 history: vec![ItemId((i + 3) % items)],
                 query: Some(format!("number {i} please")),
-                instruction: None,
+                context: None,
             },
             positive: ItemId(i),
             candidates: (0..10).map(|k| ItemId((i + k * 7) % items)).collect(),
@@ -97,7 +97,7 @@ fn text_models_need_a_query() {
         user: instructrec_data::UserId(0),
         history: Vec::new(),
         query: None,
-        instruction: None,
+        context: None,
     };
     let e = model.score(&case, &[ItemId(1)]).unwrap_err();
     assert!(e.to_string().contains("needs a query"), "{e}");

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use instructrec_data::{CandidateSet, Fold, ItemId, Prepared, UserId};
-use instructrec_instructions::{IntentionKind, PreferenceKind, Split, TrainingRecord};
+use instructrec_instructions::{
+    read_jsonl, BuildConfig, IntentionKind, PreferenceKind, Split, TaskForm, TrainingRecord,
+};
 use instructrec_model::{Device, Seq2Seq, TokenLimits};
 use sha2::{Digest, Sha256};
 
@@ -18,7 +20,7 @@ use crate::harness::{
     mine_hard_negatives, with_candidates, EvalCase, Evaluation, Setting,
 };
 use crate::heldout::{check_stage, HeldOutStage, StageInfo};
-use crate::instruct::{InstructRecScorer, InstructionIndex, Normalisation};
+use crate::instruct::{InstructRecScorer, InstructionRenderer, Normalisation};
 use crate::protocol::Protocol;
 use crate::queries::{read_queries, QueryKind, QueryLine};
 use crate::report::{write_atomic, CandidateInfo, ModelReport, Report};
@@ -99,8 +101,8 @@ pub struct Experiment {
     /// `None` where the stored lists are scored.
     cases: Option<Vec<Vec<EvalCase>>>,
     lines: Option<Vec<QueryLine>>,
-    /// The sequential test instructions, keyed by user and list.
-    index: Option<InstructionIndex>,
+    /// What the instructions were built with: how the instruction model is asked about a list.
+    build: Option<BuildConfig>,
     stages: Vec<StageInfo>,
     search: Option<SearchTraining>,
 }
@@ -120,18 +122,13 @@ impl ExperimentSpec {
                  --instructrec (the tuned model) and --instructions (built from --data)"
             );
         }
-        let scores_instructions = matches!(
-            p,
-            Protocol::Sequential
-                | Protocol::ZeroShot
-                | Protocol::ProductSearch
-                | Protocol::PersonalisedSearch
-        );
-        if self.instruction_model.is_some() && !scores_instructions {
+        if self.instruction_model.is_some() && p == Protocol::HeldOut {
+            bail!("held-out takes its instruction models from --stage, not --instructrec");
+        }
+        if self.instruction_model.is_some() && self.instructions.is_none() {
             bail!(
-                "--instructrec is evaluated under the sequential, zero-shot, product-search and \
-                 personalised-search protocols: its instructions show 1+9 lists, so tournament \
-                 and hard-negatives have none to read (held-out takes --stage)"
+                "--instructrec needs --instructions (built from --data): the evaluation users \
+                 and the settings its instructions are rendered with"
             );
         }
         if (p == Protocol::HeldOut) == self.stages.is_empty() {
@@ -184,14 +181,12 @@ impl Experiment {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut prepared = Prepared::load(&spec.data)
             .with_context(|| format!("loading the prepared dataset {}", spec.data.display()))?;
-        let index = match spec.test_instructions() {
-            Some(path) => {
-                let index =
-                    InstructionIndex::read(&path, PreferenceKind::Implicit, IntentionKind::None)?;
-                restrict_to_users(&mut prepared, &index.users());
-                Some(index)
+        let build = match (&spec.instructions, spec.test_instructions()) {
+            (Some(dir), Some(path)) => {
+                restrict_to_users(&mut prepared, &sequential_users(&path)?);
+                Some(BuildConfig::read(dir)?)
             }
-            None => None,
+            _ => None,
         };
         // The sequential protocols score the stored lists of every size the data has.
         let stored = !spec.protocol.needs_queries() && spec.protocol != Protocol::HardNegatives;
@@ -222,7 +217,7 @@ impl Experiment {
             settings,
             cases: None,
             lines: None,
-            index,
+            build,
             stages,
             search: None,
         };
@@ -406,10 +401,8 @@ impl Experiment {
         Ok(e)
     }
 
-    /// Scores the instruction models: `--instructrec` and, under held-out, every stage. Under
-    /// the search protocols each answers the query lines' own instructions on the lines' own
-    /// lists; otherwise the sequential test instructions on the stored 1+9 lists (longer lists
-    /// need the tournament protocol).
+    /// Scores the instruction models: `--instructrec` and, under held-out, every stage, under
+    /// every setting the baselines get, each list asked about in an instruction rendered for it.
     pub fn evaluate_instruction_models(&mut self) -> anyhow::Result<()> {
         let name = self.spec.scoring.model_name().to_string();
         let mut models: Vec<(PathBuf, String, Option<StageInfo>)> = self
@@ -427,12 +420,7 @@ impl Experiment {
             models.push((stage.dir.clone(), info.model.clone(), Some(info)));
         }
         for (dir, name, stage) in models {
-            let (index, setting) = match (&self.lines, self.index.take()) {
-                (Some(lines), _) => (InstructionIndex::from_queries(lines), 0),
-                (None, Some(index)) => (index, self.sequential_1_9()?),
-                (None, None) => continue,
-            };
-            let model = self.instruction_model(&dir, name, index, setting)?;
+            let model = self.instruction_model(&dir, name)?;
             self.report.models.push(model);
             self.report.stages.extend(stage);
             self.report.write(&self.spec.out)?;
@@ -440,37 +428,45 @@ impl Experiment {
         Ok(())
     }
 
-    /// The setting the sequential test instructions were rendered for.
-    fn sequential_1_9(&self) -> anyhow::Result<usize> {
-        self.settings
-            .iter()
-            .position(|s| *s == Setting::Sampled { size: 10 })
-            .context("the prepared dataset has no 1+9 test lists for the instruction model")
+    /// The scenario the protocol asks the instruction model about.
+    fn scenario(&self) -> anyhow::Result<(PreferenceKind, IntentionKind)> {
+        if !self.spec.protocol.needs_queries() {
+            return Ok((PreferenceKind::Implicit, IntentionKind::None));
+        }
+        let (preference, query) = self.spec.search_query()?;
+        Ok(match query {
+            QueryKind::Explicit => (PreferenceKind::Explicit, IntentionKind::None),
+            QueryKind::Vague => (preference, IntentionKind::Vague),
+            QueryKind::Specific => (preference, IntentionKind::Specific),
+        })
     }
 
-    /// Loads an instruction-tuned model directory, scores it under one setting and returns its
-    /// report entry.
-    fn instruction_model(
-        &self,
-        dir: &Path,
-        name: String,
-        index: InstructionIndex,
-        setting_index: usize,
-    ) -> anyhow::Result<ModelReport> {
+    /// Loads an instruction-tuned model directory, scores it under every setting and returns
+    /// its report entry.
+    fn instruction_model(&self, dir: &Path, name: String) -> anyhow::Result<ModelReport> {
         let model_config = std::fs::read(dir.join("config.json"))
             .with_context(|| format!("reading {}/config.json", dir.display()))?;
         let model = Seq2Seq::load_hf_dir(dir, &Device::Cpu)
             .with_context(|| format!("loading the model {}", dir.display()))?;
+        let build = self
+            .build
+            .clone()
+            .context("the instruction model needs --instructions")?;
+        let (preference, intention) = self.scenario()?;
+        let renderer = InstructionRenderer::new(&self.prepared, build, preference, intention)?;
         let scoring = self.spec.scoring;
         let scorer = InstructRecScorer::new(
             &name,
             model,
             &self.prepared,
-            index,
+            renderer,
             scoring.limits,
             scoring.normalisation,
         );
-        let e = self.evaluate_setting(&scorer, setting_index)?;
+        let mut results = Vec::new();
+        for i in 0..self.settings.len() {
+            results.extend(self.evaluate_setting(&scorer, i)?);
+        }
         Ok(ModelReport {
             name,
             config: serde_json::json!({
@@ -478,13 +474,14 @@ impl Experiment {
                 "max_source_len": scoring.limits.source,
                 "max_target_len": scoring.limits.target,
                 "score": scoring.rule(),
+                "scenario": format!("{preference} {intention} T3"),
             }),
             config_hash: hex::encode(Sha256::digest(&model_config)),
             model_hash: file_sha256(&dir.join("model.safetensors"))?,
             train_wall_s: training_seconds(dir),
             training: None,
             loaded_from: Some(dir.display().to_string()),
-            results: e.into_iter().collect(),
+            results,
         })
     }
 
@@ -517,6 +514,29 @@ fn as_candidate_set(c: &EvalCase) -> CandidateSet {
             .filter(|&i| i != c.positive)
             .collect(),
     }
+}
+
+/// The users the instruction stage wrote sequential (P1, I0) test instructions for: its seeded
+/// evaluation sample.
+fn sequential_users(path: &Path) -> anyhow::Result<Vec<UserId>> {
+    let mut users: Vec<UserId> = read_jsonl(path)?
+        .into_iter()
+        .filter(|l| {
+            l.task == TaskForm::Rerank
+                && l.preference.kind() == PreferenceKind::Implicit
+                && l.intention.kind() == IntentionKind::None
+        })
+        .map(|l| l.user)
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    if users.is_empty() {
+        bail!(
+            "{}: no sequential (P1, I0) reranking test lines",
+            path.display()
+        );
+    }
+    Ok(users)
 }
 
 /// Keeps only the candidate lists of `users`, so that every model is scored on the same sample

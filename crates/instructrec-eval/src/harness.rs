@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
 
 use instructrec_data::{CandidateSet, Fold, ItemId, Prepared, UserId};
+use instructrec_instructions::rerank::context_of;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -150,7 +151,7 @@ pub fn build_cases(
                     user: set.user,
                     history,
                     query: None,
-                    instruction: None,
+                    context: context(prepared, set.user, set.positive),
                 },
                 positive: set.positive,
                 candidates: match setting {
@@ -161,6 +162,22 @@ pub fn build_cases(
             })
         })
         .collect()
+}
+
+/// The situation of a user's interaction with `item`, worded as the instruction builder words
+/// its evaluation lines.
+fn context(prepared: &Prepared, user: UserId, item: ItemId) -> Option<String> {
+    let seq = &prepared.dataset.sequences[user.index()];
+    context_of(seq.iter().find(|x| x.item == item)?.timestamp)
+}
+
+/// Whether `items` are exactly `set`'s candidates, in any order.
+fn same_items(items: &[ItemId], set: &CandidateSet) -> bool {
+    let mut a = items.to_vec();
+    let mut b = set.items();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
 }
 
 /// The user's interactions other than `positive`, which full ranking never counts above it.
@@ -197,6 +214,18 @@ pub fn build_query_cases(
                 .map(|s| (s.user, s))
                 .collect(),
         ),
+        // The lines' own lists, in their stored order where the prepared data have them, so
+        // that the instruction model lists them as the instruction builder did.
+        Some(size) => prepared.candidates(Fold::Test, size).map(|sets| {
+            sets.iter()
+                .filter(|s| {
+                    lines
+                        .iter()
+                        .any(|l| l.user == s.user && same_items(&l.candidates, s))
+                })
+                .map(|s| (s.user, s))
+                .collect()
+        }),
         _ => None,
     };
     let mut cases = Vec::with_capacity(lines.len());
@@ -207,11 +236,15 @@ pub fn build_query_cases(
                 line.user.0
             );
         }
+        let stored_set = stored.as_ref().and_then(|s| s.get(&line.user));
         let candidates = match size {
             None => Vec::new(),
-            Some(size) if line.candidates.len() == size => line.candidates.clone(),
+            Some(size) if line.candidates.len() == size => match stored_set {
+                Some(set) if same_items(&line.candidates, set) => set.items(),
+                _ => line.candidates.clone(),
+            },
             Some(_) => {
-                let Some(set) = stored.as_ref().and_then(|s| s.get(&line.user)) else {
+                let Some(set) = stored_set else {
                     // The sample the lists were drawn for may not cover every query user.
                     continue;
                 };
@@ -249,7 +282,7 @@ pub fn build_query_cases(
                 user: line.user,
                 history,
                 query: Some(line.query.clone()),
-                instruction: None,
+                context: context(prepared, line.user, line.positive),
             },
             positive: line.positive,
             candidates,

@@ -1,16 +1,16 @@
-//! The instruction-tuned model as a [`Scorer`]: each case is answered with the instruction the
-//! instruction stage rendered for that user and that exact stored candidate list, so the model
-//! goes through the same evaluation path and the same candidates as every baseline.
+//! The instruction-tuned model as a [`Scorer`]: each case is asked about its candidates in an
+//! instruction rendered for exactly that list, so the model goes through every protocol, the
+//! same evaluation path and the same candidates as every baseline.
 
-use std::collections::HashMap;
-use std::path::Path;
-
-use anyhow::{bail, Context};
-use instructrec_data::{ItemId, Prepared, UserId};
-use instructrec_instructions::{read_jsonl, IntentionKind, PreferenceKind, TaskForm};
+use anyhow::Context;
+use instructrec_data::{Fold, ItemId, Prepared};
+use instructrec_instructions::rerank::{choose, display_order, render};
+use instructrec_instructions::{
+    fit_history, BuildConfig, Fills, IntentionKind, PreferenceKind, Template, TemplateLibrary,
+    WordCounter,
+};
 use instructrec_model::{Seq2Seq, TokenLimits};
 
-use crate::queries::QueryLine;
 use crate::scorer::{Case, Scorer};
 
 /// How a candidate's token log-likelihoods become its score. Sums favour short titles; means
@@ -32,68 +32,81 @@ impl Normalisation {
     }
 }
 
-/// Rendered reranking instructions of one scenario, keyed by user and candidate set.
-pub struct InstructionIndex {
-    by_key: HashMap<(UserId, Vec<ItemId>), String>,
+/// How the instruction model is asked about any candidate list: the scenario's reranking
+/// template filled by the instruction builder's rule (its history budget, display order and
+/// context sentence) and by serving's (the template choice), so a stored 1+9 list gets the
+/// builder's own test line, and a 1+99 list, a tournament group or a mined list the line the
+/// builder would have written for it.
+pub struct InstructionRenderer {
+    template: Template,
+    preference: PreferenceKind,
+    intention: IntentionKind,
+    config: BuildConfig,
+    history_cap: usize,
+    titles: Vec<String>,
 }
 
-impl InstructionIndex {
-    /// Reads the T3 lines of `path` (an instruction file from `instructrec instructions build`)
-    /// whose preference and intention match the scenario.
-    pub fn read(
-        path: &Path,
+impl InstructionRenderer {
+    /// The renderer of one scenario for instructions built from `prepared` with `config`
+    /// (`BuildConfig::read` of the instruction folder).
+    pub fn new(
+        prepared: &Prepared,
+        config: BuildConfig,
         preference: PreferenceKind,
         intention: IntentionKind,
     ) -> anyhow::Result<Self> {
-        let lines = read_jsonl(path)?;
-        let mut by_key = HashMap::new();
-        for line in lines {
-            if line.task != TaskForm::Rerank
-                || line.preference.kind() != preference
-                || line.intention.kind() != intention
-            {
-                continue;
+        let library = TemplateLibrary::builtin();
+        let template = choose(&library, preference, intention)
+            .with_context(|| format!("no reranking template for {preference} {intention}"))?
+            .clone();
+        Ok(Self {
+            template,
+            preference,
+            intention,
+            config,
+            history_cap: prepared.manifest.options.history_cap,
+            titles: prepared.titles(),
+        })
+    }
+
+    /// The instruction for `case` with `candidates`: its query fills the scenario's preference
+    /// or intention slot, its history the implicit preference.
+    pub fn render(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<String> {
+        let title = |i: &ItemId| self.titles[i.index()].as_str();
+        let recent = &case.history[case.history.len().saturating_sub(self.history_cap)..];
+        let history: Vec<&str> = match self.preference {
+            PreferenceKind::Implicit => recent.iter().map(title).collect(),
+            _ => Vec::new(),
+        };
+        let kept = fit_history(&history, self.config.history_budget, &WordCounter);
+        let query = |wanted: bool| -> anyhow::Result<Option<&str>> {
+            if !wanted {
+                return Ok(None);
             }
-            let mut key = line.candidates.clone();
-            key.sort_unstable();
-            by_key.insert((line.user, key), line.text);
-        }
-        if by_key.is_empty() {
-            bail!(
-                "{}: no reranking instructions with preference {preference:?} and intention \
-                 {intention:?}",
-                path.display()
-            );
-        }
-        Ok(Self { by_key })
-    }
-
-    /// The instructions of search cases: each query line's own rendered instruction, so the
-    /// instruction model answers exactly the line whose query the baselines get.
-    pub fn from_queries(lines: &[QueryLine]) -> Self {
-        let by_key = lines
-            .iter()
-            .map(|l| {
-                let mut key = l.candidates.clone();
-                key.sort_unstable();
-                ((l.user, key), l.instruction.clone())
+            let scenario = format!("{} {}", self.preference, self.intention);
+            let query = case.query.as_deref();
+            query.map(Some).with_context(|| {
+                format!(
+                    "user {}: the {scenario} scenario needs a query",
+                    case.user.0
+                )
             })
-            .collect();
-        Self { by_key }
-    }
-
-    /// Users that have an instruction: the evaluation sample every model is scored on.
-    pub fn users(&self) -> Vec<UserId> {
-        let mut users: Vec<UserId> = self.by_key.keys().map(|(u, _)| *u).collect();
-        users.sort_unstable();
-        users.dedup();
-        users
-    }
-
-    fn get(&self, user: UserId, candidates: &[ItemId]) -> Option<&str> {
-        let mut key = candidates.to_vec();
-        key.sort_unstable();
-        self.by_key.get(&(user, key)).map(String::as_str)
+        };
+        let explicit = query(self.preference == PreferenceKind::Explicit)?;
+        let vague = query(self.intention == IntentionKind::Vague)?;
+        let specific = query(self.intention == IntentionKind::Specific)?;
+        let shown = display_order(self.config.seed, case.user, Fold::Test, candidates);
+        let shown: Vec<&str> = shown.iter().map(title).collect();
+        let fills = Fills {
+            history: &history[history.len() - kept..],
+            explicit_preference: explicit,
+            vague_intention: vague,
+            specific_intention: specific,
+            candidates: &shown,
+            context: case.context.as_deref(),
+            ..Fills::default()
+        };
+        Ok(render(&self.template, &fills)?)
     }
 }
 
@@ -101,7 +114,7 @@ pub struct InstructRecScorer {
     name: String,
     model: Seq2Seq,
     titles: Vec<String>,
-    instructions: InstructionIndex,
+    renderer: InstructionRenderer,
     limits: TokenLimits,
     normalisation: Normalisation,
 }
@@ -111,7 +124,7 @@ impl InstructRecScorer {
         name: impl Into<String>,
         model: Seq2Seq,
         prepared: &Prepared,
-        instructions: InstructionIndex,
+        renderer: InstructionRenderer,
         limits: TokenLimits,
         normalisation: Normalisation,
     ) -> Self {
@@ -119,7 +132,7 @@ impl InstructRecScorer {
             name: name.into(),
             model,
             titles: prepared.titles(),
-            instructions,
+            renderer,
             limits,
             normalisation,
         }
@@ -132,24 +145,14 @@ impl Scorer for InstructRecScorer {
     }
 
     fn score(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<Vec<f32>> {
-        let instruction = self
-            .instructions
-            .get(case.user, candidates)
-            .with_context(|| {
-                format!(
-                    "no reranking instruction for user {} with these {} candidates; build the \
-                 instructions from the same prepared dataset, for this fold and list size",
-                    case.user.0,
-                    candidates.len()
-                )
-            })?;
+        let instruction = self.renderer.render(case, candidates)?;
         let titles: Vec<&str> = candidates
             .iter()
             .map(|c| self.titles[c.index()].as_str())
             .collect();
         title_scores(
             &self.model,
-            instruction,
+            &instruction,
             &titles,
             self.limits,
             self.normalisation,

@@ -21,7 +21,7 @@ pub use harness::{
     Evaluation, Setting,
 };
 pub use heldout::{check_stage, HeldOutStage, StageInfo};
-pub use instruct::{title_scores, InstructRecScorer, InstructionIndex, Normalisation};
+pub use instruct::{title_scores, InstructRecScorer, InstructionRenderer, Normalisation};
 pub use metrics::{MetricAccumulator, Metrics};
 pub use protocol::Protocol;
 pub use queries::{read_queries, QueryKind, QueryLine};

@@ -3,16 +3,18 @@
 
 use instructrec_data::{ItemId, UserId};
 
-/// What a model may know when it ranks: who asks, what they did before (oldest first), and, for
-/// search and instruction protocols, the query and the instruction text. The held-out item is
-/// deliberately not part of it, so no scorer can peek at the answer.
+/// What a model may know when it ranks: who asks, what they did before (oldest first), for
+/// search protocols the query, and the situation of the request (its time, as the instruction
+/// builder words it). The held-out item is deliberately not part of it, so no scorer can peek
+/// at the answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Case {
     pub user: UserId,
     /// Every interaction before the held-out item, uncapped; each scorer truncates as it needs.
     pub history: Vec<ItemId>,
     pub query: Option<String>,
-    pub instruction: Option<String>,
+    /// "Context: it is a Monday morning in May 2014.", when the data have timestamps.
+    pub context: Option<String>,
 }
 
 /// One scoring request: a case and the items to score for it.

@@ -14,10 +14,11 @@
 //! held-out item is in the same fold of the item-level split.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use instructrec_data::{CandidateSet, Fold, ItemId, Prepared, UserId};
+use instructrec_data::{CandidateSet, DataError, Fold, ItemId, Prepared, UserId};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -25,13 +26,14 @@ use rayon::prelude::*;
 
 use crate::aspects::{Intention, IntentionKind, Preference, PreferenceKind, TargetKind, TaskForm};
 use crate::record::{Instruction, Split};
+use crate::rerank::{context_of, display_order, fold_index};
 use crate::seeded_rng;
 use crate::stats::{BuildTimings, InstructionStats};
 use crate::teacher::{Fill, FillRequest, Teacher, TeacherError, TeacherReport};
 use crate::template::{Fills, Slot, Template, TemplateLibrary};
 use crate::text::{fit_history, TokenCounter};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BuildConfig {
     pub seed: u64,
     /// Training targets per user: the last this many items of the train sequence.
@@ -49,6 +51,24 @@ pub struct BuildConfig {
     /// folds); `None` for every user. Scoring every candidate of every scenario for every user
     /// is more than a language model can afford, and the files would run to gigabytes.
     pub eval_users: Option<usize>,
+}
+
+/// The file beside the instruction files that records their [`BuildConfig`].
+pub const BUILD_CONFIG_FILE: &str = "config.json";
+
+impl BuildConfig {
+    /// The configuration an instruction folder was built with.
+    pub fn read(dir: &Path) -> Result<Self, DataError> {
+        let path = dir.join(BUILD_CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| DataError::File {
+            path,
+            message: format!("not a build configuration ({e}); rebuild the instructions"),
+        })
+    }
 }
 
 impl Default for BuildConfig {
@@ -97,6 +117,8 @@ pub struct InstructionSet {
     pub validation: Vec<Instruction>,
     pub test: Vec<Instruction>,
     pub stats: InstructionStats,
+    /// What the set was built with; evaluation renders further lists by the same settings.
+    pub config: BuildConfig,
 }
 
 impl InstructionSet {
@@ -207,23 +229,6 @@ fn negatives_needed(t: &Template, train_candidates: usize) -> usize {
     }
 }
 
-/// "It is a Saturday evening in March 1998.": the situation of a timestamped interaction.
-fn context_of(timestamp: Option<i64>) -> Option<String> {
-    let t = time::OffsetDateTime::from_unix_timestamp(timestamp?).ok()?;
-    let part = match t.hour() {
-        5..=11 => "morning",
-        12..=16 => "afternoon",
-        17..=21 => "evening",
-        _ => "night",
-    };
-    Some(format!(
-        "Context: it is a {} {part} in {} {}.",
-        t.weekday(),
-        t.month(),
-        t.year()
-    ))
-}
-
 pub struct Builder<'a> {
     prepared: &'a Prepared,
     library: &'a TemplateLibrary,
@@ -240,13 +245,6 @@ fn membership(n: usize, items: &[ItemId]) -> Vec<bool> {
         v[i.index()] = true;
     }
     v
-}
-
-fn fold_index(fold: Fold) -> usize {
-    match fold {
-        Fold::Validation => 0,
-        Fold::Test => 1,
-    }
 }
 
 impl<'a> Builder<'a> {
@@ -483,13 +481,7 @@ impl<'a> Builder<'a> {
                 .find(|x| x.item == target)
                 .and_then(|x| x.timestamp),
         );
-        let mut shown = set.items();
-        let fold_tag = fold_index(fold) as u64;
-        shown.shuffle(&mut seeded_rng(
-            self.config.seed,
-            "display",
-            &[user.0 as u64, fold_tag, size as u64],
-        ));
+        let shown = display_order(self.config.seed, user, fold, &set.items());
         let split = match fold {
             Fold::Validation => Split::Validation,
             Fold::Test => Split::Test,
@@ -592,6 +584,7 @@ impl<'a> Builder<'a> {
             validation,
             test,
             stats,
+            config: self.config.clone(),
         })
     }
 

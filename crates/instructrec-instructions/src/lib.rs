@@ -6,6 +6,7 @@ mod aspects;
 mod build;
 mod filter;
 mod record;
+pub mod rerank;
 mod stats;
 pub mod teacher;
 mod template;
@@ -21,7 +22,9 @@ use sha2::{Digest, Sha256};
 pub use aspects::{
     Intention, IntentionKind, Preference, PreferenceKind, Strategy, TargetKind, TaskForm,
 };
-pub use build::{BuildConfig, BuildError, Builder, Ineligible, InstructionSet, ShownTemplate};
+pub use build::{
+    BuildConfig, BuildError, Builder, Ineligible, InstructionSet, ShownTemplate, BUILD_CONFIG_FILE,
+};
 pub use filter::{Labels, LineFilter, TrainingRecord, TRAINING_RECORD_FILE};
 pub use record::{read_jsonl, read_lines, write_jsonl, Instruction, InstructionLine, Split};
 pub use stats::{BuildTimings, FillKindStats, InstructionStats, SplitStats};
@@ -43,9 +46,10 @@ pub(crate) fn seeded_rng(seed: u64, purpose: &str, parts: &[u64]) -> ChaCha8Rng 
 }
 
 impl InstructionSet {
-    /// Writes `train.jsonl`, `validation.jsonl`, `test.jsonl` and `stats.json` into `dir`. All
-    /// four are completed in temporary files before any is renamed into place, so that a failure
-    /// (a full disk, say) leaves an earlier set whole instead of mixing old and new files.
+    /// Writes `train.jsonl`, `validation.jsonl`, `test.jsonl`, `stats.json` and `config.json`
+    /// into `dir`. All five are completed in temporary files before any is renamed into place,
+    /// so that a failure (a full disk, say) leaves an earlier set whole instead of mixing old
+    /// and new files.
     pub fn write(&self, dir: &Path) -> Result<(), DataError> {
         std::fs::create_dir_all(dir).map_err(|source| DataError::Io {
             path: dir.to_path_buf(),
@@ -56,15 +60,22 @@ impl InstructionSet {
             let path = dir.join(split.file_name());
             staged.push((record::staged_jsonl(&path, self.split(split))?, path));
         }
-        let stats = serde_json::to_vec_pretty(&self.stats).expect("stats serialise");
-        let path = dir.join("stats.json");
-        let tmp = atomic::stage(&path, |tmp| std::fs::write(tmp, &stats)).map_err(|source| {
-            DataError::Io {
-                path: path.clone(),
-                source,
-            }
-        })?;
-        staged.push((tmp, path));
+        let records = [
+            ("stats.json", serde_json::to_vec_pretty(&self.stats)),
+            (BUILD_CONFIG_FILE, serde_json::to_vec_pretty(&self.config)),
+        ];
+        for (name, bytes) in records {
+            let bytes = bytes.expect("records serialise");
+            let path = dir.join(name);
+            let tmp =
+                atomic::stage(&path, |tmp| std::fs::write(tmp, &bytes)).map_err(|source| {
+                    DataError::Io {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            staged.push((tmp, path));
+        }
         for (tmp, path) in staged {
             tmp.commit()
                 .map_err(|source| DataError::Io { path, source })?;

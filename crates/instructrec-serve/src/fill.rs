@@ -1,50 +1,8 @@
-//! Choosing and filling a template for a request.
-//!
-//! Rendering is the instructions crate's own `Template::fill`, the one its builder makes every
-//! instruction with, so the model sees at serving time exactly the wording it was tuned and
-//! evaluated on (the tests check this against the builder's instructions).
+//! Choosing and filling a template for a request: the instructions crate's reranking rule, the
+//! one its builder and evaluation use, so the model sees at serving time exactly the wording it
+//! was tuned and evaluated on (the tests check this against the builder's instructions).
 
-use instructrec_instructions::{
-    Fills, IntentionKind, PreferenceKind, Segment, Slot, Template, TemplateLibrary,
-};
-
-/// A slot that only non-ranking templates use; serving never picks those.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("template `{template}` uses slot `{slot}`, which serving does not fill")]
-pub struct UnfillableSlot {
-    pub template: String,
-    pub slot: Slot,
-}
-
-/// The plain reranking template for a scenario: the evaluation template when the library marks
-/// one (so serving asks the question the model was evaluated on), else the first plain T3 one.
-pub fn choose(
-    library: &TemplateLibrary,
-    preference: PreferenceKind,
-    intention: IntentionKind,
-) -> Option<&Template> {
-    library
-        .plain_rerank(preference, intention)
-        .find(|t| t.eval)
-        .or_else(|| library.plain_rerank(preference, intention).next())
-}
-
-/// Fills `template` the way the instruction builder does: slots replaced, the context appended
-/// when the template has no `{context}` slot, whitespace normalised. Serving fills no item
-/// slots: those belong to the pointwise and pairwise templates it never picks.
-pub fn render(template: &Template, fills: &Fills<'_>) -> Result<String, UnfillableSlot> {
-    let item_slot = template.segments.iter().find_map(|s| match s {
-        Segment::Slot(slot @ (Slot::Item | Slot::ItemA | Slot::ItemB)) => Some(*slot),
-        _ => None,
-    });
-    if let Some(slot) = item_slot {
-        return Err(UnfillableSlot {
-            template: template.id.clone(),
-            slot,
-        });
-    }
-    Ok(template.fill(fills))
-}
+pub use instructrec_instructions::rerank::{choose, render, UnfillableSlot};
 
 #[cfg(test)]
 mod tests {
@@ -54,6 +12,7 @@ mod tests {
     use instructrec_instructions::{
         BuildConfig, Builder, Intention, Preference, Strategy, TaskForm, WordCounter,
     };
+    use instructrec_instructions::{Fills, IntentionKind, PreferenceKind, TemplateLibrary};
 
     #[test]
     fn every_scenario_but_p0_i0_has_a_template() {

@@ -71,7 +71,7 @@ impl Matcher for Bm25Matcher {
                 Vec::new()
             },
             query: Some(query.text.clone()),
-            instruction: None,
+            context: None,
         };
         let all = |s: &dyn Scorer| -> anyhow::Result<Vec<f32>> {
             let mut v = s
