@@ -107,34 +107,42 @@ pub struct Fitted {
     pub loaded_from: Option<PathBuf>,
 }
 
-/// Fits each baseline and evaluates it in `experiment`, in order. When the experiment needs
-/// mined hard negatives, the two-tower miner is fitted first, and reused if it is also named.
-pub fn evaluate_baselines(
+/// Fits each baseline and evaluates it in `experiment`, in order, then the instruction models.
+/// When the experiment needs mined hard negatives, the two-tower miner is fitted first; under
+/// full ranking, `matcher` retrieves the items the instruction models rerank. Either is reused
+/// if it is also among `baselines`.
+pub fn evaluate_all(
     experiment: &mut Experiment,
     baselines: &[Baseline],
+    (matcher, depth): (Baseline, usize),
     options: &FitOptions,
 ) -> anyhow::Result<()> {
-    let mut miner = None;
+    let mut fitted: Vec<(Baseline, Fitted)> = Vec::new();
     if experiment.needs_miner() {
-        let fitted = fit(Baseline::TwoTower, experiment.prepared(), options)?;
-        experiment.mine(fitted.scorer.as_ref())?;
-        miner = Some(fitted);
+        let miner = fit(Baseline::TwoTower, experiment.prepared(), options)?;
+        experiment.mine(miner.scorer.as_ref())?;
+        fitted.push((Baseline::TwoTower, miner));
     }
     for &baseline in baselines {
         tracing::info!(model = %baseline, "fitting");
-        let fitted = match miner.take() {
-            Some(m) if baseline == Baseline::TwoTower => m,
-            other => {
-                miner = other;
-                fit(baseline, experiment.prepared(), options)?
-            }
-        };
-        experiment.evaluate(
-            fitted.scorer.as_ref(),
-            fitted.report_entry(baseline.to_string()),
-        )?;
+        if !fitted.iter().any(|(b, _)| *b == baseline) {
+            fitted.push((baseline, fit(baseline, experiment.prepared(), options)?));
+        }
+        let f = &fitted
+            .iter()
+            .find(|(b, _)| *b == baseline)
+            .expect("just fitted")
+            .1;
+        experiment.evaluate(f.scorer.as_ref(), f.report_entry(baseline.to_string()))?;
     }
-    Ok(())
+    if experiment.needs_matcher() && !fitted.iter().any(|(b, _)| *b == matcher) {
+        fitted.push((matcher, fit(matcher, experiment.prepared(), options)?));
+    }
+    let matcher = fitted
+        .iter()
+        .find(|(b, _)| *b == matcher)
+        .map(|(_, f)| f.scorer.as_ref());
+    experiment.evaluate_instruction_models(matcher, depth)
 }
 
 impl Fitted {

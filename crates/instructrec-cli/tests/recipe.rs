@@ -124,6 +124,8 @@ fn the_quick_recipe_runs_and_resumes() {
         model
     );
 
+    every_protocol_scores_the_instruction_model(&work, dir.path());
+
     let other = dir.path().join("other.toml");
     std::fs::write(&other, "seed = 7\n").unwrap();
     let err = run_err(&mut instructrec(&[
@@ -135,6 +137,94 @@ fn the_quick_recipe_runs_and_resumes() {
         "--no-serve",
     ]));
     assert!(err.contains("recipe.toml") && err.contains("seed"), "{err}");
+}
+
+/// The quick model through every protocol beside popularity, on the same lists: sequential 1+9,
+/// 1+99 and full ranking (BM25 retrieves, the model reranks), the tournament over 100
+/// candidates, and mined hard negatives. Each of its rows must exist and be a share.
+fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
+    let path = |p: &str| work.join(p).to_str().unwrap().to_string();
+    let (data, model, instructions) = (path("prepared"), path("model/best"), path("instructions"));
+    let expected: [(&str, &[&str]); 3] = [
+        ("sequential", &["sampled 10", "sampled 100", "full-ranking"]),
+        ("tournament", &["sampled 100", "tournament 100"]),
+        ("hard-negatives", &["sampled 10"]),
+    ];
+    for (protocol, settings) in expected {
+        let stem = out.join(format!("all-{protocol}"));
+        let mut args = vec![
+            "eval",
+            "--protocol",
+            protocol,
+            "--data",
+            &data,
+            "--models",
+            "popularity",
+            "--instructrec",
+            &model,
+            "--instructions",
+            &instructions,
+            "--length-normalise",
+            "--max-source-len",
+            "320",
+            "--max-target-len",
+            "40",
+            "--max-epochs",
+            "2",
+            "--out",
+            stem.to_str().unwrap(),
+        ];
+        if protocol != "sequential" {
+            args.push("--no-full-ranking");
+        }
+        if protocol == "tournament" {
+            args.extend(["--max-users", "40"]);
+        }
+        run_ok(&mut instructrec(&args));
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(stem.with_extension("json")).unwrap()).unwrap();
+        for name in ["popularity", "instructrec-mean"] {
+            let m = report["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == name)
+                .unwrap_or_else(|| panic!("{protocol}: no {name} row"));
+            let got: Vec<String> = m["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let s = &r["setting"];
+                    let size = s["size"].as_u64().map(|n| format!(" {n}"));
+                    format!(
+                        "{}{}",
+                        s["kind"].as_str().unwrap(),
+                        size.unwrap_or_default()
+                    )
+                })
+                .collect();
+            assert_eq!(got, settings, "{protocol} {name}");
+            for r in m["results"].as_array().unwrap() {
+                let metrics = &r["metrics"];
+                let hr1 = metrics["hr1"].as_f64().unwrap();
+                let hr10 = metrics["hr10"].as_f64().unwrap();
+                assert!(
+                    (0.0..=1.0).contains(&hr1) && hr1 <= hr10,
+                    "{protocol} {name} {r}"
+                );
+                assert!(
+                    metrics["cases"].as_u64().unwrap() > 0,
+                    "{protocol} {name} {r}"
+                );
+                assert!(metrics["se"]["hr1"].as_f64().unwrap() >= 0.0);
+            }
+        }
+        if protocol == "sequential" {
+            let model = report["models"].as_array().unwrap().last().unwrap();
+            assert_eq!(model["config"]["full_ranking"]["reranked"], 20, "{model}");
+        }
+    }
 }
 
 /// A training stage cut short by its time budget stops the run: the next stage would otherwise

@@ -21,6 +21,7 @@ use crate::harness::{
 };
 use crate::heldout::{check_stage, HeldOutStage, StageInfo};
 use crate::instruct::{InstructRecScorer, InstructionRenderer, Normalisation};
+use crate::pipeline::MatchThenRerank;
 use crate::protocol::Protocol;
 use crate::queries::{read_queries, QueryKind, QueryLine};
 use crate::report::{write_atomic, CandidateInfo, ModelReport, Report};
@@ -236,6 +237,12 @@ impl Experiment {
         self.search.as_ref()
     }
 
+    /// Whether an instruction model is scored on the whole catalogue, which needs a matcher.
+    pub fn needs_matcher(&self) -> bool {
+        let models = self.spec.instruction_model.is_some() || !self.spec.stages.is_empty();
+        models && self.settings.contains(&Setting::FullRanking)
+    }
+
     /// Whether the protocol's lists still have to be mined (hard negatives): call
     /// [`Experiment::mine`] with the miner before evaluating anything.
     pub fn needs_miner(&self) -> bool {
@@ -403,7 +410,13 @@ impl Experiment {
 
     /// Scores the instruction models: `--instructrec` and, under held-out, every stage, under
     /// every setting the baselines get, each list asked about in an instruction rendered for it.
-    pub fn evaluate_instruction_models(&mut self) -> anyhow::Result<()> {
+    /// Under full ranking, `matcher` retrieves the top `depth` items the models rerank
+    /// (without one, the instruction model has no full-ranking row).
+    pub fn evaluate_instruction_models(
+        &mut self,
+        matcher: Option<&dyn Scorer>,
+        depth: usize,
+    ) -> anyhow::Result<()> {
         let name = self.spec.scoring.model_name().to_string();
         let mut models: Vec<(PathBuf, String, Option<StageInfo>)> = self
             .spec
@@ -420,7 +433,7 @@ impl Experiment {
             models.push((stage.dir.clone(), info.model.clone(), Some(info)));
         }
         for (dir, name, stage) in models {
-            let model = self.instruction_model(&dir, name)?;
+            let model = self.instruction_model(&dir, name, matcher, depth)?;
             self.report.models.push(model);
             self.report.stages.extend(stage);
             self.report.write(&self.spec.out)?;
@@ -443,7 +456,13 @@ impl Experiment {
 
     /// Loads an instruction-tuned model directory, scores it under every setting and returns
     /// its report entry.
-    fn instruction_model(&self, dir: &Path, name: String) -> anyhow::Result<ModelReport> {
+    fn instruction_model(
+        &self,
+        dir: &Path,
+        name: String,
+        matcher: Option<&dyn Scorer>,
+        depth: usize,
+    ) -> anyhow::Result<ModelReport> {
         let model_config = std::fs::read(dir.join("config.json"))
             .with_context(|| format!("reading {}/config.json", dir.display()))?;
         let model = Seq2Seq::load_hf_dir(dir, &Device::Cpu)
@@ -465,8 +484,20 @@ impl Experiment {
         );
         let mut results = Vec::new();
         for i in 0..self.settings.len() {
-            results.extend(self.evaluate_setting(&scorer, i)?);
+            let e = match (self.settings[i], matcher) {
+                (Setting::FullRanking, Some(matcher)) => {
+                    let pipeline = MatchThenRerank {
+                        matcher,
+                        reranker: &scorer,
+                        depth,
+                    };
+                    self.evaluate_setting(&pipeline, i)?
+                }
+                _ => self.evaluate_setting(&scorer, i)?,
+            };
+            results.extend(e);
         }
+        let full_ranking = matcher.filter(|_| self.settings.contains(&Setting::FullRanking));
         Ok(ModelReport {
             name,
             config: serde_json::json!({
@@ -475,6 +506,10 @@ impl Experiment {
                 "max_target_len": scoring.limits.target,
                 "score": scoring.rule(),
                 "scenario": format!("{preference} {intention} T3"),
+                "full_ranking": full_ranking.map(|m| serde_json::json!({
+                    "matcher": m.name(),
+                    "reranked": depth,
+                })),
             }),
             config_hash: hex::encode(Sha256::digest(&model_config)),
             model_hash: file_sha256(&dir.join("model.safetensors"))?,

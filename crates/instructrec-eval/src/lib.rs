@@ -8,6 +8,7 @@ pub mod heldout;
 pub mod instruct;
 pub mod metrics;
 pub mod paper;
+pub mod pipeline;
 mod plot;
 pub mod protocol;
 pub mod queries;

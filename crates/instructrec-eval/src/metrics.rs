@@ -73,10 +73,34 @@ pub struct Metrics {
     pub ndcg5: f64,
     pub ndcg10: f64,
     pub mrr: f64,
+    /// Standard errors of the mean over cases: sqrt(sample variance / cases). Absent (0) in
+    /// reports written before they were recorded.
+    #[serde(default)]
+    pub se: StdErrors,
+}
+
+/// Standard errors of the headline metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct StdErrors {
+    pub hr1: f64,
+    pub ndcg5: f64,
+    pub hr10: f64,
+    pub ndcg10: f64,
 }
 
 /// Reads one metric out of [`Metrics`].
 pub type MetricAccessor = fn(&Metrics) -> f64;
+
+/// A metric's standard error, for the metrics that have one recorded.
+pub fn std_error(m: &Metrics, column: &str) -> Option<f64> {
+    match column {
+        "HR@1" => Some(m.se.hr1),
+        "NDCG@5" => Some(m.se.ndcg5),
+        "HR@10" => Some(m.se.hr10),
+        "NDCG@10" => Some(m.se.ndcg10),
+        _ => None,
+    }
+}
 
 /// The metric names in report column order, with accessors.
 pub const METRIC_COLUMNS: [(&str, MetricAccessor); 8] = [
@@ -94,6 +118,8 @@ pub const METRIC_COLUMNS: [(&str, MetricAccessor); 8] = [
 #[derive(Debug, Clone, Default)]
 pub struct MetricAccumulator {
     sum: Metrics,
+    /// Sums of squared per-case values of the metrics with standard errors.
+    squares: StdErrors,
 }
 
 fn hit(rank: usize, k: usize) -> f64 {
@@ -126,6 +152,11 @@ impl MetricAccumulator {
         s.ndcg5 += ndcg(rank, 5);
         s.ndcg10 += ndcg(rank, 10);
         s.mrr += 1.0 / rank as f64;
+        let q = &mut self.squares;
+        q.hr1 += hit(rank, 1);
+        q.ndcg5 += ndcg(rank, 5).powi(2);
+        q.hr10 += hit(rank, 10);
+        q.ndcg10 += ndcg(rank, 10).powi(2);
     }
 
     /// Averages; `None` when no case was added (a mean over nothing is not zero).
@@ -136,6 +167,15 @@ impl MetricAccumulator {
         }
         let d = n as f64;
         let s = &self.sum;
+        // The sample variance (n - 1 in the denominator) of the per-case values, over n.
+        let se = |sum: f64, squares: f64| {
+            if n < 2 {
+                return 0.0;
+            }
+            let mean = sum / d;
+            ((squares - d * mean * mean).max(0.0) / (d - 1.0) / d).sqrt()
+        };
+        let q = &self.squares;
         Some(Metrics {
             cases: n,
             hr1: s.hr1 / d,
@@ -146,6 +186,12 @@ impl MetricAccumulator {
             ndcg5: s.ndcg5 / d,
             ndcg10: s.ndcg10 / d,
             mrr: s.mrr / d,
+            se: StdErrors {
+                hr1: se(s.hr1, q.hr1),
+                ndcg5: se(s.ndcg5, q.ndcg5),
+                hr10: se(s.hr10, q.hr10),
+                ndcg10: se(s.ndcg10, q.ndcg10),
+            },
         })
     }
 }
@@ -156,6 +202,22 @@ mod tests {
 
     fn approx(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    #[test]
+    fn standard_errors_are_those_of_the_per_case_values() {
+        let mut acc = MetricAccumulator::default();
+        for rank in [1, 1, 2, 7, 12] {
+            acc.add(rank);
+        }
+        let m = acc.finish().unwrap();
+        // HR@1 values 1,1,0,0,0: mean 0.4, sample variance 0.3, se sqrt(0.3 / 5).
+        approx(m.hr1, 0.4);
+        approx(m.se.hr1, (0.3f64 / 5.0).sqrt());
+        let v: Vec<f64> = [1usize, 1, 2, 7, 12].iter().map(|&r| ndcg(r, 5)).collect();
+        let mean = v.iter().sum::<f64>() / 5.0;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 4.0;
+        approx(m.se.ndcg5, (var / 5.0).sqrt());
     }
 
     #[test]

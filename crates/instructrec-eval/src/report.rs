@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::harness::{candidates_checksum, stored_candidates, Evaluation, Setting};
 use crate::heldout::StageInfo;
-use crate::metrics::METRIC_COLUMNS;
+use crate::metrics::{std_error, METRIC_COLUMNS};
 use crate::paper::{figures_for, PaperFigure};
 use crate::protocol::Protocol;
 
@@ -178,6 +178,11 @@ impl Report {
             );
         }
         let _ = writeln!(s, "![metrics]({svg_name})\n");
+        let _ = writeln!(
+            s,
+            "Means over cases; ± is one standard error of the mean (sample variance over \
+             cases).\n"
+        );
         let header: Vec<&str> = METRIC_COLUMNS.iter().map(|(n, _)| *n).collect();
         for (fold, setting) in self.settings() {
             let _ = writeln!(s, "## {fold:?} fold, {setting}\n");
@@ -195,7 +200,10 @@ impl Report {
                 {
                     let values: Vec<String> = METRIC_COLUMNS
                         .iter()
-                        .map(|(_, f)| format!("{:.4}", f(&e.metrics)))
+                        .map(|(name, f)| match std_error(&e.metrics, name) {
+                            Some(se) if se > 0.0 => format!("{:.4} ± {se:.4}", f(&e.metrics)),
+                            _ => format!("{:.4}", f(&e.metrics)),
+                        })
                         .collect();
                     let _ = writeln!(
                         s,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use instructrec_baselines::{evaluate_baselines, Baseline, FitOptions};
+use instructrec_baselines::{evaluate_all, Baseline, FitOptions};
 use instructrec_eval::experiment::{Experiment, ExperimentSpec, InstructionScoring};
 use instructrec_eval::{HeldOutStage, Normalisation, Protocol, QueryKind};
 use instructrec_model::TokenLimits;
@@ -59,6 +59,13 @@ pub struct EvalArgs {
     /// Skip full-catalogue ranking.
     #[arg(long)]
     no_full_ranking: bool,
+    /// Full ranking: the model whose top --rerank-depth items of the catalogue the instruction
+    /// model reranks (the method's matching step; fitted if not among --models).
+    #[arg(long, default_value = "bm25")]
+    matcher: Baseline,
+    /// Full ranking: how many of the matcher's items the instruction model reranks.
+    #[arg(long, default_value_t = 20)]
+    rerank_depth: usize,
     /// An instruction-tuned model directory (config.json, model.safetensors, tokenizer.json) to
     /// evaluate beside the baselines; needs --instructions.
     #[arg(long, requires = "instructions")]
@@ -154,8 +161,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let mut plan = Experiment::plan(args.spec()?)?;
     let options = args.fit_options(&plan);
-    evaluate_baselines(&mut plan, &args.models, &options)?;
-    plan.evaluate_instruction_models()?;
+    let matcher = (args.matcher, args.rerank_depth);
+    evaluate_all(&mut plan, &args.models, matcher, &options)?;
     println!("wrote {}.{{json,md,svg}}", plan.finish()?.display());
     Ok(())
 }
