@@ -15,8 +15,9 @@ use instructrec_instructions::{
 use instructrec_model::{Device, Seq2Seq, TokenLimits};
 use sha2::{Digest, Sha256};
 
+use crate::external::{read_candidates, CandidateIds};
 use crate::harness::{
-    build_cases, build_query_cases, candidates_checksum, evaluate, evaluate_cases,
+    build_cases, build_query_cases, candidates_checksum, evaluate, evaluate_cases, list_case,
     mine_hard_negatives, with_candidates, EvalCase, Evaluation, Setting,
 };
 use crate::heldout::{check_stage, HeldOutStage, StageInfo};
@@ -77,8 +78,10 @@ pub struct ExperimentSpec {
     pub scoring: InstructionScoring,
     /// The command line, recorded in the report.
     pub command: String,
-    /// The recipe this evaluation belongs to (its text), recorded in the report.
-    pub recipe: Option<String>,
+    /// The recipe file this evaluation belongs to, copied into the report.
+    pub recipe: Option<PathBuf>,
+    /// Candidate lists from a file, scored instead of the stored ones (sequential protocol).
+    pub candidates: Option<(PathBuf, CandidateIds)>,
 }
 
 /// The (query, target) pairs the search protocols' text models train on.
@@ -121,6 +124,12 @@ impl ExperimentSpec {
             bail!(
                 "zero-shot scores an instruction model tuned on another domain on this one: give \
                  --instructrec (the tuned model) and --instructions (built from --data)"
+            );
+        }
+        if self.candidates.is_some() && p != Protocol::Sequential {
+            bail!(
+                "--candidates lists are scored under the sequential protocol: their users' \
+                 histories stop before each positive (use --protocol sequential)"
             );
         }
         if self.instruction_model.is_some() && p == Protocol::HeldOut {
@@ -191,10 +200,13 @@ impl Experiment {
         };
         // The sequential protocols score the stored lists of every size the data has.
         let stored = !spec.protocol.needs_queries() && spec.protocol != Protocol::HardNegatives;
-        let sizes: Vec<usize> = [10, 100]
-            .into_iter()
-            .filter(|&s| stored && prepared.candidates(Fold::Test, s).is_some())
+        let mut sizes: Vec<usize> = prepared
+            .candidates
+            .keys()
+            .filter(|(fold, _)| stored && *fold == Fold::Test)
+            .map(|&(_, size)| size)
             .collect();
+        sizes.sort_unstable();
         let lists: Vec<(Fold, usize)> = sizes.iter().map(|&s| (Fold::Test, s)).collect();
         let mut report = Report::new(
             &prepared,
@@ -203,7 +215,13 @@ impl Experiment {
             spec.seed,
             &lists,
         )?;
-        report.recipe.clone_from(&spec.recipe);
+        report.recipe = match &spec.recipe {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --recipe {}", path.display()))?,
+            ),
+            None => None,
+        };
         let mut settings: Vec<Setting> = sizes
             .iter()
             .map(|&size| Setting::Sampled { size })
@@ -224,6 +242,9 @@ impl Experiment {
         };
         if plan.spec.protocol.needs_queries() {
             plan.plan_queries()?;
+        }
+        if let Some((path, ids)) = plan.spec.candidates.clone() {
+            plan.plan_external(&path, ids)?;
         }
         Ok(plan)
     }
@@ -247,6 +268,31 @@ impl Experiment {
     /// [`Experiment::mine`] with the miner before evaluating anything.
     pub fn needs_miner(&self) -> bool {
         self.spec.protocol == Protocol::HardNegatives && self.cases.is_none()
+    }
+
+    /// Lists from a file replace the stored ones: every model is scored on exactly those.
+    fn plan_external(&mut self, path: &Path, ids: CandidateIds) -> anyhow::Result<()> {
+        let lists = read_candidates(path, &self.prepared, ids)?;
+        if lists.summary.dropped.is_empty() {
+            tracing::info!(path = %path.display(), "candidate file: {}", lists.summary);
+        } else {
+            tracing::warn!(path = %path.display(), "candidate file: {}", lists.summary);
+        }
+        let cases = lists
+            .sets
+            .iter()
+            .map(|set| list_case(&self.prepared, set, Fold::Test))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let size = lists.sets[0].negatives.len() + 1;
+        self.report.candidates = vec![CandidateInfo {
+            fold: Fold::Test,
+            size,
+            cases: cases.len(),
+            checksum: lists.checksum,
+        }];
+        self.settings = vec![Setting::Sampled { size }];
+        self.cases = Some(vec![cases]);
+        Ok(())
     }
 
     /// The search protocols: cases from the instruction stage's query lines.

@@ -126,42 +126,45 @@ pub fn build_cases(
     let sets = stored_candidates(prepared, fold, size)?;
     sets.iter()
         .map(|set| {
-            let held_out = prepared.held_out(set.user, fold);
-            if held_out != set.positive {
-                bail!(
-                    "candidate list for user {} ({fold:?}, size {size}) has positive {} but the \
-                     user's held-out item is {}",
-                    set.user.0,
-                    set.positive.0,
-                    held_out.0
-                );
+            let mut case = list_case(prepared, set, fold)?;
+            if setting == Setting::FullRanking {
+                case.candidates.clear();
             }
-            let history: Vec<ItemId> = prepared
-                .history_before(set.user, fold)
-                .iter()
-                .map(|i| i.item)
-                .collect();
-            let excluded = prepared.dataset.sequences[set.user.index()]
-                .iter()
-                .map(|i| i.item)
-                .filter(|&i| i != set.positive)
-                .collect();
-            Ok(EvalCase {
-                case: Case {
-                    user: set.user,
-                    history,
-                    query: None,
-                    context: context(prepared, set.user, set.positive),
-                },
-                positive: set.positive,
-                candidates: match setting {
-                    Setting::FullRanking => Vec::new(),
-                    _ => set.items(),
-                },
-                excluded,
-            })
+            Ok(case)
         })
         .collect()
+}
+
+/// The case of one candidate list: the user's history before the fold's held-out item, which
+/// must be the list's positive, and the list's items.
+pub fn list_case(prepared: &Prepared, set: &CandidateSet, fold: Fold) -> anyhow::Result<EvalCase> {
+    let held_out = prepared.held_out(set.user, fold);
+    if held_out != set.positive {
+        bail!(
+            "candidate list for user {} ({fold:?}, 1+{}) has positive {} but the user's held-out \
+             item is {}",
+            set.user.0,
+            set.negatives.len(),
+            set.positive.0,
+            held_out.0
+        );
+    }
+    let history: Vec<ItemId> = prepared
+        .history_before(set.user, fold)
+        .iter()
+        .map(|i| i.item)
+        .collect();
+    Ok(EvalCase {
+        case: Case {
+            user: set.user,
+            history,
+            query: None,
+            context: context(prepared, set.user, set.positive),
+        },
+        positive: set.positive,
+        candidates: set.items(),
+        excluded: others(prepared, set.user, set.positive),
+    })
 }
 
 /// The situation of a user's interaction with `item`, worded as the instruction builder words

@@ -2,6 +2,7 @@
 //! the paper's protocols, and reports that tie each number to its data, seed and configuration.
 
 pub mod experiment;
+pub mod external;
 mod files;
 pub mod harness;
 pub mod heldout;

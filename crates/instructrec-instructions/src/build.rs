@@ -53,6 +53,23 @@ pub struct BuildConfig {
     pub eval_users: Option<usize>,
 }
 
+/// How many users get evaluation lines: a number, or `all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalUsers(pub Option<usize>);
+
+impl std::str::FromStr for EvalUsers {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "all" {
+            return Ok(Self(None));
+        }
+        s.parse()
+            .map(|n| Self(Some(n)))
+            .map_err(|_| format!("expected a number or \"all\", got {s:?}"))
+    }
+}
+
 /// The file beside the instruction files that records their [`BuildConfig`].
 pub const BUILD_CONFIG_FILE: &str = "config.json";
 

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use instructrec_baselines::{evaluate_all, Baseline, FitOptions};
 use instructrec_eval::experiment::{Experiment, ExperimentSpec, InstructionScoring};
+use instructrec_eval::external::CandidateIds;
 use instructrec_eval::{HeldOutStage, Normalisation, Protocol, QueryKind};
 use instructrec_model::TokenLimits;
 
@@ -97,6 +97,14 @@ pub struct EvalArgs {
     /// Search protocols: evaluate only the first N users (by id) of the query lines.
     #[arg(long)]
     max_users: Option<usize>,
+    /// Score these candidate lists instead of the stored ones (sequential protocol): JSON lines
+    /// `{"user", "positive", "negatives"}` in the ids of --candidate-ids. Lines that cannot be
+    /// scored are dropped and counted by reason; the file's checksum goes into the report.
+    #[arg(long)]
+    candidates: Option<PathBuf>,
+    /// The ids of --candidates: raw (the source data's user and item ids) or prepared.
+    #[arg(long, default_value = "raw", requires = "candidates")]
+    candidate_ids: CandidateIds,
     /// The recipe (TOML) this evaluation belongs to, copied into the report (`instructrec run`
     /// passes its own).
     #[arg(long)]
@@ -109,14 +117,6 @@ pub struct EvalArgs {
 
 impl EvalArgs {
     fn spec(&self) -> anyhow::Result<ExperimentSpec> {
-        let recipe = self
-            .recipe
-            .as_ref()
-            .map(|p| {
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("reading --recipe {}", p.display()))
-            })
-            .transpose()?;
         Ok(ExperimentSpec {
             protocol: self.protocol,
             data: self.data.clone(),
@@ -137,7 +137,8 @@ impl EvalArgs {
                 normalisation: Normalisation::length_normalised(self.length_normalise),
             },
             command: std::env::args().collect::<Vec<_>>().join(" "),
-            recipe,
+            recipe: self.recipe.clone(),
+            candidates: self.candidates.clone().map(|p| (p, self.candidate_ids)),
         })
     }
 

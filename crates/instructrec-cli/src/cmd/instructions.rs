@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use instructrec_data::{Prepared, UserRef};
 use instructrec_instructions::teacher::{Teacher, TeacherSource};
-use instructrec_instructions::{BuildConfig, Builder, TemplateLibrary, WordCounter};
+use instructrec_instructions::{BuildConfig, Builder, EvalUsers, TemplateLibrary, WordCounter};
 
 #[derive(Subcommand)]
 pub enum InstructionsCommand {
@@ -85,20 +85,8 @@ pub struct CommonArgs {
     eval_sizes: Vec<usize>,
     /// Evaluation lines for a seeded sample of this many users (the same in both folds), or
     /// "all".
-    #[arg(long, default_value = "5000", value_parser = parse_users)]
+    #[arg(long, default_value = "5000")]
     eval_users: EvalUsers,
-}
-
-#[derive(Clone, Copy)]
-pub struct EvalUsers(Option<usize>);
-
-fn parse_users(s: &str) -> Result<EvalUsers, String> {
-    if s == "all" {
-        return Ok(EvalUsers(None));
-    }
-    s.parse()
-        .map(|n| EvalUsers(Some(n)))
-        .map_err(|_| format!("expected a number or \"all\", got {s:?}"))
 }
 
 struct Loaded {

@@ -1,0 +1,132 @@
+//! `eval --candidates`: a file of lists in the stored lists' shape, in raw ids, is scored
+//! exactly as the stored lists are; bad lines are dropped by reason or, when malformed, stop the
+//! read with their line and field.
+
+mod common;
+
+use std::path::Path;
+
+use common::{instructrec, prepared, run_err, run_ok};
+use instructrec_data::{Fold, Prepared};
+
+fn eval(data: &Path, out: &Path, extra: &[&str]) -> (serde_json::Value, String) {
+    let mut args = vec![
+        "eval",
+        "--protocol",
+        "sequential",
+        "--data",
+        data.to_str().unwrap(),
+        "--models",
+        "popularity,bm25",
+        "--no-full-ranking",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let output = run_ok(&mut instructrec(&args));
+    let report = serde_json::from_slice(&std::fs::read(out.with_extension("json")).unwrap());
+    (
+        report.unwrap(),
+        String::from_utf8_lossy(&output.stderr).into(),
+    )
+}
+
+fn metrics(report: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    report["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].to_string(), m["results"][0]["metrics"].clone()))
+        .collect()
+}
+
+#[test]
+fn a_file_of_the_stored_lists_in_raw_ids_scores_as_the_stored_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let p = Prepared::load(&data).unwrap();
+    let sets = p.candidates(Fold::Test, 3).unwrap();
+    let user = |u: instructrec_data::UserId| p.dataset.users[u.index()].original_id.clone();
+    let item = |i: &instructrec_data::ItemId| p.dataset.items[i.index()].original_id.clone();
+    let mut lines: Vec<String> = sets
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "user": user(s.user),
+                "positive": item(&s.positive),
+                "negatives": s.negatives.iter().map(item).collect::<Vec<_>>(),
+            })
+            .to_string()
+        })
+        .collect();
+    let file = dir.path().join("lists.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+    let (stored, _) = eval(&data, &dir.path().join("stored"), &[]);
+    let (read, _) = eval(
+        &data,
+        &dir.path().join("read"),
+        &["--candidates", file.to_str().unwrap()],
+    );
+    assert_eq!(metrics(&stored), metrics(&read));
+    let info = &read["candidates"][0];
+    assert_eq!(info["cases"].as_u64().unwrap() as usize, sets.len());
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(
+        info["checksum"].as_str().unwrap(),
+        sha256_hex(&bytes),
+        "the report records the file's checksum"
+    );
+
+    // Lines that cannot be scored are dropped and counted; the rest are still scored.
+    let first = &sets[0];
+    lines.push(
+        serde_json::json!({"user": "nobody", "positive": item(&first.positive), "negatives": []})
+            .to_string(),
+    );
+    lines.push(
+        serde_json::json!({
+            "user": user(first.user),
+            "positive": item(&first.positive),
+            "negatives": [item(&first.positive), item(&first.negatives[0])],
+        })
+        .to_string(),
+    );
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let (_, log) = eval(
+        &data,
+        &dir.path().join("dropped"),
+        &["--candidates", file.to_str().unwrap()],
+    );
+    assert!(
+        log.contains(&format!("kept {}", sets.len()))
+            && log.contains("unknown user or positive")
+            && log.contains("positive repeated among the negatives"),
+        "{log}"
+    );
+
+    // A malformed line stops the read, naming the line and the field.
+    std::fs::write(&file, format!("{}\n{{\"user\": \"x\"}}\n", lines[0])).unwrap();
+    let err = run_err(&mut instructrec(&[
+        "eval",
+        "--protocol",
+        "sequential",
+        "--data",
+        data.to_str().unwrap(),
+        "--models",
+        "popularity",
+        "--candidates",
+        file.to_str().unwrap(),
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("lists.jsonl:2") && err.contains("positive"),
+        "{err}"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
