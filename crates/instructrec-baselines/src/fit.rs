@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::bm25::{Bm25, Bm25Config};
 use crate::popularity::Popularity;
 use crate::seqrec::{self, SeqRec, SeqRecConfig};
-use crate::textrec::{self, read_pairs, TextModelKind, TextRec, TextRecConfig, TextSource};
+use crate::textrec::{
+    self, read_pairs, TextInput, TextModelKind, TextRec, TextRecConfig, TextSource,
+};
 use crate::trainer::{train_or_load, Checkpoint, Trainable, Trained};
 use crate::twotower::{self, TwoTower, TwoTowerConfig};
 
@@ -233,7 +235,11 @@ pub fn fit(
                 &mut config.max_epochs,
                 Some(&mut config.validation_stride),
             );
-            let model = TwoTower::new(config.clone(), prepared, encoder, dir)?;
+            let input = TextInput {
+                encoder,
+                title_cache: dir,
+            };
+            let model = TwoTower::new(config.clone(), prepared, input)?;
             fit_neural(model, &config, Stem::NameAndHash, dir, prepared, |model| {
                 twotower::train(prepared, model)
             })
@@ -302,7 +308,11 @@ fn fit_text(
     config.excluded_targets = search.excluded_targets.len();
     options.apply(&mut config.time_budget_s, &mut config.max_epochs, None);
     let dir = options.checkpoint_dir.as_deref();
-    let model = TextRec::new(config.clone(), prepared, encoder, dir)?;
+    let input = TextInput {
+        encoder,
+        title_cache: dir,
+    };
+    let model = TextRec::new(config.clone(), prepared, input)?;
     fit_neural(model, &config, Stem::NameAndHash, dir, prepared, |model| {
         let excluded: HashSet<ItemId> = search.excluded_targets.iter().copied().collect();
         let pairs = read_pairs(&search.instructions, prepared, search.query, &excluded)?;

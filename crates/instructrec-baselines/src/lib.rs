@@ -16,6 +16,6 @@ pub use bm25::{Bm25, Bm25Config};
 pub use fit::{evaluate_all, fit, Baseline, FitOptions, Fitted, SearchTraining};
 pub use popularity::Popularity;
 pub use seqrec::{SeqRec, SeqRecConfig, Variant};
-pub use textrec::{TextModelKind, TextRec, TextRecConfig, TextSource};
+pub use textrec::{TextInput, TextModelKind, TextRec, TextRecConfig, TextSource};
 pub use trainer::{Trainable, Trained};
 pub use twotower::{TwoTower, TwoTowerConfig};

@@ -184,20 +184,27 @@ pub(crate) enum TextFeatures {
     },
 }
 
+/// What a text model reads besides its configuration: the pretrained sentence encoder its
+/// configuration names (if any), and a directory where that encoder's title vectors are kept.
+#[derive(Default)]
+pub struct TextInput<'a> {
+    pub encoder: Option<SentenceEncoder>,
+    pub title_cache: Option<&'a Path>,
+}
+
 impl TextFeatures {
     /// The text vectors `source` names: a pretrained encoder's (every title encoded here, or
-    /// read from `title_cache` when an earlier run stored them there), or hashed words whose
+    /// read from the title cache when an earlier run stored them there), or hashed words whose
     /// table `init` creates.
     pub(crate) fn new(
         source: &TextSource,
-        encoder: Option<SentenceEncoder>,
+        input: TextInput,
         titles: &[String],
-        title_cache: Option<&Path>,
         init: &mut Init,
     ) -> anyhow::Result<Self> {
-        Ok(match (source, encoder) {
+        Ok(match (source, input.encoder) {
             (TextSource::Pretrained { .. }, Some(encoder)) => TextFeatures::Frozen {
-                items: title_vectors(&encoder, titles, title_cache)?,
+                items: title_vectors(&encoder, titles, input.title_cache)?,
                 encoder: Box::new(encoder),
                 cache: Mutex::new(HashMap::new()),
             },
@@ -368,12 +375,11 @@ impl TextRec {
     pub fn new(
         config: TextRecConfig,
         prepared: &Prepared,
-        encoder: Option<SentenceEncoder>,
-        title_cache: Option<&Path>,
+        input: TextInput,
     ) -> anyhow::Result<Self> {
         let mut init = Init::new(config.seed);
         let titles = prepared.titles();
-        let text = TextFeatures::new(&config.text, encoder, &titles, title_cache, &mut init)?;
+        let text = TextFeatures::new(&config.text, input, &titles, &mut init)?;
         let (t, d, h) = (text.dim(), config.dim, config.hidden);
         let towers = match config.kind {
             TextModelKind::Dssm => Towers::Dssm {

@@ -7,7 +7,6 @@
 //! item) pairs of the training split.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use anyhow::bail;
 use candle_core::{Device, Tensor};
@@ -15,14 +14,13 @@ use candle_nn::{Linear, Module, VarMap};
 use instructrec_data::{ItemId, Prepared, UserId};
 use instructrec_eval::{Case, Request, Scorer};
 use instructrec_model::ops;
-use instructrec_text::SentenceEncoder;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::Init;
 use crate::seqrec::{SeqRec, SeqRecConfig};
-use crate::textrec::{TextFeatures, TextSource};
+use crate::textrec::{TextFeatures, TextInput, TextSource};
 use crate::trainer::{
     self, adamw, sequential_validation, BudgetCheck, Schedule, Trainable, Trained,
 };
@@ -86,8 +84,7 @@ impl TwoTower {
     pub fn new(
         config: TwoTowerConfig,
         prepared: &Prepared,
-        encoder: Option<SentenceEncoder>,
-        title_cache: Option<&Path>,
+        input: TextInput,
     ) -> anyhow::Result<Self> {
         if config.batch_size < 2 || config.validation_stride == 0 {
             bail!("two-tower batch_size must be >= 2 and validation_stride >= 1");
@@ -97,7 +94,7 @@ impl TwoTower {
         // A stream apart from the sequence encoder's, which is seeded by `config.sequence.seed`.
         let mut init = Init::new(config.seed ^ 0x2_70e5);
         let titles = prepared.titles();
-        let text = TextFeatures::new(&config.text, encoder, &titles, title_cache, &mut init)?;
+        let text = TextFeatures::new(&config.text, input, &titles, &mut init)?;
         let d = config.sequence.dim;
         let std = 1.0 / (d as f32).sqrt();
         let user_emb = init.normal("user_emb".into(), (prepared.dataset.users.len(), d), std)?;

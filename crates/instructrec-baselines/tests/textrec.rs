@@ -1,5 +1,7 @@
 use instructrec_baselines::textrec::{train, QueryPair};
-use instructrec_baselines::{TextModelKind, TextRec, TextRecConfig, TextSource, Trainable};
+use instructrec_baselines::{
+    TextInput, TextModelKind, TextRec, TextRecConfig, TextSource, Trainable,
+};
 use instructrec_data::ItemId;
 use instructrec_eval::harness::{evaluate_sampled, EvalCase};
 use instructrec_eval::{synthetic, Case, QueryKind, Request, Scorer};
@@ -57,7 +59,7 @@ fn cases(items: u32) -> Vec<EvalCase> {
 fn dssm_and_tem_learn_queries_and_round_trip_checkpoints() {
     let p = synthetic::prepared(20, 120, 5);
     for kind in [TextModelKind::Dssm, TextModelKind::Tem] {
-        let model = TextRec::new(tiny(kind), &p, None, None).unwrap();
+        let model = TextRec::new(tiny(kind), &p, TextInput::default()).unwrap();
         let trained = train(model, pairs(120, 6)).unwrap();
         let m = evaluate_sampled(&trained.model, &cases(120), 64).unwrap();
         // Random ranking gives HR@1 0.1.
@@ -67,7 +69,7 @@ fn dssm_and_tem_learn_queries_and_round_trip_checkpoints() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.safetensors");
         trained.model.save(&path).unwrap();
-        let mut fresh = TextRec::new(tiny(kind), &p, None, None).unwrap();
+        let mut fresh = TextRec::new(tiny(kind), &p, TextInput::default()).unwrap();
         let c = cases(120);
         let req = [Request {
             case: &c[0].case,
@@ -92,7 +94,7 @@ fn dssm_and_tem_learn_queries_and_round_trip_checkpoints() {
 #[test]
 fn text_models_need_a_query() {
     let p = synthetic::prepared(10, 120, 5);
-    let model = TextRec::new(tiny(TextModelKind::Dssm), &p, None, None).unwrap();
+    let model = TextRec::new(tiny(TextModelKind::Dssm), &p, TextInput::default()).unwrap();
     let case = Case {
         user: instructrec_data::UserId(0),
         history: Vec::new(),

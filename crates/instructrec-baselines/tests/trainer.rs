@@ -6,7 +6,9 @@ mod common;
 use common::{tiny, train};
 use instructrec_baselines::seqrec::{self, SeqRec, SeqRecConfig};
 use instructrec_baselines::twotower::{self, TwoTowerConfig};
-use instructrec_baselines::{fit, Baseline, FitOptions, TextSource, Trainable, TwoTower};
+use instructrec_baselines::{
+    fit, Baseline, FitOptions, TextInput, TextSource, Trainable, TwoTower,
+};
 use instructrec_eval::{synthetic, TrainingStop};
 
 #[test]
@@ -56,7 +58,7 @@ fn a_step_budget_stops_at_the_first_step_past_it_even_in_the_last_epoch() {
     config.batch_size = 8;
     config.max_epochs = 1;
     config.time_budget_s = 0.0;
-    let model = TwoTower::new(config, &p, None, None).unwrap();
+    let model = TwoTower::new(config, &p, TextInput::default()).unwrap();
     let log = twotower::train(&p, model).unwrap().log;
     assert_eq!((log.epochs.len(), log.stop), (1, TrainingStop::TimeBudget));
 }

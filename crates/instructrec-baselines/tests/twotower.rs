@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 
 use instructrec_baselines::twotower::{train, TwoTowerConfig};
+use instructrec_baselines::TextInput;
 use instructrec_baselines::{TextSource, Trainable, TwoTower};
 use instructrec_data::Fold;
 use instructrec_eval::harness::{build_cases, mine_hard_negatives, with_candidates};
@@ -27,7 +28,11 @@ fn tiny(seed: u64) -> TwoTowerConfig {
 #[test]
 fn learns_the_pattern_and_mines_reproducible_lists() {
     let p = synthetic::prepared(200, 120, 31);
-    let trained = train(&p, TwoTower::new(tiny(5), &p, None, None).unwrap()).unwrap();
+    let trained = train(
+        &p,
+        TwoTower::new(tiny(5), &p, TextInput::default()).unwrap(),
+    )
+    .unwrap();
     let m = evaluate(
         &trained.model,
         &p,
@@ -81,7 +86,11 @@ fn learns_the_pattern_and_mines_reproducible_lists() {
     let (other, _) = mine_hard_negatives(&trained.model, &cases, 120, 9, 4, 32).unwrap();
     assert_ne!(other, lists);
     // A retrained model from the same seed mines exactly the same lists.
-    let retrained = train(&p, TwoTower::new(tiny(5), &p, None, None).unwrap()).unwrap();
+    let retrained = train(
+        &p,
+        TwoTower::new(tiny(5), &p, TextInput::default()).unwrap(),
+    )
+    .unwrap();
     let (re, _) = mine_hard_negatives(&retrained.model, &cases, 120, 9, 3, 32).unwrap();
     assert_eq!(re, lists);
     // Hard lists are harder than the stored random ones for the model that mined them.
@@ -100,11 +109,15 @@ fn checkpoint_round_trip_scores_identically() {
     let p = synthetic::prepared(60, 120, 32);
     let mut config = tiny(9);
     config.max_epochs = 1;
-    let trained = train(&p, TwoTower::new(config.clone(), &p, None, None).unwrap()).unwrap();
+    let trained = train(
+        &p,
+        TwoTower::new(config.clone(), &p, TextInput::default()).unwrap(),
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tt.safetensors");
     trained.model.save(&path).unwrap();
-    let mut loaded = TwoTower::new(config, &p, None, None).unwrap();
+    let mut loaded = TwoTower::new(config, &p, TextInput::default()).unwrap();
     loaded.load(&path).unwrap();
     assert_eq!(
         loaded.weights_hash().unwrap(),
