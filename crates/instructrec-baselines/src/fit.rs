@@ -122,7 +122,8 @@ pub fn evaluate_all(
     let mut fitted: Vec<(Baseline, Fitted)> = Vec::new();
     if experiment.needs_miner() {
         let miner = fit(Baseline::TwoTower, experiment.prepared(), options)?;
-        experiment.mine(miner.scorer.as_ref())?;
+        let identity = miner.report_entry(Baseline::TwoTower.to_string());
+        experiment.mine(miner.scorer.as_ref(), &identity)?;
         fitted.push((Baseline::TwoTower, miner));
     }
     for &baseline in baselines {

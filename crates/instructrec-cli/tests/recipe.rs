@@ -224,6 +224,37 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
             let model = report["models"].as_array().unwrap().last().unwrap();
             assert_eq!(model["config"]["full_ranking"]["reranked"], 20, "{model}");
         }
+        if protocol == "hard-negatives" {
+            // The mined lists are data: read back as a candidate file, they score alike.
+            let lists = stem.with_extension("candidates.jsonl");
+            let manifest: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(stem.with_extension("candidates.json")).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(manifest["miner"]["name"], "two-tower", "{manifest}");
+            let again = out.join("reused");
+            run_ok(&mut instructrec(&[
+                "eval",
+                "--protocol",
+                "sequential",
+                "--data",
+                &data,
+                "--models",
+                "popularity",
+                "--no-full-ranking",
+                "--candidates",
+                lists.to_str().unwrap(),
+                "--out",
+                again.to_str().unwrap(),
+            ]));
+            let reused: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(again.with_extension("json")).unwrap())
+                    .unwrap();
+            assert_eq!(
+                reused["models"][0]["results"][0]["metrics"],
+                report["models"][0]["results"][0]["metrics"]
+            );
+        }
     }
 }
 

@@ -363,9 +363,12 @@ impl Experiment {
     }
 
     /// Hard negatives: the miner's top-scored non-positives replace the random negatives of the
-    /// stored 1+9 test lists (the sequential protocol's users). The lists are written to
-    /// `<out>.candidates.jsonl`; returns that path.
-    pub fn mine(&mut self, miner: &dyn Scorer) -> anyhow::Result<PathBuf> {
+    /// stored 1+9 test lists (the sequential protocol's users). The lists are data like the
+    /// stored ones: `<out>.candidates.jsonl` holds them in the stored lists' shape and the
+    /// source's raw ids, so `eval --candidates` scores any model on them in a later run, and
+    /// `<out>.candidates.json` names the miner (`miner`: its report entry) and their checksum.
+    /// Returns the lists' path.
+    pub fn mine(&mut self, miner: &dyn Scorer, identity: &ModelReport) -> anyhow::Result<PathBuf> {
         let cases = build_cases(
             &self.prepared,
             Protocol::Sequential,
@@ -373,23 +376,25 @@ impl Experiment {
             Setting::Sampled { size: 10 },
         )?;
         let catalogue = self.prepared.dataset.items.len();
-        let (lists, sets) = mine_hard_negatives(
-            miner,
-            &cases,
-            catalogue,
-            9,
-            self.spec.seed,
-            self.spec.batch_size,
-        )?;
-        let mut bytes = Vec::new();
-        for l in &lists {
-            serde_json::to_writer(&mut bytes, l)?;
-            bytes.push(b'\n');
-        }
+        let sets = mine_hard_negatives(miner, &cases, catalogue, 9, self.spec.batch_size)?;
+        let bytes = raw_id_lines(&self.prepared, &sets);
         let path = PathBuf::from(format!("{}.candidates.jsonl", self.spec.out.display()));
         write_atomic(&path, &bytes)?;
         let checksum = hex::encode(Sha256::digest(&bytes));
-        tracing::info!(path = %path.display(), %checksum, lists = lists.len(), "mined lists");
+        let manifest = serde_json::json!({
+            "lists": path.file_name().map(|n| n.to_string_lossy()),
+            "ids": "raw",
+            "count": sets.len(),
+            "sha256": checksum,
+            "miner": identity,
+            "seed": self.spec.seed,
+            "dataset": self.report.dataset,
+        });
+        write_atomic(
+            &path.with_extension("json"),
+            &serde_json::to_vec_pretty(&manifest)?,
+        )?;
+        tracing::info!(path = %path.display(), %checksum, lists = sets.len(), "mined lists");
         let cases = with_candidates(cases, &sets)?;
         self.report.candidates.push(CandidateInfo {
             fold: Fold::Test,
@@ -595,6 +600,23 @@ fn as_candidate_set(c: &EvalCase) -> CandidateSet {
             .filter(|&i| i != c.positive)
             .collect(),
     }
+}
+
+/// Candidate lists as JSON lines in the stored shape with the source's raw ids: what `eval
+/// --candidates` reads by default.
+fn raw_id_lines(prepared: &Prepared, sets: &[CandidateSet]) -> Vec<u8> {
+    let item = |i: &ItemId| prepared.dataset.items[i.index()].original_id.as_str();
+    let mut bytes = Vec::new();
+    for s in sets {
+        let line = serde_json::json!({
+            "user": prepared.dataset.users[s.user.index()].original_id,
+            "positive": item(&s.positive),
+            "negatives": s.negatives.iter().map(item).collect::<Vec<_>>(),
+        });
+        bytes.extend(line.to_string().as_bytes());
+        bytes.push(b'\n');
+    }
+    bytes
 }
 
 /// The users the instruction stage wrote sequential (P1, I0) test instructions for: its seeded

@@ -324,27 +324,16 @@ pub fn with_candidates(
     Ok(out)
 }
 
-/// One mined list as stored (JSON lines): the user and the 1 + k candidates in a seeded
-/// shuffled order, so the file does not give the positive away by position.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MinedList {
-    pub user: UserId,
-    pub candidates: Vec<ItemId>,
-}
-
 /// Mines hard negatives with `miner`: for each case, the `negatives` top-scored catalogue items
 /// that are neither the positive nor among the user's other interactions (`excluded`; ties go
-/// to the lower item id), shuffled with the positive by a ChaCha8 stream of `seed` and the user.
-/// Returns the stored form and the candidate sets [`with_candidates`] takes.
+/// to the lower item id), best first.
 pub fn mine_hard_negatives(
     miner: &dyn Scorer,
     cases: &[EvalCase],
     catalogue: usize,
     negatives: usize,
-    seed: u64,
     batch_size: usize,
-) -> anyhow::Result<(Vec<MinedList>, Vec<CandidateSet>)> {
-    let mut lists = Vec::with_capacity(cases.len());
+) -> anyhow::Result<Vec<CandidateSet>> {
     let mut sets = Vec::with_capacity(cases.len());
     let pb = progress(cases.len(), format!("{} mining", miner.name()));
     for chunk in cases.chunks(batch_size.max(1)) {
@@ -387,25 +376,16 @@ pub fn mine_hard_negatives(
             pool.truncate(negatives);
             pool.sort_by(order);
             let hard: Vec<ItemId> = pool.iter().map(|&i| ItemId(i as u32)).collect();
-            let set = CandidateSet {
+            sets.push(CandidateSet {
                 user: c.case.user,
                 positive: c.positive,
                 negatives: hard,
-            };
-            let mut candidates = set.items();
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(u64::from(c.case.user.0));
-            candidates.shuffle(&mut rng);
-            lists.push(MinedList {
-                user: c.case.user,
-                candidates,
             });
-            sets.push(set);
         }
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
-    Ok((lists, sets))
+    Ok(sets)
 }
 
 fn progress(len: usize, label: String) -> ProgressBar {
