@@ -536,6 +536,12 @@ impl<'a> Builder<'a> {
     fn eval_user_filter(&self) -> Option<HashSet<UserId>> {
         let n = self.config.eval_users?;
         let mut users: Vec<UserId> = self.prepared.dataset.users.iter().map(|u| u.id).collect();
+        if users.len() < n {
+            tracing::warn!(
+                "--eval-users {n}: the dataset has only {} users; all of them get evaluation lines",
+                users.len()
+            );
+        }
         users.shuffle(&mut seeded_rng(self.config.seed, "eval-users", &[]));
         users.truncate(n);
         Some(users.into_iter().collect())
