@@ -9,7 +9,8 @@ use std::path::Path;
 use common::{instructrec, prepared, run_err, run_ok};
 use instructrec_data::{Fold, Prepared};
 
-fn eval(data: &Path, out: &Path, extra: &[&str]) -> (serde_json::Value, String) {
+/// `eval --protocol sequential` of popularity and BM25 on `data`, writing `out`.
+fn eval_command(data: &Path, out: &Path, extra: &[&str]) -> std::process::Command {
     let mut args = vec![
         "eval",
         "--protocol",
@@ -23,7 +24,11 @@ fn eval(data: &Path, out: &Path, extra: &[&str]) -> (serde_json::Value, String) 
         out.to_str().unwrap(),
     ];
     args.extend(extra);
-    let output = run_ok(&mut instructrec(&args));
+    instructrec(&args)
+}
+
+fn eval(data: &Path, out: &Path, extra: &[&str]) -> (serde_json::Value, String) {
+    let output = run_ok(&mut eval_command(data, out, extra));
     let report = serde_json::from_slice(&std::fs::read(out.with_extension("json")).unwrap());
     (
         report.unwrap(),
@@ -107,19 +112,11 @@ fn a_file_of_the_stored_lists_in_raw_ids_scores_as_the_stored_lists() {
 
     // A malformed line stops the read, naming the line and the field.
     std::fs::write(&file, format!("{}\n{{\"user\": \"x\"}}\n", lines[0])).unwrap();
-    let err = run_err(&mut instructrec(&[
-        "eval",
-        "--protocol",
-        "sequential",
-        "--data",
-        data.to_str().unwrap(),
-        "--models",
-        "popularity",
-        "--candidates",
-        file.to_str().unwrap(),
-        "--out",
-        dir.path().join("bad").to_str().unwrap(),
-    ]));
+    let err = run_err(&mut eval_command(
+        &data,
+        &dir.path().join("bad"),
+        &["--candidates", file.to_str().unwrap()],
+    ));
     assert!(
         err.contains("lists.jsonl:2") && err.contains("positive"),
         "{err}"

@@ -528,7 +528,6 @@ impl Experiment {
         let scorer = InstructRecScorer::new(
             &name,
             model,
-            &self.prepared,
             renderer,
             scoring.limits,
             scoring.normalisation,

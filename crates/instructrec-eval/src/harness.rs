@@ -219,16 +219,9 @@ pub fn build_query_cases(
         ),
         // The lines' own lists, in their stored order where the prepared data have them, so
         // that the instruction model lists them as the instruction builder did.
-        Some(size) => prepared.candidates(Fold::Test, size).map(|sets| {
-            sets.iter()
-                .filter(|s| {
-                    lines
-                        .iter()
-                        .any(|l| l.user == s.user && same_items(&l.candidates, s))
-                })
-                .map(|s| (s.user, s))
-                .collect()
-        }),
+        Some(size) => prepared
+            .candidates(Fold::Test, size)
+            .map(|sets| sets.iter().map(|s| (s.user, s)).collect()),
         _ => None,
     };
     let mut cases = Vec::with_capacity(lines.len());

@@ -113,7 +113,6 @@ impl InstructionRenderer {
 pub struct InstructRecScorer {
     name: String,
     model: Seq2Seq,
-    titles: Vec<String>,
     renderer: InstructionRenderer,
     limits: TokenLimits,
     normalisation: Normalisation,
@@ -123,7 +122,6 @@ impl InstructRecScorer {
     pub fn new(
         name: impl Into<String>,
         model: Seq2Seq,
-        prepared: &Prepared,
         renderer: InstructionRenderer,
         limits: TokenLimits,
         normalisation: Normalisation,
@@ -131,7 +129,6 @@ impl InstructRecScorer {
         Self {
             name: name.into(),
             model,
-            titles: prepared.titles(),
             renderer,
             limits,
             normalisation,
@@ -148,7 +145,7 @@ impl Scorer for InstructRecScorer {
         let instruction = self.renderer.render(case, candidates)?;
         let titles: Vec<&str> = candidates
             .iter()
-            .map(|c| self.titles[c.index()].as_str())
+            .map(|c| self.renderer.titles[c.index()].as_str())
             .collect();
         title_scores(
             &self.model,
