@@ -20,7 +20,7 @@ use crate::seqrec::{self, SeqRec, SeqRecConfig};
 use crate::textrec::{
     self, read_pairs, TextInput, TextModelKind, TextRec, TextRecConfig, TextSource,
 };
-use crate::trainer::{train_or_load, Checkpoint, Trainable, Trained};
+use crate::trainer::{train_or_load, Checkpoint, Stopping, Trainable, Trained};
 use crate::twotower::{self, TwoTower, TwoTowerConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -217,11 +217,7 @@ pub fn fit(
                 Baseline::SasRec => SeqRecConfig::sasrec(options.seed),
                 _ => SeqRecConfig::bert4rec(options.seed),
             };
-            options.apply(
-                &mut config.time_budget_s,
-                &mut config.max_epochs,
-                Some(&mut config.validation_stride),
-            );
+            options.apply(&mut config.stopping, Some(&mut config.validation_stride));
             let model = SeqRec::new(config.clone(), prepared.dataset.items.len())?;
             fit_neural(model, &config, Stem::Name, dir, prepared, |model| {
                 seqrec::train(prepared, model)
@@ -231,11 +227,7 @@ pub fn fit(
         Baseline::TwoTower => {
             let (encoder, text) = text_source(options)?;
             let mut config = TwoTowerConfig::new(text, options.seed);
-            options.apply(
-                &mut config.time_budget_s,
-                &mut config.max_epochs,
-                Some(&mut config.validation_stride),
-            );
+            options.apply(&mut config.stopping, Some(&mut config.validation_stride));
             let input = TextInput {
                 encoder,
                 title_cache: dir,
@@ -250,17 +242,12 @@ pub fn fit(
 
 impl FitOptions {
     /// Replaces a model's defaults with the options given.
-    fn apply(
-        &self,
-        time_budget_s: &mut f64,
-        max_epochs: &mut usize,
-        validation_stride: Option<&mut usize>,
-    ) {
+    fn apply(&self, stopping: &mut Stopping, validation_stride: Option<&mut usize>) {
         if let Some(t) = self.time_budget_s {
-            *time_budget_s = t;
+            stopping.time_budget_s = t;
         }
         if let Some(e) = self.max_epochs {
-            *max_epochs = e;
+            stopping.max_epochs = e;
         }
         if let (Some(s), Some(stride)) = (self.validation_stride, validation_stride) {
             *stride = s;
@@ -307,7 +294,7 @@ fn fit_text(
     };
     let mut config = TextRecConfig::new(kind, text, search.query, options.seed);
     config.excluded_targets = search.excluded_targets.len();
-    options.apply(&mut config.time_budget_s, &mut config.max_epochs, None);
+    options.apply(&mut config.stopping, None);
     let dir = options.checkpoint_dir.as_deref();
     let input = TextInput {
         encoder,

@@ -17,5 +17,5 @@ pub use fit::{evaluate_all, fit, Baseline, FitOptions, Fitted, SearchTraining};
 pub use popularity::Popularity;
 pub use seqrec::{SeqRec, SeqRecConfig, Variant};
 pub use textrec::{TextInput, TextModelKind, TextRec, TextRecConfig, TextSource};
-pub use trainer::{Trainable, Trained};
+pub use trainer::{Stopping, Trainable, Trained};
 pub use twotower::{TwoTower, TwoTowerConfig};

@@ -22,7 +22,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::{linear3, Init};
-use crate::trainer::{self, sequential_validation, BudgetCheck, Schedule, Trainable, Trained};
+use crate::trainer::{
+    self, sequential_validation, BudgetCheck, Schedule, Stopping, Trainable, Trained,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,15 +59,11 @@ pub struct SeqRecConfig {
     pub last_item_mask_share: f32,
     pub lr: f64,
     pub weight_decay: f64,
-    pub batch_size: usize,
-    pub max_epochs: usize,
-    /// Stop after this many epochs without a better validation NDCG@5.
-    pub patience: usize,
-    /// Stop after the first epoch that ends past this many seconds.
-    pub time_budget_s: f64,
     /// Validate on every n-th validation case (1 = all).
     pub validation_stride: usize,
-    pub seed: u64,
+    /// The time budget is checked after every epoch.
+    #[serde(flatten)]
+    pub stopping: Stopping,
 }
 
 impl SeqRecConfig {
@@ -85,16 +83,20 @@ impl SeqRecConfig {
             // 13 epochs (10 minutes here), see docs/results/sequential-games-notes.md.
             lr: 3e-3,
             weight_decay: 0.0,
-            batch_size: 256,
-            max_epochs: 200,
-            patience: 4,
-            time_budget_s: 1200.0,
             validation_stride: 2,
-            seed,
+            stopping: Stopping {
+                batch_size: 256,
+                max_epochs: 200,
+                patience: Some(4),
+                time_budget_s: 1200.0,
+                seed,
+            },
         }
     }
 
     pub fn bert4rec(seed: u64) -> Self {
+        let mut sasrec = Self::sasrec(seed);
+        sasrec.stopping.time_budget_s = 1500.0;
         Self {
             variant: Variant::Bert4Rec,
             heads: 2,
@@ -103,8 +105,7 @@ impl SeqRecConfig {
             dropout: 0.2,
             mask_prob: 0.3,
             last_item_mask_share: 0.25,
-            time_budget_s: 1500.0,
-            ..Self::sasrec(seed)
+            ..sasrec
         }
     }
 
@@ -123,7 +124,7 @@ impl SeqRecConfig {
                 self.heads
             );
         }
-        if self.max_len < 2 || self.batch_size == 0 || self.validation_stride == 0 {
+        if self.max_len < 2 || self.stopping.batch_size == 0 || self.validation_stride == 0 {
             bail!("max_len must be >= 2, batch_size and validation_stride >= 1");
         }
         if !(0.0..1.0).contains(&self.dropout) || !(0.0..=1.0).contains(&self.mask_prob) {
@@ -181,7 +182,7 @@ impl SeqRec {
     pub fn new(config: SeqRecConfig, num_items: usize) -> anyhow::Result<Self> {
         config.validate()?;
         let d = config.dim;
-        let mut init = Init::new(config.seed);
+        let mut init = Init::new(config.stopping.seed);
         let emb_std = 1.0 / (d as f32).sqrt();
         let item_emb = init.normal("item_emb".into(), (num_items + 2, d), emb_std)?;
         let pos_emb = init.normal("pos_emb".into(), (config.max_len, d), emb_std)?;
@@ -564,9 +565,9 @@ impl SeqRec {
     /// first users. A zero norm means a parameter is cut off from the loss (e.g. by an op
     /// without a backward pass).
     pub fn gradient_norms(&self, prepared: &Prepared) -> anyhow::Result<Vec<(String, f32)>> {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.config.stopping.seed);
         let seqs = training_sequences(prepared, self.config.variant);
-        let first: Vec<&Sequence> = seqs.iter().take(self.config.batch_size).collect();
+        let first: Vec<&Sequence> = seqs.iter().take(self.config.stopping.batch_size).collect();
         let batch = self.batch(&first, &mut rng);
         let grads = self.batch_loss(&batch, &mut rng)?.backward()?;
         let data = self.varmap.data().lock().expect("varmap lock");
@@ -599,13 +600,13 @@ pub fn time_steps(
     steps: usize,
 ) -> anyhow::Result<StepTimes> {
     let model = SeqRec::new(config.clone(), prepared.dataset.items.len())?;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(config.stopping.seed);
     let seqs = training_sequences(prepared, config.variant);
     let mut opt =
         candle_nn::AdamW::new(model.varmap.all_vars(), candle_nn::ParamsAdamW::default())?;
     let mut t = StepTimes::default();
     let all: Vec<&Sequence> = seqs.iter().collect();
-    for chunk in all.chunks(config.batch_size).take(steps) {
+    for chunk in all.chunks(config.stopping.batch_size).take(steps) {
         let clock = Instant::now();
         let batch = model.batch(chunk, &mut rng);
         t.batch_s += clock.elapsed().as_secs_f64();
@@ -656,7 +657,7 @@ fn training_sequences(prepared: &Prepared, variant: Variant) -> Vec<Sequence> {
 pub fn train(prepared: &Prepared, model: SeqRec) -> anyhow::Result<Trained<SeqRec>> {
     let config = &model.config;
     // A separate stream from initialisation, so changing the model shape does not reshuffle data.
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_da7a);
+    let mut rng = ChaCha8Rng::seed_from_u64(config.stopping.seed ^ 0x5eed_da7a);
     let seqs = training_sequences(prepared, config.variant);
     if seqs.is_empty() {
         bail!(
@@ -673,12 +674,8 @@ pub fn train(prepared: &Prepared, model: SeqRec) -> anyhow::Result<Trained<SeqRe
             eps: 1e-8,
             weight_decay: config.weight_decay,
         },
-        batch_size: config.batch_size,
-        max_epochs: config.max_epochs,
-        time_budget_s: config.time_budget_s,
         budget_check: BudgetCheck::Epoch,
-        patience: Some(config.patience),
-        seed: config.seed,
+        stopping: config.stopping.clone(),
     };
     trainer::train(model, &seqs, &validation, &schedule, &mut rng)
 }

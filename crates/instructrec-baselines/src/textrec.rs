@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::nn::{linear3, Init};
-use crate::trainer::{self, adamw, BudgetCheck, Schedule, Trainable, Trained};
+use crate::trainer::{self, adamw, BudgetCheck, Schedule, Stopping, Trainable, Trained};
 
 /// Where text vectors come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,11 +72,9 @@ pub struct TextRecConfig {
     /// Logit scale of DSSM's cosine.
     pub temperature: f64,
     pub lr: f64,
-    pub batch_size: usize,
-    pub max_epochs: usize,
-    /// Training stops at the first step past this many seconds.
-    pub time_budget_s: f64,
-    pub seed: u64,
+    /// Every epoch runs (no patience); the time budget is checked after every step.
+    #[serde(flatten)]
+    pub stopping: Stopping,
 }
 
 impl TextRecConfig {
@@ -92,10 +90,13 @@ impl TextRecConfig {
             max_history: 20,
             temperature: 20.0,
             lr: 1e-3,
-            batch_size: 256,
-            max_epochs: 30,
-            time_budget_s: 300.0,
-            seed,
+            stopping: Stopping {
+                batch_size: 256,
+                max_epochs: 30,
+                patience: None,
+                time_budget_s: 300.0,
+                seed,
+            },
         }
     }
 
@@ -377,7 +378,7 @@ impl TextRec {
         prepared: &Prepared,
         input: TextInput,
     ) -> anyhow::Result<Self> {
-        let mut init = Init::new(config.seed);
+        let mut init = Init::new(config.stopping.seed);
         let titles = prepared.titles();
         let text = TextFeatures::new(&config.text, input, &titles, &mut init)?;
         let (t, d, h) = (text.dim(), config.dim, config.hidden);
@@ -638,7 +639,7 @@ fn validation_cases(pairs: &[QueryPair], items: usize, rng: &mut ChaCha8Rng) -> 
 /// validation HR@1/NDCG@5 (1+9 random items) after every epoch; the last weights are kept.
 pub fn train(model: TextRec, mut pairs: Vec<QueryPair>) -> anyhow::Result<Trained<TextRec>> {
     let config = &model.config;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7e47_da7a);
+    let mut rng = ChaCha8Rng::seed_from_u64(config.stopping.seed ^ 0x7e47_da7a);
     pairs.shuffle(&mut rng);
     let held = (pairs.len() / 20)
         .clamp(1, 1000)
@@ -647,12 +648,8 @@ pub fn train(model: TextRec, mut pairs: Vec<QueryPair>) -> anyhow::Result<Traine
     let validation = validation_cases(&val_pairs, model.titles.len(), &mut rng);
     let schedule = Schedule {
         optimizer: adamw(config.lr),
-        batch_size: config.batch_size,
-        max_epochs: config.max_epochs,
-        time_budget_s: config.time_budget_s,
         budget_check: BudgetCheck::Step,
-        patience: None,
-        seed: config.seed,
+        stopping: config.stopping.clone(),
     };
     trainer::train(model, &pairs, &validation, &schedule, &mut rng)
 }

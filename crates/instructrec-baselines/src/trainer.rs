@@ -78,18 +78,26 @@ fn part_path(path: &Path, name: &str) -> PathBuf {
     }
 }
 
+/// How a neural baseline's training runs and stops: the same settings for every model, held
+/// in (and serialised flat with) each model's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stopping {
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    /// Epochs without a better validation NDCG@5 before training stops and the best epoch's
+    /// weights come back; `None` runs every epoch and keeps the last weights.
+    pub patience: Option<usize>,
+    /// Seconds after which training stops (when it is checked is the model's [`BudgetCheck`]).
+    pub time_budget_s: f64,
+    /// Seeds the model's initialisation and batch order; recorded in the log.
+    pub seed: u64,
+}
+
 /// What the loop reads from a model's configuration.
 pub(crate) struct Schedule {
     pub(crate) optimizer: ParamsAdamW,
-    pub(crate) batch_size: usize,
-    pub(crate) max_epochs: usize,
-    pub(crate) time_budget_s: f64,
     pub(crate) budget_check: BudgetCheck,
-    /// Epochs without a better validation NDCG@5 before training stops and the best epoch's
-    /// weights come back; `None` runs every epoch and keeps the last weights.
-    pub(crate) patience: Option<usize>,
-    /// Recorded in the log.
-    pub(crate) seed: u64,
+    pub(crate) stopping: Stopping,
 }
 
 /// AdamW at `lr` without weight decay, candle's defaults otherwise.
@@ -127,9 +135,10 @@ pub(crate) fn train<M: Trainable>(
     schedule: &Schedule,
     rng: &mut ChaCha8Rng,
 ) -> anyhow::Result<Trained<M>> {
+    let stopping = &schedule.stopping;
     let start = Instant::now();
     let name = model.name();
-    if schedule.max_epochs == 0 {
+    if stopping.max_epochs == 0 {
         bail!("{name}: max_epochs must be at least 1");
     }
     let vars: Vec<Var> = model
@@ -138,8 +147,8 @@ pub(crate) fn train<M: Trainable>(
         .flat_map(|(_, varmap)| varmap.all_vars())
         .collect();
     let mut opt = candle_nn::AdamW::new(vars, schedule.optimizer.clone())?;
-    let steps = examples.len().div_ceil(schedule.batch_size);
-    let pb = ProgressBar::new((steps * schedule.max_epochs) as u64);
+    let steps = examples.len().div_ceil(stopping.batch_size);
+    let pb = ProgressBar::new((steps * stopping.max_epochs) as u64);
     pb.set_style(
         ProgressStyle::with_template(
             "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} steps {msg}",
@@ -151,11 +160,11 @@ pub(crate) fn train<M: Trainable>(
     let mut epochs = Vec::new();
     let mut best: Option<(f64, usize, Vec<Snapshot>)> = None;
     let mut stop = TrainingStop::MaxEpochs;
-    for epoch in 1..=schedule.max_epochs {
+    for epoch in 1..=stopping.max_epochs {
         order.shuffle(rng);
         let (mut loss_sum, mut done) = (0.0, 0usize);
         let mut out_of_time = false;
-        for chunk in order.chunks(schedule.batch_size) {
+        for chunk in order.chunks(stopping.batch_size) {
             let batch: Vec<&M::Example> = chunk.iter().map(|&i| &examples[i]).collect();
             let Some(loss) = model.loss(&batch, rng)? else {
                 continue;
@@ -169,7 +178,7 @@ pub(crate) fn train<M: Trainable>(
             opt.backward_step(&loss)?;
             pb.inc(1);
             if schedule.budget_check == BudgetCheck::Step
-                && start.elapsed().as_secs_f64() > schedule.time_budget_s
+                && start.elapsed().as_secs_f64() > stopping.time_budget_s
             {
                 out_of_time = true;
                 break;
@@ -199,9 +208,9 @@ pub(crate) fn train<M: Trainable>(
         );
         epochs.push(log);
         out_of_time |= schedule.budget_check == BudgetCheck::Epoch
-            && elapsed_s > schedule.time_budget_s
-            && epoch < schedule.max_epochs;
-        if let Some(patience) = schedule.patience {
+            && elapsed_s > stopping.time_budget_s
+            && epoch < stopping.max_epochs;
+        if let Some(patience) = stopping.patience {
             if best.as_ref().is_none_or(|(b, _, _)| metrics.ndcg5 > *b) {
                 best = Some((metrics.ndcg5, epoch, snapshot(&model)?));
             } else if epoch - best.as_ref().map_or(0, |b| b.1) >= patience {
@@ -225,7 +234,7 @@ pub(crate) fn train<M: Trainable>(
     Ok(Trained {
         model,
         log: TrainingLog {
-            seed: schedule.seed,
+            seed: stopping.seed,
             epochs,
             best_epoch,
             stop,

@@ -22,7 +22,7 @@ use crate::nn::Init;
 use crate::seqrec::{SeqRec, SeqRecConfig};
 use crate::textrec::{TextFeatures, TextInput, TextSource};
 use crate::trainer::{
-    self, adamw, sequential_validation, BudgetCheck, Schedule, Trainable, Trained,
+    self, adamw, sequential_validation, BudgetCheck, Schedule, Stopping, Trainable, Trained,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,13 +31,10 @@ pub struct TwoTowerConfig {
     pub sequence: SeqRecConfig,
     pub text: TextSource,
     pub lr: f64,
-    pub batch_size: usize,
-    pub max_epochs: usize,
-    pub patience: usize,
-    /// Stop after the first step that ends past this many seconds.
-    pub time_budget_s: f64,
     pub validation_stride: usize,
-    pub seed: u64,
+    /// The time budget is checked after every step.
+    #[serde(flatten)]
+    pub stopping: Stopping,
 }
 
 impl TwoTowerConfig {
@@ -48,12 +45,14 @@ impl TwoTowerConfig {
             sequence,
             text,
             lr: 1e-3,
-            batch_size: 256,
-            max_epochs: 50,
-            patience: 3,
-            time_budget_s: 240.0,
             validation_stride: 2,
-            seed,
+            stopping: Stopping {
+                batch_size: 256,
+                max_epochs: 50,
+                patience: Some(3),
+                time_budget_s: 240.0,
+                seed,
+            },
         }
     }
 }
@@ -86,13 +85,13 @@ impl TwoTower {
         prepared: &Prepared,
         input: TextInput,
     ) -> anyhow::Result<Self> {
-        if config.batch_size < 2 || config.validation_stride == 0 {
+        if config.stopping.batch_size < 2 || config.validation_stride == 0 {
             bail!("two-tower batch_size must be >= 2 and validation_stride >= 1");
         }
         let items = prepared.dataset.items.len();
         let seq = SeqRec::new(config.sequence.clone(), items)?;
-        // A stream apart from the sequence encoder's, which is seeded by `config.sequence.seed`.
-        let mut init = Init::new(config.seed ^ 0x2_70e5);
+        // A stream apart from the sequence encoder's, which is seeded by `config.sequence.stopping.seed`.
+        let mut init = Init::new(config.stopping.seed ^ 0x2_70e5);
         let titles = prepared.titles();
         let text = TextFeatures::new(&config.text, input, &titles, &mut init)?;
         let d = config.sequence.dim;
@@ -321,7 +320,7 @@ fn training_pairs(prepared: &Prepared) -> Vec<NextItemPair> {
 /// weights of the best validation NDCG@5; the time budget is checked after every step.
 pub fn train(prepared: &Prepared, model: TwoTower) -> anyhow::Result<Trained<TwoTower>> {
     let config = &model.config;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_da7a);
+    let mut rng = ChaCha8Rng::seed_from_u64(config.stopping.seed ^ 0x5eed_da7a);
     let pairs = training_pairs(prepared);
     if pairs.is_empty() {
         bail!("no user has two training interactions: no two-tower training pair");
@@ -329,12 +328,8 @@ pub fn train(prepared: &Prepared, model: TwoTower) -> anyhow::Result<Trained<Two
     let validation = sequential_validation(prepared, config.validation_stride)?;
     let schedule = Schedule {
         optimizer: adamw(config.lr),
-        batch_size: config.batch_size,
-        max_epochs: config.max_epochs,
-        time_budget_s: config.time_budget_s,
         budget_check: BudgetCheck::Step,
-        patience: Some(config.patience),
-        seed: config.seed,
+        stopping: config.stopping.clone(),
     };
     trainer::train(model, &pairs, &validation, &schedule, &mut rng)
 }

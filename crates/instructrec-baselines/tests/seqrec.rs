@@ -41,7 +41,7 @@ fn every_parameter_receives_a_gradient() {
 fn same_seed_reproduces_training_and_metrics_exactly() {
     let p = synthetic::prepared(150, 120, 22);
     let mut config = tiny(SeqRecConfig::sasrec(7));
-    config.max_epochs = 3;
+    config.stopping.max_epochs = 3;
     let a = train(&p, config.clone());
     let b = train(&p, config.clone());
     assert_eq!(a.log.epochs.len(), b.log.epochs.len());
@@ -58,7 +58,7 @@ fn same_seed_reproduces_training_and_metrics_exactly() {
     let ma = test_metrics(&a.model, &p, Setting::Sampled { size: 100 });
     let mb = test_metrics(&b.model, &p, Setting::Sampled { size: 100 });
     assert_eq!(ma, mb);
-    config.seed = 8;
+    config.stopping.seed = 8;
     let c = train(&p, config);
     assert_ne!(
         a.model.weights_hash().unwrap(),
@@ -85,7 +85,7 @@ fn sequential_models_learn_the_synthetic_structure() {
     for config in [SeqRecConfig::sasrec(3), SeqRecConfig::bert4rec(3)] {
         let mut config = tiny(config);
         // BERT4Rec learns from few masked positions per sequence and needs more epochs.
-        config.max_epochs = 40;
+        config.stopping.max_epochs = 40;
         let name = config.name();
         let trained = train(&p, config);
         let m = test_metrics(&trained.model, &p, Setting::Sampled { size: 10 });
@@ -105,7 +105,7 @@ fn sequential_models_learn_the_synthetic_structure() {
 fn checkpoint_round_trip_gives_identical_scores() {
     let p = synthetic::prepared(80, 120, 24);
     let mut config = tiny(SeqRecConfig::bert4rec(5));
-    config.max_epochs = 2;
+    config.stopping.max_epochs = 2;
     let trained = train(&p, config.clone());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.safetensors");

@@ -18,8 +18,8 @@ fn tiny(kind: TextModelKind) -> TextRecConfig {
     );
     c.dim = 16;
     c.hidden = 32;
-    c.batch_size = 32;
-    c.max_epochs = 15;
+    c.stopping.batch_size = 32;
+    c.stopping.max_epochs = 15;
     c.lr = 1e-2;
     c.max_history = 4;
     c

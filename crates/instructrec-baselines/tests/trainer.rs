@@ -15,14 +15,17 @@ use instructrec_eval::{synthetic, TrainingStop};
 fn patience_stops_training_and_brings_back_the_best_epoch() {
     let p = synthetic::prepared(150, 120, 22);
     let mut config = tiny(SeqRecConfig::bert4rec(7));
-    config.max_epochs = 8;
-    config.patience = 2;
+    config.stopping.max_epochs = 8;
+    config.stopping.patience = Some(2);
     let full = train(&p, config.clone());
     let log = &full.log;
     assert_eq!(log.stop, TrainingStop::Converged);
-    assert_eq!(log.epochs.len(), log.best_epoch + config.patience);
+    assert_eq!(
+        log.epochs.len(),
+        log.best_epoch + config.stopping.patience.unwrap()
+    );
     // The same seed stopped at the best epoch has exactly the weights that were restored.
-    config.max_epochs = log.best_epoch;
+    config.stopping.max_epochs = log.best_epoch;
     let at_best = train(&p, config);
     assert_eq!(
         full.model.weights_hash().unwrap(),
@@ -34,11 +37,11 @@ fn patience_stops_training_and_brings_back_the_best_epoch() {
 fn an_epoch_budget_lets_the_epoch_finish_and_does_not_count_the_last() {
     let p = synthetic::prepared(60, 120, 9);
     let mut config = tiny(SeqRecConfig::sasrec(1));
-    config.time_budget_s = 0.0;
-    config.max_epochs = 3;
+    config.stopping.time_budget_s = 0.0;
+    config.stopping.max_epochs = 3;
     let log = train(&p, config.clone()).log;
     assert_eq!((log.epochs.len(), log.stop), (1, TrainingStop::TimeBudget));
-    config.max_epochs = 1;
+    config.stopping.max_epochs = 1;
     assert_eq!(train(&p, config).log.stop, TrainingStop::MaxEpochs);
 }
 
@@ -55,9 +58,9 @@ fn a_step_budget_stops_at_the_first_step_past_it_even_in_the_last_epoch() {
     config.sequence.dim = 8;
     config.sequence.ff_dim = 8;
     config.sequence.max_len = 4;
-    config.batch_size = 8;
-    config.max_epochs = 1;
-    config.time_budget_s = 0.0;
+    config.stopping.batch_size = 8;
+    config.stopping.max_epochs = 1;
+    config.stopping.time_budget_s = 0.0;
     let model = TwoTower::new(config, &p, TextInput::default()).unwrap();
     let log = twotower::train(&p, model).unwrap().log;
     assert_eq!((log.epochs.len(), log.stop), (1, TrainingStop::TimeBudget));
@@ -67,7 +70,7 @@ fn a_step_budget_stops_at_the_first_step_past_it_even_in_the_last_epoch() {
 fn zero_epochs_is_refused() {
     let p = synthetic::prepared(20, 120, 9);
     let mut config = tiny(SeqRecConfig::sasrec(1));
-    config.max_epochs = 0;
+    config.stopping.max_epochs = 0;
     let model = SeqRec::new(config, 120).unwrap();
     let e = seqrec::train(&p, model).err().unwrap();
     assert!(e.to_string().contains("max_epochs"), "{e}");

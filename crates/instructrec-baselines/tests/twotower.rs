@@ -18,9 +18,9 @@ fn tiny(seed: u64) -> TwoTowerConfig {
     c.sequence.dim = 16;
     c.sequence.ff_dim = 32;
     c.sequence.max_len = 8;
-    c.batch_size = 64;
+    c.stopping.batch_size = 64;
     c.lr = 5e-3;
-    c.max_epochs = 8;
+    c.stopping.max_epochs = 8;
     c.validation_stride = 1;
     c
 }
@@ -102,7 +102,7 @@ fn learns_the_pattern_and_mines_reproducible_lists() {
 fn checkpoint_round_trip_scores_identically() {
     let p = synthetic::prepared(60, 120, 32);
     let mut config = tiny(9);
-    config.max_epochs = 1;
+    config.stopping.max_epochs = 1;
     let trained = train(
         &p,
         TwoTower::new(config.clone(), &p, TextInput::default()).unwrap(),

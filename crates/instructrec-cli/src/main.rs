@@ -26,6 +26,8 @@ enum Command {
     Data(cmd::data::DataCommand),
     /// Fit baselines and evaluate them under a protocol; write a report.
     Eval(cmd::eval::EvalArgs),
+    /// One table of every scenario, from the reports `eval` wrote (one per scenario).
+    Scenarios(cmd::scenarios::ScenariosArgs),
     /// Build instruction files from a prepared dataset; show filled templates.
     #[command(subcommand)]
     Instructions(cmd::instructions::InstructionsCommand),
@@ -47,6 +49,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(a) => cmd::run::run(a),
         Command::Data(c) => cmd::data::run(c),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Scenarios(a) => cmd::scenarios::run(a),
         Command::Instructions(c) => cmd::instructions::run(c),
         Command::Recommend(a) => cmd::recommend::run(a),
         Command::Serve(a) => cmd::serve::run(a),

@@ -46,7 +46,7 @@ fn the_readme_shows_the_default_recipes_commands() {
         .lines()
         .map(String::from)
         .collect();
-    assert_eq!(printed.len(), 6, "{printed:?}");
+    assert_eq!(printed.len(), 13, "{printed:?}");
     assert_eq!(readme_commands(), printed);
 }
 
@@ -180,6 +180,9 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
         if protocol == "tournament" {
             args.extend(["--max-users", "40"]);
         }
+        if protocol == "hard-negatives" {
+            args.push("--permuted-prompts");
+        }
         run_ok(&mut instructrec(&args));
         let report: serde_json::Value =
             serde_json::from_slice(&std::fs::read(stem.with_extension("json")).unwrap()).unwrap();
@@ -254,7 +257,39 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
                 reused["models"][0]["results"][0]["metrics"],
                 report["models"][0]["results"][0]["metrics"]
             );
+            // The control row: the same model, the same lists, other users' prompts.
+            let models = report["models"].as_array().unwrap();
+            let [.., true_prompts, permuted] = models.as_slice() else {
+                panic!("{report}");
+            };
+            assert_eq!(permuted["name"], "instructrec-mean-permuted");
+            assert_eq!(permuted["model_hash"], true_prompts["model_hash"]);
+            let cases = |m: &serde_json::Value| m["results"][0]["metrics"]["cases"].clone();
+            assert_eq!(cases(permuted), cases(true_prompts));
         }
+    }
+    // One table of the scenarios, from those reports.
+    let table = out.join("scenarios");
+    let scenario = |name: &str, protocol: &str| {
+        let report = out.join(format!("all-{protocol}.json"));
+        format!("{name}={}", report.display())
+    };
+    run_ok(&mut instructrec(&[
+        "scenarios",
+        "--scenario",
+        &scenario("sequential", "sequential"),
+        "--scenario",
+        &scenario("hard negatives", "hard-negatives"),
+        "--out",
+        table.to_str().unwrap(),
+    ]));
+    let md = std::fs::read_to_string(table.with_extension("md")).unwrap();
+    for row in [
+        "| sequential | 1+9 sampled | instructrec-mean |",
+        "| sequential | 1+99 sampled | popularity |",
+        "| hard negatives | 1+9 sampled | instructrec-mean-permuted |",
+    ] {
+        assert!(md.contains(row), "{row} not in {md}");
     }
 }
 

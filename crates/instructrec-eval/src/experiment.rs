@@ -21,12 +21,12 @@ use crate::harness::{
     mine_hard_negatives, with_candidates, EvalCase, Evaluation, Setting,
 };
 use crate::heldout::{check_stage, HeldOutStage, StageInfo};
-use crate::instruct::{InstructRecScorer, InstructionRenderer, Normalisation};
+use crate::instruct::{InstructRecScorer, InstructionRenderer, Normalisation, PermutedPrompts};
 use crate::pipeline::MatchThenRerank;
 use crate::protocol::Protocol;
 use crate::queries::{read_queries, QueryKind, QueryLine};
 use crate::report::{write_atomic, CandidateInfo, ModelReport, Report};
-use crate::scorer::Scorer;
+use crate::scorer::{Case, Scorer};
 
 /// How the instruction model turns its candidates' token log-likelihoods into scores.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +82,9 @@ pub struct ExperimentSpec {
     pub recipe: Option<PathBuf>,
     /// Candidate lists from a file, scored instead of the stored ones (sequential protocol).
     pub candidates: Option<(PathBuf, CandidateIds)>,
+    /// Also score each instruction model with every case's prompt taken from another case
+    /// (the first setting's lists): the row that shows whether the model reads its prompt.
+    pub permuted_prompts: bool,
 }
 
 /// The (query, target) pairs the search protocols' text models train on.
@@ -484,8 +487,8 @@ impl Experiment {
             models.push((stage.dir.clone(), info.model.clone(), Some(info)));
         }
         for (dir, name, stage) in models {
-            let model = self.instruction_model(&dir, name, matcher, depth)?;
-            self.report.models.push(model);
+            let entries = self.instruction_model(&dir, name, matcher, depth)?;
+            self.report.models.extend(entries);
             self.report.stages.extend(stage);
             self.report.write(&self.spec.out)?;
         }
@@ -505,15 +508,28 @@ impl Experiment {
         })
     }
 
+    /// The cases of setting `i`, as every model is scored on them.
+    fn setting_cases(&self, i: usize) -> anyhow::Result<Vec<EvalCase>> {
+        match &self.cases {
+            Some(cases) => Ok(cases[i].clone()),
+            None => build_cases(
+                &self.prepared,
+                self.spec.protocol,
+                Fold::Test,
+                self.settings[i],
+            ),
+        }
+    }
+
     /// Loads an instruction-tuned model directory, scores it under every setting and returns
-    /// its report entry.
+    /// its report entry, followed by its permuted-prompt entry when asked for.
     fn instruction_model(
         &self,
         dir: &Path,
         name: String,
         matcher: Option<&dyn Scorer>,
         depth: usize,
-    ) -> anyhow::Result<ModelReport> {
+    ) -> anyhow::Result<Vec<ModelReport>> {
         let model_config = std::fs::read(dir.join("config.json"))
             .with_context(|| format!("reading {}/config.json", dir.display()))?;
         let model = Seq2Seq::load_hf_dir(dir, &Device::Cpu)
@@ -548,7 +564,7 @@ impl Experiment {
             results.extend(e);
         }
         let full_ranking = matcher.filter(|_| self.settings.contains(&Setting::FullRanking));
-        Ok(ModelReport {
+        let entry = ModelReport {
             name,
             config: serde_json::json!({
                 "model": serde_json::from_slice::<serde_json::Value>(&model_config)?,
@@ -567,7 +583,20 @@ impl Experiment {
             training: None,
             loaded_from: Some(dir.display().to_string()),
             results,
-        })
+        };
+        if !self.spec.permuted_prompts {
+            return Ok(vec![entry]);
+        }
+        let cases: Vec<Case> = self.setting_cases(0)?.into_iter().map(|c| c.case).collect();
+        let permuted = PermutedPrompts::new(&scorer, &cases, self.spec.seed);
+        let mut control = entry.clone();
+        control.name = permuted.name();
+        control.config["prompts"] = serde_json::json!(
+            "each case asked in another case's prompt (its history, query and context), \
+             a seeded cycle over the cases"
+        );
+        control.results = self.evaluate_setting(&permuted, 0)?.into_iter().collect();
+        Ok(vec![entry, control])
     }
 
     /// Writes the report (already written after each model) and returns its path stem.

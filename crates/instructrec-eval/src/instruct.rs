@@ -2,14 +2,19 @@
 //! instruction rendered for exactly that list, so the model goes through every protocol, the
 //! same evaluation path and the same candidates as every baseline.
 
+use std::collections::HashMap;
+
 use anyhow::Context;
-use instructrec_data::{Fold, ItemId, Prepared};
+use instructrec_data::{Fold, ItemId, Prepared, UserId};
 use instructrec_instructions::rerank::{choose, display_order, render};
 use instructrec_instructions::{
     fit_history, BuildConfig, Fills, IntentionKind, PreferenceKind, Template, TemplateLibrary,
     WordCounter,
 };
 use instructrec_model::{Seq2Seq, TokenLimits};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use crate::scorer::{Case, Scorer};
 
@@ -157,6 +162,55 @@ impl Scorer for InstructRecScorer {
     }
 }
 
+/// The control row of every scenario: the instruction model asked about each case's own
+/// candidates (in the case's own display order) in a prompt filled with another case's history,
+/// query and context. A model that reads what it is asked falls far below its true-prompt score;
+/// one that ranks by the candidates alone does not.
+pub struct PermutedPrompts<'a> {
+    inner: &'a InstructRecScorer,
+    donors: HashMap<UserId, Case>,
+}
+
+impl<'a> PermutedPrompts<'a> {
+    /// Each case's prompt comes from the next case in a seeded shuffle of `cases` (a cycle, so
+    /// no case keeps its own when there are two or more).
+    pub fn new(inner: &'a InstructRecScorer, cases: &[Case], seed: u64) -> Self {
+        Self {
+            inner,
+            donors: donors(cases, seed),
+        }
+    }
+}
+
+/// Each case's user, and the case whose prompt it is asked in.
+fn donors(cases: &[Case], seed: u64) -> HashMap<UserId, Case> {
+    let mut order: Vec<&Case> = cases.iter().collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x9e4d_077e));
+    order
+        .iter()
+        .zip(order.iter().cycle().skip(1))
+        .map(|(case, donor)| (case.user, (*donor).clone()))
+        .collect()
+}
+
+impl Scorer for PermutedPrompts<'_> {
+    fn name(&self) -> String {
+        format!("{}-permuted", self.inner.name)
+    }
+
+    fn score(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<Vec<f32>> {
+        let donor = self
+            .donors
+            .get(&case.user)
+            .with_context(|| format!("user {} has no permuted prompt", case.user.0))?;
+        let asked = Case {
+            user: case.user,
+            ..donor.clone()
+        };
+        self.inner.score(&asked, candidates)
+    }
+}
+
 /// The instruction model's score of each candidate title as the answer to `instruction`, by
 /// `normalisation`: the one rule of the report and of validation during tuning.
 pub fn title_scores(
@@ -174,4 +228,30 @@ pub fn title_scores(
             Normalisation::Mean => s.mean,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_case_is_asked_in_another_case_prompt_and_the_seed_decides_whose() {
+        let cases: Vec<Case> = (0..50)
+            .map(|u| Case {
+                user: UserId(u),
+                history: vec![ItemId(u)],
+                query: Some(format!("query {u}")),
+                context: None,
+            })
+            .collect();
+        let a = donors(&cases, 42);
+        assert_eq!(a.len(), cases.len());
+        assert!(a.iter().all(|(user, donor)| donor.user != *user));
+        // A cycle: every case's prompt is used exactly once.
+        let mut used: Vec<u32> = a.values().map(|d| d.user.0).collect();
+        used.sort_unstable();
+        assert_eq!(used, (0..50).collect::<Vec<u32>>());
+        assert_eq!(donors(&cases, 42), a);
+        assert_ne!(donors(&cases, 43), a);
+    }
 }

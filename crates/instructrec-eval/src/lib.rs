@@ -14,6 +14,7 @@ mod plot;
 pub mod protocol;
 pub mod queries;
 pub mod report;
+pub mod scenarios;
 pub mod scorer;
 pub mod synthetic;
 pub mod validation;
@@ -23,7 +24,9 @@ pub use harness::{
     Evaluation, Setting,
 };
 pub use heldout::{check_stage, HeldOutStage, StageInfo};
-pub use instruct::{title_scores, InstructRecScorer, InstructionRenderer, Normalisation};
+pub use instruct::{
+    title_scores, InstructRecScorer, InstructionRenderer, Normalisation, PermutedPrompts,
+};
 pub use metrics::{MetricAccumulator, Metrics};
 pub use protocol::Protocol;
 pub use queries::{read_queries, QueryKind, QueryLine};

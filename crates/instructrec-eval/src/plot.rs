@@ -6,6 +6,7 @@ use plotters::prelude::*;
 
 use crate::harness::Setting;
 use crate::report::Report;
+use crate::scenarios::ScenarioTable;
 use instructrec_data::Fold;
 
 const METRICS: [&str; 5] = ["HR@1", "HR@3", "HR@5", "NDCG@3", "NDCG@5"];
@@ -216,4 +217,69 @@ fn render_stages(report: &Report) -> anyhow::Result<String> {
         }))?;
         Ok(())
     })
+}
+
+/// The scenario table: HR@1 of each model in each scenario and setting, one bar group per
+/// scenario and one colour per model, with 95% intervals (1.96 standard errors).
+pub fn render_scenarios(table: &ScenarioTable) -> anyhow::Result<String> {
+    let mut groups: Vec<String> = Vec::new();
+    let mut models: Vec<&str> = Vec::new();
+    for row in &table.rows {
+        let group = format!("{}, {}", row.scenario, row.setting);
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+        if !models.contains(&row.model.as_str()) {
+            models.push(&row.model);
+        }
+    }
+    let n = groups.len() as f64;
+    let labels = groups.clone();
+    svg_chart(
+        "HR@1 by scenario (95% intervals)".into(),
+        0f64..n,
+        1.5,
+        |chart| {
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(groups.len() * 2 + 1)
+                .x_label_formatter(&|x| {
+                    let i = x.floor() as usize;
+                    if (x - i as f64 - 0.5).abs() < 1e-6 && i < labels.len() {
+                        labels[i].clone()
+                    } else {
+                        String::new()
+                    }
+                })
+                .y_desc("HR@1")
+                .y_label_formatter(&unit_tick)
+                .draw()?;
+            let width = 0.8 / models.len().max(1) as f64;
+            for (j, model) in models.iter().enumerate() {
+                let style = Palette99::pick(j).to_rgba().filled();
+                let bars: Vec<(f64, f64, f64)> = table
+                    .rows
+                    .iter()
+                    .filter(|r| r.model == *model)
+                    .filter_map(|r| {
+                        let group = format!("{}, {}", r.scenario, r.setting);
+                        let i = groups.iter().position(|g| *g == group)?;
+                        Some((i as f64 + 0.1 + j as f64 * width, r.hr1, 1.96 * r.hr1_se))
+                    })
+                    .collect();
+                chart
+                    .draw_series(bars.iter().map(|&(x0, v, _)| {
+                        Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v)], style)
+                    }))?
+                    .label(model.to_string())
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], style));
+                chart.draw_series(bars.iter().map(|&(x0, v, half)| {
+                    let x = x0 + width * 0.45;
+                    PathElement::new([(x, (v - half).max(0.0)), (x, (v + half).min(1.0))], BLACK)
+                }))?;
+            }
+            Ok(())
+        },
+    )
 }

@@ -24,7 +24,7 @@ pub struct Labels {
 /// trainer records the filter in each checkpoint ([`TrainingRecord`]), so an evaluation can
 /// check what was seen. Serialised by label (`"preferences": ["P1"]`, `"strategies":
 /// ["plain"]`), as checkpoints have always recorded it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LineFilter {
     #[serde(default)]
     pub preferences: Vec<PreferenceKind>,
@@ -36,6 +36,93 @@ pub struct LineFilter {
     pub tasks: Vec<TaskForm>,
     #[serde(default)]
     pub strategies: Vec<Strategy>,
+    /// How often each kept line is used per epoch: the product of the weights of its labels
+    /// (1 for a label without one). This is the mixture of instruction types a run trains on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<LineWeight>,
+}
+
+/// One label of an instruction line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label {
+    Preference(PreferenceKind),
+    Intention(IntentionKind),
+    Task(TaskForm),
+    Strategy(Strategy),
+}
+
+impl Label {
+    fn on(self, line: &Labels) -> bool {
+        match self {
+            Self::Preference(p) => line.preference == Some(p),
+            Self::Intention(i) => line.intention == Some(i),
+            Self::Task(t) => line.task == Some(t),
+            Self::Strategy(s) => line.strategy == Some(s),
+        }
+    }
+}
+
+/// `T3=2`: every line with that label counts twice per epoch; `T0=0.5`: a seeded half of them
+/// once. Written and read in that form, on the command line, in recipes and in checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct LineWeight {
+    pub label: Label,
+    pub weight: f64,
+}
+
+impl std::fmt::Display for LineWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.label {
+            Label::Preference(p) => write!(f, "{p}")?,
+            Label::Intention(i) => write!(f, "{i}")?,
+            Label::Task(t) => write!(f, "{t}")?,
+            Label::Strategy(s) => write!(f, "{s}")?,
+        }
+        write!(f, "={}", self.weight)
+    }
+}
+
+impl std::str::FromStr for LineWeight {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (label, weight) = s
+            .split_once('=')
+            .ok_or_else(|| format!("weight {s:?} is not LABEL=WEIGHT (e.g. T3=2)"))?;
+        let label = label
+            .parse()
+            .map(Label::Preference)
+            .or_else(|_| label.parse().map(Label::Intention))
+            .or_else(|_| label.parse().map(Label::Task))
+            .or_else(|_| label.parse().map(Label::Strategy))
+            .map_err(|_| {
+                format!(
+                    "weight {s:?}: {label:?} is not a preference (P0-P2), intention (I0-I2), \
+                     task form (T0-T3) or strategy (plain, reversed, tied, chain)"
+                )
+            })?;
+        let weight: f64 = weight
+            .parse()
+            .ok()
+            .filter(|w: &f64| w.is_finite() && *w >= 0.0)
+            .ok_or_else(|| format!("weight {s:?}: {weight:?} is not a number of at least 0"))?;
+        Ok(Self { label, weight })
+    }
+}
+
+impl From<LineWeight> for String {
+    fn from(w: LineWeight) -> String {
+        w.to_string()
+    }
+}
+
+impl TryFrom<String> for LineWeight {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 impl LineFilter {
@@ -52,6 +139,16 @@ impl LineFilter {
                 .is_some_and(|i| self.without_intentions.contains(&i))
             && ok(&self.tasks, line.task)
             && ok(&self.strategies, line.strategy)
+    }
+
+    /// How many times per epoch a kept line with these labels is used: the product of its
+    /// labels' weights.
+    pub fn weight(&self, line: &Labels) -> f64 {
+        self.weights
+            .iter()
+            .filter(|w| w.label.on(line))
+            .map(|w| w.weight)
+            .product()
     }
 
     /// Whether lines with this intention can pass the filter. (A line without an intention
@@ -84,6 +181,9 @@ impl LineFilter {
         }
         if !self.strategies.is_empty() {
             parts.push(format!("strategy {}", labels(&self.strategies, " or ")));
+        }
+        if !self.weights.is_empty() {
+            parts.push(format!("weights {}", labels(&self.weights, ",")));
         }
         if parts.is_empty() {
             "every line".to_string()
@@ -194,6 +294,43 @@ mod tests {
         assert_eq!(both.describe(), "intention I1 and intention not I1");
     }
 
+    #[test]
+    fn weights_multiply_over_a_line_labels_and_read_back_in_their_written_form() {
+        let filter = LineFilter {
+            weights: vec!["T3=2".parse().unwrap(), "P0=1.5".parse().unwrap()],
+            ..LineFilter::default()
+        };
+        let line = |preference, task| Labels {
+            preference: Some(preference),
+            task: Some(task),
+            ..Labels::default()
+        };
+        assert_eq!(
+            filter.weight(&line(PreferenceKind::None, TaskForm::Rerank)),
+            3.0
+        );
+        assert_eq!(
+            filter.weight(&line(PreferenceKind::Implicit, TaskForm::Rerank)),
+            2.0
+        );
+        assert_eq!(
+            filter.weight(&line(PreferenceKind::Implicit, TaskForm::Pointwise)),
+            1.0
+        );
+        assert_eq!(filter.weight(&Labels::default()), 1.0);
+        let json = serde_json::to_value(&filter).unwrap();
+        assert_eq!(json["weights"], serde_json::json!(["T3=2", "P0=1.5"]));
+        assert_eq!(serde_json::from_value::<LineFilter>(json).unwrap(), filter);
+        assert_eq!(filter.describe(), "weights T3=2,P0=1.5");
+        for bad in ["T3", "T9=2", "T3=-1", "T3=x", "plain=nan"] {
+            assert!(bad.parse::<LineWeight>().is_err(), "{bad} parsed");
+        }
+        assert_eq!(
+            "chain=0.25".parse::<LineWeight>().unwrap().label,
+            Label::Strategy(Strategy::Chain)
+        );
+    }
+
     /// A `trainer_state.json` as checkpoints written before the filter was typed hold it.
     const RECORDED: &str = r#"{
       "format": 1, "step": 200, "epoch": 0, "seed": 42, "train_examples": 47165,
@@ -219,6 +356,7 @@ mod tests {
             without_intentions: vec![IntentionKind::Vague],
             tasks: vec![TaskForm::Rerank],
             strategies: vec![Strategy::Plain],
+            weights: Vec::new(),
         };
         assert_eq!(record.lines.as_ref(), Some(&want));
         assert_eq!((record.seed, record.steps), (42, 200));

@@ -26,7 +26,7 @@ pub use build::{
     BuildConfig, BuildError, Builder, EvalUsers, Ineligible, InstructionSet, ShownTemplate,
     BUILD_CONFIG_FILE,
 };
-pub use filter::{Labels, LineFilter, TrainingRecord, TRAINING_RECORD_FILE};
+pub use filter::{Label, Labels, LineFilter, LineWeight, TrainingRecord, TRAINING_RECORD_FILE};
 pub use record::{read_jsonl, read_lines, write_jsonl, Instruction, InstructionLine, Split};
 pub use stats::{BuildTimings, FillKindStats, InstructionStats, SplitStats};
 pub use template::{

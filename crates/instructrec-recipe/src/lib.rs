@@ -129,8 +129,10 @@ pub struct TuneStage {
     pub preference: Vec<String>,
     pub task: Vec<String>,
     pub strategy: Vec<String>,
+    pub weights: Vec<String>,
     pub rank_sample: usize,
     pub valid_sample: usize,
+    pub length_normalise: bool,
     #[serde(flatten)]
     pub schedule: Schedule,
 }
@@ -138,12 +140,27 @@ pub struct TuneStage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalStage {
+    /// The scenario's label and report name (`<work>/report-<name>`); the protocol's by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub protocol: String,
+    /// Search protocols: which fill is the query (explicit, vague, specific).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     pub models: Vec<String>,
     pub full_ranking: bool,
     pub length_normalise: bool,
+    #[serde(default)]
+    pub permuted_prompts: bool,
     pub max_source_len: usize,
     pub max_target_len: usize,
+}
+
+impl EvalStage {
+    /// The scenario's label: its name, or else its protocol.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.protocol)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -353,6 +370,9 @@ impl Recipe {
         for e in &self.eval {
             stages.push(self.eval_stage(&w, e));
         }
+        if !self.eval.is_empty() {
+            stages.push(self.scenarios_stage(&w));
+        }
         stages
     }
 
@@ -470,13 +490,25 @@ impl Recipe {
             .chain([p(&w.prepared)])
             .chain(["--instructrec".into(), p(&w.tuned())])
             .chain(["--instructions".into(), p(&w.instructions)])
-            .chain(flags(e, &[("full_ranking", None)]))
+            .chain(flags(e, &[("full_ranking", None), ("name", None)]))
             .chain((!e.full_ranking).then(|| "--no-full-ranking".to_string()))
-            .chain(["--out".into(), p(&w.report(&e.protocol))])
+            .chain(["--out".into(), p(&w.report(e.label()))])
             .chain(self.seed_flag())
             .chain(["--recipe".into(), p(&w.recipe())])
             .collect();
-        plain_stage(&format!("eval {}", e.protocol), argv)
+        plain_stage(&format!("eval {}", e.label()), argv)
+    }
+
+    /// The stage that gathers every evaluation's report into the scenario table.
+    fn scenarios_stage(&self, w: &Workspace) -> Stage {
+        let mut argv = args(&["scenarios"]).collect::<Vec<_>>();
+        for e in &self.eval {
+            let report = w.report(e.label()).with_extension("json");
+            argv.push("--scenario".into());
+            argv.push(format!("{}={}", e.label(), p(&report)));
+        }
+        argv.extend(["--out".into(), p(&w.work.join("scenarios"))]);
+        plain_stage("scenarios", argv)
     }
 }
 
@@ -569,8 +601,8 @@ impl Workspace {
     }
 
     /// A report's path without extension.
-    pub fn report(&self, protocol: &str) -> PathBuf {
-        self.work.join(format!("report-{protocol}"))
+    pub fn report(&self, name: &str) -> PathBuf {
+        self.work.join(format!("report-{name}"))
     }
 
     fn train_lines(&self) -> PathBuf {

@@ -22,8 +22,10 @@ pub struct Example {
 }
 
 /// Reads the instruction lines of `path` that `filter` keeps as examples (`instruction` →
-/// `target`); a filter that keeps nothing is an error, naming what it asked for.
-pub fn read_examples(path: &Path, filter: &LineFilter) -> Result<Vec<Example>> {
+/// `target`), each as many times as the filter's weights say: a weight of 2.5 is two copies
+/// and a third for half of such lines, drawn from `seed` by line number. A filter that keeps
+/// nothing is an error, naming what it asked for.
+pub fn read_examples(path: &Path, filter: &LineFilter, seed: u64) -> Result<Vec<Example>> {
     let lines = read_lines(path, filter)?;
     if lines.is_empty() {
         return Err(TrainError::Input {
@@ -35,13 +37,25 @@ pub fn read_examples(path: &Path, filter: &LineFilter) -> Result<Vec<Example>> {
             },
         });
     }
-    Ok(lines
-        .into_iter()
-        .map(|l| Example {
-            source: l.instruction,
-            target: l.target,
-        })
-        .collect())
+    let mut examples = Vec::with_capacity(lines.len());
+    for line in lines {
+        let weight = filter.weight(&line.labels);
+        let draw = derive_seed(seed, STREAM_WEIGHT, line.line as u64);
+        let fraction = (draw >> 11) as f64 / (1u64 << 53) as f64;
+        let copies = weight.trunc() as usize + usize::from(fraction < weight.fract());
+        let example = Example {
+            source: line.instruction,
+            target: line.target,
+        };
+        examples.extend(std::iter::repeat_n(example, copies));
+    }
+    if examples.is_empty() {
+        return Err(TrainError::Input {
+            path: path.to_path_buf(),
+            message: format!("the weights {} keep no example", filter.describe()),
+        });
+    }
+    Ok(examples)
 }
 
 /// A tokenized example; both sides end with `</s>`.
@@ -137,6 +151,7 @@ pub(crate) const STREAM_SAMPLE: u64 = 4;
 pub(crate) const STREAM_LORA: u64 = 5;
 pub(crate) const STREAM_CONTINUATION: u64 = 6;
 pub(crate) const STREAM_NEXT_ITEM: u64 = 7;
+const STREAM_WEIGHT: u64 = 8;
 
 /// Shuffles `items` with a generator seeded by `seed` (e.g. to sample or hold out examples).
 pub fn seeded_shuffle<T>(items: &mut [T], seed: u64) {
@@ -266,7 +281,7 @@ mod tests {
         )
         .unwrap();
         let targets = |filter: &LineFilter| -> Vec<String> {
-            read_examples(&path, filter)
+            read_examples(&path, filter, 42)
                 .unwrap()
                 .into_iter()
                 .map(|e| e.target)
@@ -282,13 +297,49 @@ mod tests {
             intentions: vec![IntentionKind::Vague],
             ..without_i1
         };
-        let e = read_examples(&path, &contradiction)
+        let e = read_examples(&path, &contradiction, 42)
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("no examples with intention I1 and intention not I1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn weights_repeat_lines_and_draw_their_fractions_by_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.jsonl");
+        let lines: String = (0..400)
+            .map(|i| {
+                let task = if i % 2 == 0 { "T3" } else { "T0" };
+                format!("{{\"instruction\":\"q{i}\",\"target\":\"{task}\",\"task\":\"{task}\"}}\n")
+            })
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        let filter = LineFilter {
+            weights: vec!["T3=2".parse().unwrap(), "T0=0.25".parse().unwrap()],
+            ..LineFilter::default()
+        };
+        let read = |seed| read_examples(&path, &filter, seed).unwrap();
+        let count =
+            |examples: &[Example], task: &str| examples.iter().filter(|e| e.target == task).count();
+        let a = read(42);
+        assert_eq!(count(&a, "T3"), 400);
+        // 200 lines kept with probability 1/4: within 4 standard deviations (6.1) of 50.
+        let t0 = count(&a, "T0");
+        assert!(
+            (26..=74).contains(&t0),
+            "{t0} of 200 quarter-weight lines kept"
+        );
+        assert_eq!(read(42), a, "the same seed keeps the same lines");
+        assert_ne!(read(43), a, "another seed draws other lines");
+        let none = LineFilter {
+            weights: vec!["T3=0".parse().unwrap(), "T0=0".parse().unwrap()],
+            ..LineFilter::default()
+        };
+        let e = read_examples(&path, &none, 42).unwrap_err().to_string();
+        assert!(e.contains("keep no example"), "{e}");
     }
 
     #[test]

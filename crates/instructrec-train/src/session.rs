@@ -172,11 +172,11 @@ impl Setup {
         tuning: &Tuning<'_>,
         metric: Option<&'m mut Metric<'m>>,
     ) -> Result<Summary> {
-        let train = read_examples(tuning.train, &tuning.lines)?;
+        let train = read_examples(tuning.train, &tuning.lines, self.config.seed)?;
         // The validation loss runs after every epoch: a seeded sample keeps it affordable.
         let valid = match tuning.valid {
             Some(path) => seeded_sample(
-                read_examples(path, &LineFilter::default())?,
+                read_examples(path, &LineFilter::default(), self.config.seed)?,
                 tuning.valid_sample,
                 self.config.seed,
             ),
@@ -519,7 +519,7 @@ impl Setup {
         for path in &self.tokenizer.corpus {
             if path.extension().is_some_and(|e| e == "jsonl") {
                 corpus.extend(
-                    read_examples(path, &LineFilter::default())?
+                    read_examples(path, &LineFilter::default(), self.config.seed)?
                         .into_iter()
                         .flat_map(|e| [e.source, e.target]),
                 );

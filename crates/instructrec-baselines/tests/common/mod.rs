@@ -8,9 +8,9 @@ pub fn tiny(mut c: SeqRecConfig) -> SeqRecConfig {
     c.dim = 16;
     c.ff_dim = 32;
     c.max_len = 8;
-    c.batch_size = 32;
-    c.max_epochs = 12;
-    c.patience = 3;
+    c.stopping.batch_size = 32;
+    c.stopping.max_epochs = 12;
+    c.stopping.patience = Some(3);
     c.lr = 5e-3;
     c.dropout = 0.1;
     c.validation_stride = 1;

@@ -85,6 +85,11 @@ pub struct EvalArgs {
     /// instead of the sum (removes the sum's preference for short titles).
     #[arg(long)]
     length_normalise: bool,
+    /// Also score the instruction-tuned model with each case's prompt taken from another case
+    /// (a seeded cycle; the first list size only): the row `<model>-permuted`, which shows
+    /// whether the model reads what it is asked.
+    #[arg(long, requires = "instructrec")]
+    permuted_prompts: bool,
     /// Search protocols: which fill is the query (explicit = P2, vague = I1, specific = I2).
     /// product-search always uses specific; personalised-search and tournament default to vague.
     #[arg(long)]
@@ -139,6 +144,7 @@ impl EvalArgs {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             recipe: self.recipe.clone(),
             candidates: self.candidates.clone().map(|p| (p, self.candidate_ids)),
+            permuted_prompts: self.permuted_prompts,
         })
     }
 

@@ -4,6 +4,7 @@ pub mod instructions;
 pub mod pretrain;
 pub mod recommend;
 pub mod run;
+pub mod scenarios;
 pub mod serve;
 pub mod setup;
 pub mod train;

@@ -71,8 +71,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         run_stage(stage)?;
     }
     for e in &recipe.eval {
-        let report = Workspace::new(&recipe.work).report(&e.protocol);
+        let report = Workspace::new(&recipe.work).report(e.label());
         println!("report: {}.md", report.display());
+    }
+    if !recipe.eval.is_empty() {
+        println!("scenarios: {}", recipe.work.join("scenarios.md").display());
     }
     if !args.no_serve {
         run_stage(&recipe.serve_stage(&recipe.work))?;

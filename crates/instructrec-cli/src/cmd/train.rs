@@ -8,7 +8,9 @@ use clap::Args;
 use instructrec_data::Prepared;
 use instructrec_eval::validation::{hit_rate_at_1, rank_cases};
 use instructrec_eval::Normalisation;
-use instructrec_instructions::{IntentionKind, LineFilter, PreferenceKind, Strategy, TaskForm};
+use instructrec_instructions::{
+    IntentionKind, LineFilter, LineWeight, PreferenceKind, Strategy, TaskForm,
+};
 use instructrec_train::data::seeded_sample;
 use instructrec_train::session::Tuning;
 use instructrec_train::trainer::ValidationError;
@@ -40,6 +42,12 @@ pub struct TrainArgs {
     /// comma-separated); default all.
     #[arg(long, value_delimiter = ',')]
     strategy: Vec<Strategy>,
+    /// The mixture: how often each kept line is used per epoch, by label (comma-separated
+    /// LABEL=WEIGHT, e.g. T3=2,T0=0.5; a line's weight is the product of its labels' weights,
+    /// 1 for unlisted labels; fractions keep a seeded share of the lines). Default: every line
+    /// once.
+    #[arg(long, value_delimiter = ',')]
+    weights: Vec<LineWeight>,
     /// Instruction JSONL for validation: the validation loss on a sample of its lines, and with
     /// --data HR@1 on its reranking lines, which then picks OUT/best.
     #[arg(long)]
@@ -88,6 +96,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             without_intentions: args.without_intention,
             tasks: args.task,
             strategies: args.strategy,
+            weights: args.weights,
         },
         valid: args.valid.as_deref(),
         valid_sample: args.valid_sample,

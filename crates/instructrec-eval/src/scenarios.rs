@@ -1,0 +1,248 @@
+//! The scenario table: one checkpoint's place in every scenario of the method, read from the
+//! per-protocol reports `eval` wrote (each names its data, seed, lists and models), so the table
+//! adds no number of its own. One row per scenario, list setting and model: HR@1 and NDCG@5 with
+//! their standard errors, and the report each came from.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::harness::Evaluation;
+
+/// `NAME=REPORT.json`: a scenario's label and the report that measured it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioSource {
+    pub name: String,
+    pub report: PathBuf,
+}
+
+impl std::str::FromStr for ScenarioSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some((name, path)) if !name.trim().is_empty() && !path.is_empty() => Ok(Self {
+                name: name.trim().to_string(),
+                report: PathBuf::from(path),
+            }),
+            _ => Err(format!(
+                "{s:?} is not NAME=REPORT.json (e.g. sequential=runs/report-sequential.json)"
+            )),
+        }
+    }
+}
+
+/// One scenario, setting and model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioRow {
+    pub scenario: String,
+    /// The list setting ("1+9 sampled", "1+99 in 10 groups", "full ranking").
+    pub setting: String,
+    pub model: String,
+    pub cases: usize,
+    pub hr1: f64,
+    pub hr1_se: f64,
+    pub ndcg5: f64,
+    pub ndcg5_se: f64,
+}
+
+/// Where a scenario's rows came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioProvenance {
+    pub scenario: String,
+    pub report: String,
+    pub report_sha256: String,
+    pub protocol: String,
+    pub command: String,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioTable {
+    pub rows: Vec<ScenarioRow>,
+    pub sources: Vec<ScenarioProvenance>,
+}
+
+/// The parts of a report the table reads.
+#[derive(Deserialize)]
+struct ReportFile {
+    protocol: String,
+    command: String,
+    seed: u64,
+    models: Vec<ModelFile>,
+}
+
+#[derive(Deserialize)]
+struct ModelFile {
+    name: String,
+    results: Vec<Evaluation>,
+}
+
+impl ScenarioTable {
+    /// Reads every source's report; a missing or unreadable report, or one without results, is
+    /// an error naming it.
+    pub fn read(sources: &[ScenarioSource]) -> anyhow::Result<Self> {
+        if sources.is_empty() {
+            bail!("no scenario given: pass --scenario NAME=REPORT.json, once per scenario");
+        }
+        let mut table = Self {
+            rows: Vec::new(),
+            sources: Vec::new(),
+        };
+        for source in sources {
+            let path = &source.report;
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("scenario {}: reading {}", source.name, path.display()))?;
+            let report: ReportFile = serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "scenario {}: {} is not an eval report",
+                    source.name,
+                    path.display()
+                )
+            })?;
+            let before = table.rows.len();
+            for model in &report.models {
+                for e in &model.results {
+                    let m = &e.metrics;
+                    table.rows.push(ScenarioRow {
+                        scenario: source.name.clone(),
+                        setting: e.setting.to_string(),
+                        model: model.name.clone(),
+                        cases: m.cases,
+                        hr1: m.hr1,
+                        hr1_se: m.se.hr1,
+                        ndcg5: m.ndcg5,
+                        ndcg5_se: m.se.ndcg5,
+                    });
+                }
+            }
+            if table.rows.len() == before {
+                bail!(
+                    "scenario {}: {} has no results",
+                    source.name,
+                    path.display()
+                );
+            }
+            table.sources.push(ScenarioProvenance {
+                scenario: source.name.clone(),
+                report: path.display().to_string(),
+                report_sha256: hex::encode(Sha256::digest(&bytes)),
+                protocol: report.protocol,
+                command: report.command,
+                seed: report.seed,
+            });
+        }
+        Ok(table)
+    }
+
+    /// The table in markdown: scenario, setting, model, HR@1 and NDCG@5 (± standard error),
+    /// the best HR@1 of each scenario and setting in bold; then where each scenario came from.
+    pub fn markdown(&self, svg_name: &str) -> String {
+        let mut md = String::from(
+            "# Scenarios: one checkpoint against each scenario's baselines\n\n\
+             Each row is read from the scenario's own report (below), which names the data, \
+             the seed, the candidate lists and every model's configuration. ± is one standard \
+             error of the mean over the cases. `-permuted` rows ask the same model about each \
+             case in another case's prompt.\n\n",
+        );
+        md.push_str(&format!("![HR@1 by scenario]({svg_name})\n\n"));
+        md.push_str("| scenario | setting | model | cases | HR@1 | NDCG@5 |\n");
+        md.push_str("|---|---|---|---|---|---|\n");
+        for row in &self.rows {
+            let best = self
+                .rows
+                .iter()
+                .filter(|r| r.scenario == row.scenario && r.setting == row.setting)
+                .all(|r| r.hr1 <= row.hr1);
+            let hr1 = format!("{:.3} ± {:.3}", row.hr1, row.hr1_se);
+            let hr1 = if best { format!("**{hr1}**") } else { hr1 };
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {hr1} | {:.4} ± {:.4} |\n",
+                row.scenario, row.setting, row.model, row.cases, row.ndcg5, row.ndcg5_se
+            ));
+        }
+        md.push_str(
+            "\n## Sources\n\n| scenario | protocol | report | SHA-256 | seed | command |\n",
+        );
+        md.push_str("|---|---|---|---|---|---|\n");
+        for s in &self.sources {
+            md.push_str(&format!(
+                "| {} | {} | {} | `{}` | {} | `{}` |\n",
+                s.scenario,
+                s.protocol,
+                s.report,
+                &s.report_sha256[..16],
+                s.seed,
+                s.command
+            ));
+        }
+        md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(models: &[(&str, f64)]) -> String {
+        let models: Vec<serde_json::Value> = models
+            .iter()
+            .map(|(name, hr1)| {
+                serde_json::json!({
+                    "name": name,
+                    "results": [{
+                        "setting": {"kind": "sampled", "size": 10},
+                        "fold": "test",
+                        "metrics": {
+                            "cases": 100, "hr1": hr1, "hr3": 0.0, "hr5": 0.0, "hr10": 0.0,
+                            "ndcg3": 0.0, "ndcg5": 0.5, "ndcg10": 0.0, "mrr": 0.0,
+                            "se": {"hr1": 0.05, "ndcg5": 0.04, "hr10": 0.0, "ndcg10": 0.0}
+                        },
+                        "eval_wall_s": 1.0
+                    }]
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "protocol": "sequential", "command": "instructrec eval", "seed": 42,
+            "models": models
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn rows_come_from_the_reports_with_their_provenance_and_bad_sources_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.json");
+        std::fs::write(&a, report(&[("bm25", 0.4), ("instructrec-mean", 0.6)])).unwrap();
+        let sources = vec![format!("sequential={}", a.display()).parse().unwrap()];
+        let table = ScenarioTable::read(&sources).unwrap();
+        assert_eq!(table.rows.len(), 2);
+        assert_eq!(table.rows[1].model, "instructrec-mean");
+        assert_eq!(table.rows[1].setting, "1+9 sampled");
+        assert_eq!(table.sources[0].seed, 42);
+        let md = table.markdown("s.svg");
+        assert!(
+            md.contains(
+                "| sequential | 1+9 sampled | instructrec-mean | 100 | **0.600 ± 0.050** |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| bm25 | 100 | 0.400 ± 0.050 |"), "{md}");
+        table.write(&dir.path().join("out")).unwrap();
+        assert!(std::fs::read_to_string(dir.path().join("out.svg"))
+            .unwrap()
+            .starts_with("<svg"));
+
+        let empty = dir.path().join("empty.json");
+        std::fs::write(&empty, report(&[])).unwrap();
+        let e = ScenarioTable::read(&[format!("search={}", empty.display()).parse().unwrap()])
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("search"), "{e:#}");
+        let e = ScenarioTable::read(&["x=/nowhere.json".parse().unwrap()]).unwrap_err();
+        assert!(format!("{e:#}").contains("/nowhere.json"), "{e:#}");
+        assert!("no-equals".parse::<ScenarioSource>().is_err());
+    }
+}
