@@ -257,6 +257,41 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
                 reused["models"][0]["results"][0]["metrics"],
                 report["models"][0]["results"][0]["metrics"]
             );
+            // The same checkpoint asked in the other task forms, on the same lists.
+            for (task, name) in [("T0", "instructrec-t0"), ("T2", "instructrec-t2-mean")] {
+                let asked = out.join(format!("asked-{task}"));
+                run_ok(&mut instructrec(&[
+                    "eval",
+                    "--protocol",
+                    "sequential",
+                    "--data",
+                    &data,
+                    "--models",
+                    "popularity",
+                    "--instructrec",
+                    &model,
+                    "--instructions",
+                    &instructions,
+                    "--task",
+                    task,
+                    "--length-normalise",
+                    "--no-full-ranking",
+                    "--candidates",
+                    lists.to_str().unwrap(),
+                    "--out",
+                    asked.to_str().unwrap(),
+                ]));
+                let r: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(asked.with_extension("json")).unwrap())
+                        .unwrap();
+                let row = &r["models"][1];
+                assert_eq!(row["name"], name, "{r}");
+                assert_eq!(
+                    row["results"][0]["metrics"]["cases"],
+                    reused["models"][0]["results"][0]["metrics"]["cases"]
+                );
+                assert!(row["config"]["score"].as_str().unwrap().contains(task));
+            }
             // The control row: the same model, the same lists, other users' prompts.
             let models = report["models"].as_array().unwrap();
             let [.., true_prompts, permuted] = models.as_slice() else {

@@ -28,26 +28,41 @@ use crate::queries::{read_queries, QueryKind, QueryLine};
 use crate::report::{write_atomic, CandidateInfo, ModelReport, Report};
 use crate::scorer::{Case, Scorer};
 
-/// How the instruction model turns its candidates' token log-likelihoods into scores.
+/// How the instruction model is asked about a list, and how its answers become scores.
 #[derive(Debug, Clone, Copy)]
 pub struct InstructionScoring {
     pub limits: TokenLimits,
     pub normalisation: Normalisation,
+    /// The task form it is asked in: T3 (the list, answered by a title), T2 (the need alone,
+    /// each candidate's title scored as the answer) or T0 (yes or no, per candidate).
+    pub task: TaskForm,
 }
 
 impl InstructionScoring {
-    /// The report's name for the model, which says the scoring rule.
-    pub fn model_name(&self) -> &'static str {
-        match self.normalisation {
-            Normalisation::Sum => "instructrec",
-            Normalisation::Mean => "instructrec-mean",
-        }
+    /// The report's name for the model, which says the task form and the scoring rule.
+    pub fn model_name(&self) -> String {
+        let form = match self.task {
+            TaskForm::Rerank => "",
+            TaskForm::Matching => "-t2",
+            TaskForm::Pointwise => return "instructrec-t0".into(),
+            TaskForm::Pairwise => "-t1",
+        };
+        let rule = match self.normalisation {
+            Normalisation::Sum => "",
+            Normalisation::Mean => "-mean",
+        };
+        format!("instructrec{form}{rule}")
     }
 
-    fn rule(&self) -> &'static str {
-        match self.normalisation {
+    fn rule(&self) -> String {
+        let likelihood = match self.normalisation {
             Normalisation::Sum => "summed log-likelihood of the candidate title",
             Normalisation::Mean => "mean token log-likelihood of the candidate title",
+        };
+        match self.task {
+            TaskForm::Rerank => format!("{likelihood}, asked with the list (T3)"),
+            TaskForm::Matching => format!("{likelihood}, asked without the list (T2)"),
+            _ => "log odds of \"yes\" against \"no\", asked per candidate (T0)".into(),
         }
     }
 }
@@ -117,6 +132,9 @@ pub struct Experiment {
 impl ExperimentSpec {
     /// Refuses combinations the protocol cannot honour, naming the flag to change.
     fn check(&self) -> anyhow::Result<()> {
+        if self.scoring.task == TaskForm::Pairwise {
+            bail!("--task T1 compares two items and ranks no list: use T3, T2 or T0");
+        }
         let p = self.protocol;
         if let Some(why) = p.missing() {
             bail!("protocol {p} ({}) is not implemented: {why}", p.scenario());
@@ -471,7 +489,7 @@ impl Experiment {
         matcher: Option<&dyn Scorer>,
         depth: usize,
     ) -> anyhow::Result<()> {
-        let name = self.spec.scoring.model_name().to_string();
+        let name = self.spec.scoring.model_name();
         let mut models: Vec<(PathBuf, String, Option<StageInfo>)> = self
             .spec
             .instruction_model
@@ -539,8 +557,9 @@ impl Experiment {
             .clone()
             .context("the instruction model needs --instructions")?;
         let (preference, intention) = self.scenario()?;
-        let renderer = InstructionRenderer::new(&self.prepared, build, preference, intention)?;
         let scoring = self.spec.scoring;
+        let renderer =
+            InstructionRenderer::new(&self.prepared, build, (scoring.task, preference, intention))?;
         let scorer = InstructRecScorer::new(
             &name,
             model,
@@ -571,7 +590,7 @@ impl Experiment {
                 "max_source_len": scoring.limits.source,
                 "max_target_len": scoring.limits.target,
                 "score": scoring.rule(),
-                "scenario": format!("{preference} {intention} T3"),
+                "scenario": format!("{preference} {intention} {}", scoring.task),
                 "full_ranking": full_ranking.map(|m| serde_json::json!({
                     "matcher": m.name(),
                     "reranked": depth,

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use instructrec_data::{Fold, ItemId, Prepared, UserId};
-use instructrec_instructions::rerank::{choose, display_order, render};
+use instructrec_instructions::rerank::{choose_form, display_order, render};
 use instructrec_instructions::{
-    fit_history, BuildConfig, Fills, IntentionKind, PreferenceKind, Template, TemplateLibrary,
-    WordCounter,
+    fit_history, BuildConfig, Fills, IntentionKind, PreferenceKind, TaskForm, Template,
+    TemplateLibrary, WordCounter,
 };
 use instructrec_model::{Seq2Seq, TokenLimits};
 use rand::seq::SliceRandom;
@@ -37,13 +37,14 @@ impl Normalisation {
     }
 }
 
-/// How the instruction model is asked about any candidate list: the scenario's reranking
-/// template filled by the instruction builder's rule (its history budget, display order and
-/// context sentence) and by serving's (the template choice), so a stored 1+9 list gets the
-/// builder's own test line, and a 1+99 list, a tournament group or a mined list the line the
-/// builder would have written for it.
+/// How the instruction model is asked about any candidate list: the scenario's template of the
+/// task form (reranking by default) filled by the instruction builder's rule (its history
+/// budget, display order and context sentence) and by serving's (the template choice), so a
+/// stored 1+9 list gets the builder's own test line, and a 1+99 list, a tournament group or a
+/// mined list the line the builder would have written for it.
 pub struct InstructionRenderer {
     template: Template,
+    task: TaskForm,
     preference: PreferenceKind,
     intention: IntentionKind,
     config: BuildConfig,
@@ -52,20 +53,20 @@ pub struct InstructionRenderer {
 }
 
 impl InstructionRenderer {
-    /// The renderer of one scenario for instructions built from `prepared` with `config`
-    /// (`BuildConfig::read` of the instruction folder).
+    /// The renderer of one scenario and task form for instructions built from `prepared` with
+    /// `config` (`BuildConfig::read` of the instruction folder).
     pub fn new(
         prepared: &Prepared,
         config: BuildConfig,
-        preference: PreferenceKind,
-        intention: IntentionKind,
+        (task, preference, intention): (TaskForm, PreferenceKind, IntentionKind),
     ) -> anyhow::Result<Self> {
         let library = TemplateLibrary::builtin();
-        let template = choose(&library, preference, intention)
-            .with_context(|| format!("no reranking template for {preference} {intention}"))?
+        let template = choose_form(&library, task, preference, intention)
+            .with_context(|| format!("no plain {task} template for {preference} {intention}"))?
             .clone();
         Ok(Self {
             template,
+            task,
             preference,
             intention,
             config,
@@ -77,6 +78,16 @@ impl InstructionRenderer {
     /// The instruction for `case` with `candidates`: its query fills the scenario's preference
     /// or intention slot, its history the implicit preference.
     pub fn render(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<String> {
+        self.render_about(case, candidates, None)
+    }
+
+    /// As [`render`](Self::render), with the item a pointwise template asks about.
+    fn render_about(
+        &self,
+        case: &Case,
+        candidates: &[ItemId],
+        item: Option<&str>,
+    ) -> anyhow::Result<String> {
         let title = |i: &ItemId| self.titles[i.index()].as_str();
         let recent = &case.history[case.history.len().saturating_sub(self.history_cap)..];
         let history: Vec<&str> = match self.preference {
@@ -108,6 +119,7 @@ impl InstructionRenderer {
             vague_intention: vague,
             specific_intention: specific,
             candidates: &shown,
+            item,
             context: case.context.as_deref(),
             ..Fills::default()
         };
@@ -147,11 +159,28 @@ impl Scorer for InstructRecScorer {
     }
 
     fn score(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<Vec<f32>> {
-        let instruction = self.renderer.render(case, candidates)?;
+        let renderer = &self.renderer;
         let titles: Vec<&str> = candidates
             .iter()
-            .map(|c| self.renderer.titles[c.index()].as_str())
+            .map(|c| renderer.titles[c.index()].as_str())
             .collect();
+        let listed = match renderer.task {
+            TaskForm::Rerank => candidates,
+            TaskForm::Matching => &[],
+            _ => {
+                // One question per candidate; the log odds keep an order where the probability
+                // of "yes" saturates.
+                return titles
+                    .iter()
+                    .map(|title| {
+                        let asked = renderer.render_about(case, &[], Some(title))?;
+                        let p = self.model.choose(&asked, &["yes", "no"], self.limits)?;
+                        Ok(p[0].ln() - p[1].ln())
+                    })
+                    .collect();
+            }
+        };
+        let instruction = renderer.render(case, listed)?;
         title_scores(
             &self.model,
             &instruction,

@@ -39,13 +39,12 @@ fn rendered_instructions_equal_the_builders_test_lines() {
     assert_eq!(build, set.config);
 
     // Sequential: every stored 1+9 test list against the builder's P1 I0 line for that user.
-    let renderer = InstructionRenderer::new(
-        &prepared,
-        build.clone(),
+    let scenario = (
+        TaskForm::Rerank,
         PreferenceKind::Implicit,
         IntentionKind::None,
-    )
-    .unwrap();
+    );
+    let renderer = InstructionRenderer::new(&prepared, build.clone(), scenario).unwrap();
     let cases = build_cases(
         &prepared,
         Protocol::Sequential,
@@ -68,6 +67,32 @@ fn rendered_instructions_equal_the_builders_test_lines() {
     }
     assert!(compared >= 50, "{compared}");
     assert!(set.test.iter().any(|l| l.context.is_some()));
+
+    // The other task forms of the same scenario: matching asks without the list, and a
+    // pointwise question cannot be asked without its item.
+    let case = &cases[0];
+    let titles = prepared.titles();
+    let listed = renderer.render(&case.case, &case.candidates).unwrap();
+    let matching = InstructionRenderer::new(
+        &prepared,
+        build.clone(),
+        (TaskForm::Matching, scenario.1, scenario.2),
+    )
+    .unwrap()
+    .render(&case.case, &case.candidates)
+    .unwrap();
+    let newest = &titles[case.case.history.last().unwrap().index()];
+    assert!(matching.contains(newest.as_str()) && listed.contains(newest.as_str()));
+    let positive = &titles[case.positive.index()];
+    assert!(listed.contains(positive.as_str()) && !matching.contains(positive.as_str()));
+    let pointwise = InstructionRenderer::new(
+        &prepared,
+        build.clone(),
+        (TaskForm::Pointwise, scenario.1, scenario.2),
+    )
+    .unwrap();
+    let e = pointwise.render(&case.case, &[]).unwrap_err().to_string();
+    assert!(e.contains("slot `item`"), "{e}");
 
     // Search scenarios: each query line's own instruction.
     let test = dir.path().join(Split::Test.file_name());
@@ -94,8 +119,12 @@ fn rendered_instructions_equal_the_builders_test_lines() {
         let lines = read_queries(&test, preference, kind).unwrap();
         let cases =
             build_query_cases(&prepared, protocol, &lines, Setting::Sampled { size: 10 }).unwrap();
-        let renderer =
-            InstructionRenderer::new(&prepared, build.clone(), preference, intention).unwrap();
+        let renderer = InstructionRenderer::new(
+            &prepared,
+            build.clone(),
+            (TaskForm::Rerank, preference, intention),
+        )
+        .unwrap();
         assert_eq!(cases.len(), lines.len());
         for (case, line) in cases.iter().zip(&lines) {
             assert_eq!(

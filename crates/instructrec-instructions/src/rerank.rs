@@ -5,13 +5,14 @@
 use instructrec_data::{Fold, ItemId, UserId};
 use rand::seq::SliceRandom;
 
-use crate::aspects::{IntentionKind, PreferenceKind};
+use crate::aspects::{IntentionKind, PreferenceKind, TaskForm};
 use crate::seeded_rng;
 use crate::template::{Fills, Segment, Slot, Template, TemplateLibrary};
 
-/// A slot that only non-ranking templates use; reranking requests never pick those.
+/// A slot the request does not fill: an item slot of a pointwise or pairwise template asked
+/// without its item.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("template `{template}` uses slot `{slot}`, which a reranking request does not fill")]
+#[error("template `{template}` uses slot `{slot}`, which the request does not fill")]
 pub struct UnfillableSlot {
     pub template: String,
     pub slot: Slot,
@@ -24,21 +25,35 @@ pub fn choose(
     preference: PreferenceKind,
     intention: IntentionKind,
 ) -> Option<&Template> {
-    library
-        .plain_rerank(preference, intention)
-        .find(|t| t.eval)
-        .or_else(|| library.plain_rerank(preference, intention).next())
+    choose_form(library, TaskForm::Rerank, preference, intention)
 }
 
-/// Fills a reranking `template` the way the instruction builder does: slots replaced, the
-/// context appended when the template has no `{context}` slot, whitespace normalised. Item
-/// slots belong to the pointwise and pairwise templates, which rank nothing.
+/// The plain template of a task form and scenario: the library's evaluation template of it when
+/// marked, else the first. Pointwise (T0) and matching (T2) templates let the same checkpoint
+/// rank in other ways than reranking.
+pub fn choose_form(
+    library: &TemplateLibrary,
+    task: TaskForm,
+    preference: PreferenceKind,
+    intention: IntentionKind,
+) -> Option<&Template> {
+    library
+        .plain(task, preference, intention)
+        .find(|t| t.eval)
+        .or_else(|| library.plain(task, preference, intention).next())
+}
+
+/// Fills `template` the way the instruction builder does: slots replaced, the context appended
+/// when the template has no `{context}` slot, whitespace normalised. An item slot without its
+/// fill is an error (a list slot without one renders empty, as for matching templates).
 pub fn render(template: &Template, fills: &Fills<'_>) -> Result<String, UnfillableSlot> {
-    let item_slot = template.segments.iter().find_map(|s| match s {
-        Segment::Slot(slot @ (Slot::Item | Slot::ItemA | Slot::ItemB)) => Some(*slot),
+    let unfilled = template.segments.iter().find_map(|s| match s {
+        Segment::Slot(slot @ Slot::Item) if fills.item.is_none() => Some(*slot),
+        Segment::Slot(slot @ Slot::ItemA) if fills.item_a.is_none() => Some(*slot),
+        Segment::Slot(slot @ Slot::ItemB) if fills.item_b.is_none() => Some(*slot),
         _ => None,
     });
-    if let Some(slot) = item_slot {
+    if let Some(slot) = unfilled {
         return Err(UnfillableSlot {
             template: template.id.clone(),
             slot,

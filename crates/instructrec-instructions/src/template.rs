@@ -286,8 +286,18 @@ impl TemplateLibrary {
         preference: PreferenceKind,
         intention: IntentionKind,
     ) -> impl Iterator<Item = &Template> {
+        self.plain(TaskForm::Rerank, preference, intention)
+    }
+
+    /// The plain templates of one task form and preference/intention scenario, in library order.
+    pub fn plain(
+        &self,
+        task: TaskForm,
+        preference: PreferenceKind,
+        intention: IntentionKind,
+    ) -> impl Iterator<Item = &Template> {
         self.templates.iter().filter(move |t| {
-            t.task == TaskForm::Rerank
+            t.task == task
                 && t.strategy == Strategy::Plain
                 && t.preference == preference
                 && t.intention == intention

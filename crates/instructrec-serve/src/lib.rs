@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use matcher::{Bm25Matcher, MatchQuery, Matcher};
+pub use matcher::{Bm25Matcher, GenerationMatcher, MatchQuery, Matcher, Matching};
 pub use recommender::{Options, Recommender};
 pub use request::{
     CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, RecommendRequest, RequestError,

@@ -1,12 +1,18 @@
-//! The matching stage: retrieves candidates from the whole catalogue for the reranker. BM25
-//! over item text is used when no two-tower model is trained; a learned matcher implements the
-//! same trait.
+//! The matching stage: retrieves candidates from the whole catalogue for the reranker: BM25 over
+//! item text, or the tuned model itself generating catalogue titles (the method's matching
+//! step); a learned matcher implements the same trait.
 
 use std::collections::HashSet;
 
+use anyhow::Context;
 use instructrec_baselines::{Bm25, Bm25Config, Popularity};
 use instructrec_data::{ItemId, Prepared, UserId};
 use instructrec_eval::{Case, Scorer};
+use instructrec_instructions::rerank::{choose_form, render};
+use instructrec_instructions::{
+    fit_history, Fills, IntentionKind, PreferenceKind, TaskForm, TemplateLibrary, WordCounter,
+};
+use instructrec_model::{Seq2Seq, TitleTrie, TokenLimits};
 
 /// What the matching stage knows about a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,9 +107,162 @@ impl Matcher for Bm25Matcher {
     }
 }
 
+/// Which matching stage a recommender runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Matching {
+    #[default]
+    Bm25,
+    Generation,
+}
+
+impl std::str::FromStr for Matching {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "bm25" => Ok(Self::Bm25),
+            "generation" => Ok(Self::Generation),
+            _ => Err(format!(
+                "unknown matcher {s:?}; expected bm25 or generation"
+            )),
+        }
+    }
+}
+
+/// The method's own matching step: the tuned model writes catalogue titles for the need, asked
+/// in its matching (T2) template, by beam search constrained to the catalogue's titles. The
+/// history fills the implicit preference and the request's text the (vague) intention; items
+/// in `exclude` are skipped.
+pub struct GenerationMatcher {
+    model: Seq2Seq,
+    trie: TitleTrie,
+    library: TemplateLibrary,
+    titles: Vec<String>,
+    /// Word budget of the shown history (the instruction builder's).
+    history_budget: usize,
+    limits: TokenLimits,
+}
+
+impl GenerationMatcher {
+    pub fn new(
+        model: Seq2Seq,
+        prepared: &Prepared,
+        library: TemplateLibrary,
+        history_budget: usize,
+        limits: TokenLimits,
+    ) -> anyhow::Result<Self> {
+        let titles = prepared.titles();
+        let refs: Vec<&str> = titles.iter().map(String::as_str).collect();
+        let trie = model.title_trie(&refs, limits.target)?;
+        Ok(Self {
+            model,
+            trie,
+            library,
+            titles,
+            history_budget,
+            limits,
+        })
+    }
+}
+
+impl Matcher for GenerationMatcher {
+    fn name(&self) -> String {
+        "generation".into()
+    }
+
+    fn retrieve(
+        &self,
+        query: &MatchQuery<'_>,
+        n: usize,
+        exclude: &HashSet<ItemId>,
+    ) -> anyhow::Result<Vec<ItemId>> {
+        let text = query.text.trim();
+        let preference = if query.history.is_empty() {
+            PreferenceKind::None
+        } else {
+            PreferenceKind::Implicit
+        };
+        let intention = if text.is_empty() {
+            IntentionKind::None
+        } else {
+            IntentionKind::Vague
+        };
+        let template = choose_form(&self.library, TaskForm::Matching, preference, intention)
+            .with_context(|| {
+                format!(
+                    "no matching template for {preference} {intention}: give a history or a text"
+                )
+            })?;
+        let history: Vec<&str> = query
+            .history
+            .iter()
+            .map(|i| self.titles[i.index()].as_str())
+            .collect();
+        let kept = fit_history(&history, self.history_budget, &WordCounter);
+        let fills = Fills {
+            history: &history[history.len() - kept..],
+            vague_intention: (!text.is_empty()).then_some(text),
+            ..Fills::default()
+        };
+        let instruction = render(template, &fills)?;
+        // Excluded items may take beams; asking for that many more keeps n for the answer.
+        let beams = n + exclude.len().min(n);
+        let generated =
+            self.model
+                .generate(&instruction, &self.trie, beams, beams, self.limits.source)?;
+        Ok(generated
+            .iter()
+            .flat_map(|g| g.items.iter().map(|&i| ItemId(i as u32)))
+            .filter(|i| !exclude.contains(i))
+            .take(n)
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generation_returns_catalogue_items_outside_the_exclusions_and_needs_a_need() {
+        let prepared = instructrec_eval::synthetic::prepared(30, 120, 1);
+        let tokenizer = tokenizers::Tokenizer::from_file(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../instructrec-model/tests/fixtures/t5-relu-tied/tokenizer.json"
+        ))
+        .unwrap();
+        let config = instructrec_model::T5Config::preset(instructrec_model::Preset::Tiny);
+        let model =
+            Seq2Seq::new_random(&config, tokenizer, &instructrec_model::Device::Cpu, 3).unwrap();
+        let limits = TokenLimits {
+            source: 256,
+            target: 32,
+        };
+        let m = GenerationMatcher::new(model, &prepared, TemplateLibrary::builtin(), 40, limits)
+            .unwrap();
+        let history = [ItemId(0), ItemId(1), ItemId(2)];
+        let q = MatchQuery {
+            user: None,
+            history: &history,
+            text: "a puzzle for a rainy day".into(),
+        };
+        let exclude: HashSet<ItemId> = history.into_iter().collect();
+        let got = m.retrieve(&q, 5, &exclude).unwrap();
+        assert!(!got.is_empty() && got.len() <= 5, "{got:?}");
+        let catalogue = prepared.dataset.items.len();
+        assert!(got
+            .iter()
+            .all(|i| i.index() < catalogue && !exclude.contains(i)));
+        assert_eq!(m.retrieve(&q, 5, &exclude).unwrap(), got, "deterministic");
+        let nothing = MatchQuery {
+            user: None,
+            history: &[],
+            text: " ".into(),
+        };
+        let e = m.retrieve(&nothing, 5, &HashSet::new()).unwrap_err();
+        assert!(e.to_string().contains("give a history or a text"), "{e}");
+    }
 
     #[test]
     fn retrieves_matching_items_first_and_skips_excluded() {

@@ -16,7 +16,7 @@ use instructrec_model::{Seq2Seq, TokenLimits};
 use serde::Serialize;
 
 use crate::fill;
-use crate::matcher::{Bm25Matcher, MatchQuery, Matcher};
+use crate::matcher::{Bm25Matcher, GenerationMatcher, MatchQuery, Matcher, Matching};
 use crate::request::{
     CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, RecommendRequest, RequestError,
     Response, ResponseTimings, UserRef, DEFAULT_K,
@@ -38,6 +38,8 @@ pub struct Options {
     pub target_tokens: usize,
     pub sessions: usize,
     pub session_ttl_s: u64,
+    /// The matching stage: BM25, or the model generating catalogue titles.
+    pub matching: Matching,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             target_tokens: tokens.target,
             sessions: 10_000,
             session_ttl_s: 30 * 60,
+            matching: Matching::Bm25,
         }
     }
 }
@@ -97,14 +100,30 @@ pub struct Recommender {
 }
 
 impl Recommender {
-    /// Loads a model checkpoint (Hugging Face layout) and a prepared dataset; BM25 is the
-    /// matching stage.
+    /// Loads a model checkpoint (Hugging Face layout) and a prepared dataset; `options.matching`
+    /// says which matching stage retrieves candidates.
     pub fn load(model_dir: &Path, data_dir: &Path, options: Options) -> anyhow::Result<Self> {
         let prepared = Prepared::load(data_dir)
             .with_context(|| format!("loading the prepared dataset {}", data_dir.display()))?;
-        let model = Seq2Seq::load_hf_dir(model_dir, &candle_core::Device::Cpu)
-            .with_context(|| format!("loading the model {}", model_dir.display()))?;
-        let matcher = Box::new(Bm25Matcher::fit(&prepared));
+        let load = || {
+            Seq2Seq::load_hf_dir(model_dir, &candle_core::Device::Cpu)
+                .with_context(|| format!("loading the model {}", model_dir.display()))
+        };
+        let model = load()?;
+        let matcher: Box<dyn Matcher> = match options.matching {
+            Matching::Bm25 => Box::new(Bm25Matcher::fit(&prepared)),
+            // A copy of its own: the model type holds no shared handle to lend.
+            Matching::Generation => Box::new(GenerationMatcher::new(
+                load()?,
+                &prepared,
+                TemplateLibrary::builtin(),
+                options.history_budget,
+                TokenLimits {
+                    source: options.source_tokens,
+                    target: options.target_tokens,
+                },
+            )?),
+        };
         Ok(Self::new(
             prepared,
             model,

@@ -9,6 +9,7 @@ use instructrec_baselines::{evaluate_all, Baseline, FitOptions};
 use instructrec_eval::experiment::{Experiment, ExperimentSpec, InstructionScoring};
 use instructrec_eval::external::CandidateIds;
 use instructrec_eval::{HeldOutStage, Normalisation, Protocol, QueryKind};
+use instructrec_instructions::TaskForm;
 use instructrec_model::TokenLimits;
 
 #[derive(Args)]
@@ -85,6 +86,11 @@ pub struct EvalArgs {
     /// instead of the sum (removes the sum's preference for short titles).
     #[arg(long)]
     length_normalise: bool,
+    /// The task form the instruction-tuned model is asked in: T3 (the list; the title it
+    /// answers), T2 (the need without the list; each candidate's title as the answer) or T0
+    /// (a yes/no question per candidate, scored by its log odds).
+    #[arg(long, default_value = "T3")]
+    task: TaskForm,
     /// Also score the instruction-tuned model with each case's prompt taken from another case
     /// (a seeded cycle; the first list size only): the row `<model>-permuted`, which shows
     /// whether the model reads what it is asked.
@@ -140,6 +146,7 @@ impl EvalArgs {
                     target: self.max_target_len,
                 },
                 normalisation: Normalisation::length_normalised(self.length_normalise),
+                task: self.task,
             },
             command: std::env::args().collect::<Vec<_>>().join(" "),
             recipe: self.recipe.clone(),

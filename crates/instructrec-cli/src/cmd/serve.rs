@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use instructrec_serve::bench::{self, BenchConfig, SustainedConfig};
-use instructrec_serve::{Options, Recommender, ServeConfig};
+use instructrec_serve::{Matching, Options, Recommender, ServeConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -24,10 +24,15 @@ pub struct ServeArgs {
     /// Model calls running at once (default: the number of CPU cores).
     #[arg(long)]
     model_slots: Option<usize>,
+    /// The matching stage that retrieves candidates when a request lists none: bm25, or
+    /// generation (the model writes catalogue titles for the need, its T2 task form).
+    #[arg(long, default_value = "bm25")]
+    matcher: Matching,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServeConfig::new(args.model, args.data, args.addr);
+    config.options.matching = args.matcher;
     if let Some(n) = args.model_slots {
         config.model_slots = n;
     }
