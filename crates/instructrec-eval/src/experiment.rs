@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use instructrec_data::{CandidateSet, Fold, ItemId, Prepared, UserId};
 use instructrec_instructions::{
-    read_jsonl, BuildConfig, IntentionKind, PreferenceKind, Split, TaskForm, TrainingRecord,
+    read_jsonl, BuildConfig, IntentionKind, PreferenceKind, Split, TaskForm, TemplateLibrary,
+    TrainingRecord,
 };
 use instructrec_model::{Device, Seq2Seq, TokenLimits};
 use sha2::{Digest, Sha256};
@@ -124,7 +125,7 @@ pub struct Experiment {
     cases: Option<Vec<Vec<EvalCase>>>,
     lines: Option<Vec<QueryLine>>,
     /// What the instructions were built with: how the instruction model is asked about a list.
-    build: Option<BuildConfig>,
+    build: Option<(BuildConfig, TemplateLibrary)>,
     stages: Vec<StageInfo>,
     search: Option<SearchTraining>,
 }
@@ -215,7 +216,10 @@ impl Experiment {
         let build = match (&spec.instructions, spec.test_instructions()) {
             (Some(dir), Some(path)) => {
                 restrict_to_users(&mut prepared, &sequential_users(&path)?);
-                Some(BuildConfig::read(dir)?)
+                Some((
+                    BuildConfig::read(dir)?,
+                    TemplateLibrary::of_instructions(dir)?,
+                ))
             }
             _ => None,
         };
@@ -558,8 +562,11 @@ impl Experiment {
             .context("the instruction model needs --instructions")?;
         let (preference, intention) = self.scenario()?;
         let scoring = self.spec.scoring;
-        let renderer =
-            InstructionRenderer::new(&self.prepared, build, (scoring.task, preference, intention))?;
+        let renderer = InstructionRenderer::new(
+            &self.prepared,
+            (build.0, &build.1),
+            (scoring.task, preference, intention),
+        )?;
         let scorer = InstructRecScorer::new(
             &name,
             model,

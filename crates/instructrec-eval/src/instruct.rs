@@ -54,14 +54,14 @@ pub struct InstructionRenderer {
 
 impl InstructionRenderer {
     /// The renderer of one scenario and task form for instructions built from `prepared` with
-    /// `config` (`BuildConfig::read` of the instruction folder).
+    /// `config` and `library` (`BuildConfig::read` and `TemplateLibrary::of_instructions` of the
+    /// instruction folder).
     pub fn new(
         prepared: &Prepared,
-        config: BuildConfig,
+        (config, library): (BuildConfig, &TemplateLibrary),
         (task, preference, intention): (TaskForm, PreferenceKind, IntentionKind),
     ) -> anyhow::Result<Self> {
-        let library = TemplateLibrary::builtin();
-        let template = choose_form(&library, task, preference, intention)
+        let template = choose_form(library, task, preference, intention)
             .with_context(|| format!("no plain {task} template for {preference} {intention}"))?
             .clone();
         Ok(Self {

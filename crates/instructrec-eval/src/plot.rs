@@ -74,6 +74,27 @@ fn svg_chart(
     Ok(svg)
 }
 
+/// The axes of a bar chart with one group of bars per label, each label centred under its
+/// group (group `i` spans `i..i + 1` on the x axis).
+fn bar_groups(chart: &mut Chart<'_, '_>, labels: &[String], y_desc: &str) -> anyhow::Result<()> {
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(labels.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 1e-6 && i < labels.len() {
+                labels[i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(y_desc)
+        .y_label_formatter(&unit_tick)
+        .draw()?;
+    Ok(())
+}
+
 /// Y tick labels up to 1.0 only: values above it are the legend's head room.
 fn unit_tick(y: &f64) -> String {
     if *y <= 1.0 + 1e-9 {
@@ -95,21 +116,7 @@ pub fn render(report: &Report) -> anyhow::Result<String> {
         report.protocol, report.scenario
     );
     svg_chart(caption, 0f64..METRICS.len() as f64, 1.5, |chart| {
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(METRICS.len() * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (x - i as f64 - 0.5).abs() < 1e-6 && i < METRICS.len() {
-                    METRICS[i].to_string()
-                } else {
-                    String::new()
-                }
-            })
-            .y_desc("value")
-            .y_label_formatter(&unit_tick)
-            .draw()?;
+        bar_groups(chart, &METRICS.map(String::from), "value")?;
         let width = 0.8 / series.len().max(1) as f64;
         for (j, s) in series.iter().enumerate() {
             let color = Palette99::pick(j).to_rgba();
@@ -234,27 +241,12 @@ pub fn render_scenarios(table: &ScenarioTable) -> anyhow::Result<String> {
         }
     }
     let n = groups.len() as f64;
-    let labels = groups.clone();
     svg_chart(
         "HR@1 by scenario (95% intervals)".into(),
         0f64..n,
         1.5,
         |chart| {
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_labels(groups.len() * 2 + 1)
-                .x_label_formatter(&|x| {
-                    let i = x.floor() as usize;
-                    if (x - i as f64 - 0.5).abs() < 1e-6 && i < labels.len() {
-                        labels[i].clone()
-                    } else {
-                        String::new()
-                    }
-                })
-                .y_desc("HR@1")
-                .y_label_formatter(&unit_tick)
-                .draw()?;
+            bar_groups(chart, &groups, "HR@1")?;
             let width = 0.8 / models.len().max(1) as f64;
             for (j, model) in models.iter().enumerate() {
                 let style = Palette99::pick(j).to_rgba().filled();

@@ -37,6 +37,9 @@ fn rendered_instructions_equal_the_builders_test_lines() {
     set.write(dir.path()).unwrap();
     let build = BuildConfig::read(dir.path()).unwrap();
     assert_eq!(build, set.config);
+    // The folder keeps the template file it was built from, and evaluation reads it back.
+    let library = TemplateLibrary::of_instructions(dir.path()).unwrap();
+    assert_eq!(library.text(), TemplateLibrary::builtin().text());
 
     // Sequential: every stored 1+9 test list against the builder's P1 I0 line for that user.
     let scenario = (
@@ -44,7 +47,8 @@ fn rendered_instructions_equal_the_builders_test_lines() {
         PreferenceKind::Implicit,
         IntentionKind::None,
     );
-    let renderer = InstructionRenderer::new(&prepared, build.clone(), scenario).unwrap();
+    let renderer =
+        InstructionRenderer::new(&prepared, (build.clone(), &library), scenario).unwrap();
     let cases = build_cases(
         &prepared,
         Protocol::Sequential,
@@ -75,7 +79,7 @@ fn rendered_instructions_equal_the_builders_test_lines() {
     let listed = renderer.render(&case.case, &case.candidates).unwrap();
     let matching = InstructionRenderer::new(
         &prepared,
-        build.clone(),
+        (build.clone(), &library),
         (TaskForm::Matching, scenario.1, scenario.2),
     )
     .unwrap()
@@ -87,7 +91,7 @@ fn rendered_instructions_equal_the_builders_test_lines() {
     assert!(listed.contains(positive.as_str()) && !matching.contains(positive.as_str()));
     let pointwise = InstructionRenderer::new(
         &prepared,
-        build.clone(),
+        (build.clone(), &library),
         (TaskForm::Pointwise, scenario.1, scenario.2),
     )
     .unwrap();
@@ -121,7 +125,7 @@ fn rendered_instructions_equal_the_builders_test_lines() {
             build_query_cases(&prepared, protocol, &lines, Setting::Sampled { size: 10 }).unwrap();
         let renderer = InstructionRenderer::new(
             &prepared,
-            build.clone(),
+            (build.clone(), &library),
             (TaskForm::Rerank, preference, intention),
         )
         .unwrap();

@@ -136,6 +136,8 @@ pub struct InstructionSet {
     pub stats: InstructionStats,
     /// What the set was built with; evaluation renders further lists by the same settings.
     pub config: BuildConfig,
+    /// The template file it was built from (written beside the lines as `templates.toml`).
+    pub templates: String,
 }
 
 impl InstructionSet {
@@ -608,6 +610,7 @@ impl<'a> Builder<'a> {
             test,
             stats,
             config: self.config.clone(),
+            templates: self.library.text().to_string(),
         })
     }
 

@@ -31,6 +31,7 @@ pub use record::{read_jsonl, read_lines, write_jsonl, Instruction, InstructionLi
 pub use stats::{BuildTimings, FillKindStats, InstructionStats, SplitStats};
 pub use template::{
     Fills, Segment, Slot, Template, TemplateError, TemplateLibrary, BUILTIN_TEMPLATES,
+    TEMPLATES_FILE,
 };
 pub use text::{fit_history, mentions_title, normalised_words, TokenCounter, WordCounter};
 
@@ -64,6 +65,7 @@ impl InstructionSet {
         let records = [
             ("stats.json", serde_json::to_vec_pretty(&self.stats)),
             (BUILD_CONFIG_FILE, serde_json::to_vec_pretty(&self.config)),
+            (TEMPLATES_FILE, Ok(self.templates.clone().into_bytes())),
         ];
         for (name, bytes) in records {
             let bytes = bytes.expect("records serialise");

@@ -191,7 +191,13 @@ pub enum TemplateError {
 pub struct TemplateLibrary {
     templates: Vec<Template>,
     source_name: String,
+    /// The file it was read from, as written: instruction folders keep a copy, so evaluation
+    /// asks new lists in the templates the lines were built with.
+    text: String,
 }
+
+/// The copy of the template file in an instruction folder.
+pub const TEMPLATES_FILE: &str = "templates.toml";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -268,7 +274,24 @@ impl TemplateLibrary {
         Ok(Self {
             templates,
             source_name: source_name.to_string(),
+            text: text.to_string(),
         })
+    }
+
+    /// The library an instruction folder was built with: its copy of the template file, or the
+    /// built-in library for folders written before the copy was kept.
+    pub fn of_instructions(dir: &Path) -> Result<Self, TemplateError> {
+        let path = dir.join(TEMPLATES_FILE);
+        if path.exists() {
+            Self::from_path(&path)
+        } else {
+            Ok(Self::builtin())
+        }
+    }
+
+    /// The template file's text.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     pub fn templates(&self) -> &[Template] {
