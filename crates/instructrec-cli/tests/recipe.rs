@@ -105,7 +105,21 @@ fn the_quick_recipe_runs_and_resumes() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["popularity", "bm25", "instructrec-mean"]);
+    assert_eq!(
+        names,
+        [
+            "popularity",
+            "bm25",
+            "instructrec-mean",
+            "instructrec-mean-permuted"
+        ]
+    );
+    // The run ends with the scenario table over its evaluations.
+    let table = std::fs::read_to_string(work.join("scenarios.md")).unwrap();
+    assert!(
+        table.contains("| sequential | 1+9 sampled | instructrec-mean-permuted |"),
+        "{table}"
+    );
     for m in report["models"].as_array().unwrap() {
         let r = &m["results"][0];
         let hr1 = r["metrics"]["hr1"].as_f64().unwrap();

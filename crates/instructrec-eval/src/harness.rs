@@ -63,6 +63,10 @@ pub struct Evaluation {
     pub fold: Fold,
     pub metrics: Metrics,
     pub eval_wall_s: f64,
+    /// The positive's rank in each case, in case order (the same order for every model of a
+    /// report): what paired comparisons between two models read. Absent in older reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranks: Vec<u32>,
 }
 
 /// SHA-256 of the exact candidate lists a result was computed on (as JSON), so two reports can be
@@ -400,6 +404,16 @@ pub fn evaluate_sampled(
     cases: &[EvalCase],
     batch_size: usize,
 ) -> anyhow::Result<Metrics> {
+    rank_sampled(scorer, cases, batch_size)?
+        .finish()
+        .context("no cases to evaluate")
+}
+
+fn rank_sampled(
+    scorer: &dyn Scorer,
+    cases: &[EvalCase],
+    batch_size: usize,
+) -> anyhow::Result<MetricAccumulator> {
     let mut acc = MetricAccumulator::default();
     let pb = progress(cases.len(), format!("{} sampled", scorer.name()));
     for chunk in cases.chunks(batch_size.max(1)) {
@@ -443,7 +457,7 @@ pub fn evaluate_sampled(
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
-    acc.finish().context("no cases to evaluate")
+    Ok(acc)
 }
 
 /// Ranks every case's positive over the whole catalogue (`catalogue` items), excluding the user's
@@ -454,6 +468,17 @@ pub fn evaluate_full(
     catalogue: usize,
     batch_size: usize,
 ) -> anyhow::Result<Option<Metrics>> {
+    rank_full(scorer, cases, catalogue, batch_size)?
+        .map(|acc| acc.finish().context("no cases to evaluate"))
+        .transpose()
+}
+
+fn rank_full(
+    scorer: &dyn Scorer,
+    cases: &[EvalCase],
+    catalogue: usize,
+    batch_size: usize,
+) -> anyhow::Result<Option<MetricAccumulator>> {
     let mut acc = MetricAccumulator::default();
     let pb = progress(cases.len(), format!("{} full ranking", scorer.name()));
     for chunk in cases.chunks(batch_size.max(1)) {
@@ -487,7 +512,7 @@ pub fn evaluate_full(
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
-    acc.finish().context("no cases to evaluate").map(Some)
+    Ok(Some(acc))
 }
 
 /// Seeded per-user grouping of a tournament: the candidates shuffled, then cut into `groups`.
@@ -524,6 +549,18 @@ pub fn evaluate_tournament(
     seed: u64,
     batch_size: usize,
 ) -> anyhow::Result<Metrics> {
+    rank_tournament(scorer, cases, groups, seed, batch_size)?
+        .finish()
+        .context("no cases to evaluate")
+}
+
+fn rank_tournament(
+    scorer: &dyn Scorer,
+    cases: &[EvalCase],
+    groups: usize,
+    seed: u64,
+    batch_size: usize,
+) -> anyhow::Result<MetricAccumulator> {
     let mut acc = MetricAccumulator::default();
     let pb = progress(cases.len(), format!("{} tournament", scorer.name()));
     let per_batch = (batch_size / groups.max(1)).max(1);
@@ -593,7 +630,7 @@ pub fn evaluate_tournament(
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
-    acc.finish().context("no cases to evaluate")
+    Ok(acc)
 }
 
 /// Scores requests and checks one score per candidate.
@@ -633,19 +670,23 @@ pub fn evaluate_cases(
     seed: u64,
 ) -> anyhow::Result<Option<Evaluation>> {
     let start = Instant::now();
-    let metrics = match setting {
-        Setting::Sampled { .. } => Some(evaluate_sampled(scorer, cases, batch_size)?),
-        Setting::FullRanking => evaluate_full(scorer, cases, catalogue, batch_size)?,
-        Setting::Tournament { groups, .. } => Some(evaluate_tournament(
-            scorer, cases, groups, seed, batch_size,
-        )?),
+    let ranked = match setting {
+        Setting::Sampled { .. } => Some(rank_sampled(scorer, cases, batch_size)?),
+        Setting::FullRanking => rank_full(scorer, cases, catalogue, batch_size)?,
+        Setting::Tournament { groups, .. } => {
+            Some(rank_tournament(scorer, cases, groups, seed, batch_size)?)
+        }
     };
     let eval_wall_s = start.elapsed().as_secs_f64();
-    Ok(metrics.map(|metrics| Evaluation {
+    let Some(acc) = ranked else {
+        return Ok(None);
+    };
+    Ok(Some(Evaluation {
         setting,
         fold,
-        metrics,
+        metrics: acc.finish().context("no cases to evaluate")?,
         eval_wall_s,
+        ranks: acc.into_ranks(),
     }))
 }
 

@@ -114,12 +114,53 @@ pub const METRIC_COLUMNS: [(&str, MetricAccessor); 8] = [
     ("MRR", |m| m.mrr),
 ];
 
+/// Two models on the same cases: the mean per-case difference (first minus second) of HR@1 and
+/// NDCG@5 and its standard error. Pairing removes what the cases share (an easy case is easy
+/// for both), so it judges a difference more sharply than two unpaired standard errors.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Paired {
+    pub cases: usize,
+    pub hr1: f64,
+    pub hr1_se: f64,
+    pub ndcg5: f64,
+    pub ndcg5_se: f64,
+}
+
+/// The paired difference of two rank lists of the same cases in the same order; `None` when
+/// their lengths differ or there are fewer than two cases.
+pub fn paired(first: &[u32], second: &[u32]) -> Option<Paired> {
+    let n = first.len();
+    if n != second.len() || n < 2 {
+        return None;
+    }
+    let mean_se = |f: fn(usize) -> f64| {
+        let d: Vec<f64> = first
+            .iter()
+            .zip(second)
+            .map(|(&a, &b)| f(a as usize) - f(b as usize))
+            .collect();
+        let mean = d.iter().sum::<f64>() / n as f64;
+        let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        (mean, (var / n as f64).sqrt())
+    };
+    let (hr1, hr1_se) = mean_se(|r| hit(r, 1));
+    let (ndcg5, ndcg5_se) = mean_se(|r| ndcg(r, 5));
+    Some(Paired {
+        cases: n,
+        hr1,
+        hr1_se,
+        ndcg5,
+        ndcg5_se,
+    })
+}
+
 /// Sums per-case contributions; `finish` divides by the number of cases.
 #[derive(Debug, Clone, Default)]
 pub struct MetricAccumulator {
     sum: Metrics,
     /// Sums of squared per-case values of the metrics with standard errors.
     squares: StdErrors,
+    ranks: Vec<u32>,
 }
 
 fn hit(rank: usize, k: usize) -> f64 {
@@ -142,6 +183,7 @@ impl MetricAccumulator {
     /// Adds one case whose positive was ranked `rank` (1-based).
     pub fn add(&mut self, rank: usize) {
         assert!(rank >= 1, "ranks are 1-based");
+        self.ranks.push(u32::try_from(rank).unwrap_or(u32::MAX));
         let s = &mut self.sum;
         s.cases += 1;
         s.hr1 += hit(rank, 1);
@@ -157,6 +199,11 @@ impl MetricAccumulator {
         q.ndcg5 += ndcg(rank, 5).powi(2);
         q.hr10 += hit(rank, 10);
         q.ndcg10 += ndcg(rank, 10).powi(2);
+    }
+
+    /// Every added rank, in order.
+    pub fn into_ranks(self) -> Vec<u32> {
+        self.ranks
     }
 
     /// Averages; `None` when no case was added (a mean over nothing is not zero).
@@ -199,6 +246,19 @@ impl MetricAccumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paired_differences_are_per_case_means_with_their_standard_error() {
+        // Hits for the first model on cases 0-2, the second on case 0 only.
+        let p = paired(&[1, 1, 1, 2], &[1, 3, 3, 2]).unwrap();
+        assert!((p.hr1 - 0.5).abs() < 1e-12);
+        // Differences 0, 1, 1, 0: sample variance 1/3, over 4 cases.
+        assert!((p.hr1_se - (1.0f64 / 3.0 / 4.0).sqrt()).abs() < 1e-12);
+        assert_eq!(paired(&[1, 2], &[1]), None);
+        assert_eq!(paired(&[1], &[1]), None);
+        let same = paired(&[1, 4, 2], &[1, 4, 2]).unwrap();
+        assert_eq!((same.hr1, same.hr1_se, same.ndcg5), (0.0, 0.0, 0.0));
+    }
 
     fn approx(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} != {b}");

@@ -188,7 +188,7 @@ impl Report {
             let _ = writeln!(s, "## {fold:?} fold, {setting}\n");
             let _ = writeln!(
                 s,
-                "| model | {} | cases | train s | eval s |\n|---|{}---|---|---|",
+                "| model | {} | cases | train s | eval s | cases/s |\n|---|{}---|---|---|---|",
                 header.join(" | "),
                 "---|".repeat(header.len())
             );
@@ -205,9 +205,15 @@ impl Report {
                             _ => format!("{:.4}", f(&e.metrics)),
                         })
                         .collect();
+                    // Scoring throughput: cases over the wall time of scoring them.
+                    let per_s = if e.eval_wall_s > 0.0 {
+                        format!("{:.0}", e.metrics.cases as f64 / e.eval_wall_s)
+                    } else {
+                        "-".into()
+                    };
                     let _ = writeln!(
                         s,
-                        "| {} | {} | {} | {:.1} | {:.1} |",
+                        "| {} | {} | {} | {:.1} | {:.1} | {per_s} |",
                         m.name,
                         values.join(" | "),
                         e.metrics.cases,

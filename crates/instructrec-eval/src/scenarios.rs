@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::harness::Evaluation;
+use crate::metrics::{paired, Paired};
 
 /// `NAME=REPORT.json`: a scenario's label and the report that measured it.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +47,20 @@ pub struct ScenarioRow {
     pub hr1_se: f64,
     pub ndcg5: f64,
     pub ndcg5_se: f64,
+    /// Per-case ranks, for the paired comparisons (not written again: the report has them).
+    #[serde(skip)]
+    pub ranks: Vec<u32>,
+}
+
+/// An instruction-model row against another model on the same cases.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub scenario: String,
+    pub setting: String,
+    pub model: String,
+    pub against: String,
+    /// The model's per-case value minus the other's.
+    pub difference: Paired,
 }
 
 /// Where a scenario's rows came from.
@@ -62,6 +77,9 @@ pub struct ScenarioProvenance {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScenarioTable {
     pub rows: Vec<ScenarioRow>,
+    /// Every instruction-model row (its permuted-prompt control aside) against every other row
+    /// of its scenario and setting, where both reports kept per-case ranks.
+    pub comparisons: Vec<Comparison>,
     pub sources: Vec<ScenarioProvenance>,
 }
 
@@ -89,6 +107,7 @@ impl ScenarioTable {
         }
         let mut table = Self {
             rows: Vec::new(),
+            comparisons: Vec::new(),
             sources: Vec::new(),
         };
         for source in sources {
@@ -115,6 +134,7 @@ impl ScenarioTable {
                         hr1_se: m.se.hr1,
                         ndcg5: m.ndcg5,
                         ndcg5_se: m.se.ndcg5,
+                        ranks: e.ranks.clone(),
                     });
                 }
             }
@@ -134,6 +154,7 @@ impl ScenarioTable {
                 seed: report.seed,
             });
         }
+        table.comparisons = comparisons(&table.rows);
         Ok(table)
     }
 
@@ -164,6 +185,24 @@ impl ScenarioTable {
             ));
         }
         md.push_str(
+            "\n## Paired differences\n\nThe instruction model minus each other model on the same \
+             cases (mean per-case difference ± its standard error; z = difference / standard \
+             error).\n\n| scenario | setting | model | against | HR@1 | z | NDCG@5 |\n\
+             |---|---|---|---|---|---|---|\n",
+        );
+        for c in &self.comparisons {
+            let d = &c.difference;
+            let z = if d.hr1_se > 0.0 {
+                format!("{:+.1}", d.hr1 / d.hr1_se)
+            } else {
+                "-".into()
+            };
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {:+.3} ± {:.3} | {z} | {:+.4} ± {:.4} |\n",
+                c.scenario, c.setting, c.model, c.against, d.hr1, d.hr1_se, d.ndcg5, d.ndcg5_se
+            ));
+        }
+        md.push_str(
             "\n## Sources\n\n| scenario | protocol | report | SHA-256 | seed | command |\n",
         );
         md.push_str("|---|---|---|---|---|---|\n");
@@ -180,6 +219,31 @@ impl ScenarioTable {
         }
         md
     }
+}
+
+/// The instruction-model rows (named `instructrec...`, not `-permuted`) against every other row
+/// of the same scenario and setting.
+fn comparisons(rows: &[ScenarioRow]) -> Vec<Comparison> {
+    let ours =
+        |r: &ScenarioRow| r.model.starts_with("instructrec") && !r.model.ends_with("-permuted");
+    let mut out = Vec::new();
+    for a in rows.iter().filter(|r| ours(r)) {
+        for b in rows
+            .iter()
+            .filter(|b| b.model != a.model && b.scenario == a.scenario && b.setting == a.setting)
+        {
+            if let Some(difference) = paired(&a.ranks, &b.ranks) {
+                out.push(Comparison {
+                    scenario: a.scenario.clone(),
+                    setting: a.setting.clone(),
+                    model: a.model.clone(),
+                    against: b.model.clone(),
+                    difference,
+                });
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -200,7 +264,8 @@ mod tests {
                             "ndcg3": 0.0, "ndcg5": 0.5, "ndcg10": 0.0, "mrr": 0.0,
                             "se": {"hr1": 0.05, "ndcg5": 0.04, "hr10": 0.0, "ndcg10": 0.0}
                         },
-                        "eval_wall_s": 1.0
+                        "eval_wall_s": 1.0,
+                        "ranks": if *hr1 > 0.5 { [1, 1, 2] } else { [2, 1, 2] }
                     }]
                 })
             })
@@ -231,6 +296,18 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| bm25 | 100 | 0.400 ± 0.050 |"), "{md}");
+        // Paired on the stored ranks: the model hit case 0 where BM25 missed it.
+        assert_eq!(table.comparisons.len(), 1);
+        let c = &table.comparisons[0];
+        assert_eq!(
+            (c.model.as_str(), c.against.as_str()),
+            ("instructrec-mean", "bm25")
+        );
+        assert!((c.difference.hr1 - 1.0 / 3.0).abs() < 1e-12);
+        assert!(
+            md.contains("| sequential | 1+9 sampled | instructrec-mean | bm25 | +0.333 ±"),
+            "{md}"
+        );
         table.write(&dir.path().join("out")).unwrap();
         assert!(std::fs::read_to_string(dir.path().join("out.svg"))
             .unwrap()
