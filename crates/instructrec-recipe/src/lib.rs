@@ -736,7 +736,14 @@ mod tests {
                 "pretrain short",
                 "pretrain templates",
                 "tune",
-                "eval sequential"
+                "eval sequential",
+                "eval hard-negatives",
+                "eval product-search",
+                "eval personalised-search-i1",
+                "eval personalised-search-i2",
+                "eval personalised-search-p2",
+                "eval tournament-i1",
+                "scenarios"
             ]
         );
         let has = |s: &Stage, a: &str, b: &str| s.argv.windows(2).any(|w| w[0] == a && w[1] == b);
@@ -747,6 +754,16 @@ mod tests {
         assert!(stages[2..5]
             .iter()
             .all(|s| s.argv.contains(&"--resume".into())));
+        // Each evaluation writes its own report, and the last stage gathers them all.
+        assert!(has(&stages[9], "--out", "w/report-personalised-search-i2"));
+        assert!(has(&stages[9], "--query", "specific"));
+        let table = stages.last().unwrap();
+        assert!(has(
+            table,
+            "--scenario",
+            "personalised-search-i2=w/report-personalised-search-i2.json"
+        ));
+        assert_eq!(table.argv.iter().filter(|a| *a == "--scenario").count(), 7);
     }
 
     #[test]
