@@ -376,6 +376,20 @@ impl Recipe {
         stages
     }
 
+    /// The reports a run writes: one per evaluation, then the scenario table.
+    pub fn reports(&self) -> Vec<PathBuf> {
+        let w = Workspace::new(&self.work);
+        let mut out: Vec<PathBuf> = self
+            .eval
+            .iter()
+            .map(|e| w.report(e.label()).with_extension("md"))
+            .collect();
+        if !out.is_empty() {
+            out.push(self.work.join("scenarios.md"));
+        }
+        out
+    }
+
     /// The stage that serves the tuned model.
     pub fn serve_stage(&self, work: &Path) -> Stage {
         let w = Workspace::new(work);

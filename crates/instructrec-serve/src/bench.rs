@@ -44,6 +44,21 @@ pub struct BenchReport {
     pub stopped_by_time_limit: bool,
 }
 
+impl BenchReport {
+    /// An error when any request failed or the time limit cut the test short.
+    pub fn ensure_clean(&self) -> anyhow::Result<()> {
+        if self.errors > 0 || self.stopped_by_time_limit {
+            anyhow::bail!(
+                "the load test had {} errors and completed {} of {} requests",
+                self.errors,
+                self.completed,
+                self.requested
+            );
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -264,6 +279,14 @@ pub struct SustainedReport {
 impl SustainedReport {
     pub fn errors(&self) -> usize {
         self.windows.iter().map(|w| w.errors).sum()
+    }
+
+    /// An error when any request failed: a load test with errors has not passed.
+    pub fn ensure_clean(&self) -> anyhow::Result<()> {
+        if self.errors() > 0 {
+            anyhow::bail!("the sustained load test had {} errors", self.errors());
+        }
+        Ok(())
     }
 
     /// The last window against the first: p50, p99, throughput and memory ratios.

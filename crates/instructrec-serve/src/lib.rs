@@ -43,9 +43,14 @@ impl ServeConfig {
             data_dir,
             addr,
             options: Options::default(),
-            model_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            model_slots: default_model_slots(),
         }
     }
+}
+
+/// Model calls running at once unless told otherwise: one per CPU core.
+pub fn default_model_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Loads the model and the catalogue, serves the API and the page on `config.addr` until

@@ -1,18 +1,14 @@
 //! `instructrec recommend`: answer one instruction (plain or JSON), or talk in a terminal loop.
 
-use std::path::PathBuf;
-
 use clap::Args;
-use instructrec_serve::{interactive, Options, RecommendRequest, Recommender, UserRef};
+use instructrec_serve::{interactive, RecommendRequest, UserRef};
+
+use super::serve::ModelData;
 
 #[derive(Args)]
 pub struct RecommendArgs {
-    /// A model checkpoint directory (config.json, model.safetensors, tokenizer.json).
-    #[arg(long)]
-    model: PathBuf,
-    /// A prepared dataset directory (from `instructrec data prepare`).
-    #[arg(long)]
-    data: PathBuf,
+    #[command(flatten)]
+    served: ModelData,
     /// The user's id in the source data (or `#N` for the dense id N); their history becomes
     /// the implicit preference.
     #[arg(long)]
@@ -35,7 +31,7 @@ pub struct RecommendArgs {
 }
 
 pub fn run(args: RecommendArgs) -> anyhow::Result<()> {
-    let rec = Recommender::load(&args.model, &args.data, Options::default())?;
+    let rec = args.served.load()?;
     let user = args.user;
     if args.instruction.is_none() && args.preference.is_none() && !args.json {
         let stdin = std::io::stdin();

@@ -70,12 +70,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     for stage in &stages {
         run_stage(stage)?;
     }
-    for e in &recipe.eval {
-        let report = Workspace::new(&recipe.work).report(e.label());
-        println!("report: {}.md", report.display());
-    }
-    if !recipe.eval.is_empty() {
-        println!("scenarios: {}", recipe.work.join("scenarios.md").display());
+    for report in recipe.reports() {
+        println!("report: {}", report.display());
     }
     if !args.no_serve {
         run_stage(&recipe.serve_stage(&recipe.work))?;

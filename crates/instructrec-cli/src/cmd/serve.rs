@@ -8,16 +8,29 @@ use std::time::Duration;
 
 use clap::Args;
 use instructrec_serve::bench::{self, BenchConfig, SustainedConfig};
-use instructrec_serve::{Matching, Options, Recommender, ServeConfig};
+use instructrec_serve::{default_model_slots, Matching, Options, Recommender, ServeConfig};
+
+/// The tuned model and the catalogue it serves.
+#[derive(Args)]
+pub struct ModelData {
+    /// A model checkpoint directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A prepared dataset directory (from `instructrec data prepare`).
+    #[arg(long)]
+    pub data: PathBuf,
+}
+
+impl ModelData {
+    pub fn load(&self) -> anyhow::Result<Recommender> {
+        Recommender::load(&self.model, &self.data, Options::default())
+    }
+}
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// A model checkpoint directory (config.json, model.safetensors, tokenizer.json).
-    #[arg(long)]
-    model: PathBuf,
-    /// A prepared dataset directory (from `instructrec data prepare`).
-    #[arg(long)]
-    data: PathBuf,
+    #[command(flatten)]
+    served: ModelData,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -31,7 +44,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = ServeConfig::new(args.model, args.data, args.addr);
+    let mut config = ServeConfig::new(args.served.model, args.served.data, args.addr);
     config.options.matching = args.matcher;
     if let Some(n) = args.model_slots {
         config.model_slots = n;
@@ -41,12 +54,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// The model checkpoint directory to serve.
-    #[arg(long)]
-    model: PathBuf,
-    /// The prepared dataset directory it serves.
-    #[arg(long)]
-    data: PathBuf,
+    #[command(flatten)]
+    served: ModelData,
     /// Requests to send.
     #[arg(long, default_value_t = 1000)]
     requests: usize,
@@ -72,30 +81,22 @@ pub struct BenchArgs {
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let rec = Arc::new(Recommender::load(
-        &args.model,
-        &args.data,
-        Options::default(),
-    )?);
-    let model_slots = args
-        .model_slots
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let rec = Arc::new(args.served.load()?);
+    let model_slots = args.model_slots.unwrap_or_else(default_model_slots);
     if let Some(duration) = args.duration {
+        let (windows, concurrency, k) = (args.windows, args.concurrency, args.k);
         let report = bench::run_sustained(
             rec,
             SustainedConfig {
                 duration,
-                windows: args.windows,
-                concurrency: args.concurrency,
-                k: args.k,
+                windows,
+                concurrency,
+                k,
                 model_slots,
             },
         )?;
         println!("{report}");
-        if report.errors() > 0 {
-            anyhow::bail!("the sustained load test had {} errors", report.errors());
-        }
-        return Ok(());
+        return report.ensure_clean();
     }
     let config = BenchConfig {
         requests: args.requests,
@@ -106,13 +107,5 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let report = bench::run(rec, config)?;
     println!("{report}");
-    if report.errors > 0 || report.stopped_by_time_limit {
-        anyhow::bail!(
-            "the load test had {} errors and completed {} of {} requests",
-            report.errors,
-            report.completed,
-            report.requested
-        );
-    }
-    Ok(())
+    report.ensure_clean()
 }
