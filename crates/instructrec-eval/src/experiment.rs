@@ -4,6 +4,7 @@
 //! (fitting lives in instructrec-baselines, which depends on this crate), and hand each fitted
 //! scorer to [`Experiment::evaluate`]; the plan alone decides what is scored and how.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::external::{read_candidates, CandidateIds};
 use crate::harness::{
-    build_cases, build_query_cases, candidates_checksum, evaluate, evaluate_cases, list_case,
+    build_cases, build_query_cases, candidates_checksum, evaluate_cases, list_case,
     mine_hard_negatives, with_candidates, EvalCase, Evaluation, Setting,
 };
 use crate::heldout::{check_stage, HeldOutStage, StageInfo};
@@ -451,25 +452,15 @@ impl Experiment {
         setting_index: usize,
     ) -> anyhow::Result<Option<Evaluation>> {
         let setting = self.settings[setting_index];
-        let e = match &self.cases {
-            Some(cases) => evaluate_cases(
-                scorer,
-                &cases[setting_index],
-                self.prepared.dataset.items.len(),
-                Fold::Test,
-                setting,
-                self.spec.batch_size,
-                self.spec.seed,
-            )?,
-            None => evaluate(
-                scorer,
-                &self.prepared,
-                self.spec.protocol,
-                Fold::Test,
-                setting,
-                self.spec.batch_size,
-            )?,
-        };
+        let e = evaluate_cases(
+            scorer,
+            &self.setting_cases(setting_index)?,
+            self.prepared.dataset.items.len(),
+            Fold::Test,
+            setting,
+            self.spec.batch_size,
+            self.spec.seed,
+        )?;
         if let Some(e) = &e {
             tracing::info!(
                 model = %scorer.name(),
@@ -530,16 +521,18 @@ impl Experiment {
         })
     }
 
-    /// The cases of setting `i`, as every model is scored on them.
-    fn setting_cases(&self, i: usize) -> anyhow::Result<Vec<EvalCase>> {
+    /// The cases of setting `i`, as every model is scored on them: the protocol's own, or the
+    /// stored lists'.
+    fn setting_cases(&self, i: usize) -> anyhow::Result<Cow<'_, [EvalCase]>> {
         match &self.cases {
-            Some(cases) => Ok(cases[i].clone()),
+            Some(cases) => Ok(Cow::Borrowed(&cases[i])),
             None => build_cases(
                 &self.prepared,
                 self.spec.protocol,
                 Fold::Test,
                 self.settings[i],
-            ),
+            )
+            .map(Cow::Owned),
         }
     }
 
@@ -613,7 +606,11 @@ impl Experiment {
         if !self.spec.permuted_prompts {
             return Ok(vec![entry]);
         }
-        let cases: Vec<Case> = self.setting_cases(0)?.into_iter().map(|c| c.case).collect();
+        let cases: Vec<Case> = self
+            .setting_cases(0)?
+            .iter()
+            .map(|c| c.case.clone())
+            .collect();
         let permuted = PermutedPrompts::new(&scorer, &cases, self.spec.seed);
         let mut control = entry.clone();
         control.name = permuted.name();
