@@ -97,13 +97,10 @@ fn main() -> std::process::ExitCode {
 fn causes(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain().map(ToString::to_string) {
-        if out.contains(&cause) {
-            continue;
+        if !out.contains(&cause) {
+            let separator = if out.is_empty() { "" } else { ": " };
+            out = format!("{out}{separator}{cause}");
         }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&cause);
     }
     out
 }

@@ -46,7 +46,7 @@ fn the_readme_shows_the_default_recipes_commands() {
         .lines()
         .map(String::from)
         .collect();
-    assert_eq!(printed.len(), 13, "{printed:?}");
+    assert_eq!(printed.len(), 16, "{printed:?}");
     assert_eq!(readme_commands(), printed);
 }
 

@@ -18,6 +18,7 @@ pub mod import;
 mod manifest;
 mod prepare;
 mod prepared;
+pub mod seed;
 mod stats;
 mod store;
 mod types;

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::bail;
+use instructrec_data::seed::seeded_sample;
 use instructrec_data::{ItemId, Prepared};
 use instructrec_instructions::{read_lines, LineFilter, TaskForm};
 use instructrec_model::{Seq2Seq, TokenLimits};
@@ -58,6 +59,41 @@ pub fn rank_cases(valid: &Path, prepared: &Prepared) -> anyhow::Result<Vec<RankC
         }
     }
     Ok(cases)
+}
+
+/// HR@1 while tuning: a seeded sample of the reranking validation lines, scored as reports
+/// score.
+pub struct RankValidation {
+    pub cases: Vec<RankCase>,
+    pub limits: TokenLimits,
+    pub normalisation: Normalisation,
+}
+
+impl RankValidation {
+    /// At most `n` of [`rank_cases`]`(valid, prepared)`, drawn with `seed`; none without
+    /// validation lines or a prepared dataset to title them.
+    pub fn sample(
+        lines: Option<(&Path, &Prepared)>,
+        (n, seed): (usize, u64),
+        (limits, normalisation): (TokenLimits, Normalisation),
+    ) -> anyhow::Result<Self> {
+        let cases = match lines {
+            Some((valid, prepared)) => seeded_sample(rank_cases(valid, prepared)?, n, seed),
+            None => Vec::new(),
+        };
+        if !cases.is_empty() {
+            tracing::info!("HR@1 on {} reranking validation lines", cases.len());
+        }
+        Ok(Self {
+            cases,
+            limits,
+            normalisation,
+        })
+    }
+
+    pub fn hit_rate_at_1(&self, model: &Seq2Seq) -> anyhow::Result<f64> {
+        hit_rate_at_1(model, &self.cases, self.limits, self.normalisation)
+    }
 }
 
 /// The share of `cases` whose right candidate the model scores above every other. Ties count as

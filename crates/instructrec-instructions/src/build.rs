@@ -29,9 +29,9 @@ use crate::record::{Instruction, Split};
 use crate::rerank::{context_of, display_order, fold_index};
 use crate::seeded_rng;
 use crate::stats::{BuildTimings, InstructionStats};
-use crate::teacher::{Fill, FillRequest, Teacher, TeacherError, TeacherReport};
-use crate::template::{Fills, Slot, Template, TemplateLibrary};
-use crate::text::{fit_history, TokenCounter};
+use crate::teacher::{Fill, FillRequest, Teacher, TeacherError, TeacherReport, TeacherSource};
+use crate::template::{Fills, Slot, Template, TemplateError, TemplateLibrary};
+use crate::text::{fit_history, TokenCounter, WordCounter};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BuildConfig {
@@ -106,6 +106,10 @@ impl Default for BuildConfig {
 pub enum BuildError {
     #[error(transparent)]
     Teacher(#[from] TeacherError),
+    #[error("loading the prepared dataset {path}: {source}")]
+    Data { path: String, source: DataError },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     #[error("{0}")]
     Config(String),
 }
@@ -256,6 +260,42 @@ pub struct Builder<'a> {
     config: BuildConfig,
     train_items: Vec<bool>,
     fold_items: [Vec<bool>; 2],
+}
+
+/// What a build reads, opened: the prepared dataset, the templates, the teacher and the
+/// settings.
+pub struct BuildInputs {
+    pub prepared: Prepared,
+    pub library: TemplateLibrary,
+    pub teacher: Box<dyn Teacher>,
+    pub config: BuildConfig,
+}
+
+impl BuildInputs {
+    /// Opens the prepared directory `data`, the template file `templates` (the built-in
+    /// library without one) and the teacher, seeded with the build's seed.
+    pub fn open(
+        data: &Path,
+        templates: Option<&Path>,
+        teacher: &TeacherSource,
+        config: BuildConfig,
+    ) -> Result<Self, BuildError> {
+        let prepared = Prepared::load(data).map_err(|source| BuildError::Data {
+            path: data.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            prepared,
+            library: TemplateLibrary::from_path_or_builtin(templates)?,
+            teacher: teacher.open(config.seed)?,
+            config,
+        })
+    }
+
+    pub fn builder(&self) -> Result<Builder<'_>, BuildError> {
+        let (p, l, t) = (&self.prepared, &self.library, self.teacher.as_ref());
+        Builder::new(p, l, t, &WordCounter, self.config.clone())
+    }
 }
 
 fn membership(n: usize, items: &[ItemId]) -> Vec<bool> {

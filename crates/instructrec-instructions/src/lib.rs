@@ -23,8 +23,8 @@ pub use aspects::{
     Intention, IntentionKind, Preference, PreferenceKind, Strategy, TargetKind, TaskForm,
 };
 pub use build::{
-    BuildConfig, BuildError, Builder, EvalUsers, Ineligible, InstructionSet, ShownTemplate,
-    BUILD_CONFIG_FILE,
+    BuildConfig, BuildError, BuildInputs, Builder, EvalUsers, Ineligible, InstructionSet,
+    ShownTemplate, BUILD_CONFIG_FILE,
 };
 pub use filter::{Label, Labels, LineFilter, LineWeight, TrainingRecord, TRAINING_RECORD_FILE};
 pub use record::{read_jsonl, read_lines, write_jsonl, Instruction, InstructionLine, Split};

@@ -225,6 +225,11 @@ impl TemplateLibrary {
         Self::parse(BUILTIN_TEMPLATES, BUILTIN_NAME).expect("the built-in template file is valid")
     }
 
+    /// The library in `path`, or the built-in one without a path.
+    pub fn from_path_or_builtin(path: Option<&Path>) -> Result<Self, TemplateError> {
+        path.map_or_else(|| Ok(Self::builtin()), Self::from_path)
+    }
+
     pub fn from_path(path: &Path) -> Result<Self, TemplateError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| TemplateError::Parse {

@@ -148,6 +148,11 @@ pub struct EvalStage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     pub models: Vec<String>,
+    /// Another dataset to evaluate on (the zero-shot protocol): prepared and built into
+    /// instructions under `<work>/<name>/` with this recipe's [data] and [instructions]
+    /// settings, then scored with the model tuned here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<PathBuf>,
     pub full_ranking: bool,
     pub length_normalise: bool,
     #[serde(default)]
@@ -256,12 +261,8 @@ impl Recipe {
                 message: e.inner().message().to_string(),
             })?;
         let mut unknown = Vec::new();
-        diff(
-            "",
-            &merged,
-            &toml::Value::try_from(&recipe).expect("serialises"),
-            &mut unknown,
-        );
+        let known = toml::Value::try_from(&recipe).expect("serialises");
+        unknown_keys("", &merged, &known, &mut unknown);
         if let Some(field) = unknown.into_iter().next() {
             return Err(RecipeError::Invalid {
                 origin: origin.to_string(),
@@ -271,6 +272,16 @@ impl Recipe {
         }
         recipe.validate(origin)?;
         Ok(recipe)
+    }
+
+    /// The recipe a user names: a file when `name` is a path that exists, else a shipped
+    /// recipe of that name, else the file's read error (which names the path).
+    pub fn resolve(name: &str) -> Result<Self, RecipeError> {
+        let path = Path::new(name);
+        match Self::builtin(name) {
+            Some(recipe) if !path.exists() => Ok(recipe),
+            _ => Self::read(path),
+        }
     }
 
     /// Reads a recipe file.
@@ -300,20 +311,33 @@ impl Recipe {
                 invalid(field, format!("{e} in {budget:?} (e.g. 90s, 20m, 1h 30m)"))
             })?;
         }
+        // Stage names become folder and report names.
+        let plain = |name: &str| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        let folder_name = |field: String, name: &str| {
+            let message =
+                format!("{name:?} must be a distinct folder name (letters, digits, - and _)");
+            invalid(field, message)
+        };
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.pretrain.iter().enumerate() {
-            let plain = !p.name.is_empty()
-                && p.name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !plain || !names.insert(&p.name) {
-                return Err(invalid(
-                    format!("pretrain[{i}].name"),
-                    format!(
-                        "{:?} must be a distinct folder name (letters, digits, - and _)",
-                        p.name
-                    ),
-                ));
+            if !plain(&p.name) || !names.insert(p.name.as_str()) {
+                return Err(folder_name(format!("pretrain[{i}].name"), &p.name));
+            }
+        }
+        let mut labels = std::collections::HashSet::new();
+        for (i, e) in self.eval.iter().enumerate() {
+            if !plain(e.label()) || !labels.insert(e.label()) {
+                return Err(folder_name(format!("eval[{i}].name"), e.label()));
+            }
+            if (e.protocol == "zero-shot") != e.input.is_some() {
+                let message = "the zero-shot protocol, and only it, takes `input` (another \
+                               dataset to score the model tuned here on)";
+                return Err(invalid(format!("eval[{i}].input"), message.into()));
             }
         }
         Ok(())
@@ -359,7 +383,10 @@ impl Recipe {
     /// The stages of a run in `work`, in order.
     pub fn stages(&self, work: &Path) -> Vec<Stage> {
         let w = Workspace::new(work);
-        let mut stages = vec![self.prepare(&w), self.build_instructions(&w)];
+        let mut stages = vec![
+            self.prepare(&w, &self.data.input, "data"),
+            self.build_instructions(&w, "instructions"),
+        ];
         let mut from: Option<PathBuf> = None;
         for p in &self.pretrain {
             let out = w.pretrained.join(&p.name);
@@ -368,6 +395,12 @@ impl Recipe {
         }
         stages.push(self.tune_stage(&w, from.as_deref()));
         for e in &self.eval {
+            if let Some(input) = &e.input {
+                let other = w.elsewhere(e.label());
+                stages.push(self.prepare(&other, input, &format!("data {}", e.label())));
+                let name = format!("instructions {}", e.label());
+                stages.push(self.build_instructions(&other, &name));
+            }
             stages.push(self.eval_stage(&w, e));
         }
         if !self.eval.is_empty() {
@@ -402,14 +435,14 @@ impl Recipe {
         )
     }
 
-    fn prepare(&self, w: &Workspace) -> Stage {
+    fn prepare(&self, w: &Workspace, input: &Path, name: &str) -> Stage {
         let argv = args(&["data", "prepare", "--out"])
-            .chain([p(&w.prepared)])
-            .chain(flags(&self.data, &[]))
+            .chain([p(&w.prepared), "--input".into(), p(input)])
+            .chain(flags(&self.data, &[("input", None)]))
             .chain(self.seed_flag())
             .collect();
         Stage {
-            name: "data".into(),
+            name: name.into(),
             argv,
             done_when: Some(w.prepared.join("manifest.json")),
             instead: Some(vec!["data".into(), "stats".into(), p(&w.prepared)]),
@@ -417,14 +450,14 @@ impl Recipe {
         }
     }
 
-    fn build_instructions(&self, w: &Workspace) -> Stage {
+    fn build_instructions(&self, w: &Workspace, name: &str) -> Stage {
         let argv = args(&["instructions", "build", "--data"])
             .chain([p(&w.prepared), "--out".into(), p(&w.instructions)])
             .chain(flags(&self.instructions, &[]))
             .chain(self.seed_flag())
             .collect();
         Stage {
-            name: "instructions".into(),
+            name: name.into(),
             argv,
             done_when: Some(w.instructions.join("stats.json")),
             instead: None,
@@ -500,11 +533,16 @@ impl Recipe {
     }
 
     fn eval_stage(&self, w: &Workspace, e: &EvalStage) -> Stage {
+        let data = match e.input {
+            Some(_) => w.elsewhere(e.label()),
+            None => Workspace::new(&w.work),
+        };
+        let renamed = [("full_ranking", None), ("name", None), ("input", None)];
         let argv = args(&["eval", "--data"])
-            .chain([p(&w.prepared)])
+            .chain([p(&data.prepared)])
             .chain(["--instructrec".into(), p(&w.tuned())])
-            .chain(["--instructions".into(), p(&w.instructions)])
-            .chain(flags(e, &[("full_ranking", None), ("name", None)]))
+            .chain(["--instructions".into(), p(&data.instructions)])
+            .chain(flags(e, &renamed))
             .chain((!e.full_ranking).then(|| "--no-full-ranking".to_string()))
             .chain(["--out".into(), p(&w.report(e.label()))])
             .chain(self.seed_flag())
@@ -584,6 +622,11 @@ impl Workspace {
         }
     }
 
+    /// Where another dataset's prepared and instruction folders go (`<work>/<name>/`).
+    pub fn elsewhere(&self, name: &str) -> Self {
+        Self::new(&self.work.join(name))
+    }
+
     /// The recipe a run keeps beside its outputs.
     pub fn recipe(&self) -> PathBuf {
         self.work.join("recipe.toml")
@@ -654,6 +697,32 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
     }
 }
 
+/// The keys of `given` that `known` (the recipe read from it, written back) lacks: keys no
+/// recipe field took. Keys only `known` has are defaults of keys a file may leave out.
+fn unknown_keys(path: &str, given: &toml::Value, known: &toml::Value, out: &mut Vec<String>) {
+    match (given, known) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            for (k, v) in x {
+                let key = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match y.get(k) {
+                    Some(w) => unknown_keys(&key, v, w, out),
+                    None => out.push(key),
+                }
+            }
+        }
+        (toml::Value::Array(x), toml::Value::Array(y)) => {
+            for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                unknown_keys(&format!("{path}[{i}]"), v, w, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn diff(path: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
     let key = |k: &str| {
         if path.is_empty() {
@@ -698,6 +767,52 @@ mod tests {
             assert_eq!(r, again, "{name}");
             assert!(r.differences(&again).is_empty());
         }
+    }
+
+    #[test]
+    fn zero_shot_evaluations_prepare_their_own_dataset() {
+        let r = Recipe::default_recipe();
+        let stages = r.stages(Path::new("w"));
+        let e = r
+            .eval
+            .iter()
+            .find(|e| e.input.is_some())
+            .expect("a zero-shot stage");
+        let prepare = stages
+            .iter()
+            .find(|s| s.name == format!("data {}", e.label()));
+        let argv = &prepare.expect("its data stage").argv;
+        let input = argv.iter().position(|a| a == "--input").unwrap();
+        assert_eq!(Path::new(&argv[input + 1]), e.input.as_deref().unwrap());
+        let eval = stages
+            .iter()
+            .find(|s| s.name == format!("eval {}", e.label()))
+            .unwrap();
+        let data = eval.argv.iter().position(|a| a == "--data").unwrap();
+        assert_eq!(
+            Path::new(&eval.argv[data + 1]),
+            Path::new("w").join(e.label()).join("prepared")
+        );
+        assert!(!eval.argv.iter().any(|a| a == "--input"));
+        let bad = "[[eval]]\nprotocol = \"zero-shot\"\nmodels = []\nfull_ranking = false\n\
+                   length_normalise = true\nmax_source_len = 9\nmax_target_len = 9\n";
+        let err = Recipe::parse(bad, "mine.toml").unwrap_err().to_string();
+        assert!(err.contains("eval[0].input"), "{err}");
+    }
+
+    #[test]
+    fn a_recipe_is_named_by_file_or_by_shipped_name() {
+        assert_eq!(
+            Recipe::resolve("quick").unwrap(),
+            Recipe::builtin("quick").unwrap()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mine.toml");
+        std::fs::write(&file, "seed = 7\n").unwrap();
+        assert_eq!(Recipe::resolve(file.to_str().unwrap()).unwrap().seed, 7);
+        let missing = dir.path().join("nope.toml");
+        let err = Recipe::resolve(missing.to_str().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("nope.toml"), "{err}");
     }
 
     #[test]
@@ -757,6 +872,9 @@ mod tests {
                 "eval personalised-search-i2",
                 "eval personalised-search-p2",
                 "eval tournament-i1",
+                "data zero-shot-toys",
+                "instructions zero-shot-toys",
+                "eval zero-shot-toys",
                 "scenarios"
             ]
         );
@@ -777,7 +895,7 @@ mod tests {
             "--scenario",
             "personalised-search-i2=w/report-personalised-search-i2.json"
         ));
-        assert_eq!(table.argv.iter().filter(|a| *a == "--scenario").count(), 7);
+        assert_eq!(table.argv.iter().filter(|a| *a == "--scenario").count(), 8);
     }
 
     #[test]

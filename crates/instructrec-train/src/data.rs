@@ -11,6 +11,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokenizers::Tokenizer;
 
+pub use instructrec_data::seed::{derive_seed, seeded_sample, seeded_shuffle};
+pub(crate) use instructrec_data::seed::{
+    STREAM_CONTINUATION, STREAM_CORRUPTION, STREAM_DROPOUT, STREAM_LORA, STREAM_NEXT_ITEM,
+    STREAM_ORDER, STREAM_WEIGHT,
+};
+
 use crate::error::{Result, TrainError};
 use crate::tokenizer::{EOS_ID, PAD_ID};
 
@@ -131,45 +137,6 @@ pub fn encode_examples(
         }
     }
     Ok((out, stats))
-}
-
-/// A seed for one purpose at one position, so that independent streams never overlap.
-pub fn derive_seed(seed: u64, stream: u64, index: u64) -> u64 {
-    // SplitMix64 finaliser over the three inputs.
-    let mut z = seed
-        ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-pub(crate) const STREAM_ORDER: u64 = 1;
-pub(crate) const STREAM_DROPOUT: u64 = 2;
-pub(crate) const STREAM_CORRUPTION: u64 = 3;
-pub(crate) const STREAM_SAMPLE: u64 = 4;
-pub(crate) const STREAM_LORA: u64 = 5;
-pub(crate) const STREAM_CONTINUATION: u64 = 6;
-pub(crate) const STREAM_NEXT_ITEM: u64 = 7;
-const STREAM_WEIGHT: u64 = 8;
-
-/// Shuffles `items` with a generator seeded by `seed` (e.g. to sample or hold out examples).
-pub fn seeded_shuffle<T>(items: &mut [T], seed: u64) {
-    items.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
-        seed,
-        STREAM_SAMPLE,
-        0,
-    )));
-}
-
-/// At most `n` of `items`, drawn by [`seeded_shuffle`]; all of them, in their order, when there
-/// are no more than `n`.
-pub fn seeded_sample<T>(mut items: Vec<T>, n: usize, seed: u64) -> Vec<T> {
-    if items.len() > n {
-        seeded_shuffle(&mut items, seed);
-        items.truncate(n);
-    }
-    items
 }
 
 /// The batches of one epoch, as indices into the examples. Examples are shuffled with a seed

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use instructrec_data::{Prepared, UserRef};
-use instructrec_instructions::teacher::{Teacher, TeacherSource};
-use instructrec_instructions::{BuildConfig, Builder, EvalUsers, TemplateLibrary, WordCounter};
+use instructrec_data::UserRef;
+use instructrec_instructions::teacher::TeacherSource;
+use instructrec_instructions::{BuildConfig, BuildInputs, EvalUsers};
 
 #[derive(Subcommand)]
 pub enum InstructionsCommand {
@@ -89,28 +89,8 @@ pub struct CommonArgs {
     eval_users: EvalUsers,
 }
 
-struct Loaded {
-    prepared: Prepared,
-    library: TemplateLibrary,
-    teacher: Box<dyn Teacher>,
-    config: BuildConfig,
-}
-
-impl Loaded {
-    fn builder(&self) -> anyhow::Result<Builder<'_>> {
-        let (p, l, t) = (&self.prepared, &self.library, self.teacher.as_ref());
-        Ok(Builder::new(p, l, t, &WordCounter, self.config.clone())?)
-    }
-}
-
 impl CommonArgs {
-    fn load(&self) -> anyhow::Result<Loaded> {
-        let prepared = Prepared::load(&self.data)
-            .with_context(|| format!("loading the prepared dataset {}", self.data.display()))?;
-        let library = match &self.templates {
-            Some(path) => TemplateLibrary::from_path(path)?,
-            None => TemplateLibrary::builtin(),
-        };
+    fn load(&self) -> anyhow::Result<BuildInputs> {
         let teacher = match (self.teacher, &self.teacher_config) {
             (TeacherKind::Offline, _) => TeacherSource::Offline,
             (TeacherKind::Openai, Some(path)) => TeacherSource::OpenAiFile(path.clone()),
@@ -127,12 +107,8 @@ impl CommonArgs {
             eval_sizes: self.eval_sizes.clone(),
             eval_users: self.eval_users.0,
         };
-        Ok(Loaded {
-            prepared,
-            library,
-            teacher: teacher.open(self.seed)?,
-            config,
-        })
+        let templates = self.templates.as_deref();
+        Ok(BuildInputs::open(&self.data, templates, &teacher, config)?)
     }
 }
 

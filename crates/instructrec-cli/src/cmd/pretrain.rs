@@ -80,10 +80,7 @@ pub struct PretrainArgs {
 
 pub fn run(args: PretrainArgs) -> Result<()> {
     let prepared = Prepared::load(&args.data)?;
-    let library = match (args.objective, args.wording, &args.templates) {
-        (Objective::NextItem, Wording::Templates, Some(path)) => TemplateLibrary::from_path(path)?,
-        _ => TemplateLibrary::builtin(),
-    };
+    let library = TemplateLibrary::from_path_or_builtin(args.templates.as_deref())?;
     let objective = match args.objective {
         Objective::SpanCorruption => session::Objective::SpanCorruption {
             noise_density: args.noise_density,

@@ -34,11 +34,7 @@ pub struct RunArgs {
 
 impl RunArgs {
     fn recipe(&self) -> anyhow::Result<Recipe> {
-        let path = PathBuf::from(&self.recipe);
-        let mut recipe = match Recipe::builtin(&self.recipe) {
-            Some(r) if !path.exists() => r,
-            _ => Recipe::read(&path)?,
-        };
+        let mut recipe = Recipe::resolve(&self.recipe)?;
         if let Some(work) = &self.work {
             recipe.work.clone_from(work);
         }

@@ -6,12 +6,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use instructrec_data::Prepared;
-use instructrec_eval::validation::{hit_rate_at_1, rank_cases};
+use instructrec_eval::validation::RankValidation;
 use instructrec_eval::Normalisation;
 use instructrec_instructions::{
     IntentionKind, LineFilter, LineWeight, PreferenceKind, Strategy, TaskForm,
 };
-use instructrec_train::data::seeded_sample;
 use instructrec_train::session::Tuning;
 use instructrec_train::trainer::ValidationError;
 use instructrec_train::{Seq2Seq, TokenLimits};
@@ -71,22 +70,16 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let prepared = args.data.as_deref().map(Prepared::load).transpose()?;
-    let cases = match (&prepared, &args.valid) {
-        (Some(prepared), Some(valid)) => {
-            let all = rank_cases(valid, prepared)?;
-            let cases = seeded_sample(all, args.rank_sample, args.common.seed);
-            tracing::info!("HR@1 on {} reranking validation lines", cases.len());
-            cases
-        }
-        _ => Vec::new(),
-    };
     let limits = TokenLimits {
         source: args.common.max_source_len,
         target: args.common.max_target_len,
     };
     let normalisation = Normalisation::length_normalised(args.length_normalise);
+    let lines = args.valid.as_deref().zip(prepared.as_ref());
+    let sample = (args.rank_sample, args.common.seed);
+    let validation = RankValidation::sample(lines, sample, (limits, normalisation))?;
     let mut metric = |m: &Seq2Seq| -> std::result::Result<f64, ValidationError> {
-        Ok(hit_rate_at_1(m, &cases, limits, normalisation)?)
+        Ok(validation.hit_rate_at_1(m)?)
     };
     let tuning = Tuning {
         train: &args.train,
@@ -102,7 +95,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         valid_sample: args.valid_sample,
         prepared: prepared.as_ref(),
     };
-    let metric = (!cases.is_empty()).then_some(&mut metric as _);
+    let metric = (!validation.cases.is_empty()).then_some(&mut metric as _);
     println!("{}", args.common.setup().tune(&tuning, metric)?);
     Ok(())
 }
