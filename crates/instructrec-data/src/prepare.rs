@@ -129,14 +129,25 @@ pub fn prepare_imported(
         interactions: imported.interactions(),
     };
     let (dataset, dropped) = filter(imported, options);
+    // What each filter removed, for errors that the data (not a bug) causes.
+    let trail = || {
+        let c = &imported_counts;
+        let mut steps = vec![format!(
+            "imported {} users, {} items, {} interactions",
+            c.users, c.items, c.interactions
+        )];
+        steps.extend(dropped.iter().map(|d| {
+            let (u, i, n) = (d.users, d.items, d.interactions);
+            format!("{}: -{u} users, -{i} items, -{n} interactions", d.reason)
+        }));
+        let (u, i) = (dataset.users.len(), dataset.items.len());
+        steps.push(format!("left {u} users, {i} items"));
+        steps.join("; ")
+    };
     if dataset.users.is_empty() {
         return Err(DataError::Options(format!(
             "no user is left after filtering ({}); lower --k-core",
-            dropped
-                .iter()
-                .map(|d| format!("{}: {} users", d.reason, d.users))
-                .collect::<Vec<_>>()
-                .join("; ")
+            trail()
         )));
     }
     let filter_time = start.elapsed();
@@ -146,10 +157,13 @@ pub fn prepare_imported(
     let mut lists = BTreeMap::new();
     for fold in [Fold::Validation, Fold::Test] {
         for &size in &options.candidate_sizes {
-            lists.insert(
-                (fold, size),
-                candidates::draw(&dataset, options.seed, fold, size)?,
-            );
+            let drawn = candidates::draw(&dataset, options.seed, fold, size).map_err(|e| {
+                DataError::Options(format!(
+                    "{e}, or a lower --k-core keeps more items ({})",
+                    trail()
+                ))
+            })?;
+            lists.insert((fold, size), drawn);
         }
     }
     let split_time = start.elapsed();

@@ -452,4 +452,8 @@ fn impossible_options_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("cannot draw 9 negatives"), "{e}");
+    // The counts before and after each filter say whether the data or a filter is short.
+    for part in ["imported ", "k-core (k=1)", "left ", "--k-core"] {
+        assert!(e.contains(part), "{part}: {e}");
+    }
 }

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    clean_text, for_each_line, split_category_labels, Format, Imported, ImportedItem, Interner,
-    JsonRecord,
+    clean_text, clean_title, for_each_line, split_category_labels, Format, Imported, ImportedItem,
+    Interner, JsonRecord,
 };
 use crate::types::{Interaction, ItemId, Review};
 use crate::DataError;
@@ -111,7 +111,7 @@ pub(super) fn import(reviews_path: &Path, meta_path: &Path) -> Result<Imported, 
             .filter_map(|d| clean_text(d))
             .collect();
         let item = &mut items[index];
-        item.title = record.optional_str("title")?.and_then(clean_text);
+        item.title = record.optional_str("title")?.and_then(clean_title);
         item.brand = record.optional_str("brand")?.and_then(clean_text);
         item.categories = path;
         item.description = (!description.is_empty()).then(|| description.join("\n"));

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{
-    clean_text, numbered_lines, parse_json, read_text, single_file_with_suffix,
+    clean_text, clean_title, numbered_lines, parse_json, read_text, single_file_with_suffix,
     split_category_labels, Format, Imported, ImportedItem, JsonRecord,
 };
 use crate::types::{Interaction, ItemId};
@@ -137,7 +137,7 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
             Some(raw) => Some(raw),
             None => record.optional_str("title")?,
         };
-        item.title = title.and_then(clean_text);
+        item.title = title.and_then(clean_title);
         let (path, features) = split_category_labels(&record.string_list("categories_raw")?);
         item.categories = path;
         item.features = features;

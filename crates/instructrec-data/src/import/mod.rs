@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use crate::types::Interaction;
 use crate::DataError;
 
-pub use text::{clean_text, split_category_labels};
+pub use text::{clean_text, clean_title, split_category_labels};
 
 /// The input layouts we read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::{
-    clean_text, numbered_lines, parse_json, read_text, Format, Imported, ImportedItem, Interner,
+    clean_text, clean_title, numbered_lines, parse_json, read_text, Format, Imported, ImportedItem,
+    Interner,
 };
 use crate::types::{Interaction, ItemId};
 use crate::DataError;
@@ -57,7 +58,7 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
                     .cloned()
                     .flatten()
                     .as_deref()
-                    .and_then(clean_text),
+                    .and_then(clean_title),
                 categories: path,
                 ..Default::default()
             }

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    clean_text, numbered_lines, read_text, single_file_with_suffix, Format, Imported, ImportedItem,
-    Interner,
+    clean_text, clean_title, numbered_lines, read_text, single_file_with_suffix, Format, Imported,
+    ImportedItem, Interner,
 };
 use crate::types::{Interaction, ItemId};
 use crate::DataError;
@@ -129,10 +129,12 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
             }
             catalogue.get_or_insert(original_id);
             let year = year.and_then(|y| clean_text(row[y]));
-            let title = title.and_then(|t| clean_text(row[t])).map(|t| match &year {
-                Some(y) => format!("{t} ({y})"),
-                None => t,
-            });
+            let title = title
+                .and_then(|t| clean_title(row[t]))
+                .map(|t| match &year {
+                    Some(y) => format!("{t} ({y})"),
+                    None => t,
+                });
             let categories = root
                 .map(str::to_string)
                 .into_iter()

@@ -8,6 +8,50 @@ pub fn clean_text(raw: &str) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 
+/// A title as text: [`clean_text`], and HTML tags removed (with the spaces around them
+/// collapsed; other titles keep their spacing, which item tokens depend on). Some scraped
+/// catalogues (Amazon 2018 among them) hold page markup or script where a title belongs; such a
+/// title is no title (preparation then drops the item as untitled, or with --keep-untitled
+/// titles it by its id), since a model would otherwise learn and recommend page code.
+pub fn clean_title(raw: &str) -> Option<String> {
+    let text = clean_text(raw)?;
+    let mut plain = String::with_capacity(text.len());
+    let mut tags = false;
+    let mut rest = text.as_str();
+    while let Some(open) = rest.find('<') {
+        let after = &rest[open + 1..];
+        let is_tag = after.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!');
+        match (is_tag, after.find('>')) {
+            (true, Some(close)) => {
+                plain.push_str(&rest[..open]);
+                plain.push(' ');
+                tags = true;
+                rest = &after[close + 1..];
+            }
+            _ => {
+                plain.push_str(&rest[..=open]);
+                rest = after;
+            }
+        }
+    }
+    plain.push_str(rest);
+    if tags {
+        plain = plain.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+    const CODE: [&str; 6] = [
+        "function(",
+        "function (",
+        "var ",
+        "document.",
+        "window.",
+        "});",
+    ];
+    let code = CODE.iter().any(|c| plain.contains(c))
+        || (plain.contains('{') && plain.contains('}') && plain.contains(';'));
+    let has_letters = plain.chars().filter(|c| c.is_alphanumeric()).count() >= 2;
+    (!code && has_letters).then_some(plain)
+}
+
 /// Most Amazon 2018 category labels have at most this many content words
 /// ("Faceplates, Protectors & Skins"); feature bullets are usually longer.
 const MAX_PATH_WORDS: usize = 4;
@@ -76,6 +120,32 @@ fn looks_like_path_label(label: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markup_in_titles_is_removed_and_code_is_no_title() {
+        assert_eq!(
+            clean_title("<span class=\"a\">Mario Kart 8</span> &amp; <b>DLC</b>").as_deref(),
+            Some("Mario Kart 8 & DLC")
+        );
+        assert_eq!(
+            clean_title("2 < 3 Players > 1").as_deref(),
+            Some("2 < 3 Players > 1")
+        );
+        assert_eq!(
+            clean_title("Tom &lt;3 Jerry").as_deref(),
+            Some("Tom <3 Jerry")
+        );
+        assert_eq!(clean_title("Halo  3").as_deref(), Some("Halo  3"));
+        for code in [
+            "var aPageStart = (new Date()).getTime();",
+            "<script>(function(){ ue.count(1); })();</script>",
+            ".a-box { display: block; }",
+            "<div id=\"x\"></div>",
+            "<img src=x> -",
+        ] {
+            assert_eq!(clean_title(code), None, "{code}");
+        }
+    }
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
