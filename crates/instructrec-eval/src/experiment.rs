@@ -310,12 +310,13 @@ impl Experiment {
             .map(|set| list_case(&self.prepared, set, Fold::Test))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let size = lists.sets[0].negatives.len() + 1;
-        self.report.candidates = vec![CandidateInfo {
-            fold: Fold::Test,
-            size,
-            cases: cases.len(),
-            checksum: lists.checksum,
-        }];
+        let info = CandidateInfo::new(
+            &self.prepared,
+            (Fold::Test, size),
+            &lists.sets,
+            lists.checksum,
+        );
+        self.report.candidates = vec![info];
         self.settings = vec![Setting::Sampled { size }];
         self.cases = Some(vec![cases]);
         Ok(())
@@ -358,7 +359,9 @@ impl Experiment {
         for &setting in &self.settings {
             let c = build_query_cases(&self.prepared, protocol, &lines, setting)?;
             if !matches!(setting, Setting::FullRanking) {
-                self.report.candidates.push(candidate_info(&c));
+                self.report
+                    .candidates
+                    .push(candidate_info(&self.prepared, &c));
             }
             cases.push(c);
         }
@@ -422,12 +425,8 @@ impl Experiment {
         )?;
         tracing::info!(path = %path.display(), %checksum, lists = sets.len(), "mined lists");
         let cases = with_candidates(cases, &sets)?;
-        self.report.candidates.push(CandidateInfo {
-            fold: Fold::Test,
-            size: 10,
-            cases: cases.len(),
-            checksum,
-        });
+        let info = CandidateInfo::new(&self.prepared, (Fold::Test, 10), &sets, checksum);
+        self.report.candidates.push(info);
         self.settings = vec![Setting::Sampled { size: 10 }];
         self.cases = Some(vec![cases]);
         Ok(path)
@@ -629,14 +628,11 @@ impl Experiment {
     }
 }
 
-fn candidate_info(cases: &[EvalCase]) -> CandidateInfo {
+fn candidate_info(prepared: &Prepared, cases: &[EvalCase]) -> CandidateInfo {
     let sets: Vec<CandidateSet> = cases.iter().map(as_candidate_set).collect();
-    CandidateInfo {
-        fold: Fold::Test,
-        size: sets[0].negatives.len() + 1,
-        cases: sets.len(),
-        checksum: candidates_checksum(&sets),
-    }
+    let size = sets[0].negatives.len() + 1;
+    let checksum = candidates_checksum(&sets);
+    CandidateInfo::new(prepared, (Fold::Test, size), &sets, checksum)
 }
 
 /// A case's list in the stored form, for the report's checksum.

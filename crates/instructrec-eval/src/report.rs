@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use instructrec_data::{atomic, Counts, Fold, Prepared, Source};
+use instructrec_data::{atomic, CandidateSet, Counts, Fold, ItemId, Prepared, Source};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -34,6 +34,40 @@ pub struct CandidateInfo {
     pub cases: usize,
     /// See [`candidates_checksum`].
     pub checksum: String,
+    /// Lists in which a negative has the positive's title (compared without case): a model
+    /// that reads titles can only guess between them.
+    /// (Absent from reports written before it was counted.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title_ties: Option<usize>,
+}
+
+impl CandidateInfo {
+    /// `sets` described, with `checksum` (the lists' own, or their file's).
+    pub fn new(
+        prepared: &Prepared,
+        (fold, size): (Fold, usize),
+        sets: &[CandidateSet],
+        checksum: String,
+    ) -> Self {
+        let title = |id: ItemId| {
+            let item = prepared.dataset.items.get(id.index());
+            item.map(|i| i.title.trim().to_lowercase())
+        };
+        let title_ties = sets
+            .iter()
+            .filter(|set| {
+                let positive = title(set.positive);
+                set.negatives.iter().any(|&n| title(n) == positive)
+            })
+            .count();
+        Self {
+            fold,
+            size,
+            cases: sets.len(),
+            checksum,
+            title_ties: Some(title_ties),
+        }
+    }
 }
 
 /// One epoch of a trained baseline.
@@ -117,12 +151,8 @@ impl Report {
             .iter()
             .map(|&(fold, size)| {
                 let sets = stored_candidates(prepared, fold, size)?;
-                Ok(CandidateInfo {
-                    fold,
-                    size,
-                    cases: sets.len(),
-                    checksum: candidates_checksum(sets),
-                })
+                let checksum = candidates_checksum(sets);
+                Ok(CandidateInfo::new(prepared, (fold, size), sets, checksum))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
@@ -334,9 +364,12 @@ impl Report {
             let _ = writeln!(s, "- `{file}`: sha256 `{sum}`");
         }
         for c in &self.candidates {
+            let ties = c.title_ties.map_or(String::new(), |n| {
+                format!(" ({n} with a negative titled as the positive)")
+            });
             let _ = writeln!(
                 s,
-                "- candidates {:?}/{}: {} lists, sha256 `{}`",
+                "- candidates {:?}/{}: {} lists{ties}, sha256 `{}`",
                 c.fold, c.size, c.cases, c.checksum
             );
         }
@@ -386,4 +419,34 @@ impl Report {
 /// the error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     atomic::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic;
+
+    #[test]
+    fn lists_whose_negative_is_titled_as_the_positive_are_counted() {
+        let mut prepared = synthetic::prepared(20, 120, 7);
+        let sets = stored_candidates(&prepared, Fold::Test, 10)
+            .unwrap()
+            .to_vec();
+        let clean = CandidateInfo::new(&prepared, (Fold::Test, 10), &sets, String::new());
+        assert_eq!((clean.cases, clean.title_ties), (20, Some(0)));
+        // The first list's first negative takes its positive's title, in other letter case.
+        let (positive, negative) = (sets[0].positive, sets[0].negatives[0]);
+        let title = prepared.dataset.items[positive.index()]
+            .title
+            .to_uppercase();
+        prepared.dataset.items[negative.index()].title = format!(" {title}");
+        let tied = CandidateInfo::new(&prepared, (Fold::Test, 10), &sets, String::new());
+        // Synthetic titles are distinct: only lists of that positive with that negative tie.
+        let expected = sets
+            .iter()
+            .filter(|s| s.positive == positive && s.negatives.contains(&negative))
+            .count();
+        assert!(expected >= 1);
+        assert_eq!(tied.title_ties, Some(expected));
+    }
 }
