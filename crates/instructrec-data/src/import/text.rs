@@ -38,18 +38,13 @@ pub fn clean_title(raw: &str) -> Option<String> {
     if tags {
         plain = plain.split_whitespace().collect::<Vec<_>>().join(" ");
     }
-    const CODE: [&str; 6] = [
-        "function(",
-        "function (",
-        "var ",
-        "document.",
-        "window.",
-        "});",
-    ];
-    let code = CODE.iter().any(|c| plain.contains(c))
+    const CODE: [&str; 5] = ["function(", "function (", "document.", "window.", "});"];
+    let code = plain.starts_with("var ")
+        || CODE.iter().any(|c| plain.contains(c))
         || (plain.contains('{') && plain.contains('}') && plain.contains(';'));
-    let has_letters = plain.chars().filter(|c| c.is_alphanumeric()).count() >= 2;
-    (!code && has_letters).then_some(plain)
+    // Markup with no words between its tags is no title; a short plain title ("M") is one.
+    let words_left = !tags || plain.chars().filter(|c| c.is_alphanumeric()).count() >= 2;
+    (!code && words_left && !plain.is_empty()).then_some(plain)
 }
 
 /// Most Amazon 2018 category labels have at most this many content words
@@ -136,6 +131,8 @@ mod tests {
             Some("Tom <3 Jerry")
         );
         assert_eq!(clean_title("Halo  3").as_deref(), Some("Halo  3"));
+        assert_eq!(clean_title("M (1931)").as_deref(), Some("M (1931)"));
+        assert_eq!(clean_title("M").as_deref(), Some("M"));
         for code in [
             "var aPageStart = (new Date()).getTime();",
             "<script>(function(){ ue.count(1); })();</script>",
