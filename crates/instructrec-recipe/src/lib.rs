@@ -153,6 +153,14 @@ pub struct EvalStage {
     /// settings, then scored with the model tuned here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<PathBuf>,
+    /// Most epochs of each neural model this evaluation fits (the hard-negative miner among
+    /// them), so that its schedule ends by its epochs on any machine; each model's own default
+    /// without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_epochs: Option<usize>,
+    /// Wall-clock cap of each such model's training (a safety net: epochs should end first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
     pub full_ranking: bool,
     pub length_normalise: bool,
     #[serde(default)]
@@ -305,7 +313,11 @@ impl Recipe {
             .iter()
             .enumerate()
             .map(|(i, p)| (format!("pretrain[{i}].budget"), &p.schedule.budget))
-            .chain([("tune.budget".to_string(), &self.tune.schedule.budget)]);
+            .chain([("tune.budget".to_string(), &self.tune.schedule.budget)])
+            .chain(self.eval.iter().enumerate().filter_map(|(i, e)| {
+                let budget = e.budget.as_ref()?;
+                Some((format!("eval[{i}].budget"), budget))
+            }));
         for (field, budget) in budgets {
             humantime::parse_duration(budget).map_err(|e| {
                 invalid(field, format!("{e} in {budget:?} (e.g. 90s, 20m, 1h 30m)"))
@@ -798,6 +810,30 @@ mod tests {
                    length_normalise = true\nmax_source_len = 9\nmax_target_len = 9\n";
         let err = Recipe::parse(bad, "mine.toml").unwrap_err().to_string();
         assert!(err.contains("eval[0].input"), "{err}");
+    }
+
+    #[test]
+    fn an_evaluations_training_limits_become_its_flags() {
+        let eval = "[[eval]]\nprotocol = \"hard-negatives\"\nmodels = []\nfull_ranking = false\n\
+                    length_normalise = true\nmax_source_len = 9\nmax_target_len = 9\n";
+        let r = Recipe::parse(&format!("{eval}budget = \"25m\"\n"), "mine.toml").unwrap();
+        let stage = r
+            .stages(Path::new("w"))
+            .into_iter()
+            .find(|s| s.name.starts_with("eval"));
+        let argv = stage.unwrap().argv;
+        let at = argv.iter().position(|a| a == "--time-budget").unwrap();
+        assert_eq!(argv[at + 1], "25m");
+        let r = Recipe::parse(&format!("{eval}max_epochs = 3\n"), "mine.toml").unwrap();
+        let stage = r
+            .stages(Path::new("w"))
+            .into_iter()
+            .find(|s| s.name.starts_with("eval"));
+        let argv = stage.unwrap().argv;
+        let at = argv.iter().position(|a| a == "--max-epochs").unwrap();
+        assert_eq!(argv[at + 1], "3");
+        let err = Recipe::parse(&format!("{eval}budget = \"soon\"\n"), "mine.toml").unwrap_err();
+        assert!(err.to_string().contains("eval[0].budget"), "{err}");
     }
 
     #[test]
