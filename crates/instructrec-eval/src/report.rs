@@ -49,10 +49,11 @@ impl CandidateInfo {
         sets: &[CandidateSet],
         checksum: String,
     ) -> Self {
-        let title = |id: ItemId| {
-            let item = prepared.dataset.items.get(id.index());
-            item.map(|i| i.title.trim().to_lowercase())
-        };
+        // Each title folded once, not once per list it appears in (1+99 lists of every user).
+        let folded: Vec<String> = (prepared.dataset.items.iter())
+            .map(|i| i.title.trim().to_lowercase())
+            .collect();
+        let title = |id: ItemId| folded.get(id.index());
         let title_ties = sets
             .iter()
             .filter(|set| {
