@@ -407,13 +407,18 @@ impl Recipe {
         }
         stages.push(self.tune_stage(&w, from.as_deref()));
         for e in &self.eval {
-            if let Some(input) = &e.input {
-                let other = w.elsewhere(e.label());
-                stages.push(self.prepare(&other, input, &format!("data {}", e.label())));
-                let name = format!("instructions {}", e.label());
-                stages.push(self.build_instructions(&other, &name));
-            }
-            stages.push(self.eval_stage(&w, e));
+            // The evaluation's data: this run's, or another dataset's prepared here first.
+            let data = match &e.input {
+                Some(input) => {
+                    let other = w.elsewhere(e.label());
+                    stages.push(self.prepare(&other, input, &format!("data {}", e.label())));
+                    let name = format!("instructions {}", e.label());
+                    stages.push(self.build_instructions(&other, &name));
+                    other
+                }
+                None => Workspace::new(work),
+            };
+            stages.push(self.eval_stage(&w, &data, e));
         }
         if !self.eval.is_empty() {
             stages.push(self.scenarios_stage(&w));
@@ -544,11 +549,8 @@ impl Recipe {
         ["--seed".into(), self.seed.to_string()]
     }
 
-    fn eval_stage(&self, w: &Workspace, e: &EvalStage) -> Stage {
-        let data = match e.input {
-            Some(_) => w.elsewhere(e.label()),
-            None => Workspace::new(&w.work),
-        };
+    /// Evaluates the model tuned in `w` on the prepared data and instructions of `data`.
+    fn eval_stage(&self, w: &Workspace, data: &Workspace, e: &EvalStage) -> Stage {
         let renamed = [("full_ranking", None), ("name", None), ("input", None)];
         let argv = args(&["eval", "--data"])
             .chain([p(&data.prepared)])
@@ -715,14 +717,9 @@ fn unknown_keys(path: &str, given: &toml::Value, known: &toml::Value, out: &mut 
     match (given, known) {
         (toml::Value::Table(x), toml::Value::Table(y)) => {
             for (k, v) in x {
-                let key = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
                 match y.get(k) {
-                    Some(w) => unknown_keys(&key, v, w, out),
-                    None => out.push(key),
+                    Some(w) => unknown_keys(&dotted(path, k), v, w, out),
+                    None => out.push(dotted(path, k)),
                 }
             }
         }
@@ -735,14 +732,17 @@ fn unknown_keys(path: &str, given: &toml::Value, known: &toml::Value, out: &mut 
     }
 }
 
+/// `key` inside the table at `path`, as a dotted path.
+fn dotted(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
 fn diff(path: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
-    let key = |k: &str| {
-        if path.is_empty() {
-            k.to_string()
-        } else {
-            format!("{path}.{k}")
-        }
-    };
+    let key = |k: &str| dotted(path, k);
     match (a, b) {
         (toml::Value::Table(x), toml::Value::Table(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
@@ -781,6 +781,19 @@ mod tests {
         }
     }
 
+    /// The value after `flag` in a stage's arguments.
+    fn flag_value<'a>(stage: &'a Stage, flag: &str) -> &'a str {
+        let at = stage.argv.iter().position(|a| a == flag);
+        &stage.argv[at.unwrap_or_else(|| panic!("{flag} in {:?}", stage.argv)) + 1]
+    }
+
+    /// The first evaluation stage of a recipe given as TOML.
+    fn first_eval_stage(text: &str) -> Stage {
+        let r = Recipe::parse(text, "mine.toml").unwrap();
+        let mut stages = r.stages(Path::new("w")).into_iter();
+        stages.find(|s| s.name.starts_with("eval")).unwrap()
+    }
+
     #[test]
     fn zero_shot_evaluations_prepare_their_own_dataset() {
         let r = Recipe::default_recipe();
@@ -793,16 +806,14 @@ mod tests {
         let prepare = stages
             .iter()
             .find(|s| s.name == format!("data {}", e.label()));
-        let argv = &prepare.expect("its data stage").argv;
-        let input = argv.iter().position(|a| a == "--input").unwrap();
-        assert_eq!(Path::new(&argv[input + 1]), e.input.as_deref().unwrap());
+        let input = flag_value(prepare.expect("its data stage"), "--input");
+        assert_eq!(Path::new(input), e.input.as_deref().unwrap());
         let eval = stages
             .iter()
             .find(|s| s.name == format!("eval {}", e.label()))
             .unwrap();
-        let data = eval.argv.iter().position(|a| a == "--data").unwrap();
         assert_eq!(
-            Path::new(&eval.argv[data + 1]),
+            Path::new(flag_value(eval, "--data")),
             Path::new("w").join(e.label()).join("prepared")
         );
         assert!(!eval.argv.iter().any(|a| a == "--input"));
@@ -816,22 +827,10 @@ mod tests {
     fn an_evaluations_training_limits_become_its_flags() {
         let eval = "[[eval]]\nprotocol = \"hard-negatives\"\nmodels = []\nfull_ranking = false\n\
                     length_normalise = true\nmax_source_len = 9\nmax_target_len = 9\n";
-        let r = Recipe::parse(&format!("{eval}budget = \"25m\"\n"), "mine.toml").unwrap();
-        let stage = r
-            .stages(Path::new("w"))
-            .into_iter()
-            .find(|s| s.name.starts_with("eval"));
-        let argv = stage.unwrap().argv;
-        let at = argv.iter().position(|a| a == "--time-budget").unwrap();
-        assert_eq!(argv[at + 1], "25m");
-        let r = Recipe::parse(&format!("{eval}max_epochs = 3\n"), "mine.toml").unwrap();
-        let stage = r
-            .stages(Path::new("w"))
-            .into_iter()
-            .find(|s| s.name.starts_with("eval"));
-        let argv = stage.unwrap().argv;
-        let at = argv.iter().position(|a| a == "--max-epochs").unwrap();
-        assert_eq!(argv[at + 1], "3");
+        let budget = first_eval_stage(&format!("{eval}budget = \"25m\"\n"));
+        assert_eq!(flag_value(&budget, "--time-budget"), "25m");
+        let epochs = first_eval_stage(&format!("{eval}max_epochs = 3\n"));
+        assert_eq!(flag_value(&epochs, "--max-epochs"), "3");
         let err = Recipe::parse(&format!("{eval}budget = \"soon\"\n"), "mine.toml").unwrap_err();
         assert!(err.to_string().contains("eval[0].budget"), "{err}");
     }
