@@ -127,3 +127,32 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
 }
+
+#[test]
+fn an_eval_that_fails_part_way_leaves_a_report_marked_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepared(dir.path());
+    let out = dir.path().join("report");
+    // The baselines are evaluated and written before the instruction model fails to load.
+    let not_a_model = dir.path().join("not-a-model");
+    std::fs::create_dir_all(&not_a_model).unwrap();
+    std::fs::write(not_a_model.join("config.json"), "{}").unwrap();
+    let stderr = run_err(&mut eval_command(
+        &data,
+        &out,
+        &["--instructrec", not_a_model.to_str().unwrap()],
+    ));
+    assert!(stderr.contains("not-a-model"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(report["partial"], true, "{report}");
+    assert_eq!(metrics(&report).len(), 2);
+    let md = std::fs::read_to_string(out.with_extension("md")).unwrap();
+    assert!(md.contains("**Partial report:**"), "{md}");
+
+    // A run that finishes leaves a whole report, without the mark.
+    let (report, _) = eval(&data, &out, &[]);
+    assert!(report.get("partial").is_none(), "{report}");
+    let md = std::fs::read_to_string(out.with_extension("md")).unwrap();
+    assert!(!md.contains("Partial report"), "{md}");
+}

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::lock::{LockError, OutputLock};
 use crate::types::{
     CandidateSet, Dataset, Fold, Interaction, Item, ItemSplit, User, UserId, MIN_USER_INTERACTIONS,
 };
@@ -124,13 +125,21 @@ pub(crate) fn save(p: &Prepared, dir: &Path) -> Result<(), DataError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    if dir.exists() && !is_replaceable(dir) {
-        return Err(DataError::file(
-            dir,
-            "exists and is neither empty nor a prepared dataset (no manifest.json); refusing to replace it",
-        ));
+    let lock = OutputLock::acquire(dir).map_err(lock_error)?;
+    if dir.exists() {
+        if let Err(reason) = replaceable(dir) {
+            return Err(DataError::file(
+                dir,
+                format!(
+                    "exists and is not a prepared dataset as preparation left it ({reason}); \
+                     refusing to replace it: move it away or choose another --out"
+                ),
+            ));
+        }
     }
-    std::fs::create_dir_all(&parent).map_err(|e| DataError::io(&parent, e))?;
+    // Staging and set-aside folders of a killed run; ours, since we hold the lock.
+    lock.remove_leftovers(&["tmp-", "old-"], None)
+        .map_err(lock_error)?;
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}.tmp-"))
         .tempdir_in(&parent)
@@ -171,12 +180,57 @@ pub(crate) fn save(p: &Prepared, dir: &Path) -> Result<(), DataError> {
     Ok(())
 }
 
-fn is_replaceable(dir: &Path) -> bool {
-    dir.is_dir()
-        && (dir.join(MANIFEST).is_file()
-            || std::fs::read_dir(dir)
-                .map(|mut d| d.next().is_none())
-                .unwrap_or(false))
+fn lock_error(e: LockError) -> DataError {
+    match e {
+        LockError::Io { path, source } => DataError::io(&path, source),
+        busy => DataError::Options(busy.to_string()),
+    }
+}
+
+/// Whether `dir` may be replaced: it is empty, or it is provably a prepared dataset that
+/// nobody changed, since a user's folder can hold a file called manifest.json too (a web
+/// project's does). Every file must be one the manifest lists, with the recorded checksum.
+fn replaceable(dir: &Path) -> Result<(), String> {
+    if !dir.is_dir() {
+        return Err("not a directory".into());
+    }
+    let files = files_under(dir).map_err(|e| e.to_string())?;
+    if files.is_empty() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(dir.join(MANIFEST)).map_err(|e| format!("{MANIFEST}: {e}"))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{MANIFEST} is not a prepared dataset's manifest: {e}"))?;
+    for file in files.iter().filter(|f| *f != MANIFEST) {
+        let recorded = manifest
+            .checksums
+            .get(file)
+            .ok_or_else(|| format!("it holds {file}, which preparation did not write"))?;
+        let bytes = std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        if &sha256(&bytes) != recorded {
+            return Err(format!("{file} changed after preparation"));
+        }
+    }
+    Ok(())
+}
+
+/// Every file under `dir`, as a relative path with `/` separators.
+fn files_under(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        for entry in std::fs::read_dir(dir.join(&rel))? {
+            let entry = entry?;
+            let path = rel.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+            } else {
+                let parts: Vec<_> = path.iter().map(|p| p.to_string_lossy()).collect();
+                out.push(parts.join("/"));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn parse_lines<T: for<'de> Deserialize<'de>>(

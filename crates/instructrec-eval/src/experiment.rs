@@ -621,8 +621,10 @@ impl Experiment {
         Ok(vec![entry, control])
     }
 
-    /// Writes the report (already written after each model) and returns its path stem.
-    pub fn finish(self) -> anyhow::Result<PathBuf> {
+    /// Writes the report (already written after each model, marked partial) as the whole
+    /// report, and returns its path stem.
+    pub fn finish(mut self) -> anyhow::Result<PathBuf> {
+        self.report.partial = false;
         self.report.write(&self.spec.out)?;
         Ok(self.spec.out)
     }

@@ -132,6 +132,11 @@ pub struct Report {
     /// The recipe (TOML) of the `instructrec run` this report belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipe: Option<String>,
+    /// Written while `eval` runs, after each model, so that a long run leaves its results so
+    /// far; the last write clears it. A report that still has it after the run is gone comes
+    /// from a run that failed or was stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// SHA-256 of a configuration's JSON form (keys sorted, so field order cannot change it).
@@ -173,6 +178,7 @@ impl Report {
             paper: figures_for(protocol),
             stages: Vec::new(),
             recipe: None,
+            partial: true,
         })
     }
 
@@ -201,6 +207,15 @@ impl Report {
              the training that produced the weights (also when they were loaded from a checkpoint).\n"
         );
         let _ = writeln!(s, "```\n{}\n```\n", self.command);
+        if self.partial {
+            let _ = writeln!(
+                s,
+                "**Partial report:** written while the command above was running, with the \
+                 models evaluated by then ({}). If that run is over, it failed or was stopped \
+                 before the end: run it again for the whole report.\n",
+                self.models.len()
+            );
+        }
         if let Some(recipe) = &self.recipe {
             let _ = writeln!(
                 s,

@@ -86,6 +86,8 @@ pub struct ScenarioTable {
 /// The parts of a report the table reads.
 #[derive(Deserialize)]
 struct ReportFile {
+    #[serde(default)]
+    partial: bool,
     protocol: String,
     command: String,
     seed: u64,
@@ -121,6 +123,14 @@ impl ScenarioTable {
                     path.display()
                 )
             })?;
+            if report.partial {
+                bail!(
+                    "scenario {}: {} is a partial report: the eval that wrote it failed or was \
+                     stopped before the end (or is still running); run it again",
+                    source.name,
+                    path.display()
+                );
+            }
             let before = table.rows.len();
             for model in &report.models {
                 for e in &model.results {
@@ -318,6 +328,14 @@ mod tests {
         let e = ScenarioTable::read(&[format!("search={}", empty.display()).parse().unwrap()])
             .unwrap_err();
         assert!(format!("{e:#}").contains("search"), "{e:#}");
+        let mut partial: serde_json::Value =
+            serde_json::from_str(&report(&[("bm25", 0.4)])).unwrap();
+        partial["partial"] = true.into();
+        let stopped = dir.path().join("stopped.json");
+        std::fs::write(&stopped, partial.to_string()).unwrap();
+        let e = ScenarioTable::read(&[format!("hard={}", stopped.display()).parse().unwrap()])
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("is a partial report"), "{e:#}");
         let e = ScenarioTable::read(&["x=/nowhere.json".parse().unwrap()]).unwrap_err();
         assert!(format!("{e:#}").contains("/nowhere.json"), "{e:#}");
         assert!("no-equals".parse::<ScenarioSource>().is_err());

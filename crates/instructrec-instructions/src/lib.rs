@@ -14,7 +14,7 @@ mod text;
 
 use std::path::Path;
 
-use instructrec_data::{atomic, DataError};
+use instructrec_data::{atomic, DataError, LockError, OutputLock};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -35,6 +35,9 @@ pub use template::{
 };
 pub use text::{fit_history, mentions_title, normalised_words, TokenCounter, WordCounter};
 
+/// The build's statistics, beside the splits.
+const STATS_FILE: &str = "stats.json";
+
 /// An independent generator for each (seed, purpose, parts): every sampled thing can be
 /// reproduced from the recorded seed alone, whatever order the work runs in.
 pub(crate) fn seeded_rng(seed: u64, purpose: &str, parts: &[u64]) -> ChaCha8Rng {
@@ -53,17 +56,38 @@ impl InstructionSet {
     /// so that a failure (a full disk, say) leaves an earlier set whole instead of mixing old
     /// and new files.
     pub fn write(&self, dir: &Path) -> Result<(), DataError> {
+        let lock_error = |e: LockError| match e {
+            LockError::Io { path, source } => DataError::Io { path, source },
+            busy => DataError::Options(busy.to_string()),
+        };
+        let lock = OutputLock::acquire(dir).map_err(lock_error)?;
         std::fs::create_dir_all(dir).map_err(|source| DataError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
+        let names: Vec<String> = Split::ALL
+            .iter()
+            .map(|s| s.file_name())
+            .chain([STATS_FILE, BUILD_CONFIG_FILE, TEMPLATES_FILE].map(String::from))
+            .collect();
+        // The temporary files of a build killed while writing (`.<file>.<pid>-<n>.tmp`, large
+        // for a big dataset); nobody else's, since we hold the lock.
+        let leftover = |entry: &str| {
+            names.iter().any(|n| {
+                entry
+                    .strip_prefix(&format!(".{n}."))
+                    .is_some_and(|rest| rest.ends_with(".tmp"))
+            })
+        };
+        lock.remove_leftovers(&[], Some(&leftover))
+            .map_err(lock_error)?;
         let mut staged = Vec::new();
         for split in Split::ALL {
             let path = dir.join(split.file_name());
             staged.push((record::staged_jsonl(&path, self.split(split))?, path));
         }
         let records = [
-            ("stats.json", serde_json::to_vec_pretty(&self.stats)),
+            (STATS_FILE, serde_json::to_vec_pretty(&self.stats)),
             (BUILD_CONFIG_FILE, serde_json::to_vec_pretty(&self.config)),
             (TEMPLATES_FILE, Ok(self.templates.clone().into_bytes())),
         ];

@@ -170,6 +170,45 @@ fn builds_are_deterministic_and_files_round_trip() {
 }
 
 #[test]
+fn a_write_removes_a_killed_builds_temporary_files_and_refuses_a_second_writer() {
+    let set = build(&common::prepared(), config());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("i");
+    std::fs::create_dir_all(&out).unwrap();
+    // What a build killed while staging its files leaves, beside a user's own hidden file.
+    for name in [
+        ".train.jsonl.4242-0.tmp",
+        ".stats.json.4242-3.tmp",
+        ".notes",
+    ] {
+        std::fs::write(out.join(name), "partial").unwrap();
+    }
+    set.write(&out).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ".notes",
+            "config.json",
+            "stats.json",
+            "templates.toml",
+            "test.jsonl",
+            "train.jsonl",
+            "validation.jsonl"
+        ]
+    );
+
+    let held = instructrec_data::OutputLock::acquire(&out).unwrap();
+    let e = set.write(&out).unwrap_err().to_string();
+    assert!(e.contains("another instructrec run is writing it"), "{e}");
+    drop(held);
+}
+
+#[test]
 fn history_is_cut_oldest_first_to_the_budget() {
     let p = common::prepared();
     let set = build(

@@ -253,16 +253,12 @@ impl Seq2Seq {
             path: tok_path.clone(),
             message: e.to_string(),
         })?;
-        if tokenizer.get_vocab_size(true) > cfg.vocab_size {
-            return Err(ModelError::Tokenizer {
-                path: tok_path,
-                message: format!(
-                    "{} tokens, more than the model's vocab_size {}",
-                    tokenizer.get_vocab_size(true),
-                    cfg.vocab_size
-                ),
-            });
-        }
+        check_vocab_sizes(tokenizer.get_vocab_size(true), cfg.vocab_size).map_err(|message| {
+            ModelError::Tokenizer {
+                path: tok_path.clone(),
+                message,
+            }
+        })?;
         check_special_tokens(&cfg, &tokenizer, &tok_path)?;
         Ok(Self {
             model,
@@ -557,4 +553,43 @@ fn load_weights(dir: &Path, device: &Device) -> Result<Weights> {
         }
     }
     Ok((tensors, origin))
+}
+
+/// A tokenizer must cover the model's vocabulary: more tokens than rows give ids the model
+/// cannot look up, and fewer leave rows (a model's item tokens, say) that no text reaches, which
+/// happens when a tokenizer.json comes from another model. The one gap accepted is padding to a
+/// multiple of 64, as Hugging Face's T5 checkpoints have (32,100 tokens, 32,128 rows).
+fn check_vocab_sizes(tokens: usize, rows: usize) -> std::result::Result<(), String> {
+    const PADDING: usize = 64;
+    if tokens > rows {
+        return Err(format!(
+            "{tokens} tokens, more than the model's vocab_size {rows}"
+        ));
+    }
+    if tokens < rows && rows != tokens.div_ceil(PADDING) * PADDING {
+        return Err(format!(
+            "{tokens} tokens, fewer than the model's vocab_size {rows}: the model's rows \
+             {tokens}..{rows} would never be used (is this tokenizer.json from another model?); \
+             only padding to a multiple of {PADDING} is accepted"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod vocab_tests {
+    use super::check_vocab_sizes;
+
+    #[test]
+    fn a_tokenizer_must_cover_the_models_rows_up_to_padding() {
+        assert!(check_vocab_sizes(300, 300).is_ok());
+        assert!(check_vocab_sizes(32_100, 32_128).is_ok());
+        assert!(check_vocab_sizes(250_100, 250_112).is_ok());
+        let e = check_vocab_sizes(300, 302).unwrap_err();
+        assert!(e.contains("fewer than the model's vocab_size 302"), "{e}");
+        assert!(check_vocab_sizes(32_000, 32_128).is_err());
+        assert!(check_vocab_sizes(301, 300)
+            .unwrap_err()
+            .contains("more than"));
+    }
 }

@@ -568,3 +568,36 @@ fn exhaustive_beam_search_equals_ranking_by_score() {
         assert_eq!(got, want);
     }
 }
+
+/// A tokenizer.json from another model (one without the last rows' tokens, such as a base
+/// model's beside a checkpoint with item tokens) leaves rows no text reaches: refused.
+#[test]
+fn a_tokenizer_smaller_than_the_vocabulary_is_refused() {
+    let name = "t5-relu-tied";
+    let dir = fixture_copy(name);
+    std::fs::copy(
+        fixture(name).join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    Seq2Seq::load_hf_dir(dir.path(), &Device::Cpu).unwrap();
+    let path = dir.path().join("tokenizer.json");
+    let mut tokenizer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let vocab = tokenizer["model"]["vocab"].as_array_mut().unwrap();
+    let rows = vocab.len();
+    vocab.truncate(rows - 2);
+    std::fs::write(&path, tokenizer.to_string()).unwrap();
+    let e = Seq2Seq::load_hf_dir(dir.path(), &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "{} tokens, fewer than the model's vocab_size {rows}",
+            rows - 2
+        )),
+        "{e}"
+    );
+    assert!(e.contains("tokenizer.json"), "{e}");
+}

@@ -6,8 +6,11 @@
 //! one, so an existing target is first moved aside to `.<name>.old`; if the process dies between
 //! the two renames, [`recover`] puts the complete old one back.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
 
 use crate::error::{io_err, Result, TrainError};
 
@@ -16,7 +19,7 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 // filter from this file without depending on the trainer.
 pub const STATE_FILE: &str = instructrec_instructions::TRAINING_RECORD_FILE;
 
-fn sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
+pub(crate) fn sibling(path: &Path, suffix: &str) -> Result<PathBuf> {
     let name = path
         .file_name()
         .ok_or_else(|| TrainError::Checkpoint {
@@ -31,6 +34,15 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(io_err(dir))
+}
+
+/// Writes `tensors` to `path`, naming the file when that fails (a full disk, say): candle's own
+/// error gives only the OS's reason.
+pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    candle_core::safetensors::save(tensors, path).map_err(|e| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("cannot write: {e}"),
+    })
 }
 
 /// Creates directory `target` with the files `fill` writes into the directory it is given.
@@ -116,6 +128,19 @@ mod tests {
         assert_eq!(fs::read_to_string(target.join("a")).unwrap(), "2");
         let leftovers: Vec<_> = fs::read_dir(root.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "only the checkpoint itself remains");
+    }
+
+    /// candle's own error for a failed write (a full disk, or here a directory in the way)
+    /// carried only the OS's reason, so a full disk while saving the optimizer named no file.
+    #[test]
+    fn a_failed_tensor_write_names_the_file() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join(OPTIMIZER_FILE);
+        fs::create_dir(&path).unwrap();
+        let t = Tensor::zeros(3, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let tensors = HashMap::from([("m".to_string(), t)]);
+        let e = save_tensors(&tensors, &path).unwrap_err().to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl ItemComposition {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        candle_core::safetensors::save(&tensors, dir.join(COMPOSITION_FILE))?;
+        crate::checkpoint::save_tensors(&tensors, &dir.join(COMPOSITION_FILE))?;
         Ok(())
     }
 }

@@ -13,6 +13,8 @@ pub enum TrainError {
     Input { path: PathBuf, message: String },
     #[error(transparent)]
     Data(#[from] instructrec_data::DataError),
+    #[error(transparent)]
+    Lock(#[from] instructrec_data::LockError),
     #[error("tensor operation failed: {0}")]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]

@@ -190,7 +190,7 @@ impl Lora {
             .into_iter()
             .map(|p| (p.name, p.var.as_tensor().clone()))
             .collect();
-        candle_core::safetensors::save(&tensors, dir.join(ADAPTER_WEIGHTS))?;
+        crate::checkpoint::save_tensors(&tensors, &dir.join(ADAPTER_WEIGHTS))?;
         let mut modules: Vec<&str> = self.cfg.targets.iter().map(String::as_str).collect();
         modules.sort_unstable();
         let config = serde_json::json!({

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use instructrec_data::{ItemId, Prepared, UserId};
+use instructrec_data::{ItemId, OutputLock, Prepared, UserId};
 use instructrec_instructions::{
     IntentionKind, LineFilter, PreferenceKind, Template, TemplateLibrary,
 };
@@ -27,7 +27,9 @@ use crate::pretrain::{
     NextItemWording,
 };
 use crate::tokenizer::{add_item_tokens, read_corpus, train_tokenizer, TokenizerOptions};
-use crate::trainer::{read_state, Hooks, Metric, TrainConfig, TrainReport, Trainer, LAST_DIR};
+use crate::trainer::{
+    read_state, Hooks, Metric, TrainConfig, TrainReport, Trainer, BEST_DIR, LAST_DIR,
+};
 
 /// Where the model of a run that does not resume comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,10 +71,23 @@ pub struct Setup {
     pub model: ModelSource,
     pub tokenizer: NewTokenizer,
     pub item_tokens: ItemTokens,
-    /// Continue from `out/last` if it exists.
-    pub resume: bool,
+    /// What to do with a checkpoint already in `out`.
+    pub existing: Existing,
     /// The run's configuration; [`Setup::tune`] sets its `lines`.
     pub config: TrainConfig,
+}
+
+/// What a run does when its output folder already holds a checkpoint. A run never replaces one
+/// it was not told to: a fresh run over a trained model would lose it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Existing {
+    /// Stop with an error naming the checkpoint (a folder without one is fine).
+    #[default]
+    Refuse,
+    /// Continue from `out/last` if it exists, else start afresh.
+    Resume,
+    /// Remove the checkpoints there and start afresh.
+    Overwrite,
 }
 
 /// Instruction tuning's examples.
@@ -467,6 +482,12 @@ impl Setup {
         encode: impl Fn(&Seq2Seq) -> Result<(Vec<TokenizedExample>, Truncation, Vec<TokenizedExample>)>,
         hooks: &mut Hooks<'_>,
     ) -> Result<TrainReport> {
+        // Held until the run ends: two runs on one folder would share `.last.tmp`.
+        let lock = OutputLock::acquire(&self.out)?;
+        // What `save_hf_dir` stages a model in; a run killed while saving leaves it.
+        let saving = |name: &str| name.starts_with(".instructrec-save-");
+        lock.remove_leftovers(&[], Some(&saving))?;
+        self.clear_unless_resuming()?;
         let mut trainer = match self.resumable()? {
             Some(last) => {
                 check_same_run(&last, config)?;
@@ -499,8 +520,45 @@ impl Setup {
         trainer.run(hooks)
     }
 
+    /// Refuses to start afresh over an existing checkpoint, or removes it when told to.
+    fn clear_unless_resuming(&self) -> Result<()> {
+        if self.existing == Existing::Resume {
+            return Ok(());
+        }
+        let found: Vec<PathBuf> = [LAST_DIR, BEST_DIR]
+            .iter()
+            .flat_map(|name| {
+                let dir = self.out.join(name);
+                [
+                    checkpoint::sibling(&dir, "old"),
+                    checkpoint::sibling(&dir, "tmp"),
+                ]
+                .into_iter()
+                .flatten()
+                .chain([dir])
+            })
+            .filter(|p| p.exists())
+            .collect();
+        match (found.first(), self.existing) {
+            (None, _) => Ok(()),
+            (Some(first), Existing::Refuse) => Err(TrainError::Checkpoint {
+                path: first.clone(),
+                message: "a checkpoint is already there; pass --resume to continue its run, \
+                          or --overwrite to replace it with a new one (or choose another --out)"
+                    .into(),
+            }),
+            (Some(_), _) => {
+                for path in &found {
+                    tracing::info!("--overwrite: removing {}", path.display());
+                    std::fs::remove_dir_all(path).map_err(io_err(path))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn resumable(&self) -> Result<Option<PathBuf>> {
-        if !self.resume {
+        if self.existing != Existing::Resume {
             return Ok(None);
         }
         let found = checkpoint::recover(&self.out.join(LAST_DIR))?;

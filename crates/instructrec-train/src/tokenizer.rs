@@ -5,7 +5,7 @@
 //! then the span-corruption sentinels at the top with `<extra_id_0>` the highest id; Metaspace
 //! pre-tokenization (`▁` marks a word start) and `</s>` appended by the post-processor.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use instructrec_data::atomic::write_atomic;
@@ -15,8 +15,8 @@ use tokenizers::normalizers::{Replace, Sequence, Strip, NFKC};
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{
-    AddedToken, DecoderWrapper, NormalizedString, Normalizer, NormalizerWrapper,
-    PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerImpl,
+    AddedToken, NormalizedString, Normalizer, NormalizerWrapper, OffsetReferential, OffsetType,
+    PreTokenizedString, PreTokenizer, Tokenizer,
 };
 
 use crate::error::{io_err, Result, TrainError};
@@ -60,11 +60,10 @@ pub fn sentinel_id(tokenizer: &Tokenizer, n: usize) -> Result<u32> {
 /// Trains the tokenizer on `lines`. A small corpus may yield fewer pieces than asked for; the
 /// sentinels then still sit at the top of the smaller vocabulary.
 ///
-/// Retraining on the same lines gives a similar but not always identical vocabulary: the
-/// `tokenizers` Unigram trainer breaks ties in hash-map order, which changes from process to
-/// process. Reproducibility therefore comes from saving the tokenizer with the model (every
-/// checkpoint holds its tokenizer.json); the pieces are at least put in a canonical order
-/// (rounded score, then text) and the trainer runs single-threaded.
+/// The same lines give the same tokenizer, byte for byte: the `tokenizers` Unigram trainer
+/// visits hash maps in an order that changes with every map, so the words are fed to it in
+/// sorted order, the scores it hands out in hash order are reassigned in a fixed one, and it
+/// runs single-threaded; pieces are then ordered by score, then text.
 pub fn train_tokenizer<I, S>(lines: I, options: TokenizerOptions) -> Result<Tokenizer>
 where
     I: Iterator<Item = S> + Send,
@@ -81,7 +80,7 @@ where
                 options.vocab_size, options.extra_ids
             ))
         })?;
-    let mut trainer = UnigramTrainer::builder()
+    let trainer = UnigramTrainer::builder()
         .show_progress(false)
         .vocab_size(learned as u32)
         .special_tokens(
@@ -94,29 +93,23 @@ where
         .build()
         .map_err(|e| TrainError::Config(format!("unigram trainer: {e}")))?;
 
-    let mut draft: TokenizerImpl<
-        Unigram,
-        NormalizerWrapper,
-        PreTokenizerWrapper,
-        PostProcessorWrapper,
-        DecoderWrapper,
-    > = TokenizerImpl::new(Unigram::default());
-    draft.with_normalizer(Some(normalizer()?))?;
-    draft.with_pre_tokenizer(Some(metaspace()));
+    // The trainer's own `feed` counts words in a hash map, whose order (new with every map)
+    // decides ties in the suffix-array seeds; words are counted here instead and handed over
+    // in sorted order.
+    let sentences = word_counts(lines)?;
+    let mut trained = Unigram::default();
     let was_parallel = tokenizers::utils::parallelism::get_parallelism();
     tokenizers::utils::parallelism::set_parallelism(false);
-    let trained = draft.train(&mut trainer, lines).map(|_| ());
+    let done = trainer.do_train(sentences, &mut trained).map(|_| ());
     tokenizers::utils::parallelism::set_parallelism(was_parallel);
-    trained.map_err(TrainError::Tokenizer)?;
+    done.map_err(TrainError::Tokenizer)?;
 
-    let mut pieces: Vec<(String, f64)> = draft
-        .get_model()
+    let mut pieces: Vec<(String, f64)> = trained
         .iter()
         .filter(|(p, _)| !specials.contains(&p.as_str()))
-        // The trainer's sums run over hash maps, so scores vary in their last bits from
-        // process to process; rounding makes them (and the order below) reproducible.
-        .map(|(p, s)| (p.clone(), (s * 1e6).round() / 1e6))
+        .map(|(p, s)| (p.clone(), *s))
         .collect();
+    canonical_fallback_scores(&mut pieces);
     pieces.sort_by(|(pa, sa), (pb, sb)| sb.total_cmp(sa).then_with(|| pa.cmp(pb)));
     let vocab: Vec<(String, f64)> = specials
         .iter()
@@ -193,6 +186,53 @@ pub fn add_item_tokens<'a>(
         .into_iter()
         .map(|t| AddedToken::from(t, false).single_word(true));
     Ok(tokenizer.add_tokens(tokens)?)
+}
+
+/// Every word of `lines` (normalized and split as the tokenizer does) with its count, sorted.
+fn word_counts<I, S>(lines: I) -> Result<Vec<(String, u32)>>
+where
+    I: Iterator<Item = S>,
+    S: AsRef<str>,
+{
+    let normalizer = normalizer()?;
+    let metaspace = metaspace();
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for line in lines {
+        let mut text = NormalizedString::from(line.as_ref());
+        normalizer.normalize(&mut text)?;
+        let mut words = PreTokenizedString::from(text);
+        metaspace.pre_tokenize(&mut words)?;
+        for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::Byte) {
+            *counts.entry(word.to_string()).or_default() += 1;
+        }
+    }
+    Ok(counts.into_iter().collect())
+}
+
+/// The trainer gives every character that EM dropped a score just above the lowest one, each
+/// 1e-4 higher than the last, in the order of a hash set, so which character gets which score
+/// changed from run to run. The scores on that ladder are handed back out to those characters
+/// in their own order. Characters whose EM score happens to fall on the ladder's range are
+/// included; the result is still the same for every order the trainer visits them in.
+fn canonical_fallback_scores(pieces: &mut [(String, f64)]) {
+    const STEP: f64 = 1e-4;
+    let Some(lowest) = pieces.iter().map(|(_, s)| *s).min_by(f64::total_cmp) else {
+        return;
+    };
+    let single_chars = pieces
+        .iter()
+        .filter(|(p, _)| p.chars().count() == 1)
+        .count();
+    let top = lowest + STEP * (single_chars as f64 + 1.0);
+    let mut ladder: Vec<usize> = (0..pieces.len())
+        .filter(|&i| pieces[i].0.chars().count() == 1 && pieces[i].1 <= top)
+        .collect();
+    let mut scores: Vec<f64> = ladder.iter().map(|&i| pieces[i].1).collect();
+    scores.sort_by(|a, b| b.total_cmp(a));
+    ladder.sort_by(|&a, &b| pieces[a].0.cmp(&pieces[b].0));
+    for (i, score) in ladder.into_iter().zip(scores) {
+        pieces[i].1 = score;
+    }
 }
 
 fn normalizer() -> Result<NormalizerWrapper> {
@@ -327,6 +367,27 @@ mod tests {
         let ids = |text: &str| tok.encode(text, false).unwrap().get_ids().to_vec();
         assert_eq!(ids(plain).len(), 1);
         assert_eq!(ids(plain), ids(no_break));
+    }
+
+    /// The `tokenizers` trainer iterates hash maps whose seeds change with every map, so
+    /// trainings differed (12 of 300 pieces swapped ids between two runs of one recipe).
+    #[test]
+    fn training_is_deterministic() {
+        let lines = corpus();
+        let vocab = |t: &Tokenizer| {
+            let mut v: Vec<(String, u32)> = t.get_vocab(true).into_iter().collect();
+            v.sort();
+            v
+        };
+        let first = train_tokenizer(lines.iter(), small()).unwrap();
+        for _ in 0..4 {
+            let again = train_tokenizer(lines.iter(), small()).unwrap();
+            assert_eq!(vocab(&again), vocab(&first));
+            assert_eq!(
+                again.to_string(false).unwrap(),
+                first.to_string(false).unwrap()
+            );
+        }
     }
 
     #[test]

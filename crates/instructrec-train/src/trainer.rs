@@ -736,7 +736,7 @@ impl Trainer {
             if with_optimizer {
                 let tensors: HashMap<String, Tensor> =
                     self.opt.state_tensors()?.into_iter().collect();
-                candle_core::safetensors::save(&tensors, dir.join(OPTIMIZER_FILE))?;
+                checkpoint::save_tensors(&tensors, &dir.join(OPTIMIZER_FILE))?;
             }
             let json = serde_json::to_vec_pretty(&self.state).expect("state serialises");
             std::fs::write(dir.join(STATE_FILE), json).map_err(io_err(dir.join(STATE_FILE)))

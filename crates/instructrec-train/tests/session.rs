@@ -4,7 +4,7 @@
 
 use instructrec_instructions::{LineFilter, PreferenceKind, TrainingRecord};
 use instructrec_model::Preset;
-use instructrec_train::session::{ItemTokens, ModelSource, NewTokenizer, Setup, Tuning};
+use instructrec_train::session::{Existing, ItemTokens, ModelSource, NewTokenizer, Setup, Tuning};
 use instructrec_train::trainer::{RunControl, TrainConfig, LAST_DIR};
 use instructrec_train::TrainError;
 
@@ -41,7 +41,7 @@ fn setup(out: &std::path::Path, max_steps: u64, lr: f64) -> Setup {
             vocab_size: 200,
         },
         item_tokens: ItemTokens::default(),
-        resume: true,
+        existing: Existing::Resume,
         config: TrainConfig {
             seed: 3,
             epochs: 10,
@@ -109,4 +109,53 @@ fn a_resumed_run_extends_to_more_steps_refuses_other_changes_and_records_its_lin
     assert_eq!(extended.report.state.total_steps, 5);
     assert_eq!(extended.report.state.config.max_steps, Some(5));
     assert_eq!(TrainingRecord::read(&out.join(LAST_DIR)).unwrap().steps, 5);
+}
+
+#[test]
+fn a_new_run_never_replaces_a_checkpoint_unless_told_to_and_two_runs_cannot_share_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    write_lines(&train);
+    let out = dir.path().join("run");
+    let tuning = Tuning {
+        train: &train,
+        lines: LineFilter::default(),
+        valid: None,
+        valid_sample: 10,
+        prepared: None,
+    };
+    setup(&out, 3, 1e-3).tune(&tuning, None).unwrap();
+    let trained = std::fs::read(out.join(LAST_DIR).join("model.safetensors")).unwrap();
+
+    let fresh = |existing| Setup {
+        existing,
+        ..setup(&out, 2, 2e-3)
+    };
+    let e = fresh(Existing::Refuse)
+        .tune(&tuning, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("a checkpoint is already there; pass --resume"),
+        "{e}"
+    );
+    assert!(e.contains(&out.join(LAST_DIR).display().to_string()), "{e}");
+    let kept = std::fs::read(out.join(LAST_DIR).join("model.safetensors")).unwrap();
+    assert_eq!(
+        kept, trained,
+        "the refused run left the checkpoint as it was"
+    );
+
+    // Another run holding the folder's lock: a second writer is refused at once.
+    let held = instructrec_data::OutputLock::acquire(&out).unwrap();
+    let e = setup(&out, 3, 1e-3)
+        .tune(&tuning, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("another instructrec run is writing it"), "{e}");
+    drop(held);
+
+    let replaced = fresh(Existing::Overwrite).tune(&tuning, None).unwrap();
+    assert_eq!(replaced.report.state.step, 2);
+    assert_eq!(TrainingRecord::read(&out.join(LAST_DIR)).unwrap().steps, 2);
 }

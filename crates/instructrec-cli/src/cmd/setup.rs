@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use instructrec_train::lora::LoraConfig;
 use instructrec_train::schedule::Decay;
-use instructrec_train::session::{ItemTokens, ModelSource, NewTokenizer, Setup};
+use instructrec_train::session::{Existing, ItemTokens, ModelSource, NewTokenizer, Setup};
 use instructrec_train::trainer::{RunControl, TrainConfig};
 use instructrec_train::Preset;
 
@@ -56,6 +56,10 @@ pub struct Common {
     /// extend the run.
     #[arg(long)]
     resume: bool,
+    /// Replace the checkpoints already in OUT with a new run's (without it, a new run over
+    /// them is refused).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Passes over the training examples. More on --resume extends a run (see --max-steps).
     #[arg(long, default_value_t = 3)]
     epochs: usize,
@@ -151,7 +155,11 @@ impl Common {
                 add: self.item_tokens,
                 from_pieces: self.item_tokens_from_pieces,
             },
-            resume: self.resume,
+            existing: match (self.resume, self.overwrite) {
+                (true, _) => Existing::Resume,
+                (_, true) => Existing::Overwrite,
+                _ => Existing::Refuse,
+            },
             config: self.config(),
         }
     }
