@@ -128,6 +128,7 @@ pub fn prepare_imported(
         items: imported.items.len(),
         interactions: imported.interactions(),
     };
+    let titled = imported.items.iter().any(|i| i.title.is_some());
     let (dataset, dropped) = filter(imported, options);
     // What each filter removed, for errors that the data (not a bug) causes.
     let trail = || {
@@ -144,11 +145,22 @@ pub fn prepare_imported(
         steps.push(format!("left {u} users, {i} items"));
         steps.join("; ")
     };
+    // A lower k-core helps only when the filters, not the input, removed everyone.
     if dataset.users.is_empty() {
-        return Err(DataError::Options(format!(
-            "no user is left after filtering ({}); lower --k-core",
-            trail()
-        )));
+        return Err(DataError::Options(if imported_counts.interactions == 0 {
+            format!("the input has no interactions ({})", trail())
+        } else if !titled && !options.keep_untitled {
+            format!(
+                "no user is left after filtering: no imported item has a title ({}); check the \
+                 item file, or pass --keep-untitled to title items by their original id",
+                trail()
+            )
+        } else {
+            format!(
+                "no user is left after filtering ({}); lower --k-core",
+                trail()
+            )
+        }));
     }
     let filter_time = start.elapsed();
 

@@ -9,6 +9,7 @@ mod p5;
 mod recbole;
 mod text;
 
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -127,15 +128,31 @@ impl ImportSource {
     }
 }
 
-/// Which layout a directory holds; the checks are ordered from most to least specific.
+/// Which layout a directory holds, from the names of its files alone (their content is the
+/// importer's business), the checks ordered from most to least specific. A directory that
+/// cannot be listed is an error naming it, never an unknown layout.
 pub fn detect(dir: &Path) -> Result<Format, DataError> {
-    if amazon_games::locate(dir).is_ok() {
+    let entries = list_dir(dir)?;
+    let raw = dir.join("raw");
+    let bundle = if present(&raw)? {
+        list_dir(&raw)?
+    } else {
+        entries.clone()
+    };
+    let named = |paths: &[PathBuf], test: &dyn Fn(&str) -> bool| {
+        paths
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| test(&n.to_string_lossy())))
+    };
+    if named(&bundle, &|n| n.ends_with(".inter.json")) {
         Ok(Format::AmazonGames)
-    } else if dir.join(p5::SEQUENCES).is_file() {
+    } else if named(&entries, &|n| n == p5::SEQUENCES) {
         Ok(Format::P5)
-    } else if recbole::locate(dir).is_ok() {
+    } else if named(&entries, &|n| n.ends_with(".inter")) {
         Ok(Format::RecBole)
-    } else if amazon2018::locate(dir).is_ok() {
+    } else if named(&entries, &|n| {
+        amazon2018::is_meta(n) && amazon2018::is_json_lines(n)
+    }) {
         Ok(Format::Amazon2018)
     } else {
         Err(DataError::file(
@@ -191,12 +208,20 @@ pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
     } else {
         bytes
     };
-    String::from_utf8(bytes).map_err(|e| {
+    let mut text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
         DataError::line(path, line, "not valid UTF-8")
-    })
+    })?;
+    if text.starts_with(BOM) {
+        text.drain(..BOM.len_utf8());
+    }
+    Ok(text)
 }
+
+/// Windows editors start UTF-8 files with a byte-order mark; left in place it would become part
+/// of the first column name, id or JSON value.
+const BOM: char = '\u{feff}';
 
 /// Calls `f` on each non-empty line (1-based number, text without the line break), streaming,
 /// so that multi-gigabyte review dumps need not fit in memory; gzip is detected by magic bytes.
@@ -241,6 +266,11 @@ pub(crate) fn for_each_line(
         let text = std::str::from_utf8(&buffer)
             .map_err(|_| DataError::line(path, line, "not valid UTF-8"))?;
         let text = text.trim_end_matches(['\n', '\r']);
+        let text = if line == 1 {
+            text.strip_prefix(BOM).unwrap_or(text)
+        } else {
+            text
+        };
         if !text.trim().is_empty() {
             f(line, text)?;
         }
@@ -262,6 +292,166 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, DataError> {
     serde_json::from_str(text)
         .map_err(|e| DataError::line(path, e.line(), format!("malformed JSON: {e}")))
+}
+
+/// A JSON object's entries in file order, repeated keys included: deserialising into a map
+/// would silently keep the last of them.
+pub(crate) struct Entries<V>(Vec<(String, V)>);
+
+impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for Entries<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<V>(std::marker::PhantomData<V>);
+        impl<'de, V: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visitor<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+impl<V: PartialEq + serde::Serialize> Entries<V> {
+    /// The entries with identical repeats dropped; a key repeated with another value is an
+    /// error naming the key and both lines (`text` is the document, to find them).
+    pub(crate) fn unique(
+        self,
+        path: &Path,
+        text: &str,
+        what: &str,
+        field: &str,
+    ) -> Result<HashMap<String, V>, DataError> {
+        let mut unique: HashMap<String, V> = HashMap::with_capacity(self.0.len());
+        for (key, value) in self.0 {
+            match unique.get(&key) {
+                None => {
+                    unique.insert(key, value);
+                }
+                Some(first) if *first == value => {}
+                Some(first) => {
+                    let (there, here) = (shown_json(first), shown_json(&value));
+                    return Err(match key_lines(text, &key)[..] {
+                        [first_line, line, ..] => DataError::field(
+                            path,
+                            line,
+                            field,
+                            repeats(what, &key, first_line, "value", &there, &here),
+                        ),
+                        // The key is escaped differently in the file; say what is known.
+                        _ => DataError::file(
+                            path,
+                            format!("{what} {key} appears twice with different values ({there}, then {here})"),
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(unique)
+    }
+}
+
+pub(crate) fn shown_json<V: serde::Serialize>(value: &V) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The lines where `key` is an object key in the JSON document `text`, for errors only.
+pub(crate) fn key_lines(text: &str, key: &str) -> Vec<usize> {
+    let quoted = shown_json(&key);
+    let mut lines = Vec::new();
+    let (mut line, mut counted) = (1, 0);
+    for (at, _) in text.match_indices(&quoted) {
+        if text[at + quoted.len()..].trim_start().starts_with(':') {
+            line += text[counted..at].matches('\n').count();
+            counted = at;
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+/// How every importer reports a record repeated with other content.
+pub(crate) fn repeats(
+    what: &str,
+    id: &str,
+    first_line: usize,
+    field: &str,
+    there: &str,
+    here: &str,
+) -> String {
+    format!(
+        "{what} {id} repeats line {first_line} with another {field} ({there} there, {here} here)"
+    )
+}
+
+/// The integer types of imported fields, named in words for errors.
+pub(crate) trait Integer: TryFrom<i128> {
+    const KIND: &'static str;
+}
+
+impl Integer for u32 {
+    const KIND: &'static str = "a 32-bit unsigned integer";
+}
+
+impl Integer for i64 {
+    const KIND: &'static str = "a 64-bit integer";
+}
+
+pub(crate) fn out_of_range(kind: &str, shown: &dyn fmt::Display) -> String {
+    format!("out of range for {kind}, got {shown}")
+}
+
+/// Decimal digits with an optional sign: an integer, whether or not it fits.
+pub(crate) fn is_integer(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An integer field of a text file; `shown` is how errors quote it. Parsing straight into the
+/// target type tells "too large" apart from "not a number".
+pub(crate) fn integer<T: Integer>(text: &str, shown: &dyn fmt::Display) -> Result<T, String> {
+    if !is_integer(text) {
+        return Err(format!("expected an integer, got {shown}"));
+    }
+    text.parse::<i128>()
+        .ok()
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| out_of_range(T::KIND, shown))
+}
+
+/// An integer field of a JSON document. A float is not an integer, but one beyond the type's
+/// range is reported as such, since that is what needs fixing.
+pub(crate) fn json_integer<T: Integer>(value: &Value) -> Result<T, String> {
+    let Value::Number(n) = value else {
+        return Err(format!("expected an integer, got {value}"));
+    };
+    match n.as_i64().map(i128::from).or(n.as_u64().map(i128::from)) {
+        Some(i) => T::try_from(i).map_err(|_| out_of_range(T::KIND, value)),
+        None => match n.as_f64() {
+            // `as` saturates, which is past any of our types' ranges too.
+            Some(f) if f.fract() == 0.0 && T::try_from(f as i128).is_err() => {
+                Err(out_of_range(T::KIND, value))
+            }
+            _ => Err(format!("expected an integer, got {value}")),
+        },
+    }
+}
+
+/// Ratings are stored as f32; `as` would turn a finite f64 beyond its range into infinity,
+/// which JSON cannot hold.
+pub(crate) fn to_f32(value: f64, shown: &dyn fmt::Display) -> Result<f32, String> {
+    Some(value as f32)
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| out_of_range("a 32-bit float", shown))
 }
 
 /// One JSON object from a JSON-lines file, with accessors that name the field in errors.
@@ -305,23 +495,44 @@ impl<'a> JsonRecord<'a> {
         }
     }
 
-    pub(crate) fn required_int(&self, field: &str) -> Result<i64, DataError> {
+    pub(crate) fn required_integer<T: Integer>(&self, field: &str) -> Result<T, DataError> {
         match self.present(field) {
             None => Err(self.error(field, "missing")),
-            Some(v) => v
-                .as_i64()
-                .ok_or_else(|| self.error(field, format!("expected an integer, got {v}"))),
+            Some(v) => json_integer(v).map_err(|m| self.error(field, m)),
         }
     }
 
-    pub(crate) fn optional_number(&self, field: &str) -> Result<Option<f64>, DataError> {
+    pub(crate) fn optional_f32(&self, field: &str) -> Result<Option<f32>, DataError> {
         match self.present(field) {
             None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.error(field, format!("expected a number, got {v}"))),
+            Some(v) => {
+                let n = v
+                    .as_f64()
+                    .ok_or_else(|| self.error(field, format!("expected a number, got {v}")))?;
+                to_f32(n, v).map(Some).map_err(|m| self.error(field, m))
+            }
         }
+    }
+
+    /// Field names, null-valued ones included.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = &str> {
+        self.object.keys().map(String::as_str)
+    }
+
+    pub(crate) fn has_field(&self, field: &str) -> bool {
+        self.object.contains_key(field)
+    }
+
+    /// The first field whose value differs from `other`'s, with both values; null and absent
+    /// are the same, as everywhere else.
+    pub(crate) fn difference<'r>(&'r self, other: &'r Self) -> Option<(&'r str, String, String)> {
+        self.fields()
+            .chain(other.fields())
+            .find(|f| self.present(f) != other.present(f))
+            .map(|f| {
+                let value = |r: &Self| shown_json(&r.present(f).unwrap_or(&Value::Null));
+                (f, value(self), value(other))
+            })
     }
 
     /// A list of strings; a lone string counts as a one-element list (Amazon metadata uses both).
@@ -341,19 +552,82 @@ impl<'a> JsonRecord<'a> {
     }
 }
 
-/// The single file in `dir` whose name ends with `suffix`, if there is exactly one.
+/// The entries of `dir`, sorted. Errors name `dir`, so that a directory that cannot be listed is
+/// not taken for one without the expected files.
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        paths.push(entry.map_err(|e| DataError::io(dir, e))?.path());
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+/// Whether anything is at `path`, a directory or a dangling link included: such a path is then
+/// read and fails with its own OS error, instead of looking absent.
+pub(crate) fn present(path: &Path) -> Result<bool, DataError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(DataError::io(path, e)),
+    }
+}
+
+/// Watches the records of a JSON-lines item file for a title field. A file without any is
+/// refused: every item would be dropped as untitled, and preparation could only say that
+/// nothing was left.
+pub(crate) struct TitleField {
+    names: &'static [&'static str],
+    /// The fields seen so far, to say what the file has instead; `None` once a title was seen.
+    seen: Option<BTreeSet<String>>,
+}
+
+impl TitleField {
+    pub(crate) fn new(names: &'static [&'static str]) -> Self {
+        Self {
+            names,
+            seen: Some(BTreeSet::new()),
+        }
+    }
+
+    pub(crate) fn see(&mut self, record: &JsonRecord) {
+        if let Some(seen) = &mut self.seen {
+            if self.names.iter().any(|n| record.has_field(n)) {
+                self.seen = None;
+            } else {
+                seen.extend(record.fields().map(str::to_string));
+            }
+        }
+    }
+
+    pub(crate) fn check(self, path: &Path) -> Result<(), DataError> {
+        let Some(seen) = self.seen else {
+            return Ok(());
+        };
+        let found = if seen.is_empty() {
+            "none".to_string()
+        } else {
+            seen.into_iter().collect::<Vec<_>>().join(", ")
+        };
+        Err(DataError::file(
+            path,
+            format!(
+                "no line has a `{}` field (fields found: {found})",
+                self.names.join("` or `")
+            ),
+        ))
+    }
+}
+
+/// The single entry in `dir` whose name ends with `suffix`, if there is exactly one.
 pub(crate) fn single_file_with_suffix(dir: &Path, suffix: &str) -> Result<PathBuf, DataError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
+    let mut found: Vec<PathBuf> = list_dir(dir)?
+        .into_iter()
         .filter(|p| {
-            p.is_file()
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().ends_with(suffix))
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(suffix))
         })
         .collect();
-    found.sort();
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(DataError::file(dir, format!("no *{suffix} file"))),
@@ -369,7 +643,7 @@ pub(crate) fn single_file_with_suffix(dir: &Path, suffix: &str) -> Result<PathBu
 #[derive(Default)]
 pub(crate) struct Interner {
     pub(crate) names: Vec<String>,
-    index: std::collections::HashMap<String, u32>,
+    index: HashMap<String, u32>,
 }
 
 impl Interner {

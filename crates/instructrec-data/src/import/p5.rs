@@ -1,14 +1,16 @@
 //! P5 / OpenP5 sequential data (amazon-toys): `sequential_data.txt` holds one user per line,
 //! `user item item ...` in time order; `id2title.json` and `id2category.json` describe items by
 //! the same ids. Category values are lists of paths; we keep the longest (the most specific),
-//! the first of equally long ones.
+//! the first of equally long ones. Without `id2category.json` items are imported without
+//! categories, with a warning: titles are what items are represented by, categories only add
+//! to them.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::{
-    clean_text, clean_title, numbered_lines, parse_json, read_text, Format, Imported, ImportedItem,
-    Interner,
+    clean_text, clean_title, numbered_lines, parse_json, present, read_text, Entries, Format,
+    Imported, ImportedItem, Interner,
 };
 use crate::types::{Interaction, ItemId};
 use crate::DataError;
@@ -26,11 +28,23 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
     let seq_path = dir.join(SEQUENCES);
     let title_path = dir.join(TITLES);
     let category_path = dir.join(CATEGORIES);
-    let titles: HashMap<String, Option<String>> =
-        parse_json(&title_path, &read_text(&title_path)?)?;
-    let categories: HashMap<String, Vec<Vec<String>>> = if category_path.is_file() {
-        parse_json(&category_path, &read_text(&category_path)?)?
+    let text = read_text(&title_path)?;
+    let titles: HashMap<String, Option<String>> = parse_json::<Entries<_>>(&title_path, &text)?
+        .unique(&title_path, &text, "item", "item id")?;
+    let has_categories = present(&category_path)?;
+    let categories: HashMap<String, Vec<Vec<String>>> = if has_categories {
+        let text = read_text(&category_path)?;
+        parse_json::<Entries<_>>(&category_path, &text)?.unique(
+            &category_path,
+            &text,
+            "item",
+            "item id",
+        )?
     } else {
+        tracing::warn!(
+            "{}: missing: items are imported without categories",
+            category_path.display()
+        );
         HashMap::new()
     };
 
@@ -101,9 +115,11 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
         sequences.push(seq);
     }
 
+    let mut paths = vec![seq_path, title_path];
+    paths.extend(has_categories.then_some(category_path));
     Ok(Imported {
         format: Format::P5,
-        paths: vec![seq_path, title_path, category_path],
+        paths,
         items,
         users: users.names,
         sequences,

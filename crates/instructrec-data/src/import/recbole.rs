@@ -3,13 +3,14 @@
 //! timestamp:float`. Columns are found by name, so extra columns are ignored. Interactions are
 //! ordered by timestamp (stable: ties keep file order). Movie titles get their release year
 //! ("Toy Story (1995)") because MovieLens titles alone are ambiguous, and the genres get a
-//! "Movies" root so they read like a category path.
+//! "Movies" root so they read like a category path. Without a `.item` file items have no titles
+//! (a warning says so); a `.item` file without a title column is an error.
 
 use std::path::{Path, PathBuf};
 
 use super::{
-    clean_text, clean_title, numbered_lines, read_text, single_file_with_suffix, Format, Imported,
-    ImportedItem, Interner,
+    clean_text, clean_title, integer, is_integer, numbered_lines, out_of_range, present, read_text,
+    repeats, single_file_with_suffix, to_f32, Format, Imported, ImportedItem, Interner,
 };
 use crate::types::{Interaction, ItemId};
 use crate::DataError;
@@ -22,16 +23,24 @@ pub(super) struct Files {
 
 pub(super) fn locate(dir: &Path) -> Result<Files, DataError> {
     let inter = single_file_with_suffix(dir, ".inter")?;
+    let optional = |extension: &str| {
+        let path = inter.with_extension(extension);
+        Ok(present(&path)?.then_some(path))
+    };
     Ok(Files {
-        item: Some(inter.with_extension("item")).filter(|p| p.is_file()),
-        user: Some(inter.with_extension("user")).filter(|p| p.is_file()),
+        item: optional("item")?,
+        user: optional("user")?,
         inter,
     })
 }
 
+/// Title columns by the names RecBole datasets use.
+const TITLE_COLUMNS: [&str; 4] = ["movie_title", "title", "item_name", "name"];
+
 /// A parsed atomic file: column names (without types) and the data rows with line numbers.
 struct Table<'a> {
     path: &'a Path,
+    header_line: usize,
     columns: Vec<&'a str>,
     rows: Vec<(usize, Vec<&'a str>)>,
 }
@@ -56,9 +65,35 @@ impl<'a> Table<'a> {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // A last row without a line break may be a file cut short (a download or copy that
+        // stopped): a complete one imports, one that is visibly incomplete is not guessed at.
+        let unterminated = (!text.ends_with('\n')).then(|| text.lines().count());
         let rows = lines
             .map(|(line, row)| {
                 let fields: Vec<&str> = row.split('\t').collect();
+                if Some(line) == unterminated {
+                    let problem = if fields.len() != columns.len() {
+                        Some(format!(
+                            "{} fields, the header has {}",
+                            fields.len(),
+                            columns.len()
+                        ))
+                    } else if fields.last().is_some_and(|f| f.trim().is_empty()) {
+                        Some("its last field is empty".to_string())
+                    } else {
+                        None
+                    };
+                    if let Some(problem) = problem {
+                        return Err(DataError::line(
+                            path,
+                            line,
+                            format!(
+                                "the last row has no line break and {problem}: the file looks cut \
+                                 short (if the row is complete, end it with a line break)"
+                            ),
+                        ));
+                    }
+                }
                 if fields.len() != columns.len() {
                     return Err(DataError::line(
                         path,
@@ -71,6 +106,7 @@ impl<'a> Table<'a> {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             path,
+            header_line: line,
             columns,
             rows,
         })
@@ -83,8 +119,45 @@ impl<'a> Table<'a> {
     }
 
     fn required_column(&self, name: &str) -> Result<usize, DataError> {
-        self.column(&[name])
-            .ok_or_else(|| DataError::field(self.path, 1, name, "no such column in the header"))
+        self.column(&[name]).ok_or_else(|| {
+            DataError::field(
+                self.path,
+                self.header_line,
+                name,
+                format!("no such column; the header has {}", self.columns.join(", ")),
+            )
+        })
+    }
+
+    /// Whether `row` repeats `first`, the earlier row with the same `key` column, exactly (a
+    /// harmless repeat, to skip); a repeat that differs is an error naming the first column that
+    /// differs and both lines.
+    fn check_repeat(
+        &self,
+        what: &str,
+        key: usize,
+        first: Option<&(usize, Vec<&str>)>,
+        (line, row): &(usize, Vec<&str>),
+    ) -> Result<bool, DataError> {
+        let Some((first_line, first)) = first else {
+            return Ok(false);
+        };
+        match (0..row.len()).find(|&c| first[c].trim() != row[c].trim()) {
+            None => Ok(true),
+            Some(c) => Err(DataError::field(
+                self.path,
+                *line,
+                self.columns[key],
+                repeats(
+                    what,
+                    row[key].trim(),
+                    *first_line,
+                    self.columns[c],
+                    &format!("{:?}", first[c].trim()),
+                    &format!("{:?}", row[c].trim()),
+                ),
+            )),
+        }
     }
 
     /// Rust's float parser also takes "NaN" and "inf"; no rating or timestamp is either.
@@ -102,56 +175,96 @@ impl<'a> Table<'a> {
                 )
             })
     }
+
+    fn rating(&self, line: usize, raw: &str) -> Result<f32, DataError> {
+        to_f32(self.number(line, "rating", raw)?, &format_args!("{raw:?}"))
+            .map_err(|m| DataError::field(self.path, line, "rating", m))
+    }
+
+    /// Timestamps are typed `float` in RecBole headers and hold whole seconds; fractions of a
+    /// second are dropped.
+    fn timestamp(&self, line: usize, raw: &str) -> Result<i64, DataError> {
+        let error = |m| DataError::field(self.path, line, "timestamp", m);
+        let shown = format_args!("{raw:?}");
+        if is_integer(raw.trim()) {
+            return integer(raw.trim(), &shown).map_err(error);
+        }
+        let seconds = self.number(line, "timestamp", raw)?;
+        // `as` would saturate; 2^63 itself is already out of range.
+        let limit = 2f64.powi(63);
+        if (-limit..limit).contains(&seconds) {
+            Ok(seconds as i64)
+        } else {
+            Err(error(out_of_range("a 64-bit integer", &shown)))
+        }
+    }
 }
 
 pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
     let files = locate(dir)?;
     let mut catalogue = Interner::default();
     let mut items = Vec::new();
-    if let Some(path) = &files.item {
-        let text = read_text(path)?;
-        let table = Table::parse(path, &text)?;
-        let id = table.required_column("item_id")?;
-        let title = table.column(&["movie_title", "title", "item_name", "name"]);
-        let year = table.column(&["release_year", "year"]);
-        let genres = table.column(&["class", "genre", "genres", "categories"]);
-        let brand = table.column(&["brand"]);
-        let root = (title.map(|t| table.columns[t]) == Some("movie_title")).then_some("Movies");
-        for (line, row) in &table.rows {
-            let original_id = row[id].trim();
-            if catalogue.get(original_id).is_some() {
-                return Err(DataError::field(
+    match &files.item {
+        Some(path) => {
+            let text = read_text(path)?;
+            let table = Table::parse(path, &text)?;
+            let id = table.required_column("item_id")?;
+            let title = table.column(&TITLE_COLUMNS).ok_or_else(|| {
+                DataError::line(
                     path,
-                    *line,
-                    "item_id",
-                    format!("{original_id} appears twice"),
-                ));
-            }
-            catalogue.get_or_insert(original_id);
-            let year = year.and_then(|y| clean_text(row[y]));
-            let title = title
-                .and_then(|t| clean_title(row[t]))
-                .map(|t| match &year {
+                    table.header_line,
+                    format!(
+                        "no title column (one of {}); the header has {}",
+                        TITLE_COLUMNS.join(", "),
+                        table.columns.join(", ")
+                    ),
+                )
+            })?;
+            let year = table.column(&["release_year", "year"]);
+            let genres = table.column(&["class", "genre", "genres", "categories"]);
+            let brand = table.column(&["brand"]);
+            let root = (table.columns[title] == "movie_title").then_some("Movies");
+            // Each item's row in `table.rows`, to compare a repeat with.
+            let mut first_rows = Vec::new();
+            for (index, entry) in table.rows.iter().enumerate() {
+                let row = &entry.1;
+                let original_id = row[id].trim();
+                let first = catalogue
+                    .get(original_id)
+                    .map(|i| &table.rows[first_rows[i as usize]]);
+                if table.check_repeat("item", id, first, entry)? {
+                    continue;
+                }
+                catalogue.get_or_insert(original_id);
+                first_rows.push(index);
+                let year = year.and_then(|y| clean_text(row[y]));
+                let title = clean_title(row[title]).map(|t| match &year {
                     Some(y) => format!("{t} ({y})"),
                     None => t,
                 });
-            let categories = root
-                .map(str::to_string)
-                .into_iter()
-                .chain(
-                    genres
-                        .into_iter()
-                        .flat_map(|g| row[g].split_whitespace().filter_map(clean_text)),
-                )
-                .collect();
-            items.push(ImportedItem {
-                original_id: original_id.to_string(),
-                title,
-                categories,
-                brand: brand.and_then(|b| clean_text(row[b])),
-                ..Default::default()
-            });
+                let categories = root
+                    .map(str::to_string)
+                    .into_iter()
+                    .chain(
+                        genres
+                            .into_iter()
+                            .flat_map(|g| row[g].split_whitespace().filter_map(clean_text)),
+                    )
+                    .collect();
+                items.push(ImportedItem {
+                    original_id: original_id.to_string(),
+                    title,
+                    categories,
+                    brand: brand.and_then(|b| clean_text(row[b])),
+                    ..Default::default()
+                });
+            }
         }
+        None => tracing::warn!(
+            "{}: missing: items are imported without titles, which preparation drops unless \
+             --keep-untitled titles them by their id",
+            files.inter.with_extension("item").display()
+        ),
     }
 
     let mut users = Interner::default();
@@ -159,16 +272,17 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
         let text = read_text(path)?;
         let table = Table::parse(path, &text)?;
         let id = table.required_column("user_id")?;
-        for (line, row) in &table.rows {
-            if users.get(row[id].trim()).is_some() {
-                return Err(DataError::field(
-                    path,
-                    *line,
-                    "user_id",
-                    format!("{} appears twice", row[id]),
-                ));
+        let mut first_rows = Vec::new();
+        for (index, entry) in table.rows.iter().enumerate() {
+            let user_id = entry.1[id].trim();
+            let first = users
+                .get(user_id)
+                .map(|u| &table.rows[first_rows[u as usize]]);
+            if table.check_repeat("user", id, first, entry)? {
+                continue;
             }
-            users.get_or_insert(row[id].trim());
+            users.get_or_insert(user_id);
+            first_rows.push(index);
         }
     }
 
@@ -215,15 +329,15 @@ pub(super) fn import(dir: &Path) -> Result<Imported, DataError> {
             }
         };
         let rating = rating_col
-            .map(|c| table.number(*line, "rating", row[c]))
+            .map(|c| table.rating(*line, row[c]))
             .transpose()?;
         let timestamp = time_col
-            .map(|c| table.number(*line, "timestamp", row[c]))
+            .map(|c| table.timestamp(*line, row[c]))
             .transpose()?;
         sequences[user as usize].push(Interaction {
             item: ItemId(item),
-            timestamp: timestamp.map(|t| t as i64),
-            rating: rating.map(|r| r as f32),
+            timestamp,
+            rating,
             review: None,
         });
     }

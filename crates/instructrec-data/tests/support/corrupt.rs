@@ -1,7 +1,8 @@
 //! Corruptions of a valid input file, shared by the fuzz tests of every crate that parses
-//! outside input (included with `#[path]`): random bytes, a cut, spliced junk, one token
-//! swapped for a wrong type, a huge number or bytes that are not UTF-8, a dropped or repeated
-//! line, a truncated gzip stream, a missing file.
+//! outside input (included with `#[path]`): random bytes, a cut, a last row cut short, spliced
+//! junk, one token swapped for a wrong type, a number that overflows its type or bytes that are
+//! not UTF-8, a dropped or repeated line, a line repeated with another value (a key given twice),
+//! a truncated gzip stream, a missing file.
 
 use std::io::Write;
 
@@ -21,6 +22,9 @@ const NASTY: &[&[u8]] = &[
     b"4294967296",
     b"99999999999999999999999999",
     b"-9223372036854775809",
+    b"9223372036854775808",
+    b"1e30",
+    b"1e39",
     b"1e400",
     b"NaN",
     b"inf",
@@ -51,6 +55,9 @@ pub enum Corruption {
     Random(Vec<u8>),
     /// Cut at this fraction of its length.
     Truncate(f64),
+    /// The last line cut at this fraction of its length, with no line break after it (a copy
+    /// or download that stopped mid-row).
+    TruncateLastRow(f64),
     /// These bytes inserted at this fraction of its length.
     Splice(f64, Vec<u8>),
     /// The n-th token (a run of letters, digits and dots) replaced by a nasty value.
@@ -59,6 +66,9 @@ pub enum Corruption {
     DropLine(usize),
     /// The n-th line repeated.
     RepeatLine(usize),
+    /// The n-th line repeated right after itself with its m-th token replaced by a nasty value:
+    /// a key given twice with different values.
+    RepeatLineChanged(usize, usize, usize),
     /// Gzip-compressed, then cut at this fraction (a truncated download).
     TruncatedGzip(f64),
     /// The file removed.
@@ -69,12 +79,15 @@ pub fn corruption() -> impl Strategy<Value = Corruption> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..300).prop_map(Corruption::Random),
         (0.0..1.0f64).prop_map(Corruption::Truncate),
+        (0.0..1.0f64).prop_map(Corruption::TruncateLastRow),
         (0.0..1.0f64, proptest::collection::vec(any::<u8>(), 1..20))
             .prop_map(|(at, b)| Corruption::Splice(at, b)),
         (any::<usize>(), 0..NASTY.len()).prop_map(|(n, v)| Corruption::Token(n, v)),
         (any::<usize>(), 0..NASTY.len()).prop_map(|(n, v)| Corruption::Token(n, v)),
         any::<usize>().prop_map(Corruption::DropLine),
         any::<usize>().prop_map(Corruption::RepeatLine),
+        (any::<usize>(), any::<usize>(), 0..NASTY.len())
+            .prop_map(|(n, m, v)| Corruption::RepeatLineChanged(n, m, v)),
         (0.0..1.0f64).prop_map(Corruption::TruncatedGzip),
         Just(Corruption::Missing),
     ]
@@ -82,6 +95,31 @@ pub fn corruption() -> impl Strategy<Value = Corruption> {
 
 fn at(fraction: f64, len: usize) -> usize {
     ((fraction * len as f64) as usize).min(len)
+}
+
+/// `content` with its n-th token (a run of letters, digits and dots) replaced by a nasty value.
+fn replace_token(content: &[u8], n: usize, v: usize) -> Vec<u8> {
+    let is_token = |b: u8| b.is_ascii_alphanumeric() || b == b'.';
+    let mut tokens = Vec::new();
+    let mut start = None;
+    for (i, &b) in content.iter().chain(std::iter::once(&b' ')).enumerate() {
+        match (start, is_token(b)) {
+            (None, true) => start = Some(i),
+            (Some(s), false) => {
+                tokens.push(s..i);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    let mut out = content.to_vec();
+    if !tokens.is_empty() {
+        out.splice(
+            tokens[n % tokens.len()].clone(),
+            NASTY[v % NASTY.len()].iter().copied(),
+        );
+    }
+    out
 }
 
 /// The corrupted content, or `None` for a removed file.
@@ -94,24 +132,12 @@ pub fn corrupt(content: &[u8], how: &Corruption) -> Option<Vec<u8>> {
             let i = at(*f, content.len());
             out.splice(i..i, bytes.iter().copied());
         }
-        Corruption::Token(n, v) => {
-            let is_token = |b: u8| b.is_ascii_alphanumeric() || b == b'.';
-            let mut tokens = Vec::new();
-            let mut start = None;
-            for (i, &b) in content.iter().chain(std::iter::once(&b' ')).enumerate() {
-                match (start, is_token(b)) {
-                    (None, true) => start = Some(i),
-                    (Some(s), false) => {
-                        tokens.push(s..i);
-                        start = None;
-                    }
-                    _ => {}
-                }
-            }
-            if !tokens.is_empty() {
-                out.splice(tokens[n % tokens.len()].clone(), NASTY[*v].iter().copied());
-            }
+        Corruption::TruncateLastRow(f) => {
+            let body = content.strip_suffix(b"\n").unwrap_or(content);
+            let start = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            out.truncate(start + at(*f, body.len() - start));
         }
+        Corruption::Token(n, v) => out = replace_token(content, *n, *v),
         Corruption::DropLine(n) | Corruption::RepeatLine(n) => {
             let mut lines: Vec<&[u8]> = content.split_inclusive(|&b| b == b'\n').collect();
             if !lines.is_empty() {
@@ -121,6 +147,22 @@ pub fn corrupt(content: &[u8], how: &Corruption) -> Option<Vec<u8>> {
                 } else {
                     lines.insert(i, lines[i]);
                 }
+            }
+            out = lines.concat();
+        }
+        Corruption::RepeatLineChanged(n, m, v) => {
+            let mut lines: Vec<Vec<u8>> = content
+                .split_inclusive(|&b| b == b'\n')
+                .map(<[u8]>::to_vec)
+                .collect();
+            if !lines.is_empty() {
+                let i = n % lines.len();
+                let copy = replace_token(&lines[i], *m, *v);
+                // The last line may have no break to separate it from its copy.
+                if !lines[i].ends_with(b"\n") {
+                    lines[i].push(b'\n');
+                }
+                lines.insert(i + 1, copy);
             }
             out = lines.concat();
         }
