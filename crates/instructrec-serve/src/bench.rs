@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::http::{bind, router, AppState};
 use crate::recommender::Recommender;
 use crate::request::{RecommendRequest, UserRef};
+use crate::server::{serve_on, HttpConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BenchConfig {
@@ -151,8 +152,14 @@ async fn start(
 )> {
     let listener = bind("127.0.0.1:0".parse()?).await?;
     let addr = listener.local_addr()?;
-    let app = router(AppState::new(rec, model_slots));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = HttpConfig::new(model_slots);
+    // The bench's clients wait for their answers by design: queue them all rather than have
+    // the server refuse the ones beyond its default queue.
+    config.queue = config.queue.max(concurrency);
+    config.max_connections = config.max_connections.max(concurrency + 1);
+    let app = router(AppState::with_config(rec, &config));
+    let server =
+        tokio::spawn(async move { serve_on(listener, app, &config, std::future::pending()).await });
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()?;

@@ -1,24 +1,28 @@
 //! The HTTP API and the web page, served by one axum router.
 //!
 //! Model calls are CPU-heavy, so each runs on tokio's blocking pool behind a semaphore: at most
-//! `model_slots` run at once, and the async workers stay free for the page, search and health
-//! checks. Every error, including axum's own rejections, is a JSON body `{"error": "..."}`.
+//! `model_slots` run at once, at most `queue` more wait, and the rest are answered 503 at once;
+//! the async workers stay free for the page, search and health checks. Every error, including
+//! axum's own rejections and the middleware's (`protect`), is a JSON body `{"error": "..."}`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
-use tower_http::trace::TraceLayer;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use crate::protect::{self, Guard, RETRY_AFTER_S};
 use crate::recommender::Recommender;
 use crate::request::{RecommendRequest, RequestError};
+use crate::sanitize::{clean_text, escape_unsafe};
+use crate::server::HttpConfig;
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
 const APP_JS: &str = include_str!("../static/app.js");
@@ -32,15 +36,85 @@ const MAX_SEARCH: usize = 100;
 #[derive(Clone)]
 pub struct AppState {
     recommender: Arc<Recommender>,
-    model_slots: Arc<Semaphore>,
+    gate: Arc<ModelGate>,
+    guard: Arc<Guard>,
 }
 
 impl AppState {
+    /// A state with the default settings for `model_slots` (loopback hosts, no token).
     pub fn new(recommender: Arc<Recommender>, model_slots: usize) -> Self {
+        Self::with_config(recommender, &HttpConfig::new(model_slots))
+    }
+
+    pub fn with_config(recommender: Arc<Recommender>, config: &HttpConfig) -> Self {
+        let guard = Guard::new(config, recommender.limits().max_body_bytes);
         Self {
             recommender,
-            model_slots: Arc::new(Semaphore::new(model_slots.max(1))),
+            gate: Arc::new(ModelGate::new(config.model_slots, config.queue)),
+            guard: Arc::new(guard),
         }
+    }
+}
+
+/// Admission to the model: `slots` calls run at once and `queue` more may wait; a request
+/// beyond those is refused at once, so a burst cannot build a queue whose tail waits longer than
+/// any client would (an unbounded queue gave 3 s medians at 64 clients, and no refusals).
+struct ModelGate {
+    /// Permits for the running and the waiting together.
+    admitted: Arc<Semaphore>,
+    running: Arc<Semaphore>,
+    queue: usize,
+}
+
+/// Held for as long as a model call runs, even after the request that asked for it has timed
+/// out and gone: the slot is the CPU the call is still using.
+struct ModelPermit {
+    _admitted: OwnedSemaphorePermit,
+    _running: OwnedSemaphorePermit,
+}
+
+impl ModelGate {
+    fn new(slots: usize, queue: usize) -> Self {
+        let slots = slots.max(1);
+        Self {
+            admitted: Arc::new(Semaphore::new(slots + queue)),
+            running: Arc::new(Semaphore::new(slots)),
+            queue,
+        }
+    }
+
+    async fn enter(&self) -> Result<ModelPermit, ApiError> {
+        let shutting_down = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down",
+            )
+        };
+        let admitted = match self.admitted.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::NoPermits) => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the server is busy: every model slot is in use and {} requests are \
+                         waiting; try again in {RETRY_AFTER_S} s",
+                        self.queue
+                    ),
+                )
+                .with_header(header::RETRY_AFTER, RETRY_AFTER_S.to_string()))
+            }
+            Err(TryAcquireError::Closed) => return Err(shutting_down()),
+        };
+        let running = self
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| shutting_down())?;
+        Ok(ModelPermit {
+            _admitted: admitted,
+            _running: running,
+        })
     }
 }
 
@@ -49,14 +123,24 @@ impl AppState {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header to the answer (`Retry-After`, `WWW-Authenticate`, `Connection`).
+    pub(crate) fn with_header(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
+            self.headers.push((name, v));
+        }
+        self
     }
 }
 
@@ -67,13 +151,17 @@ pub struct ErrorBody {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> HttpResponse {
-        (
+        // Messages may quote what a client sent (a user id, an unknown field's name): control
+        // and bidi characters are shown as code points, never passed on.
+        let mut response = (
             self.status,
             Json(ErrorBody {
-                error: self.message,
+                error: escape_unsafe(&self.message),
             }),
         )
-            .into_response()
+            .into_response();
+        response.headers_mut().extend(self.headers);
+        response
     }
 }
 
@@ -81,7 +169,7 @@ impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> Self {
         let status = match e {
             RequestError::Invalid { .. } | RequestError::Empty => StatusCode::BAD_REQUEST,
-            RequestError::UnknownSession(_) => StatusCode::NOT_FOUND,
+            RequestError::UnknownSession => StatusCode::NOT_FOUND,
             RequestError::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())
@@ -127,8 +215,10 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+/// The routes behind the middleware of `protect` (see there for the order and why).
 pub fn router(state: AppState) -> Router {
     let body_limit = state.recommender.limits().max_body_bytes;
+    let guard = state.guard.clone();
     Router::new()
         .route(
             "/",
@@ -176,7 +266,12 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http())
+        // Layers added later run first.
+        .layer(from_fn_with_state(guard.clone(), protect::limits))
+        .layer(from_fn_with_state(guard.clone(), protect::authorize))
+        .layer(from_fn_with_state(guard, protect::check_host))
+        .layer(from_fn(protect::json_errors))
+        .layer(from_fn(protect::access_log))
         .with_state(state)
 }
 
@@ -203,21 +298,19 @@ async fn recommend(
     body: Result<Json<RecommendRequest>, JsonRejection>,
 ) -> Result<Json<crate::request::Response>, ApiError> {
     let Json(req) = body?;
-    let _permit = s.model_slots.clone().acquire_owned().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down",
-        )
-    })?;
+    let permit = s.gate.enter().await?;
     let rec = s.recommender.clone();
-    let answer = tokio::task::spawn_blocking(move || rec.recommend(&req))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the request failed: {e}"),
-            )
-        })??;
+    let answer = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        rec.recommend(&req)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request failed: {e}"),
+        )
+    })??;
     Ok(Json(answer))
 }
 
@@ -271,7 +364,7 @@ async fn items(
 ) -> Result<Json<ItemList>, ApiError> {
     let Query(p) = params?;
     let limit = search_limit(p.limit)?;
-    let q = p.q.trim();
+    let q = clean_text(&p.q);
     if q.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -282,7 +375,6 @@ async fn items(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "q: too long"));
     }
     let r = s.recommender.clone();
-    let q = q.to_string();
     let ids = tokio::task::spawn_blocking(move || r.search_items(&q, limit))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
@@ -312,7 +404,7 @@ async fn users(
 ) -> Result<Json<UserList>, ApiError> {
     let Query(p) = params?;
     let limit = search_limit(p.limit)?;
-    let q = p.q.trim().to_lowercase();
+    let q = clean_text(&p.q).to_lowercase();
     let d = &s.recommender.prepared().dataset;
     let users = d
         .users

@@ -9,8 +9,11 @@ pub mod fill;
 pub mod http;
 pub mod interactive;
 pub mod matcher;
+mod protect;
 mod recommender;
 mod request;
+pub mod sanitize;
+pub mod server;
 mod session;
 
 use std::net::SocketAddr;
@@ -23,7 +26,8 @@ pub use request::{
     CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, RecommendRequest, RequestError,
     Response, ResponseTimings, UserRef, DEFAULT_K,
 };
-pub use session::{SessionState, Sessions};
+pub use server::{check_exposure, read_token, serve_on, HttpConfig};
+pub use session::{SessionState, Sessions, SESSION_ID_LEN};
 
 /// What `instructrec serve` needs.
 #[derive(Debug, Clone)]
@@ -32,8 +36,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub addr: SocketAddr,
     pub options: Options,
-    /// Model calls running at once; more wait their turn.
-    pub model_slots: usize,
+    /// Model slots and queue, timeouts, allowed hosts, token.
+    pub http: HttpConfig,
 }
 
 impl ServeConfig {
@@ -43,7 +47,7 @@ impl ServeConfig {
             data_dir,
             addr,
             options: Options::default(),
-            model_slots: default_model_slots(),
+            http: HttpConfig::new(default_model_slots()),
         }
     }
 }
@@ -54,8 +58,9 @@ pub fn default_model_slots() -> usize {
 }
 
 /// Loads the model and the catalogue, serves the API and the page on `config.addr` until
-/// Ctrl-C, and logs the URL to open.
-pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
+/// Ctrl-C, and logs the URL to open. Refuses to listen beyond loopback without a token.
+pub fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
+    check_exposure(config.addr, config.http.token.as_deref())?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         // Bind first: a busy port should fail before the slow load.
@@ -64,17 +69,23 @@ pub fn serve(config: ServeConfig) -> anyhow::Result<()> {
             (config.model_dir.clone(), config.data_dir.clone(), config.options.clone());
         let rec = tokio::task::spawn_blocking(move || Recommender::load(&model_dir, &data_dir, options))
             .await??;
-        let state = http::AppState::new(Arc::new(rec), config.model_slots);
         let addr = listener.local_addr()?;
+        config.http.allow_address(addr);
+        let state = http::AppState::with_config(Arc::new(rec), &config.http);
         tracing::info!("serving instructrec at http://{addr}/ (open it in a browser; API description at http://{addr}/openapi.json; Ctrl-C stops)");
-        axum::serve(listener, http::router(state))
-            .with_graceful_shutdown(async {
-                // If the signal handler cannot be installed, serve until killed.
-                if tokio::signal::ctrl_c().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            })
-            .await?;
+        if config.http.token.is_some() {
+            tracing::info!("the API needs the bearer token: the page asks for it, or open http://{addr}/#token=TOKEN");
+        }
+        if addr.ip().is_unspecified() && config.http.allowed_hosts.is_empty() {
+            tracing::warn!("listening on every interface, but only requests addressed to localhost, 127.0.0.1 or [::1] are answered: add --allow-host NAME for each name or address clients use");
+        }
+        let shutdown = async {
+            // If the signal handler cannot be installed, serve until killed.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        serve_on(listener, http::router(state), &config.http, shutdown).await?;
         tracing::info!("server stopped");
         Ok(())
     })

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -21,6 +20,7 @@ use crate::request::{
     CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, RecommendRequest, RequestError,
     Response, ResponseTimings, UserRef, DEFAULT_K,
 };
+use crate::sanitize::clean_text;
 use crate::session::{SessionState, Sessions};
 use instructrec_instructions::Fills;
 
@@ -77,6 +77,9 @@ struct Need {
     user: Option<UserId>,
     history: Vec<ItemId>,
     preference: Option<String>,
+    /// The stated needs behind `intention`, oldest first (one, except for follow-ups).
+    intentions: Vec<(IntentionKind, String)>,
+    /// `intentions` joined: the need the instruction states.
     intention: Option<(IntentionKind, String)>,
     context: Option<String>,
     listed: Option<Vec<ItemId>>,
@@ -95,8 +98,6 @@ pub struct Recommender {
     /// Lower-cased category labels: a query made only of these is a specific (I2) query.
     categories: HashSet<String>,
     sessions: Sessions,
-    session_prefix: String,
-    session_counter: AtomicU64,
 }
 
 impl Recommender {
@@ -160,9 +161,6 @@ impl Recommender {
             .iter()
             .flat_map(|i| i.categories.iter().map(|c| c.trim().to_lowercase()))
             .collect();
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
         let sessions = Sessions::new(
             NonZeroUsize::new(options.sessions.max(1)).unwrap_or(NonZeroUsize::MIN),
             Duration::from_secs(options.session_ttl_s),
@@ -173,8 +171,6 @@ impl Recommender {
             user_by_original,
             categories,
             sessions,
-            session_prefix: format!("{:x}", started.as_nanos() & 0xffff_ffff_ffff),
-            session_counter: AtomicU64::new(0),
             prepared,
             model,
             matcher,
@@ -304,10 +300,12 @@ impl Recommender {
             .collect()
     }
 
-    /// A trimmed free-text field; `None` when absent, an error when blank or too long.
+    /// A free-text field as the instruction will show it: control and bidi formatting
+    /// characters dropped, whitespace folded into single spaces (see [`clean_text`]); `None`
+    /// when absent, an error when nothing is left or it is too long.
     fn text(&self, field: &str, value: &Option<String>) -> Result<Option<String>, RequestError> {
         let Some(v) = value else { return Ok(None) };
-        let v = v.split_whitespace().collect::<Vec<_>>().join(" ");
+        let v = clean_text(v);
         if v.is_empty() {
             return Err(RequestError::invalid(
                 field,
@@ -325,31 +323,6 @@ impl Recommender {
             ));
         }
         Ok(Some(v))
-    }
-
-    fn session_id(&self, given: &Option<String>) -> Result<String, RequestError> {
-        match given {
-            Some(s) if s.is_empty() || s.len() > 64 => Err(RequestError::invalid(
-                "session",
-                "must be 1 to 64 characters",
-            )),
-            Some(s)
-                if !s
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
-            {
-                Err(RequestError::invalid(
-                    "session",
-                    "may hold only ASCII letters, digits, `-` and `_`",
-                ))
-            }
-            Some(s) => Ok(s.clone()),
-            None => Ok(format!(
-                "s{}-{}",
-                self.session_prefix,
-                self.session_counter.fetch_add(1, Ordering::Relaxed)
-            )),
-        }
     }
 
     /// Resolves and checks every field, then merges a follow-up with its session.
@@ -403,11 +376,13 @@ impl Recommender {
         });
 
         let Some(prev) = previous else {
+            let intentions: Vec<_> = intention.into_iter().collect();
             let need = Need {
                 user,
                 history: history.unwrap_or_default(),
                 preference,
-                intention,
+                intention: join_intentions(&intentions),
+                intentions,
                 context,
                 listed,
                 k,
@@ -423,21 +398,15 @@ impl Recommender {
                 "a follow-up needs an intention, a preference or a context to refine with",
             ));
         }
-        let intention = match (prev.intention.clone(), intention) {
-            (Some((IntentionKind::Specific, a)), Some((IntentionKind::Specific, b))) => {
-                Some((IntentionKind::Specific, format!("{a}, {b}")))
-            }
-            (Some((_, a)), Some((_, b))) => Some((
-                IntentionKind::Vague,
-                format!("{}. {b}", a.trim_end_matches(['.', '!', '?', ' '])),
-            )),
-            (a, b) => b.or(a),
-        };
+        let mut intentions = prev.intentions.clone();
+        intentions.extend(intention);
+        let intentions = fit_intentions(intentions, limits.max_text_chars);
         Ok(Need {
             user: user.or(prev.user),
             history: history.unwrap_or_else(|| prev.history.clone()),
             preference: preference.or_else(|| prev.preference.clone()),
-            intention,
+            intention: join_intentions(&intentions),
+            intentions,
             context: context.or_else(|| prev.context.clone()),
             listed: listed.or_else(|| prev.listed.clone()),
             k,
@@ -447,22 +416,20 @@ impl Recommender {
     /// Answers one request. Never panics on request data; every refusal names its field.
     pub fn recommend(&self, req: &RecommendRequest) -> Result<Response, RequestError> {
         let started = Instant::now();
-        let session = self.session_id(&req.session)?;
-        let previous = if req.refine {
-            if req.session.is_none() {
+        // Only ids this server issued are accepted: a request naming any other id is refused,
+        // so a client can neither pick an id (and wait for someone to use it) nor create one.
+        let existing = match &req.session {
+            Some(id) => Some(self.sessions.get(id).ok_or(RequestError::UnknownSession)?),
+            None if req.refine => {
                 return Err(RequestError::invalid(
                     "session",
                     "required when `refine` is true (use the session of the answer to refine)",
-                ));
+                ))
             }
-            Some(
-                self.sessions
-                    .get(&session)
-                    .ok_or_else(|| RequestError::UnknownSession(session.clone()))?,
-            )
-        } else {
-            None
+            None => None,
         };
+        // Without `refine`, a request in a known session starts its need over.
+        let previous = existing.filter(|_| req.refine);
         let need = self.need(req, previous.as_ref())?;
 
         // An explicit taste is what the user says now, so it outranks the history in the
@@ -560,18 +527,26 @@ impl Recommender {
             .collect();
 
         let keep = need.k.max(self.options.group_size);
-        self.sessions.put(
-            session.clone(),
-            SessionState {
-                user: need.user,
-                history: need.history.clone(),
-                preference: need.preference.clone(),
-                intention: need.intention.clone(),
-                context: need.context.clone(),
-                listed: need.listed.clone(),
-                answer: order.iter().take(keep).map(|&i| candidates[i]).collect(),
-            },
-        );
+        let state = SessionState {
+            user: need.user,
+            history: need.history.clone(),
+            preference: need.preference.clone(),
+            intentions: need.intentions.clone(),
+            context: need.context.clone(),
+            listed: need.listed.clone(),
+            answer: order.iter().take(keep).map(|&i| candidates[i]).collect(),
+        };
+        let session = match &req.session {
+            // Expired or pushed out since the lookup: it stays gone (only `create` adds
+            // sessions), and this answer is still given.
+            Some(id) => {
+                self.sessions.update(id, state);
+                id.clone()
+            }
+            None => self.sessions.create(state).map_err(|e| {
+                RequestError::Model(format!("cannot draw a random session id: {e}"))
+            })?,
+        };
         Ok(Response {
             session,
             refined: previous.is_some(),
@@ -671,6 +646,92 @@ impl Recommender {
     }
 }
 
+/// The stated needs of a session joined as follow-ups combine them, oldest first: two category
+/// queries with ", " (still a category query), anything else as "previous. new" (a vague need).
+fn join_intentions(parts: &[(IntentionKind, String)]) -> Option<(IntentionKind, String)> {
+    parts
+        .iter()
+        .cloned()
+        .reduce(|(ka, a), (kb, b)| match (ka, kb) {
+            (IntentionKind::Specific, IntentionKind::Specific) => {
+                (IntentionKind::Specific, format!("{a}, {b}"))
+            }
+            _ => (
+                IntentionKind::Vague,
+                format!("{}. {b}", a.trim_end_matches(['.', '!', '?', ' '])),
+            ),
+        })
+}
+
+/// Stated needs a session keeps at most (the first and the newest refinements): with the
+/// character limit this bounds a session's size, however short each refinement.
+const MAX_INTENTIONS: usize = 16;
+
+/// The needs a follow-up keeps so that their joined text fits `max` characters, the limit of a
+/// fresh request's field, and there are at most [`MAX_INTENTIONS`]. The first stated need is
+/// what the conversation is about, so the oldest refinements after it go first; only when the
+/// first need and the newest refinement alone are too long does the first go too. The newest
+/// is always kept (each field is already within `max`).
+fn fit_intentions(
+    mut parts: Vec<(IntentionKind, String)>,
+    max: usize,
+) -> Vec<(IntentionKind, String)> {
+    let too_long = |parts: &[(IntentionKind, String)]| {
+        join_intentions(parts).is_some_and(|(_, t)| t.chars().count() > max)
+    };
+    while parts.len() > 1 && (parts.len() > MAX_INTENTIONS || too_long(&parts)) {
+        parts.remove(if parts.len() > 2 { 1 } else { 0 });
+    }
+    parts
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vague(t: &str) -> (IntentionKind, String) {
+        (IntentionKind::Vague, t.to_string())
+    }
+
+    #[test]
+    fn refinements_are_capped_oldest_first_keeping_the_first_need() {
+        let mut parts = vec![vague("a racing game")];
+        for i in 0..40 {
+            parts.push(vague(&format!("refinement number {i} with some words")));
+            parts = fit_intentions(parts, 120);
+            let (_, joined) = join_intentions(&parts).unwrap();
+            assert!(joined.chars().count() <= 120, "{joined}");
+            assert!(joined.starts_with("a racing game. "), "{joined}");
+            assert!(
+                joined.ends_with(&format!("number {i} with some words")),
+                "{joined}"
+            );
+        }
+        // Many short refinements: at most MAX_INTENTIONS are kept, the first among them.
+        let mut parts = vec![vague("first")];
+        for i in 0..40 {
+            parts.push(vague(&i.to_string()));
+            parts = fit_intentions(parts, 500);
+        }
+        assert_eq!(parts.len(), MAX_INTENTIONS);
+        assert_eq!((parts[0].1.as_str(), parts[1].1.as_str()), ("first", "25"));
+        // A first need and a newest refinement that do not fit together: the newest stays.
+        let long = "x".repeat(100);
+        let parts = fit_intentions(vec![vague(&long), vague(&long)], 120);
+        assert_eq!(parts, vec![vague(&long)]);
+        // Category queries stay one category query.
+        let s = |t: &str| (IntentionKind::Specific, t.to_string());
+        assert_eq!(
+            join_intentions(&[s("Video Games"), s("Racing")]),
+            Some(s("Video Games, Racing"))
+        );
+        assert_eq!(
+            join_intentions(&[s("Video Games"), vague("for two!")]),
+            Some(vague("Video Games. for two!"))
+        );
+    }
 }

@@ -51,7 +51,9 @@ pub struct RecommendRequest {
     /// How many items to return.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<usize>,
-    /// Session id for follow-ups; the response names one when the request does not.
+    /// A session id the server issued (in an earlier response): with `refine`, the answer to
+    /// refine; without, the request starts over in that session. A new session is created only
+    /// for a request without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     /// Refine the session's last answer with this request's intention, preference or context.
@@ -66,7 +68,7 @@ pub struct Limits {
     pub max_history: usize,
     pub max_candidates: usize,
     pub max_k: usize,
-    /// Characters of each free-text field.
+    /// Characters of each free-text field, and of a session's intentions joined together.
     pub max_text_chars: usize,
 }
 
@@ -147,8 +149,10 @@ pub enum RequestError {
     Invalid { field: String, message: String },
     #[error("the request says nothing to recommend from: give a user, a history, a preference or an intention")]
     Empty,
-    #[error("session: no session `{0}` (unknown or expired); send the request without `refine` to start one")]
-    UnknownSession(String),
+    /// The id is not one this server issued, or its session expired. The id is not echoed:
+    /// it may be anything a client sent.
+    #[error("session: no such session (unknown, expired, or not issued by this server); send the request without `session` to start one")]
+    UnknownSession,
     #[error("the model failed: {0}")]
     Model(String),
 }

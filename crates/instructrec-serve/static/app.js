@@ -12,8 +12,30 @@ function showError(message) {
   $("error").hidden = !message;
 }
 
-async function api(path, options) {
-  const response = await fetch(path, options);
+// A server started with a token (required beyond loopback) wants it on every API call. The
+// page takes it from the address's fragment (`#token=...`, which browsers never send to the
+// server, so it stays out of its logs) or asks once, and keeps it for this tab only.
+function savedToken() {
+  const fromUrl = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromUrl) {
+    sessionStorage.setItem("token", fromUrl);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("token");
+}
+
+async function api(path, options = {}, asked = false) {
+  const headers = Object.assign({}, options.headers);
+  const token = savedToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (response.status === 401 && !asked) {
+    const entered = window.prompt("This server needs its access token:");
+    if (entered && entered.trim()) {
+      sessionStorage.setItem("token", entered.trim());
+      return api(path, options, true);
+    }
+  }
   let body = null;
   try {
     body = await response.json();

@@ -164,18 +164,21 @@ async fn refusals_are_json_4xx_naming_the_field() {
     assert_refused(s, &b, bad, &["candidates", "limit of 100"]);
     let (s, b) = post(&base, json!({"intention": "x", "refine": true})).await;
     assert_refused(s, &b, bad, &["session", "refine"]);
+    // Only ids the server issued name a session, with or without `refine`; the id sent is not
+    // echoed.
     let (s, b) = post(
         &base,
         json!({"intention": "x", "session": "no such one", "refine": false}),
     )
     .await;
-    assert_refused(s, &b, bad, &["session"]);
+    assert_refused(s, &b, StatusCode::NOT_FOUND, &["session", "not issued"]);
     let (s, b) = post(
         &base,
         json!({"intention": "x", "session": "never-seen", "refine": true}),
     )
     .await;
-    assert_refused(s, &b, StatusCode::NOT_FOUND, &["never-seen"]);
+    assert_refused(s, &b, StatusCode::NOT_FOUND, &["session", "not issued"]);
+    assert!(!b["error"].as_str().unwrap().contains("never-seen"), "{b}");
 
     let (s, b) = post_raw(&base, b"{\"intention\": ".to_vec(), "application/json").await;
     assert_refused(s, &b, bad, &["not valid JSON"]);

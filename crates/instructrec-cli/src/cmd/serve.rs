@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 use instructrec_serve::bench::{self, BenchConfig, SustainedConfig};
-use instructrec_serve::{default_model_slots, Matching, Options, Recommender, ServeConfig};
+use instructrec_serve::{
+    default_model_slots, HttpConfig, Matching, Options, Recommender, ServeConfig,
+};
 
 /// The tuned model and the catalogue it serves.
 #[derive(Args)]
@@ -37,6 +39,21 @@ pub struct ServeArgs {
     /// Model calls running at once (default: the number of CPU cores).
     #[arg(long)]
     model_slots: Option<usize>,
+    /// Model requests that may wait for a slot; more are answered 503 (default: 4 per slot).
+    #[arg(long)]
+    queue: Option<usize>,
+    /// Longest a request may take once its body is in, waiting for a slot included (503 after;
+    /// default 60s).
+    #[arg(long, value_parser = super::duration)]
+    request_timeout: Option<Duration>,
+    /// A host name clients use to reach the server, beside localhost, 127.0.0.1, [::1] and the
+    /// bound address (repeatable; `*` allows any). Other Host headers get 403.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_hosts: Vec<String>,
+    /// A file holding the bearer token the API requires (else $INSTRUCTREC_TOKEN); required
+    /// when --addr is not a loopback address.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     /// The matching stage that retrieves candidates when a request lists none: bm25, or
     /// generation (the model writes catalogue titles for the need, its T2 task form).
     #[arg(long, default_value = "bm25")]
@@ -46,9 +63,15 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServeConfig::new(args.served.model, args.served.data, args.addr);
     config.options.matching = args.matcher;
-    if let Some(n) = args.model_slots {
-        config.model_slots = n;
+    config.http = HttpConfig::new(args.model_slots.unwrap_or_else(default_model_slots));
+    if let Some(n) = args.queue {
+        config.http.queue = n;
     }
+    if let Some(t) = args.request_timeout {
+        config.http.request_timeout = t;
+    }
+    config.http.allowed_hosts = args.allow_hosts;
+    config.http.token = instructrec_serve::read_token(args.token_file.as_deref())?;
     instructrec_serve::serve(config)
 }
 

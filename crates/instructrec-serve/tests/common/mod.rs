@@ -8,7 +8,7 @@ use candle_core::Device;
 use instructrec_instructions::TemplateLibrary;
 use instructrec_model::{Preset, Seq2Seq, T5Config};
 use instructrec_serve::http::{bind, router, AppState};
-use instructrec_serve::{Bm25Matcher, Options, Recommender};
+use instructrec_serve::{serve_on, Bm25Matcher, HttpConfig, Options, Recommender};
 
 /// The model crate's fixture tokenizer (151 pieces): enough to tokenise any title.
 const TOKENIZER: &str = concat!(
@@ -31,11 +31,22 @@ pub fn recommender() -> Recommender {
     )
 }
 
-/// Serves a fresh recommender on an ephemeral loopback port; returns its base URL.
+/// Serves a fresh recommender on an ephemeral loopback port with the default settings (2 model
+/// slots); returns its base URL.
 pub async fn start_server() -> String {
+    start_server_with(HttpConfig::new(2)).await
+}
+
+/// Serves a fresh recommender with `config` on an ephemeral loopback port; returns its base URL.
+pub async fn start_server_with(config: HttpConfig) -> String {
+    start_shared_server(Arc::new(recommender()), config).await
+}
+
+/// Serves `rec` with `config` on an ephemeral loopback port; returns its base URL.
+pub async fn start_shared_server(rec: Arc<Recommender>, config: HttpConfig) -> String {
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(AppState::new(Arc::new(recommender()), 2));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let app = router(AppState::with_config(rec, &config));
+    tokio::spawn(async move { serve_on(listener, app, &config, std::future::pending()).await });
     format!("http://{addr}")
 }
