@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{instructrec, prepared, run_err, run_ok};
+use common::{instructions_args, instructrec, prepared, run_err, run_ok};
 use instructrec_data::{Fold, Prepared};
 
 /// `eval --protocol sequential` of popularity and BM25 on `data`, writing `out`.
@@ -137,10 +137,22 @@ fn an_eval_that_fails_part_way_leaves_a_report_marked_partial() {
     let not_a_model = dir.path().join("not-a-model");
     std::fs::create_dir_all(&not_a_model).unwrap();
     std::fs::write(not_a_model.join("config.json"), "{}").unwrap();
+    let instructions = dir.path().join("instructions");
+    let cache = dir.path().join("cache");
+    run_ok(&mut instructrec(&instructions_args(
+        data.to_str().unwrap(),
+        instructions.to_str().unwrap(),
+        cache.to_str().unwrap(),
+    )));
     let stderr = run_err(&mut eval_command(
         &data,
         &out,
-        &["--instructrec", not_a_model.to_str().unwrap()],
+        &[
+            "--instructrec",
+            not_a_model.to_str().unwrap(),
+            "--instructions",
+            instructions.to_str().unwrap(),
+        ],
     ));
     assert!(stderr.contains("not-a-model"), "{stderr}");
     let report: serde_json::Value =

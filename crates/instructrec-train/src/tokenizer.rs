@@ -110,6 +110,11 @@ where
         .map(|(p, s)| (p.clone(), *s))
         .collect();
     canonical_fallback_scores(&mut pieces);
+    // serde_json (without its float_roundtrip feature) may read a 17-digit float back one bit
+    // off, so a checkpoint's tokenizer.json would change on every save; six decimals survive.
+    for (_, score) in &mut pieces {
+        *score = (*score * 1e6).round() / 1e6;
+    }
     pieces.sort_by(|(pa, sa), (pb, sb)| sb.total_cmp(sa).then_with(|| pa.cmp(pb)));
     let vocab: Vec<(String, f64)> = specials
         .iter()
