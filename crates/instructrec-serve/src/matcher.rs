@@ -36,11 +36,12 @@ pub trait Matcher: Send + Sync {
     ) -> anyhow::Result<Vec<ItemId>>;
 }
 
-/// BM25 over title, categories and brand. The query is the request's text when it has one, else
-/// the recent history titles: long titles would outweigh a short need ("a scary game" matched
-/// consoles from a user's history), and the reranker sees the history anyway. Items BM25
-/// cannot tell apart (no shared word) are ordered by popularity, so a request whose words match
-/// nothing still gets the catalogue's best sellers.
+/// BM25 over title, categories and brand, without stop words (people type sentences). The query
+/// is the request's text when it has one, else the recent history titles: long titles would
+/// outweigh a short need ("a scary game" matched consoles from a user's history), and the
+/// reranker sees the history anyway. Items BM25 cannot tell apart (no shared word) are ordered
+/// by popularity, so a request whose words match nothing still gets the catalogue's best
+/// sellers.
 pub struct Bm25Matcher {
     bm25: Bm25,
     popularity: Popularity,
@@ -49,7 +50,13 @@ pub struct Bm25Matcher {
 impl Bm25Matcher {
     pub fn fit(prepared: &Prepared) -> Self {
         Self {
-            bm25: Bm25::fit(prepared, Bm25Config::default()),
+            bm25: Bm25::fit(
+                prepared,
+                Bm25Config {
+                    stop_words: true,
+                    ..Bm25Config::default()
+                },
+            ),
             popularity: Popularity::fit(prepared),
         }
     }
