@@ -129,7 +129,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn an_eval_that_fails_part_way_leaves_a_report_marked_partial() {
+fn an_eval_that_fails_part_way_leaves_a_report_marked_partial_and_one_report_has_one_writer() {
     let dir = tempfile::tempdir().unwrap();
     let data = prepared(dir.path());
     let out = dir.path().join("report");
@@ -161,6 +161,15 @@ fn an_eval_that_fails_part_way_leaves_a_report_marked_partial() {
     assert_eq!(metrics(&report).len(), 2);
     let md = std::fs::read_to_string(out.with_extension("md")).unwrap();
     assert!(md.contains("**Partial report:**"), "{md}");
+
+    // Another evaluation writing the same report is refused at once.
+    let held = instructrec_data::OutputLock::acquire(&out).unwrap();
+    let stderr = run_err(&mut eval_command(&data, &out, &[]));
+    assert!(
+        stderr.contains("another instructrec run is writing it"),
+        "{stderr}"
+    );
+    drop(held);
 
     // A run that finishes leaves a whole report, without the mark.
     let (report, _) = eval(&data, &out, &[]);

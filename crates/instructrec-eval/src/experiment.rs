@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use instructrec_data::{CandidateSet, Fold, ItemId, Prepared, UserId};
+use instructrec_data::{CandidateSet, Fold, ItemId, OutputLock, Prepared, UserId};
 use instructrec_instructions::{
     read_jsonl, BuildConfig, IntentionKind, PreferenceKind, Split, TaskForm, TemplateLibrary,
     TrainingRecord,
@@ -129,6 +129,9 @@ pub struct Experiment {
     build: Option<(BuildConfig, TemplateLibrary)>,
     stages: Vec<StageInfo>,
     search: Option<SearchTraining>,
+    /// Held for the whole run: two evaluations writing one report would interleave their
+    /// rewrites of it.
+    _lock: OutputLock,
 }
 
 impl ExperimentSpec {
@@ -207,6 +210,7 @@ impl Experiment {
     /// stage that saw the held-out scenario costs nothing.
     pub fn plan(spec: ExperimentSpec) -> anyhow::Result<Self> {
         spec.check()?;
+        let lock = OutputLock::acquire(&spec.out)?;
         let stages = spec
             .stages
             .iter()
@@ -256,6 +260,7 @@ impl Experiment {
             settings.push(Setting::FullRanking);
         }
         let mut plan = Self {
+            _lock: lock,
             report,
             spec,
             prepared,
