@@ -3,14 +3,16 @@
 //! Model calls are CPU-heavy, so each runs on tokio's blocking pool behind a semaphore: at most
 //! `model_slots` run at once, at most `queue` more wait, and the rest are answered 503 at once;
 //! the async workers stay free for the page, search and health checks. Every error, including
-//! axum's own rejections and the middleware's (`protect`), is a JSON body `{"error": "..."}`.
+//! axum's own rejections and the middleware's (`protect`), is a JSON body
+//! `{"error": {"code", "message", "field"}}` ([`ErrorBody`], [`ErrorCode`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
@@ -18,9 +20,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use crate::parse;
 use crate::protect::{self, Guard, RETRY_AFTER_S};
 use crate::recommender::Recommender;
-use crate::request::{RecommendRequest, RequestError};
+use crate::request::RequestError;
 use crate::sanitize::{clean_text, escape_unsafe};
 use crate::server::HttpConfig;
 
@@ -84,17 +87,13 @@ impl ModelGate {
     }
 
     async fn enter(&self) -> Result<ModelPermit, ApiError> {
-        let shutting_down = || {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server is shutting down",
-            )
-        };
+        let shutting_down =
+            || ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down");
         let admitted = match self.admitted.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(TryAcquireError::NoPermits) => {
                 return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Overloaded,
                     format!(
                         "the server is busy: every model slot is in use and {} requests are \
                          waiting; try again in {RETRY_AFTER_S} s",
@@ -118,21 +117,183 @@ impl ModelGate {
     }
 }
 
-/// A JSON error answer.
+/// What went wrong, as a stable snake_case code a client can branch on; each code has one HTTP
+/// status ([`ErrorCode::status`]) and is listed in docs/serving.md. The set is fixed: a new
+/// kind of error needs a new variant here and a line there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the body is not JSON at all (a syntax error or a cut-off body).
+    InvalidJson,
+    /// 400: a field (or query parameter) has the wrong type or a value the server refuses.
+    InvalidField,
+    /// 400: a field needed by the rest of the request is absent.
+    MissingField,
+    /// 400: a field or query parameter the request schema does not have.
+    UnknownField,
+    /// 400: the request names nothing to recommend from.
+    EmptyRequest,
+    /// 400: the request cannot be read otherwise (no Host header, an unreadable body or query).
+    InvalidRequest,
+    /// 401: a token is needed, or the one sent is wrong.
+    Unauthorized,
+    /// 403: the Host header is not one this server answers to.
+    ForbiddenHost,
+    /// 404: no such route, or no such user.
+    NotFound,
+    /// 404: the session id is unknown, expired, or not issued by this server.
+    UnknownSession,
+    /// 405: the route does not take this method.
+    MethodNotAllowed,
+    /// 408: the body did not arrive in time.
+    RequestTimeout,
+    /// 413: the body is larger than the limit.
+    BodyTooLarge,
+    /// 414: the request target is longer than the limit.
+    UriTooLong,
+    /// 415: the body is not sent as `application/json`.
+    UnsupportedMediaType,
+    /// 431: too many headers, or too large.
+    HeadersTooLarge,
+    /// 500: the model or the matching stage failed.
+    ModelError,
+    /// 500: any other failure inside the server.
+    Internal,
+    /// 503: the model queue is full or the answer was late; retry after `Retry-After`.
+    Overloaded,
+    /// 503: the server is shutting down.
+    ShuttingDown,
+}
+
+impl ErrorCode {
+    /// Every code, in the order docs/serving.md lists them.
+    pub const ALL: [ErrorCode; 20] = [
+        Self::InvalidJson,
+        Self::InvalidField,
+        Self::MissingField,
+        Self::UnknownField,
+        Self::EmptyRequest,
+        Self::InvalidRequest,
+        Self::Unauthorized,
+        Self::ForbiddenHost,
+        Self::NotFound,
+        Self::UnknownSession,
+        Self::MethodNotAllowed,
+        Self::RequestTimeout,
+        Self::BodyTooLarge,
+        Self::UriTooLong,
+        Self::UnsupportedMediaType,
+        Self::HeadersTooLarge,
+        Self::ModelError,
+        Self::Internal,
+        Self::Overloaded,
+        Self::ShuttingDown,
+    ];
+
+    /// The HTTP status answered with this code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidJson
+            | Self::InvalidField
+            | Self::MissingField
+            | Self::UnknownField
+            | Self::EmptyRequest
+            | Self::InvalidRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::ForbiddenHost => StatusCode::FORBIDDEN,
+            Self::NotFound | Self::UnknownSession => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::ModelError | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Overloaded | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The code for an error status that arrived without a body (from the router or a layer).
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized,
+            StatusCode::FORBIDDEN => Self::ForbiddenHost,
+            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::REQUEST_TIMEOUT => Self::RequestTimeout,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::BodyTooLarge,
+            StatusCode::URI_TOO_LONG => Self::UriTooLong,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Self::HeadersTooLarge,
+            StatusCode::SERVICE_UNAVAILABLE => Self::Overloaded,
+            s if s.is_server_error() => Self::Internal,
+            _ => Self::InvalidRequest,
+        }
+    }
+
+    /// The snake_case name, as it appears in an answer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::InvalidField => "invalid_field",
+            Self::MissingField => "missing_field",
+            Self::UnknownField => "unknown_field",
+            Self::EmptyRequest => "empty_request",
+            Self::InvalidRequest => "invalid_request",
+            Self::Unauthorized => "unauthorized",
+            Self::ForbiddenHost => "forbidden_host",
+            Self::NotFound => "not_found",
+            Self::UnknownSession => "unknown_session",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::ModelError => "model_error",
+            Self::Internal => "internal",
+            Self::Overloaded => "overloaded",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// A JSON error answer: `{"error": {"code", "message", "field"}}` with the code's status.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
+    code: ErrorCode,
     message: String,
+    field: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: code.status(),
+            code,
             message: message.into(),
+            field: None,
             headers: Vec::new(),
         }
+    }
+
+    /// Names the field (a JSON path such as `history[2]`, or a query parameter) at fault.
+    pub(crate) fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// Answers with `status` instead of the code's own (a body-less error of another status).
+    fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
     }
 
     /// Adds a header to the answer (`Retry-After`, `WWW-Authenticate`, `Connection`).
@@ -142,11 +303,40 @@ impl ApiError {
         }
         self
     }
+
+    /// The JSON error answer for an error status that came without a body.
+    pub(crate) fn for_status(status: StatusCode) -> Self {
+        let code = ErrorCode::for_status(status);
+        let message = match code {
+            ErrorCode::NotFound => "no such route; see /openapi.json".to_string(),
+            ErrorCode::MethodNotAllowed => {
+                "method not allowed on this route; see /openapi.json".to_string()
+            }
+            _ => format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("error")
+            ),
+        };
+        Self::new(code, message).with_status(status)
+    }
 }
 
-#[derive(Serialize, Deserialize)]
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    pub error: String,
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// What went wrong and what to do, for a person.
+    pub message: String,
+    /// The JSON path of the field (`k`, `history[2]`) or the query parameter (`limit`) at
+    /// fault, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -156,7 +346,11 @@ impl IntoResponse for ApiError {
         let mut response = (
             self.status,
             Json(ErrorBody {
-                error: escape_unsafe(&self.message),
+                error: ErrorDetail {
+                    code: self.code,
+                    message: escape_unsafe(&self.message),
+                    field: self.field.as_deref().map(escape_unsafe),
+                },
             }),
         )
             .into_response();
@@ -167,51 +361,20 @@ impl IntoResponse for ApiError {
 
 impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> Self {
-        let status = match e {
-            RequestError::Invalid { .. } | RequestError::Empty => StatusCode::BAD_REQUEST,
-            RequestError::UnknownSession => StatusCode::NOT_FOUND,
-            RequestError::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, e.to_string())
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        let message = match &r {
-            JsonRejection::JsonSyntaxError(_) => {
-                format!("the body is not valid JSON: {}", r.body_text())
+        let message = e.to_string();
+        match e {
+            RequestError::Invalid { field, .. } => {
+                Self::new(ErrorCode::InvalidField, message).with_field(field)
             }
-            JsonRejection::JsonDataError(_) => format!(
-                "the body does not fit the request schema: {}",
-                r.body_text()
-            ),
-            JsonRejection::MissingJsonContentType(_) => {
-                "send the body as JSON with `Content-Type: application/json`".to_string()
+            RequestError::Missing { field, .. } => {
+                Self::new(ErrorCode::MissingField, message).with_field(field)
             }
-            _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                "the body is larger than the server's limit".to_string()
+            RequestError::Empty => Self::new(ErrorCode::EmptyRequest, message),
+            RequestError::UnknownSession => {
+                Self::new(ErrorCode::UnknownSession, message).with_field("session")
             }
-            _ => r.body_text(),
-        };
-        // Syntax and schema problems are both the client's malformed request.
-        let status = match r.status() {
-            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
-            s => s,
-        };
-        Self::new(status, message)
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(r: QueryRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, r.body_text())
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(r: PathRejection) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, r.body_text())
+            RequestError::Model(_) => Self::new(ErrorCode::ModelError, message),
+        }
     }
 }
 
@@ -256,14 +419,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/items", get(items))
         .route("/v1/users", get(users))
         .route("/v1/users/{id}", get(user))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "no such route; see /openapi.json")
-        })
+        .fallback(|| async { ApiError::for_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route; see /openapi.json",
-            )
+            ApiError::for_status(StatusCode::METHOD_NOT_ALLOWED)
         })
         .layer(DefaultBodyLimit::max(body_limit))
         // Layers added later run first.
@@ -295,9 +453,10 @@ async fn healthz(State(s): State<AppState>) -> Json<Health> {
 
 async fn recommend(
     State(s): State<AppState>,
-    body: Result<Json<RecommendRequest>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<crate::request::Response>, ApiError> {
-    let Json(req) = body?;
+    let req = parse::recommend_request(&headers, body)?;
     let permit = s.gate.enter().await?;
     let rec = s.recommender.clone();
     let answer = tokio::task::spawn_blocking(move || {
@@ -305,30 +464,18 @@ async fn recommend(
         rec.recommend(&req)
     })
     .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the request failed: {e}"),
-        )
-    })??;
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the request failed: {e}")))??;
     Ok(Json(answer))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SearchParams {
-    #[serde(default)]
-    q: String,
-    limit: Option<usize>,
 }
 
 fn search_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     match limit.unwrap_or(20) {
         n @ 1..=MAX_SEARCH => Ok(n),
         n => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidField,
             format!("limit: {n} is out of range: it must be from 1 to {MAX_SEARCH}"),
-        )),
+        )
+        .with_field("limit")),
     }
 }
 
@@ -360,25 +507,33 @@ struct ItemList {
 
 async fn items(
     State(s): State<AppState>,
-    params: Result<Query<SearchParams>, QueryRejection>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<ItemList>, ApiError> {
-    let Query(p) = params?;
+    let p = parse::search_params(params)?;
     let limit = search_limit(p.limit)?;
     let q = clean_text(&p.q);
     if q.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "q: give some words to search for",
-        ));
+        return Err(
+            ApiError::new(ErrorCode::MissingField, "q: give some words to search for")
+                .with_field("q"),
+        );
     }
     if q.chars().count() > s.recommender.limits().max_text_chars {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "q: too long"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
+            format!(
+                "q: {} characters, more than the limit of {}",
+                q.chars().count(),
+                s.recommender.limits().max_text_chars
+            ),
+        )
+        .with_field("q"));
     }
     let r = s.recommender.clone();
     let ids = tokio::task::spawn_blocking(move || r.search_items(&q, limit))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the search failed: {e}")))?
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the search failed: {e:#}")))?;
     let r = &s.recommender;
     Ok(Json(ItemList {
         items: ids.into_iter().map(|i| item_view(r, i)).collect(),
@@ -400,9 +555,9 @@ struct UserList {
 /// Users whose id starts with `q` (all users, in id order, when `q` is empty).
 async fn users(
     State(s): State<AppState>,
-    params: Result<Query<SearchParams>, QueryRejection>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<UserList>, ApiError> {
-    let Query(p) = params?;
+    let p = parse::search_params(params)?;
     let limit = search_limit(p.limit)?;
     let q = clean_text(&p.q).to_lowercase();
     let d = &s.recommender.prepared().dataset;
@@ -432,11 +587,16 @@ async fn user(
     State(s): State<AppState>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<UserDetail>, ApiError> {
-    let Path(id) = id?;
+    let Path(id) = id.map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            "the user id in the path is not valid UTF-8 once percent-decoded",
+        )
+    })?;
     let r = &s.recommender;
     let uid = r
         .user_by_original(&id)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no user `{id}`")))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no user `{id}`")))?;
     Ok(Json(UserDetail {
         user_id: uid.0,
         original_id: id,

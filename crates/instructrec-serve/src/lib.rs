@@ -9,6 +9,7 @@ pub mod fill;
 pub mod http;
 pub mod interactive;
 pub mod matcher;
+mod parse;
 mod protect;
 mod recommender;
 mod request;

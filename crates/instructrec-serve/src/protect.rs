@@ -19,7 +19,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::http::{ApiError, ErrorBody};
+use crate::http::{ApiError, ErrorCode};
 use crate::server::HttpConfig;
 
 /// Longest request target (path and query) the router takes; longer ones get a JSON 414.
@@ -140,7 +140,7 @@ pub async fn access_log(req: Request, next: Next) -> Response {
     response
 }
 
-/// Gives every error response a JSON body `{"error": ...}`: the handlers' errors have one
+/// Gives every error response a JSON body `{"error": {"code", "message"}}`: the handlers' errors have one
 /// already; this catches whatever else the router or a layer answers with (kept headers such
 /// as `Allow` or `Retry-After` stay).
 pub async fn json_errors(req: Request, next: Next) -> Response {
@@ -155,20 +155,13 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         return response;
     }
     let (mut parts, _) = response.into_parts();
-    let body = serde_json::to_vec(&ErrorBody {
-        error: format!(
-            "HTTP {}: {}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("error")
-        ),
-    })
-    .unwrap_or_default();
+    let (_, body) = ApiError::for_status(status).into_response().into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Response::from_parts(parts, Body::from(body))
+    Response::from_parts(parts, body)
 }
 
 pub async fn check_host(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
@@ -181,9 +174,11 @@ pub async fn check_host(State(guard): State<Arc<Guard>>, req: Request, next: Nex
             .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned()),
     };
     match host {
-        None => ApiError::new(StatusCode::BAD_REQUEST, "a Host header is required").into_response(),
+        None => {
+            ApiError::new(ErrorCode::InvalidRequest, "a Host header is required").into_response()
+        }
         Some(h) if !guard.host_allowed(&h) => ApiError::new(
-            StatusCode::FORBIDDEN,
+            ErrorCode::ForbiddenHost,
             format!(
                 "this server does not answer to the host `{h}` (a page on another site may be \
                  trying to reach it); if that is its name, start it with --allow-host {}",
@@ -219,7 +214,7 @@ pub async fn authorize(State(guard): State<Arc<Guard>>, req: Request, next: Next
         Some(_) => "the bearer token is wrong",
         None => "this server needs a token: send `Authorization: Bearer <token>`",
     };
-    ApiError::new(StatusCode::UNAUTHORIZED, message)
+    ApiError::new(ErrorCode::Unauthorized, message)
         .with_header(header::WWW_AUTHENTICATE, "Bearer")
         .into_response()
 }
@@ -230,7 +225,7 @@ fn oversized_head(req: &Request) -> Option<ApiError> {
     let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if target > MAX_URI_BYTES {
         return Some(ApiError::new(
-            StatusCode::URI_TOO_LONG,
+            ErrorCode::UriTooLong,
             format!("the request target is {target} bytes, more than the limit of {MAX_URI_BYTES}"),
         ));
     }
@@ -241,7 +236,7 @@ fn oversized_head(req: &Request) -> Option<ApiError> {
         .sum();
     if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
         return Some(ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::HeadersTooLarge,
             format!(
                 "{} headers of {bytes} bytes, more than the limit of {MAX_HEADERS} headers or \
                  {MAX_HEADER_BYTES} bytes",
@@ -268,7 +263,7 @@ pub async fn limits(State(guard): State<Arc<Guard>>, req: Request, next: Next) -
         Ok(Ok(bytes)) => bytes,
         Err(_) => {
             return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::RequestTimeout,
                 format!(
                     "the request body did not arrive within {}",
                     seconds(guard.body_timeout)
@@ -284,7 +279,7 @@ pub async fn limits(State(guard): State<Arc<Guard>>, req: Request, next: Next) -
                 .is_some();
             let e = if too_large {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorCode::BodyTooLarge,
                     format!(
                         "the body is larger than the server's limit of {} bytes",
                         guard.body_limit
@@ -292,7 +287,7 @@ pub async fn limits(State(guard): State<Arc<Guard>>, req: Request, next: Next) -
                 )
             } else {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidRequest,
                     "the request body could not be read",
                 )
             };
@@ -306,7 +301,7 @@ pub async fn limits(State(guard): State<Arc<Guard>>, req: Request, next: Next) -
         // The handler's future is dropped; a model call already running finishes on the
         // blocking pool and only then frees its slot.
         Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
             format!(
                 "the server did not answer within {}; it is busy, try again later",
                 seconds(guard.request_timeout)

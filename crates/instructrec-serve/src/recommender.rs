@@ -421,7 +421,7 @@ impl Recommender {
         let existing = match &req.session {
             Some(id) => Some(self.sessions.get(id).ok_or(RequestError::UnknownSession)?),
             None if req.refine => {
-                return Err(RequestError::invalid(
+                return Err(RequestError::missing(
                     "session",
                     "required when `refine` is true (use the session of the answer to refine)",
                 ))

@@ -147,6 +147,9 @@ pub struct Response {
 pub enum RequestError {
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// A field the rest of the request needs is absent.
+    #[error("{field}: {message}")]
+    Missing { field: String, message: String },
     #[error("the request says nothing to recommend from: give a user, a history, a preference or an intention")]
     Empty,
     /// The id is not one this server issued, or its session expired. The id is not echoed:
@@ -162,6 +165,22 @@ impl RequestError {
         Self::Invalid {
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    pub fn missing(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Missing {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The JSON path of the field at fault, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { field, .. } | Self::Missing { field, .. } => Some(field),
+            Self::UnknownSession => Some("session"),
+            Self::Empty | Self::Model(_) => None,
         }
     }
 }

@@ -43,7 +43,9 @@ async function api(path, options = {}, asked = false) {
     throw new Error(`${path}: HTTP ${response.status} without a JSON body`);
   }
   if (!response.ok) {
-    throw new Error(body && body.error ? body.error : `${path}: HTTP ${response.status}`);
+    // Errors are {"error": {"code", "message", "field"}}; the message is written for people.
+    const message = body && body.error && body.error.message;
+    throw new Error(message || `${path}: HTTP ${response.status}`);
   }
   return body;
 }

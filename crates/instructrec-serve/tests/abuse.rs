@@ -10,6 +10,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use instructrec_serve::http::ErrorCode;
 use instructrec_serve::sanitize::is_unsafe;
 use instructrec_serve::{check_exposure, read_token, HttpConfig, SESSION_ID_LEN};
 use reqwest::StatusCode;
@@ -58,14 +59,26 @@ impl Answer {
         })
     }
 
-    /// The JSON error message; panics when the body is not `{"error": "..."}`.
+    /// The JSON error message; panics when the body is not
+    /// `{"error": {"code": "...", "message": "..."}}`.
     fn error(&self) -> String {
         let v: Value = serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {:?}", self.status, self.body));
-        v["error"]
+        assert!(v["error"]["code"].is_string(), "no error code: {v}");
+        v["error"]["message"]
             .as_str()
             .unwrap_or_else(|| panic!("no error message: {v}"))
             .to_string()
+    }
+
+    /// The JSON error's code, checked against the status it documents.
+    fn code(&self) -> String {
+        let v: Value = serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {:?}", self.status, self.body));
+        let code: ErrorCode = serde_json::from_value(v["error"]["code"].clone())
+            .unwrap_or_else(|e| panic!("no error code ({e}): {v}"));
+        assert_eq!(code.status().as_u16(), self.status, "{v}");
+        v["error"]["code"].as_str().unwrap().to_string()
     }
 }
 
@@ -195,6 +208,7 @@ fn slow_body_clients_get_a_json_408_within_the_body_timeout() {
     let elapsed = started.elapsed();
     assert_eq!(a.status, 408, "{a:?}");
     assert!(a.error().contains("did not arrive within 0.4 s"), "{a:?}");
+    assert_eq!(a.code(), "request_timeout");
     assert!(
         elapsed >= timeout - Duration::from_millis(50)
             && elapsed < timeout + Duration::from_secs(2),
@@ -252,7 +266,11 @@ fn a_burst_beyond_the_queue_gets_503_with_retry_after_and_the_rest_still_answers
                     refused += 1;
                     assert_eq!(retry.as_ref().and_then(|v| v.to_str().ok()), Some("1"));
                     let v: Value = serde_json::from_str(&body).unwrap();
-                    assert!(v["error"].as_str().unwrap().contains("busy"), "{v}");
+                    assert!(
+                        v["error"]["message"].as_str().unwrap().contains("busy"),
+                        "{v}"
+                    );
+                    assert_eq!(v["error"]["code"], "overloaded", "{v}");
                 }
                 s => panic!("{s}: {body}"),
             }
@@ -280,6 +298,7 @@ fn a_request_past_the_request_timeout_gets_a_json_503() {
     let a = post_json(&addr, &heavy_request(), "");
     assert_eq!(a.status, 503, "{a:?}");
     assert!(a.error().contains("did not answer within"), "{a:?}");
+    assert_eq!(a.code(), "overloaded");
     assert_eq!(a.header("retry-after"), Some("1"));
 }
 
@@ -309,12 +328,14 @@ fn hosts_outside_the_allow_list_get_a_json_403() {
             let a = get_with_host(&addr, path, &host);
             assert_eq!(a.status, 403, "{path} {host}: {a:?}");
             assert!(a.error().contains("does not answer to the host"), "{a:?}");
+            assert_eq!(a.code(), "forbidden_host");
         }
     }
     // No Host at all (HTTP/1.0 allows it): refused too.
     let a = raw(&addr, b"GET /v1/users/U1 HTTP/1.0\r\n\r\n");
     assert_eq!(a.status, 400, "{a:?}");
     assert!(a.error().contains("Host"), "{a:?}");
+    assert_eq!(a.code(), "invalid_request");
 }
 
 #[test]
@@ -343,6 +364,7 @@ fn a_configured_token_is_required_except_for_the_page_and_the_health_check() {
             let a = get(path, auth);
             assert_eq!(a.status, 401, "{path} {auth}: {a:?}");
             assert!(a.error().contains(says), "{a:?}");
+            assert_eq!(a.code(), "unauthorized");
             assert_eq!(a.header("www-authenticate"), Some("Bearer"));
         }
     }
@@ -539,6 +561,7 @@ fn errors_from_the_router_and_the_middleware_are_json() {
     let a = get_with_host(&addr, &long_query, "localhost");
     assert_eq!(a.status, 414, "{a:?}");
     assert!(a.error().contains("limit"), "{a:?}");
+    assert_eq!(a.code(), "uri_too_long");
     let many: String = (0..70).map(|i| format!("X-H{i}: v\r\n")).collect();
     let a = raw(
         &addr,
@@ -547,6 +570,7 @@ fn errors_from_the_router_and_the_middleware_are_json() {
     );
     assert_eq!(a.status, 431, "{a:?}");
     assert!(a.error().contains("headers"), "{a:?}");
+    assert_eq!(a.code(), "headers_too_large");
     let big = format!("X-Big: {}\r\n", "b".repeat(20_000));
     let a = raw(
         &addr,
@@ -560,7 +584,7 @@ fn errors_from_the_router_and_the_middleware_are_json() {
         b"BREW /v1/items HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(a.status, 405, "{a:?}");
-    a.error();
+    assert_eq!(a.code(), "method_not_allowed");
 
     // What hyper answers before the router sees a request has no body; documented in
     // docs/reliability.md ("Server under abuse").

@@ -1,6 +1,6 @@
 //! End to end: the web page, served by the real router over a tiny model, driven by headless
 //! Chromium. The page's autorun mode picks a user, asks, then refines; the dumped DOM must hold
-//! result rows from the refined answer. CI installs Chromium in `.ci/run`; set `CHROMIUM` to use
+//! result rows from the refined answer, or for a refused request the error's message. CI installs Chromium in `.ci/run`; set `CHROMIUM` to use
 //! another binary.
 
 mod common;
@@ -11,13 +11,9 @@ fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string())
 }
 
-#[test]
-fn page_shows_results_and_a_refined_answer() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let base = runtime.block_on(common::start_server());
+/// Loads `url` in headless Chromium and returns the DOM it dumps and Chromium's stderr.
+fn dump_dom(url: &str) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
-    let url =
-        format!("{base}/?user=U7&q=a%20racing%20game&refine=for%20two%20players&k=4&autorun=1");
     let binary = chromium();
     let output = Command::new(&binary)
         .args([
@@ -37,24 +33,48 @@ fn page_shows_results_and_a_refined_answer() {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--dump-dom")
-        .arg(&url)
+        .arg(url)
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run {binary}: {e}. Install it (`apt-get install -y chromium`) or set CHROMIUM")
         });
-    let dom = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "{binary} failed ({}): {}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let context = || {
-        format!(
-            "DOM:\n{dom}\nstderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    };
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A refused request shows the error's `message` (not the JSON object) on the page.
+#[test]
+fn page_shows_the_error_message() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let base = runtime.block_on(common::start_server());
+    let (dom, stderr) = dump_dom(&format!("{base}/?q=a%20racing%20game&k=99&autorun=1"));
+    assert!(
+        dom.contains("data-state=\"failed\""),
+        "DOM:\n{dom}\nstderr:\n{stderr}"
+    );
+    assert!(
+        dom.contains("k: 99 is out of range: it must be from 1 to 50"),
+        "DOM:\n{dom}\nstderr:\n{stderr}"
+    );
+    assert!(!dom.contains("[object Object]"), "DOM:\n{dom}");
+}
+
+#[test]
+fn page_shows_results_and_a_refined_answer() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let base = runtime.block_on(common::start_server());
+    let url =
+        format!("{base}/?user=U7&q=a%20racing%20game&refine=for%20two%20players&k=4&autorun=1");
+    let (dom, stderr) = dump_dom(&url);
+    let context = || format!("DOM:\n{dom}\nstderr:\n{stderr}");
     assert!(
         dom.contains("data-state=\"done\""),
         "the page did not finish; {}",

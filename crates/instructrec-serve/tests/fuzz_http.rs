@@ -47,8 +47,9 @@ fn post(body: Vec<u8>) -> Result<(), TestCaseError> {
     let answer: Value = serde_json::from_str(&text)
         .map_err(|e| TestCaseError::fail(format!("{status}: not JSON ({e}): {text}")))?;
     prop_assert!(status.as_u16() < 500, "{status}: {answer}");
-    if status.is_client_error() {
-        prop_assert!(answer["error"].is_string(), "{answer}");
+    if status.is_client_error() || status.is_server_error() {
+        prop_assert!(answer["error"]["code"].is_string(), "{answer}");
+        prop_assert!(answer["error"]["message"].is_string(), "{answer}");
     }
     Ok(())
 }
@@ -115,7 +116,8 @@ fn check_answer(method: &Method, status: u16, text: &str) -> Result<(), TestCase
     if status >= 400 && method != Method::HEAD {
         let v: Value = serde_json::from_str(text)
             .map_err(|e| TestCaseError::fail(format!("{status}: not JSON ({e}): {text}")))?;
-        prop_assert!(v["error"].is_string(), "{status}: {v}");
+        prop_assert!(v["error"]["code"].is_string(), "{status}: {v}");
+        prop_assert!(v["error"]["message"].is_string(), "{status}: {v}");
     }
     Ok(())
 }

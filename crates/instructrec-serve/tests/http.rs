@@ -3,6 +3,7 @@
 
 mod common;
 
+use instructrec_serve::http::ErrorCode;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reqwest::StatusCode;
@@ -46,10 +47,13 @@ async fn get(base: &str, path: &str) -> (StatusCode, Value) {
     (status, body)
 }
 
-/// A 4xx whose JSON message contains every one of `words`.
+/// A 4xx whose JSON error has a code and a message containing every one of `words`.
 fn assert_refused(status: StatusCode, body: &Value, expected: StatusCode, words: &[&str]) {
     assert_eq!(status, expected, "{body}");
-    let message = body["error"]
+    let code: ErrorCode = serde_json::from_value(body["error"]["code"].clone())
+        .unwrap_or_else(|e| panic!("no error code ({e}): {body}"));
+    assert_eq!(code.status(), status, "{body}");
+    let message = body["error"]["message"]
         .as_str()
         .unwrap_or_else(|| panic!("no error message: {body}"));
     for w in words {
@@ -178,12 +182,12 @@ async fn refusals_are_json_4xx_naming_the_field() {
     )
     .await;
     assert_refused(s, &b, StatusCode::NOT_FOUND, &["session", "not issued"]);
-    assert!(!b["error"].as_str().unwrap().contains("never-seen"), "{b}");
+    assert!(!b["error"].to_string().contains("never-seen"), "{b}");
 
     let (s, b) = post_raw(&base, b"{\"intention\": ".to_vec(), "application/json").await;
     assert_refused(s, &b, bad, &["not valid JSON"]);
     let (s, b) = post_raw(&base, b"[1, 2]".to_vec(), "application/json").await;
-    assert_refused(s, &b, bad, &["schema"]);
+    assert_refused(s, &b, bad, &["JSON object", "array"]);
     let (s, b) = post_raw(&base, b"{\"intention\": \"x\"}".to_vec(), "text/plain").await;
     assert_refused(s, &b, StatusCode::UNSUPPORTED_MEDIA_TYPE, &["Content-Type"]);
     let huge = serde_json::to_vec(&json!({"intention": "y".repeat(200_000)})).unwrap();
@@ -322,9 +326,242 @@ async fn mangled_bodies_never_get_a_5xx() {
         let (status, answer) = post_raw(&base, body, "application/json").await;
         assert!(status.as_u16() < 500, "{status}: {answer}");
         if status.is_client_error() {
-            assert!(answer["error"].is_string(), "{answer}");
+            assert!(answer["error"]["code"].is_string(), "{answer}");
+            assert!(answer["error"]["message"].is_string(), "{answer}");
         }
         answered += 1;
     }
     assert_eq!(answered, 150);
+}
+
+/// Every error code a request can provoke here, with its status and the field it names
+/// (`request_timeout`, `overloaded`, `unauthorized` and `invalid_request` for a missing Host are
+/// asserted in tests/abuse.rs, which controls timing, tokens and raw bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_error_code_comes_with_its_status_and_field() {
+    let base = common::start_server().await;
+    let client = reqwest::Client::new();
+    let recommend = format!("{base}/v1/recommend");
+    let json_post = |body: &str| {
+        client
+            .post(&recommend)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+    let many_headers = (0..70).fold(client.get(format!("{base}/healthz")), |r, i| {
+        r.header(format!("x-h{i}"), "v")
+    });
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str, Option<&str>)> = vec![
+        (json_post("{\"k\": 3,"), 400, "invalid_json", None),
+        (
+            json_post("{\"k\": \"ten\"}"),
+            400,
+            "invalid_field",
+            Some("k"),
+        ),
+        (
+            json_post("{\"history\": [1, {}]}"),
+            400,
+            "invalid_field",
+            Some("history[1]"),
+        ),
+        (
+            json_post("{\"candidates\": [3, 99999], \"intention\": \"x\"}"),
+            400,
+            "invalid_field",
+            Some("candidates[1]"),
+        ),
+        (
+            json_post("{\"intention\": \"x\", \"refine\": true}"),
+            400,
+            "missing_field",
+            Some("session"),
+        ),
+        (
+            client.get(format!("{base}/v1/items")),
+            400,
+            "missing_field",
+            Some("q"),
+        ),
+        (
+            json_post("{\"intention\": \"x\", \"colour\": \"red\"}"),
+            400,
+            "unknown_field",
+            Some("colour"),
+        ),
+        (
+            client.get(format!("{base}/v1/items?q=x&sort=asc")),
+            400,
+            "unknown_field",
+            Some("sort"),
+        ),
+        (
+            client.get(format!("{base}/v1/items?q=x&limit=many")),
+            400,
+            "invalid_field",
+            Some("limit"),
+        ),
+        (json_post("{}"), 400, "empty_request", None),
+        (
+            client
+                .get(format!("{base}/healthz"))
+                .header("host", "evil.example"),
+            403,
+            "forbidden_host",
+            None,
+        ),
+        (
+            client.get(format!("{base}/nowhere")),
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            client.get(format!("{base}/v1/users/nobody")),
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            json_post("{\"intention\": \"x\", \"session\": \"never-seen\"}"),
+            404,
+            "unknown_session",
+            Some("session"),
+        ),
+        (client.get(&recommend), 405, "method_not_allowed", None),
+        (
+            client.post(&recommend).body("{\"intention\": \"x\"}"),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            json_post(&format!(
+                "{{\"intention\": \"{}\"}}",
+                "y".repeat(100 * 1024)
+            )),
+            413,
+            "body_too_large",
+            None,
+        ),
+        (
+            client.get(format!("{base}/v1/items?q={}", "a".repeat(9_000))),
+            414,
+            "uri_too_long",
+            None,
+        ),
+        (many_headers, 431, "headers_too_large", None),
+    ];
+    for (request, status, code, field) in cases {
+        let r = request.send().await.unwrap();
+        let got = r.status().as_u16();
+        let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        let error = &body["error"];
+        assert_eq!(
+            (got, error["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+        let parsed: ErrorCode = serde_json::from_value(error["code"].clone()).unwrap();
+        assert_eq!(parsed.status().as_u16(), status, "{body}");
+        assert!(
+            !error["message"].as_str().unwrap_or("").is_empty(),
+            "{body}"
+        );
+        assert_eq!(error["field"].as_str(), field, "{body}");
+        let keys: Vec<&String> = error.as_object().unwrap().keys().collect();
+        assert!(
+            keys.iter()
+                .all(|k| ["code", "message", "field"].contains(&k.as_str())),
+            "{body}"
+        );
+    }
+}
+
+/// A syntax error says where, in the server's words: no serde or axum text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_syntax_errors_name_line_and_column_without_framework_words() {
+    let base = common::start_server().await;
+    for (body, line, column) in [
+        ("{\"intention\": \"x\",\n  \"k\": 3,\n}", 3, 1),
+        ("{\"intention\" \"x\"}", 1, 14),
+        ("{\"intention\": ", 1, 14),
+        ("{\"k\": 1} trailing", 1, 10),
+    ] {
+        let (s, b) = post_raw(&base, body.as_bytes().to_vec(), "application/json").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+        assert_eq!(b["error"]["code"], "invalid_json", "{b}");
+        let message = b["error"]["message"].as_str().unwrap();
+        let at = format!("the body is not valid JSON at line {line}, column {column}");
+        assert!(
+            message.starts_with(&at),
+            "{body:?}: `{message}` is not `{at}...`"
+        );
+    }
+    // Schema errors too: every message of a mangled request is the server's own.
+    for body in [
+        "{\"intention\" \"x\"}",
+        "{\"k\": -1}",
+        "{\"k\": 2.5, \"intention\": \"x\"}",
+        "{\"user\": [1]}",
+        "{\"history\": \"S00001\"}",
+        "{\"intention_style\": \"loud\", \"intention\": \"x\"}",
+        "{\"refine\": null, \"intention\": \"x\"}",
+        "{\"colour\": 1}",
+        "[1, 2]",
+        "",
+        "\"just a string\"",
+    ] {
+        let (s, b) = post_raw(&base, body.as_bytes().to_vec(), "application/json").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body:?}: {b}");
+        let message = b["error"]["message"].as_str().unwrap();
+        for word in [
+            "serde",
+            "axum",
+            "Json",
+            "deserialize",
+            "Failed to",
+            "invalid type",
+            "expected value",
+        ] {
+            assert!(
+                !message.contains(word),
+                "{body:?}: `{message}` says `{word}`"
+            );
+        }
+    }
+    for path in ["/v1/items?q=x&limit=-3", "/v1/users?nope=1"] {
+        let (s, b) = get(&base, path).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+        let message = b["error"]["message"].as_str().unwrap();
+        assert!(!message.contains("deserialize"), "{message}");
+    }
+}
+
+/// The codes are one fixed set: each serialises to its documented name, and docs/serving.md and
+/// the OpenAPI document list every one with its status.
+#[test]
+fn error_codes_are_documented_with_their_status() {
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/serving.md"
+    ))
+    .unwrap();
+    let doc: Value = serde_json::from_str(instructrec_serve::http::OPENAPI_JSON).unwrap();
+    let listed: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]
+        ["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let all: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(listed, all, "the OpenAPI enum and ErrorCode::ALL differ");
+    for code in ErrorCode::ALL {
+        assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
+        let back: ErrorCode = serde_json::from_value(json!(code.as_str())).unwrap();
+        assert_eq!(back, code);
+        let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
+        assert!(docs.contains(&row), "docs/serving.md lacks the row `{row}`");
+    }
 }
