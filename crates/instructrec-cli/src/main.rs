@@ -31,6 +31,8 @@ enum Command {
     /// Build instruction files from a prepared dataset; show filled templates.
     #[command(subcommand)]
     Instructions(cmd::instructions::InstructionsCommand),
+    /// Export instructions and candidate lists for transformers' Seq2SeqTrainer.
+    Export(cmd::export::ExportArgs),
     /// Recommend with a tuned model: once (--instruction, --json) or in an interactive loop.
     Recommend(cmd::recommend::RecommendArgs),
     /// Serve the HTTP API and the web page.
@@ -51,6 +53,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Scenarios(a) => cmd::scenarios::run(a),
         Command::Instructions(c) => cmd::instructions::run(c),
+        Command::Export(a) => cmd::export::run(a),
         Command::Recommend(a) => cmd::recommend::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::ServeBench(a) => cmd::serve::bench(a),

@@ -28,10 +28,28 @@ impl Prepared {
         crate::store::save(self, dir)
     }
 
-    /// The user's held-out item for a fold (leave-one-out: last = test, second last = validation).
     /// Every item's title, by item index: what the text models and the instruction model read.
     pub fn titles(&self) -> Vec<String> {
         self.dataset.items.iter().map(|i| i.title.clone()).collect()
+    }
+
+    /// Candidate lists as JSON lines in the stored lists' shape (`user`, `positive`,
+    /// `negatives`) with the source's raw ids: what `eval --candidates` reads by default, so
+    /// that lists written here (mined hard negatives, an export) can be scored in a later run
+    /// or elsewhere.
+    pub fn raw_id_lines(&self, sets: &[CandidateSet]) -> Vec<u8> {
+        let item = |i: &ItemId| self.dataset.items[i.index()].original_id.as_str();
+        let mut bytes = Vec::new();
+        for s in sets {
+            let line = serde_json::json!({
+                "user": self.dataset.users[s.user.index()].original_id,
+                "positive": item(&s.positive),
+                "negatives": s.negatives.iter().map(item).collect::<Vec<_>>(),
+            });
+            serde_json::to_writer(&mut bytes, &line).expect("in-memory JSON cannot fail");
+            bytes.push(b'\n');
+        }
+        bytes
     }
 
     /// The user a command names (see [`UserRef`]), or why there is none.
@@ -53,6 +71,7 @@ impl Prepared {
         }
     }
 
+    /// The user's held-out item for a fold (leave-one-out: last = test, second last = validation).
     pub fn held_out(&self, user: UserId, fold: Fold) -> ItemId {
         let seq = &self.dataset.sequences[user.index()];
         match fold {

@@ -411,7 +411,7 @@ impl Experiment {
         )?;
         let catalogue = self.prepared.dataset.items.len();
         let sets = mine_hard_negatives(miner, &cases, catalogue, 9, self.spec.batch_size)?;
-        let bytes = raw_id_lines(&self.prepared, &sets);
+        let bytes = self.prepared.raw_id_lines(&sets);
         let path = PathBuf::from(format!("{}.candidates.jsonl", self.spec.out.display()));
         write_atomic(&path, &bytes)?;
         let checksum = hex::encode(Sha256::digest(&bytes));
@@ -654,23 +654,6 @@ fn as_candidate_set(c: &EvalCase) -> CandidateSet {
             .filter(|&i| i != c.positive)
             .collect(),
     }
-}
-
-/// Candidate lists as JSON lines in the stored shape with the source's raw ids: what `eval
-/// --candidates` reads by default.
-fn raw_id_lines(prepared: &Prepared, sets: &[CandidateSet]) -> Vec<u8> {
-    let item = |i: &ItemId| prepared.dataset.items[i.index()].original_id.as_str();
-    let mut bytes = Vec::new();
-    for s in sets {
-        let line = serde_json::json!({
-            "user": prepared.dataset.users[s.user.index()].original_id,
-            "positive": item(&s.positive),
-            "negatives": s.negatives.iter().map(item).collect::<Vec<_>>(),
-        });
-        bytes.extend(line.to_string().as_bytes());
-        bytes.push(b'\n');
-    }
-    bytes
 }
 
 /// The users the instruction stage wrote sequential (P1, I0) test instructions for: its seeded

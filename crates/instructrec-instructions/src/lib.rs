@@ -4,6 +4,7 @@
 
 mod aspects;
 mod build;
+pub mod export;
 mod filter;
 mod record;
 pub mod rerank;
@@ -26,6 +27,7 @@ pub use build::{
     BuildConfig, BuildError, BuildInputs, Builder, EvalUsers, Ineligible, InstructionSet,
     ShownTemplate, BUILD_CONFIG_FILE,
 };
+pub use export::{export, item_token_titles, ExportManifest, ExportOptions};
 pub use filter::{Label, Labels, LineFilter, LineWeight, TrainingRecord, TRAINING_RECORD_FILE};
 pub use record::{read_jsonl, read_lines, write_jsonl, Instruction, InstructionLine, Split};
 pub use stats::{BuildTimings, FillKindStats, InstructionStats, SplitStats};

@@ -5,10 +5,11 @@
 //! then the span-corruption sentinels at the top with `<extra_id_0>` the highest id; Metaspace
 //! pre-tokenization (`▁` marks a word start) and `</s>` appended by the post-processor.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use instructrec_data::atomic::write_atomic;
+use instructrec_instructions::item_token_titles;
 use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
 use tokenizers::models::unigram::{Unigram, UnigramTrainer};
 use tokenizers::normalizers::{Replace, Sequence, Strip, NFKC};
@@ -165,32 +166,32 @@ pub fn add_item_tokens<'a>(
     tokenizer: &mut Tokenizer,
     titles: impl IntoIterator<Item = &'a str>,
 ) -> Result<usize> {
-    let mut titles: Vec<&str> = titles
-        .into_iter()
-        .map(str::trim)
-        .filter(|t| t.split_whitespace().nth(1).is_some())
-        .collect();
-    // Ids follow this order, so it must not depend on the catalogue's file order.
-    titles.sort_unstable();
-    titles.dedup();
     // Added tokens are matched on normalized text: two tokens with one normalized form would
     // both match, and which id wins changes from process to process (a hash map's order), so
     // the same text would encode differently in training, resuming and scoring.
-    let mut forms = HashSet::new();
-    let mut kept = Vec::with_capacity(titles.len());
-    for title in titles {
+    let normalizer = tokenizer.get_normalizer();
+    let kept = item_token_titles(titles, |title| {
         let mut form = NormalizedString::from(title);
-        if let Some(n) = tokenizer.get_normalizer() {
+        if let Some(n) = normalizer {
             n.normalize(&mut form).map_err(TrainError::Tokenizer)?;
         }
-        if forms.insert(form.get().to_string()) {
-            kept.push(title);
-        }
-    }
+        Ok::<_, TrainError>(form.get().to_string())
+    })?;
     let tokens = kept
         .into_iter()
         .map(|t| AddedToken::from(t, false).single_word(true));
     Ok(tokenizer.add_tokens(tokens)?)
+}
+
+/// A title's normal form under the normalizer of the tokenizers this crate trains: what
+/// `instructrec export --item-tokens` keeps one title of, as [`add_item_tokens`] does.
+pub fn title_form() -> Result<impl Fn(&str) -> Result<String>> {
+    let normalizer = normalizer()?;
+    Ok(move |title: &str| {
+        let mut form = NormalizedString::from(title);
+        normalizer.normalize(&mut form)?;
+        Ok(form.get().to_string())
+    })
 }
 
 /// Every word of `lines` (normalized and split as the tokenizer does) with its count, sorted.
