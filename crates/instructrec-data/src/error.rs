@@ -64,3 +64,12 @@ impl DataError {
         }
     }
 }
+
+impl From<crate::lock::LockError> for DataError {
+    fn from(e: crate::lock::LockError) -> Self {
+        match e {
+            crate::lock::LockError::Io { path, source } => Self::Io { path, source },
+            busy => Self::Options(busy.to_string()),
+        }
+    }
+}

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::lock::{LockError, OutputLock};
+use crate::lock::OutputLock;
 use crate::types::{
     CandidateSet, Dataset, Fold, Interaction, Item, ItemSplit, User, UserId, MIN_USER_INTERACTIONS,
 };
@@ -125,7 +125,7 @@ pub(crate) fn save(p: &Prepared, dir: &Path) -> Result<(), DataError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let lock = OutputLock::acquire(dir).map_err(lock_error)?;
+    let lock = OutputLock::acquire(dir)?;
     if dir.exists() {
         if let Err(reason) = replaceable(dir) {
             return Err(DataError::file(
@@ -138,8 +138,7 @@ pub(crate) fn save(p: &Prepared, dir: &Path) -> Result<(), DataError> {
         }
     }
     // Staging and set-aside folders of a killed run; ours, since we hold the lock.
-    lock.remove_leftovers(&["tmp-", "old-"], None)
-        .map_err(lock_error)?;
+    lock.remove_leftovers(&["tmp-", "old-"], None)?;
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}.tmp-"))
         .tempdir_in(&parent)
@@ -178,13 +177,6 @@ pub(crate) fn save(p: &Prepared, dir: &Path) -> Result<(), DataError> {
     let _ = staging.keep();
     drop(old);
     Ok(())
-}
-
-fn lock_error(e: LockError) -> DataError {
-    match e {
-        LockError::Io { path, source } => DataError::io(&path, source),
-        busy => DataError::Options(busy.to_string()),
-    }
 }
 
 /// Whether `dir` may be replaced: it is empty, or it is provably a prepared dataset that

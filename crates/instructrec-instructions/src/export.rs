@@ -23,7 +23,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Component, Path};
 
 use instructrec_data::atomic::{self, Staged};
-use instructrec_data::{DataError, Fold, LockError, OutputLock, Prepared};
+use instructrec_data::{DataError, Fold, OutputLock, Prepared};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -130,11 +130,10 @@ pub fn export(
     out: &Path,
     options: &ExportOptions,
 ) -> Result<ExportManifest, DataError> {
-    let lock = OutputLock::acquire(out).map_err(lock_error)?;
+    let lock = OutputLock::acquire(out)?;
     let earlier = earlier_files(out)?;
     let ours = |name: &str| name.starts_with('.') && name.ends_with(".tmp");
-    lock.remove_leftovers(&[], Some(&ours))
-        .map_err(lock_error)?;
+    lock.remove_leftovers(&[], Some(&ours))?;
     remove_temporary(&out.join("candidates"), &ours)?;
 
     let prepared = Prepared::load(data)?;
@@ -383,13 +382,6 @@ fn file_sha256(path: &Path) -> Result<String, DataError> {
     let mut hasher = Sha256::new();
     io::copy(&mut File::open(path).map_err(io_err)?, &mut hasher).map_err(io_err)?;
     Ok(hex::encode(hasher.finalize()))
-}
-
-fn lock_error(e: LockError) -> DataError {
-    match e {
-        LockError::Io { path, source } => DataError::Io { path, source },
-        busy => DataError::Options(busy.to_string()),
-    }
 }
 
 #[cfg(test)]

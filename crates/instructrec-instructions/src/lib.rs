@@ -15,7 +15,7 @@ mod text;
 
 use std::path::Path;
 
-use instructrec_data::{atomic, DataError, LockError, OutputLock};
+use instructrec_data::{atomic, DataError, OutputLock};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -58,11 +58,7 @@ impl InstructionSet {
     /// so that a failure (a full disk, say) leaves an earlier set whole instead of mixing old
     /// and new files.
     pub fn write(&self, dir: &Path) -> Result<(), DataError> {
-        let lock_error = |e: LockError| match e {
-            LockError::Io { path, source } => DataError::Io { path, source },
-            busy => DataError::Options(busy.to_string()),
-        };
-        let lock = OutputLock::acquire(dir).map_err(lock_error)?;
+        let lock = OutputLock::acquire(dir)?;
         std::fs::create_dir_all(dir).map_err(|source| DataError::Io {
             path: dir.to_path_buf(),
             source,
@@ -81,8 +77,7 @@ impl InstructionSet {
                     .is_some_and(|rest| rest.ends_with(".tmp"))
             })
         };
-        lock.remove_leftovers(&[], Some(&leftover))
-            .map_err(lock_error)?;
+        lock.remove_leftovers(&[], Some(&leftover))?;
         let mut staged = Vec::new();
         for split in Split::ALL {
             let path = dir.join(split.file_name());

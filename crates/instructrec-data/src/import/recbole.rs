@@ -25,7 +25,7 @@ pub(super) fn locate(dir: &Path) -> Result<Files, DataError> {
     let inter = single_file_with_suffix(dir, ".inter")?;
     let optional = |extension: &str| {
         let path = inter.with_extension(extension);
-        Ok(present(&path)?.then_some(path))
+        Ok::<_, DataError>(present(&path)?.then_some(path))
     };
     Ok(Files {
         item: optional("item")?,
