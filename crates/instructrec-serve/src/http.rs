@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use crate::feedback::{now_seconds, FeedbackLog, FeedbackRecord};
 use crate::parse;
 use crate::protect::{self, Guard, RETRY_AFTER_S};
 use crate::recommender::Recommender;
@@ -41,6 +42,8 @@ pub struct AppState {
     recommender: Arc<Recommender>,
     gate: Arc<ModelGate>,
     guard: Arc<Guard>,
+    /// `None`: feedback is off and `POST /v1/feedback` answers `not_found`.
+    feedback: Option<Arc<FeedbackLog>>,
 }
 
 impl AppState {
@@ -55,7 +58,14 @@ impl AppState {
             recommender,
             gate: Arc::new(ModelGate::new(config.model_slots, config.queue)),
             guard: Arc::new(guard),
+            feedback: None,
         }
+    }
+
+    /// Turns on `POST /v1/feedback`, appending to `log`.
+    pub fn with_feedback(mut self, log: Arc<FeedbackLog>) -> Self {
+        self.feedback = Some(log);
+        self
     }
 }
 
@@ -416,6 +426,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/v1/recommend", post(recommend))
+        .route("/v1/feedback", post(feedback))
         .route("/v1/items", get(items))
         .route("/v1/users", get(users))
         .route("/v1/users/{id}", get(user))
@@ -427,6 +438,7 @@ pub fn router(state: AppState) -> Router {
         // Layers added later run first.
         .layer(from_fn_with_state(guard.clone(), protect::limits))
         .layer(from_fn_with_state(guard.clone(), protect::authorize))
+        .layer(from_fn_with_state(guard.clone(), protect::cors))
         .layer(from_fn_with_state(guard, protect::check_host))
         .layer(from_fn(protect::json_errors))
         .layer(from_fn(protect::access_log))
@@ -466,6 +478,44 @@ async fn recommend(
     .await
     .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the request failed: {e}")))??;
     Ok(Json(answer))
+}
+
+/// Appends a user's reaction to an item to the feedback log, under the source's raw ids, and
+/// answers with the line written.
+async fn feedback(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<FeedbackRecord>, ApiError> {
+    let Some(log) = s.feedback.clone() else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "feedback is off: this server was started without --feedback-log PATH",
+        ));
+    };
+    let req = parse::feedback_request(&headers, body)?;
+    let r = &s.recommender;
+    let user = r.resolve_user(&req.user)?;
+    let item = r.resolve_item("item", &req.item)?;
+    let record = FeedbackRecord {
+        timestamp: now_seconds(),
+        user: r.prepared().dataset.users[user.index()].original_id.clone(),
+        item: r.item(item).original_id.clone(),
+        event: req.event,
+        session: req.session,
+    };
+    let written = record.clone();
+    tokio::task::spawn_blocking(move || log.append(&written))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the feedback failed: {e}")))?
+        .map_err(|e| {
+            tracing::error!("cannot append to the feedback log: {e}");
+            ApiError::new(
+                ErrorCode::Internal,
+                "the feedback could not be saved; try again later",
+            )
+        })?;
+    Ok(Json(record))
 }
 
 fn search_limit(limit: Option<usize>) -> Result<usize, ApiError> {

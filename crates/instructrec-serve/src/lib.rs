@@ -5,6 +5,7 @@
 //! loop ([`interactive`]) and a loopback load test ([`bench`]).
 
 pub mod bench;
+pub mod feedback;
 pub mod fill;
 pub mod http;
 pub mod interactive;
@@ -24,8 +25,8 @@ use std::sync::Arc;
 pub use matcher::{Bm25Matcher, GenerationMatcher, MatchQuery, Matcher, Matching};
 pub use recommender::{Options, Recommender};
 pub use request::{
-    CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, RecommendRequest, RequestError,
-    Response, ResponseTimings, UserRef, DEFAULT_K,
+    CandidateSource, FeedbackRequest, IntentionStyle, ItemRef, Limits, RankedItem,
+    RecommendRequest, RequestError, Response, ResponseTimings, UserRef, DEFAULT_K,
 };
 pub use server::{check_exposure, read_token, serve_on, HttpConfig};
 pub use session::{SessionState, Sessions, SESSION_ID_LEN};
@@ -37,8 +38,10 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub addr: SocketAddr,
     pub options: Options,
-    /// Model slots and queue, timeouts, allowed hosts, token.
+    /// Model slots and queue, timeouts, allowed hosts, token, CORS origins.
     pub http: HttpConfig,
+    /// Where `POST /v1/feedback` appends events; `None` turns the route off.
+    pub feedback_log: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -49,6 +52,7 @@ impl ServeConfig {
             addr,
             options: Options::default(),
             http: HttpConfig::new(default_model_slots()),
+            feedback_log: None,
         }
     }
 }
@@ -62,17 +66,31 @@ pub fn default_model_slots() -> usize {
 /// Ctrl-C, and logs the URL to open. Refuses to listen beyond loopback without a token.
 pub fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     check_exposure(config.addr, config.http.token.as_deref())?;
+    for origin in &config.http.cors_origins {
+        server::parse_origin(origin).map_err(|e| anyhow::anyhow!("--cors-origin {origin}: {e}"))?;
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         // Bind first: a busy port should fail before the slow load.
         let listener = http::bind(config.addr).await?;
+        // Open the log before the slow load too: a path that cannot be written fails at once.
+        let feedback = config
+            .feedback_log
+            .as_deref()
+            .map(feedback::FeedbackLog::open)
+            .transpose()?
+            .map(Arc::new);
         let (model_dir, data_dir, options) =
             (config.model_dir.clone(), config.data_dir.clone(), config.options.clone());
         let rec = tokio::task::spawn_blocking(move || Recommender::load(&model_dir, &data_dir, options))
             .await??;
         let addr = listener.local_addr()?;
         config.http.allow_address(addr);
-        let state = http::AppState::with_config(Arc::new(rec), &config.http);
+        let mut state = http::AppState::with_config(Arc::new(rec), &config.http);
+        if let Some(log) = feedback {
+            tracing::info!("appending feedback to {}", log.path().display());
+            state = state.with_feedback(log);
+        }
         tracing::info!("serving instructrec at http://{addr}/ (open it in a browser; API description at http://{addr}/openapi.json; Ctrl-C stops)");
         if config.http.token.is_some() {
             tracing::info!("the API needs the bearer token: the page asks for it, or open http://{addr}/#token=TOKEN");

@@ -9,7 +9,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde_json::Value;
 
 use crate::http::{ApiError, ErrorCode};
-use crate::request::RecommendRequest;
+use crate::request::{FeedbackRequest, RecommendRequest};
+use instructrec_data::import::FeedbackEvent;
 
 /// The fields of `RecommendRequest`, in the order they are checked.
 const RECOMMEND_FIELDS: [&str; 10] = [
@@ -144,12 +145,15 @@ fn check_field(name: &str, v: &Value) -> Result<(), ApiError> {
     }
 }
 
-/// The body of `POST /v1/recommend`, checked: JSON content type (415), size (413), syntax
-/// (`invalid_json`), then the schema field by field (`unknown_field`, `invalid_field`).
-pub(crate) fn recommend_request(
+/// A JSON object body, checked: JSON content type (415), size (413), syntax (`invalid_json`),
+/// an object (`invalid_field`), no field outside `fields` (`unknown_field`). `example` is shown
+/// for an empty body.
+fn json_object(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<RecommendRequest, ApiError> {
+    fields: &[&str],
+    example: &str,
+) -> Result<Value, ApiError> {
     if !is_json_content_type(headers) {
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
@@ -172,7 +176,7 @@ pub(crate) fn recommend_request(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::new(
             ErrorCode::InvalidJson,
-            "the body is empty: send a JSON object such as {\"intention\": \"a puzzle game\"}",
+            format!("the body is empty: send a JSON object such as {example}"),
         ));
     }
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| json_syntax_error(&e))?;
@@ -185,29 +189,123 @@ pub(crate) fn recommend_request(
             ),
         ));
     };
-    if let Some(unknown) = map.keys().find(|k| !RECOMMEND_FIELDS.contains(&k.as_str())) {
+    if let Some(unknown) = map.keys().find(|k| !fields.contains(&k.as_str())) {
         return Err(ApiError::new(
             ErrorCode::UnknownField,
             format!(
                 "`{}` is not a field of this request; the fields are {}",
                 quote(unknown),
-                RECOMMEND_FIELDS.join(", ")
+                fields.join(", ")
             ),
         )
         .with_field(quote(unknown)));
     }
-    for name in RECOMMEND_FIELDS {
-        if let Some(v) = map.get(name) {
-            check_field(name, v)?;
-        }
-    }
-    // Every field was checked above, so this cannot fail; if it does, say so plainly.
+    Ok(value)
+}
+
+/// Every field was checked before, so this cannot fail; if it does, say so plainly.
+fn from_checked<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     serde_json::from_value(value).map_err(|_| {
         ApiError::new(
             ErrorCode::InvalidField,
             "the body does not fit the request schema; see /openapi.json",
         )
     })
+}
+
+/// The body of `POST /v1/recommend`, checked: JSON content type (415), size (413), syntax
+/// (`invalid_json`), then the schema field by field (`unknown_field`, `invalid_field`).
+pub(crate) fn recommend_request(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<RecommendRequest, ApiError> {
+    let value = json_object(
+        headers,
+        body,
+        &RECOMMEND_FIELDS,
+        "{\"intention\": \"a puzzle game\"}",
+    )?;
+    for name in RECOMMEND_FIELDS {
+        if let Some(v) = value.get(name) {
+            check_field(name, v)?;
+        }
+    }
+    from_checked(value)
+}
+
+/// The fields of `FeedbackRequest`, in the order they are checked.
+const FEEDBACK_FIELDS: [&str; 4] = ["user", "item", "event", "session"];
+
+/// Longest `session` a feedback event may carry (the server's own ids are 32 characters).
+pub(crate) const MAX_FEEDBACK_SESSION_CHARS: usize = 64;
+
+/// The body of `POST /v1/feedback`, checked like a recommendation request: `user`, `item` and
+/// `event` are required (`missing_field`), `session` is optional.
+pub(crate) fn feedback_request(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<FeedbackRequest, ApiError> {
+    let value = json_object(
+        headers,
+        body,
+        &FEEDBACK_FIELDS,
+        "{\"user\": \"U1\", \"item\": \"B0001\", \"event\": \"liked\"}",
+    )?;
+    for name in FEEDBACK_FIELDS {
+        let v = value.get(name).filter(|v| !v.is_null());
+        match (name, v) {
+            ("session", None) => {}
+            (_, None) => {
+                return Err(
+                    ApiError::new(ErrorCode::MissingField, format!("{name}: required"))
+                        .with_field(name),
+                )
+            }
+            ("user", Some(v)) => check_field("user", v)?,
+            ("item", Some(v)) if !(is_u32(v) || v.is_string()) => {
+                return Err(expected(
+                    name,
+                    "an item id (a whole number) or the source's item id or title (a string)",
+                    v,
+                ))
+            }
+            ("event", Some(v))
+                if v.as_str()
+                    .and_then(|e| e.parse::<FeedbackEvent>().ok())
+                    .is_none() =>
+            {
+                let got = match v.as_str() {
+                    Some(s) => format!("`{}`", quote(s)),
+                    None => describe(v),
+                };
+                return Err(ApiError::new(
+                    ErrorCode::InvalidField,
+                    format!("event: expected \"clicked\", \"liked\" or \"bought\", got {got}"),
+                )
+                .with_field(name));
+            }
+            ("session", Some(v)) => {
+                let Some(s) = v.as_str() else {
+                    return Err(expected(name, "a string", v));
+                };
+                if s.is_empty()
+                    || s.chars().count() > MAX_FEEDBACK_SESSION_CHARS
+                    || !s.chars().all(|c| c.is_ascii_graphic())
+                {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidField,
+                        format!(
+                            "session: expected a session id (1 to {MAX_FEEDBACK_SESSION_CHARS} \
+                             visible ASCII characters)"
+                        ),
+                    )
+                    .with_field(name));
+                }
+            }
+            _ => {}
+        }
+    }
+    from_checked(value)
 }
 
 /// The query of the search routes: `q` (default empty) and `limit`.

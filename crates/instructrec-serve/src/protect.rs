@@ -5,6 +5,10 @@
 //! - the Host allow-list, against DNS rebinding: a page on another site whose name an attacker
 //!   points at 127.0.0.1 sends its own name as Host, so it is refused (403) and cannot read a
 //!   user's history through the victim's browser;
+//! - CORS, when origins are configured: a preflight (`OPTIONS` with
+//!   `Access-Control-Request-Method`) from a listed origin is answered here, before the token
+//!   check (browsers send preflights without credentials); other answers to a listed origin
+//!   get `Access-Control-Allow-Origin`. Behind the Host check, so DNS rebinding stays refused;
 //! - the bearer token, when one is configured;
 //! - limits on the request's head (414, 431), the body read within a time limit (408) and a
 //!   size limit (413), and the handler's time limit (503).
@@ -39,6 +43,8 @@ pub struct Guard {
     /// `None`: any host (`*` in the allow-list).
     hosts: Option<Vec<String>>,
     token: Option<String>,
+    /// `None`: CORS off (no CORS headers). `Some(None)`: any origin. `Some(Some(list))`: those.
+    cors: Option<Option<Vec<String>>>,
     body_limit: usize,
     body_timeout: Duration,
     request_timeout: Duration,
@@ -57,9 +63,22 @@ impl Guard {
                     .collect(),
             )
         };
+        let origins: Vec<String> = config
+            .cors_origins
+            .iter()
+            .filter_map(|o| crate::server::parse_origin(o).ok())
+            .collect();
+        let cors = if origins.is_empty() {
+            None
+        } else if origins.iter().any(|o| o == "*") {
+            Some(None)
+        } else {
+            Some(Some(origins))
+        };
         Self {
             hosts,
             token: config.token.clone(),
+            cors,
             body_limit,
             body_timeout: config.body_timeout,
             request_timeout: config.request_timeout,
@@ -72,6 +91,68 @@ impl Guard {
             Some(names) => names.iter().any(|n| *n == host_name(host)),
         }
     }
+}
+
+/// Methods and request headers a cross-origin page may use.
+const CORS_METHODS: &str = "GET, POST, OPTIONS";
+const CORS_HEADERS: &str = "Authorization, Content-Type";
+/// Response headers a cross-origin page may read beside the simple ones.
+const CORS_EXPOSE: &str = "Retry-After, WWW-Authenticate";
+/// Seconds a browser may cache a preflight's answer.
+const CORS_MAX_AGE_S: &str = "600";
+
+/// CORS headers for requests from a configured origin (see the module's comment).
+pub async fn cors(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    let Some(origins) = &guard.cors else {
+        return next.run(req).await;
+    };
+    let origin = req.headers().get(header::ORIGIN).cloned().filter(|o| {
+        o.to_str().is_ok_and(|o| {
+            let o = o.trim().to_ascii_lowercase();
+            let o = o.strip_suffix('/').unwrap_or(&o);
+            o != "null"
+                && origins
+                    .as_ref()
+                    .is_none_or(|list| list.iter().any(|l| l == o))
+        })
+    });
+    let preflight = req.method() == axum::http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = match &origin {
+        Some(_) if preflight => {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(CORS_METHODS),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(CORS_HEADERS),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static(CORS_MAX_AGE_S),
+            );
+            r
+        }
+        _ => next.run(req).await,
+    };
+    let h = response.headers_mut();
+    // The answer depends on Origin, so caches must keep one per origin.
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        if !preflight {
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(CORS_EXPOSE),
+            );
+        }
+    }
+    response
 }
 
 /// A Host value or allow-list entry as compared: the port dropped, lower case, no trailing

@@ -238,7 +238,7 @@ impl Recommender {
         }
     }
 
-    fn resolve_user(&self, user: &UserRef) -> Result<UserId, RequestError> {
+    pub(crate) fn resolve_user(&self, user: &UserRef) -> Result<UserId, RequestError> {
         let users = &self.prepared.dataset.users;
         match user {
             UserRef::Id(i) if (*i as usize) < users.len() => Ok(UserId(*i)),
@@ -257,7 +257,7 @@ impl Recommender {
         }
     }
 
-    fn resolve_item(&self, field: &str, item: &ItemRef) -> Result<ItemId, RequestError> {
+    pub(crate) fn resolve_item(&self, field: &str, item: &ItemRef) -> Result<ItemId, RequestError> {
         let n = self.prepared.dataset.items.len();
         match item {
             ItemRef::Id(i) if (*i as usize) < n => Ok(ItemId(*i)),

@@ -61,6 +61,18 @@ pub struct RecommendRequest {
     pub refine: bool,
 }
 
+/// A user's reaction to an item (`POST /v1/feedback`), appended to the feedback log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    pub user: UserRef,
+    pub item: ItemRef,
+    pub event: instructrec_data::import::FeedbackEvent,
+    /// The session the recommendation came from, when the client knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
 /// Upper bounds on what one request may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {

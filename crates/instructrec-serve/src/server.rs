@@ -57,6 +57,10 @@ pub struct HttpConfig {
     /// When set, every request except the page, its files, the API document and the health
     /// check needs `Authorization: Bearer <token>`. Required on a non-loopback address.
     pub token: Option<String>,
+    /// Web origins (`https://shop.example`, scheme and host and port, as browsers send them in
+    /// `Origin`) whose pages may call the API from the browser: their requests and preflights
+    /// get CORS headers. `*` allows any origin. Empty (the default): no CORS headers at all.
+    pub cors_origins: Vec<String>,
 }
 
 impl HttpConfig {
@@ -71,6 +75,7 @@ impl HttpConfig {
             max_connections: 256,
             allowed_hosts: Vec::new(),
             token: None,
+            cors_origins: Vec::new(),
         }
     }
 
@@ -97,8 +102,36 @@ impl std::fmt::Debug for HttpConfig {
             .field("max_connections", &self.max_connections)
             .field("allowed_hosts", &self.allowed_hosts)
             .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
+}
+
+/// An origin as `--cors-origin` takes it, in the form compared with a request's `Origin`:
+/// `http://` or `https://`, a host and an optional port, nothing after (a trailing `/` is
+/// dropped), lower case; or `*` for any origin.
+pub fn parse_origin(origin: &str) -> Result<String, String> {
+    let origin = origin.trim();
+    if origin == "*" {
+        return Ok(origin.to_string());
+    }
+    let lower = origin.to_ascii_lowercase();
+    let lower = lower.strip_suffix('/').unwrap_or(&lower);
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or("an origin starts with http:// or https:// (e.g. https://shop.example)")?;
+    let host_ok = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]_".contains(c));
+    if !host_ok {
+        return Err(
+            "an origin is a scheme, a host and an optional port, with no path, query or user              (e.g. https://shop.example:8443)"
+                .into(),
+        );
+    }
+    Ok(lower.to_string())
 }
 
 /// The bearer token: the file's content (trimmed) when a file is given, else the

@@ -212,7 +212,13 @@ async fn refusals_are_json_4xx_naming_the_field() {
 /// server's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_matches_the_routes() {
-    let base = common::start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = common::start_feedback_server(
+        std::sync::Arc::new(common::recommender()),
+        instructrec_serve::HttpConfig::new(2),
+        &dir.path().join("feedback.jsonl"),
+    )
+    .await;
     let (status, doc) = get(&base, "/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     let client = reqwest::Client::new();
@@ -224,7 +230,11 @@ async fn openapi_document_matches_the_routes() {
                 "get" => client.get(format!("{url}?q=racing")).send().await.unwrap(),
                 "post" => client
                     .post(&url)
-                    .json(&json!({"user": "U2"}))
+                    .json(&if path == "/v1/feedback" {
+                        json!({"user": "U2", "item": "S00001", "event": "clicked"})
+                    } else {
+                        json!({"user": "U2"})
+                    })
                     .send()
                     .await
                     .unwrap(),
@@ -239,7 +249,7 @@ async fn openapi_document_matches_the_routes() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 7);
+    assert_eq!(checked, 8);
 
     let limits = instructrec_serve::Limits::default();
     let req = &doc["components"]["schemas"]["RecommendRequest"]["properties"];

@@ -56,12 +56,21 @@ pub struct InputArgs {
     /// Amazon 2018 metadata file (JSON lines, plain or .gz); use with --reviews.
     #[arg(long, requires = "reviews", conflicts_with = "input")]
     meta: Option<PathBuf>,
+    /// A feedback log written by `serve --feedback-log`: its `liked` and `bought` events are
+    /// added as interactions (matched by the source's user and item ids; events for ids the
+    /// source lacks are counted and reported).
+    #[arg(long, value_name = "FILE")]
+    feedback: Option<PathBuf>,
 }
 
 impl InputArgs {
     fn source(&self) -> Result<ImportSource, DataError> {
         let amazon2018 = self.reviews.clone().zip(self.meta.clone());
-        ImportSource::new(self.input.clone(), self.format, amazon2018)
+        let source = ImportSource::new(self.input.clone(), self.format, amazon2018)?;
+        Ok(match &self.feedback {
+            Some(log) => source.with_feedback(log.clone()),
+            None => source,
+        })
     }
 }
 

@@ -54,6 +54,14 @@ pub struct ServeArgs {
     /// when --addr is not a loopback address.
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// A web origin (e.g. https://shop.example) whose pages may call the API from a browser
+    /// (repeatable; `*` allows any). Without it, no CORS headers are sent.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = cors_origin)]
+    cors_origins: Vec<String>,
+    /// Append `POST /v1/feedback` events to this JSON-lines file (created if missing); without
+    /// it the route answers 404 `not_found`.
+    #[arg(long, value_name = "PATH")]
+    feedback_log: Option<PathBuf>,
     /// The matching stage that retrieves candidates when a request lists none: bm25, or
     /// generation (the model writes catalogue titles for the need, its T2 task form).
     #[arg(long, default_value = "bm25")]
@@ -72,7 +80,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.http.allowed_hosts = args.allow_hosts;
     config.http.token = instructrec_serve::read_token(args.token_file.as_deref())?;
+    config.http.cors_origins = args.cors_origins;
+    config.feedback_log = args.feedback_log;
     instructrec_serve::serve(config)
+}
+
+fn cors_origin(s: &str) -> Result<String, String> {
+    instructrec_serve::server::parse_origin(s)
 }
 
 #[derive(Args)]

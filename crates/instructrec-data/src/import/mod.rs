@@ -5,6 +5,7 @@
 
 mod amazon2018;
 mod amazon_games;
+pub mod feedback;
 mod p5;
 mod recbole;
 mod text;
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::types::Interaction;
 use crate::DataError;
 
+pub use feedback::{add_feedback, read_feedback, FeedbackCounts, FeedbackEvent, FeedbackRecord};
 pub use text::{clean_text, clean_title, split_category_labels};
 
 /// The input layouts we read.
@@ -78,6 +80,12 @@ pub enum ImportSource {
     },
     /// Raw Amazon 2018 files named explicitly.
     Amazon2018 { reviews: PathBuf, meta: PathBuf },
+    /// Another source plus a serving feedback log whose `liked` and `bought` events become
+    /// interactions (see [`add_feedback`]).
+    WithFeedback {
+        source: Box<ImportSource>,
+        log: PathBuf,
+    },
 }
 
 impl ImportSource {
@@ -103,8 +111,21 @@ impl ImportSource {
         }
     }
 
+    /// This source with a feedback log's events added (`data prepare --feedback PATH`).
+    pub fn with_feedback(self, log: PathBuf) -> Self {
+        Self::WithFeedback {
+            source: Box::new(self),
+            log,
+        }
+    }
+
     pub fn import(&self) -> Result<Imported, DataError> {
         match self {
+            Self::WithFeedback { source, log } => {
+                let mut imported = source.import()?;
+                add_feedback(&mut imported, log)?;
+                Ok(imported)
+            }
             Self::Amazon2018 { reviews, meta } => amazon2018::import(reviews, meta),
             Self::Dir { dir, format } => {
                 if !dir.is_dir() {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use candle_core::Device;
 use instructrec_instructions::TemplateLibrary;
 use instructrec_model::{Preset, Seq2Seq, T5Config};
+use instructrec_serve::feedback::FeedbackLog;
 use instructrec_serve::http::{bind, router, AppState};
 use instructrec_serve::{serve_on, Bm25Matcher, HttpConfig, Options, Recommender};
 
@@ -17,7 +18,11 @@ const TOKENIZER: &str = concat!(
 );
 
 pub fn recommender() -> Recommender {
-    let prepared = instructrec_eval::synthetic::prepared(60, 150, 5);
+    recommender_over(instructrec_eval::synthetic::prepared(60, 150, 5))
+}
+
+/// A tiny random model over `prepared`.
+pub fn recommender_over(prepared: instructrec_data::Prepared) -> Recommender {
     let tokenizer = tokenizers::Tokenizer::from_file(TOKENIZER).expect("fixture tokenizer");
     let model = Seq2Seq::new_random(&T5Config::preset(Preset::Tiny), tokenizer, &Device::Cpu, 11)
         .expect("tiny model");
@@ -44,9 +49,28 @@ pub async fn start_server_with(config: HttpConfig) -> String {
 
 /// Serves `rec` with `config` on an ephemeral loopback port; returns its base URL.
 pub async fn start_shared_server(rec: Arc<Recommender>, config: HttpConfig) -> String {
+    start_state(AppState::with_config(rec, &config), config).await
+}
+
+/// Serves `rec` with `config` and feedback appended to `log`; returns its base URL.
+pub async fn start_feedback_server(
+    rec: Arc<Recommender>,
+    config: HttpConfig,
+    log: &std::path::Path,
+) -> String {
+    let log = Arc::new(FeedbackLog::open(log).expect("feedback log"));
+    start_state(
+        AppState::with_config(rec, &config).with_feedback(log),
+        config,
+    )
+    .await
+}
+
+/// Serves `state` on an ephemeral loopback port; returns its base URL.
+pub async fn start_state(state: AppState, config: HttpConfig) -> String {
     let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(AppState::with_config(rec, &config));
+    let app = router(state);
     tokio::spawn(async move { serve_on(listener, app, &config, std::future::pending()).await });
     format!("http://{addr}")
 }
