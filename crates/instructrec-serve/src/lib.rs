@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use matcher::{Bm25Matcher, GenerationMatcher, MatchQuery, Matcher, Matching};
+pub use parse::RECOMMEND_FIELDS;
 pub use recommender::{Options, Recommender};
 pub use request::{
     CandidateSource, FeedbackRequest, IntentionStyle, ItemRef, Limits, RankedItem,

@@ -13,7 +13,7 @@ use crate::request::{FeedbackRequest, RecommendRequest};
 use instructrec_data::import::FeedbackEvent;
 
 /// The fields of `RecommendRequest`, in the order they are checked.
-const RECOMMEND_FIELDS: [&str; 10] = [
+pub const RECOMMEND_FIELDS: [&str; 10] = [
     "user",
     "history",
     "preference",

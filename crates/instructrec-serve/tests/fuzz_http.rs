@@ -72,19 +72,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     ];
     leaf.prop_recursive(4, 40, 8, |inner| {
         let key = prop_oneof![
-            prop::sample::select(vec![
-                "user",
-                "history",
-                "preference",
-                "intention",
-                "intention_style",
-                "context",
-                "candidates",
-                "k",
-                "session",
-                "refine",
-            ])
-            .prop_map(str::to_string),
+            prop::sample::select(instructrec_serve::RECOMMEND_FIELDS.to_vec())
+                .prop_map(str::to_string),
             "\\PC{0,10}",
         ];
         prop_oneof![
