@@ -101,14 +101,26 @@ impl OutputLock {
                 .is_some_and(|rest| markers.iter().any(|m| rest.starts_with(m)))
         };
         let mut removed = remove_matching(parent(&self.output), &beside)?;
+        log_removed(&removed);
         if let Some(is_leftover) = inside {
-            if self.output.is_dir() {
-                removed.extend(remove_matching(&self.output, is_leftover)?);
-            }
+            removed.extend(self.remove_leftovers_in(Path::new(""), is_leftover)?);
         }
-        for path in &removed {
-            tracing::info!("removed {}, left by an interrupted run", path.display());
+        Ok(removed)
+    }
+
+    /// Removes the entries of the output's folder `sub` (relative; empty for the output itself)
+    /// that `is_leftover` recognises, as [`OutputLock::remove_leftovers`] does for the output.
+    pub fn remove_leftovers_in(
+        &self,
+        sub: &Path,
+        is_leftover: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<PathBuf>, LockError> {
+        let dir = self.output.join(sub);
+        if !dir.is_dir() {
+            return Ok(Vec::new());
         }
+        let removed = remove_matching(&dir, is_leftover)?;
+        log_removed(&removed);
         Ok(removed)
     }
 }
@@ -119,6 +131,12 @@ impl Drop for OutputLock {
         // Best effort: a lock file left behind is harmless, the kernel lock is what counts.
         let _ = fs::remove_file(&self.path);
         let _ = self.file.unlock();
+    }
+}
+
+fn log_removed(paths: &[PathBuf]) {
+    for path in paths {
+        tracing::info!("removed {}, left by an interrupted run", path.display());
     }
 }
 

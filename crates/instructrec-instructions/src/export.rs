@@ -134,7 +134,7 @@ pub fn export(
     let earlier = earlier_files(out)?;
     let ours = |name: &str| name.starts_with('.') && name.ends_with(".tmp");
     lock.remove_leftovers(&[], Some(&ours))?;
-    remove_temporary(&out.join("candidates"), &ours)?;
+    lock.remove_leftovers_in(Path::new("candidates"), &ours)?;
 
     let prepared = Prepared::load(data)?;
     let config = BuildConfig::read(instructions)?;
@@ -307,25 +307,6 @@ fn check_ids(
             ),
         }),
     }
-}
-
-/// The staged files a killed export left in `dir` (ours: we hold the output's lock).
-fn remove_temporary(dir: &Path, ours: &dyn Fn(&str) -> bool) -> Result<(), DataError> {
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DataError::Io { path, source }
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries {
-        let path = entry.map_err(io_err(dir))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        if path.is_file() && name.is_some_and(|n| ours(&n)) {
-            std::fs::remove_file(&path).map_err(io_err(&path))?;
-        }
-    }
-    Ok(())
 }
 
 fn pretty<T: Serialize>(value: &T) -> Vec<u8> {

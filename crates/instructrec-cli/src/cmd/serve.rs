@@ -56,7 +56,7 @@ pub struct ServeArgs {
     token_file: Option<PathBuf>,
     /// A web origin (e.g. https://shop.example) whose pages may call the API from a browser
     /// (repeatable; `*` allows any). Without it, no CORS headers are sent.
-    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = cors_origin)]
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = instructrec_serve::server::parse_origin)]
     cors_origins: Vec<String>,
     /// Append `POST /v1/feedback` events to this JSON-lines file (created if missing); without
     /// it the route answers 404 `not_found`.
@@ -83,10 +83,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.http.cors_origins = args.cors_origins;
     config.feedback_log = args.feedback_log;
     instructrec_serve::serve(config)
-}
-
-fn cors_origin(s: &str) -> Result<String, String> {
-    instructrec_serve::server::parse_origin(s)
 }
 
 #[derive(Args)]
