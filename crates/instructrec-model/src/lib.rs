@@ -1,6 +1,7 @@
 //! T5-family encoder-decoder written for training and exact scoring on CPU (candle), with
 //! composed differentiable ops shared by the other models of the workspace.
 
+pub mod adapter;
 pub mod config;
 pub mod cpu;
 pub mod error;

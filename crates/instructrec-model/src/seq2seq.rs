@@ -176,9 +176,19 @@ impl Seq2Seq {
         })
     }
 
-    /// Loads `config.json`, `model.safetensors` (or the shards listed in
-    /// `model.safetensors.index.json`; f32, f16 or bf16, converted to f32) and `tokenizer.json`.
+    /// Loads a Hugging Face checkpoint directory: `config.json`, `model.safetensors` (or the
+    /// shards listed in `model.safetensors.index.json`; f32, f16 or bf16, converted to f32) and
+    /// `tokenizer.json`; or a PEFT LoRA adapter directory, applied to the base checkpoint its
+    /// `adapter_config.json` names (see [`crate::adapter`]).
     pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<Self> {
+        if crate::adapter::is_adapter_dir(dir) {
+            return crate::adapter::load(dir, device);
+        }
+        Self::load_full(dir, device)
+    }
+
+    /// Loads a full checkpoint directory (not an adapter).
+    pub(crate) fn load_full(dir: &Path, device: &Device) -> Result<Self> {
         let config_path = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&config_path).map_err(io_err(&config_path))?;
         let cfg: T5Config = serde_json::from_str(&text).map_err(|source| ModelError::Json {
@@ -248,23 +258,18 @@ impl Seq2Seq {
             keep
         });
 
-        let tok_path = dir.join(TOKENIZER_FILE);
-        let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| ModelError::Tokenizer {
-            path: tok_path.clone(),
-            message: e.to_string(),
-        })?;
-        check_vocab_sizes(tokenizer.get_vocab_size(true), cfg.vocab_size).map_err(|message| {
-            ModelError::Tokenizer {
-                path: tok_path.clone(),
-                message,
-            }
-        })?;
-        check_special_tokens(&cfg, &tokenizer, &tok_path)?;
+        let tokenizer = read_tokenizer(&dir.join(TOKENIZER_FILE), &cfg)?;
         Ok(Self {
             model,
             tokenizer,
             varmap,
         })
+    }
+
+    /// The same model with the tokenizer in `path`, which must fit its vocabulary.
+    pub(crate) fn with_tokenizer_file(self, path: &Path) -> Result<Self> {
+        let tokenizer = read_tokenizer(path, self.model.config())?;
+        Ok(Self { tokenizer, ..self })
     }
 
     /// Writes `config.json`, `model.safetensors` (f32) and `tokenizer.json` into `dir`, which
@@ -490,6 +495,23 @@ fn check_special_tokens(cfg: &T5Config, tokenizer: &Tokenizer, path: &Path) -> R
         }
     }
     Ok(())
+}
+
+/// Reads `tokenizer.json` and checks that it covers the model's vocabulary and agrees with its
+/// special token ids.
+fn read_tokenizer(path: &Path, cfg: &T5Config) -> Result<Tokenizer> {
+    let tokenizer = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    check_vocab_sizes(tokenizer.get_vocab_size(true), cfg.vocab_size).map_err(|message| {
+        ModelError::Tokenizer {
+            path: path.to_path_buf(),
+            message,
+        }
+    })?;
+    check_special_tokens(cfg, &tokenizer, path)?;
+    Ok(tokenizer)
 }
 
 type Weights = (HashMap<String, Tensor>, HashMap<String, PathBuf>);

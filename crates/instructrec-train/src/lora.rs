@@ -25,8 +25,8 @@ use crate::data::{derive_seed, STREAM_LORA};
 use crate::error::{io_err, Result, TrainError};
 use crate::optimizer::{model_params, Param};
 
-pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
-pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+use instructrec_model::adapter::peft_tensor_name as peft_name;
+pub use instructrec_model::adapter::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoraConfig {
@@ -206,10 +206,6 @@ impl Lora {
         std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
             .map_err(io_err(&path))
     }
-}
-
-fn peft_name(module: &str, which: &str) -> String {
-    format!("base_model.model.{module}.lora_{which}.weight")
 }
 
 fn checkpoint_err(path: &Path, message: String) -> TrainError {

@@ -459,6 +459,34 @@ fn lora_trains_adapters_only_merges_exactly_and_resumes_bit_for_bit() {
     Lora::load(&rebuilt, &lora, &last).unwrap();
     assert_eq!(logits(&rebuilt, &data[..4]), logits(&merged, &data[..4]));
 
+    // The adapters alone, as PEFT lays them out, load on their base as the merged model.
+    let peft = tempfile::tempdir().unwrap();
+    base().save_hf_dir(&peft.path().join("base")).unwrap();
+    let adapter = peft.path().join("adapter");
+    std::fs::create_dir(&adapter).unwrap();
+    std::fs::copy(last.join(ADAPTER_WEIGHTS), adapter.join(ADAPTER_WEIGHTS)).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(last.join(ADAPTER_CONFIG)).unwrap()).unwrap();
+    let write_config = |config: &serde_json::Value| {
+        std::fs::write(adapter.join(ADAPTER_CONFIG), config.to_string()).unwrap()
+    };
+    write_config(&config);
+    let e = Seq2Seq::load_hf_dir(&adapter, &Device::Cpu).err().unwrap();
+    assert!(
+        e.to_string().contains("base_model_name_or_path is missing"),
+        "{e}"
+    );
+    config["base_model_name_or_path"] = "../base".into();
+    write_config(&config);
+    let applied = Seq2Seq::load_hf_dir(&adapter, &Device::Cpu).unwrap();
+    let (a, m) = (logits(&applied, &data[..4]), logits(&merged, &data[..4]));
+    let diff = a
+        .iter()
+        .zip(&m)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "adapter loaded on its base differs by {diff}");
+
     // Stop after step 5, resume on the base model: the same adapters and weights, bit for bit.
     let split_dir = tempfile::tempdir().unwrap();
     let mut first = Trainer::new(
