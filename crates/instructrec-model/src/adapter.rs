@@ -55,7 +55,23 @@ struct PeftLora {
     lora_bias: bool,
     #[serde(default)]
     bias: Option<String>,
+    /// Everything else: newer PEFT options, some of which change the architecture or the
+    /// arithmetic (checked by name in [`PeftLora::check`]).
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
 }
+
+/// PEFT options that, when set, make the adapter more than `W + s B A` on existing weights.
+const ALTERING_OPTIONS: [&str; 8] = [
+    "layer_replication",
+    "alora_invocation_tokens",
+    "use_qalora",
+    "use_bdlora",
+    "arrow_config",
+    "target_parameters",
+    "trainable_token_indices",
+    "megatron_config",
+];
 
 impl PeftLora {
     fn read(path: &Path) -> Result<Self> {
@@ -98,6 +114,21 @@ impl PeftLora {
             return refuse(format!(
                 "{what} is not supported; merge the adapter with PEFT's merge_and_unload() \
                  and load the merged checkpoint instead"
+            ));
+        }
+        let set = |v: &serde_json::Value| match v {
+            serde_json::Value::Null | serde_json::Value::Bool(false) => false,
+            serde_json::Value::Array(a) => !a.is_empty(),
+            serde_json::Value::Object(o) => !o.is_empty(),
+            _ => true,
+        };
+        if let Some(name) = ALTERING_OPTIONS
+            .iter()
+            .find(|name| self.other.get(**name).is_some_and(set))
+        {
+            return refuse(format!(
+                "{name} is set: this loader applies plain LoRA only; merge the adapter with \
+                 PEFT's merge_and_unload() and load the merged checkpoint instead"
             ));
         }
         if self.r == 0 {
@@ -391,6 +422,11 @@ mod tests {
             (r#", "use_dora": true"#, "use_dora"),
             (r#", "fan_in_fan_out": true"#, "fan_in_fan_out"),
             (r#", "bias": "all""#, "bias"),
+            (r#", "layer_replication": [[0, 2]]"#, "layer_replication"),
+            (
+                r#", "trainable_token_indices": [5]"#,
+                "trainable_token_indices",
+            ),
         ] {
             let e = config(extra).check(p).unwrap_err().to_string();
             assert!(e.contains(word) && e.contains("merge_and_unload"), "{e}");

@@ -237,3 +237,36 @@ fn gradients_match_finite_differences() {
         }
     }
 }
+
+/// PEFT LoRA adapters made by PEFT itself (scripts/make_peft_fixture.py), applied to their base
+/// fixture at load time: logits equal those of transformers + PEFT. One adapter is plain LoRA on
+/// attention and feed-forward weights of the untied Flan fixture (stored bf16); the other uses
+/// rsLoRA, a regex `target_modules`, and rank and alpha patterns on the tied fixture.
+#[test]
+fn peft_adapters_match_transformers_and_peft() {
+    for (name, base) in [
+        ("flan-gated-untied-lora", "flan-gated-untied"),
+        ("t5-relu-tied-rslora", "t5-relu-tied"),
+    ] {
+        let r = reference(name);
+        let logits_of = |dir: &str| {
+            let s2s = Seq2Seq::load_hf_dir(&fixture(dir), &Device::Cpu).unwrap();
+            s2s.model
+                .forward(
+                    &r["input_ids"],
+                    &r["attention_mask"],
+                    &r["decoder_input_ids"],
+                    None,
+                )
+                .unwrap()
+        };
+        let diff = max_abs_diff(&logits_of(name), &r["logits"]);
+        let moved = max_abs_diff(&logits_of(base), &r["logits"]);
+        println!("{name}: logits max abs diff {diff:e}; the adapter moves them by {moved}");
+        assert!(
+            moved > 0.05,
+            "{name}: the adapter hardly changes the base ({moved})"
+        );
+        assert!(diff < 1e-4, "{name}: logits differ from PEFT's by {diff}");
+    }
+}
