@@ -150,6 +150,48 @@ impl std::str::FromStr for Preset {
     }
 }
 
+/// The shape of a forward pass, for [`T5Config::forward_flops`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Workload {
+    /// Encoder positions computed, over all sequences.
+    pub encoder_tokens: usize,
+    /// Keys each encoder position attends to (the padded source length).
+    pub source_len: usize,
+    /// Decoder positions computed, over all sequences; each gets the LM head.
+    pub decoder_tokens: usize,
+    /// Keys each decoder position attends to in its own sequence (the padded target length).
+    pub target_len: usize,
+    /// Encoder positions whose cross-attention keys and values are computed, per decoder
+    /// layer: every source token in training; one instruction's tokens when many candidates
+    /// share it.
+    pub cross_kv_tokens: usize,
+}
+
+impl Workload {
+    /// A training batch of `batch` sequences padded to `source` and `target` tokens.
+    pub fn batch(batch: usize, source: usize, target: usize) -> Self {
+        Self {
+            encoder_tokens: batch * source,
+            source_len: source,
+            decoder_tokens: batch * target,
+            target_len: target,
+            cross_kv_tokens: batch * source,
+        }
+    }
+
+    /// Scoring `candidates` answers padded to `target` tokens against one `source`-token
+    /// instruction encoded once.
+    pub fn scoring(source: usize, candidates: usize, target: usize) -> Self {
+        Self {
+            encoder_tokens: source,
+            source_len: source,
+            decoder_tokens: candidates * target,
+            target_len: target,
+            cross_kv_tokens: source,
+        }
+    }
+}
+
 impl T5Config {
     /// A configuration of the given size. `vocab_size` is a placeholder: set it to the size of
     /// the tokenizer actually trained.
@@ -184,6 +226,35 @@ impl T5Config {
             eos_token_id: 1,
             extra: hf_identity(),
         }
+    }
+
+    /// FLOPs (two per multiply-add) of the matrix products of one forward pass over `w`: the
+    /// work no implementation can skip, against which benchmarks measure a pass. Backward
+    /// passes cost about twice as much again (a product's gradient needs two products).
+    pub fn forward_flops(&self, w: &Workload) -> f64 {
+        let d = self.d_model as f64;
+        let inner = (self.num_heads * self.d_kv) as f64;
+        let ffn = 2.0
+            * d
+            * self.d_ff as f64
+            * if self.feed_forward_proj.is_gated() {
+                3.0
+            } else {
+                2.0
+            };
+        // Projections are 2·d·inner each; attention is QKᵀ and the weighted sum of values.
+        let attention = |keys: usize| 2.0 * 2.0 * keys as f64 * inner;
+        let encoder_token = 4.0 * 2.0 * d * inner + attention(w.source_len) + ffn;
+        let decoder_token = 4.0 * 2.0 * d * inner
+            + attention(w.target_len)
+            + 2.0 * 2.0 * d * inner
+            + attention(w.source_len)
+            + ffn;
+        let cross_kv = 2.0 * 2.0 * d * inner;
+        w.encoder_tokens as f64 * self.num_layers as f64 * encoder_token
+            + self.decoder_layers() as f64
+                * (w.decoder_tokens as f64 * decoder_token + w.cross_kv_tokens as f64 * cross_kv)
+            + w.decoder_tokens as f64 * 2.0 * d * self.vocab_size as f64
     }
 
     pub fn decoder_layers(&self) -> usize {
@@ -258,6 +329,40 @@ fn hf_identity() -> serde_json::Map<String, serde_json::Value> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn forward_flops_count_every_product_once() {
+        use super::{FeedForwardProj, Preset, T5Config, Workload};
+        let mut cfg = T5Config::preset(Preset::Tiny);
+        cfg.feed_forward_proj = FeedForwardProj::Relu;
+        let (d, inner, f, v) = (32.0, 32.0, 64.0, 512.0);
+        // One sequence of 3 source and 2 target tokens, 2 + 2 layers, by hand.
+        let enc = 3.0 * 2.0 * (4.0 * 2.0 * d * inner + 4.0 * 3.0 * inner + 2.0 * 2.0 * d * f);
+        let dec = 2.0
+            * 2.0
+            * (4.0 * 2.0 * d * inner
+                + 4.0 * 2.0 * inner
+                + 4.0 * d * inner
+                + 4.0 * 3.0 * inner
+                + 2.0 * 2.0 * d * f);
+        let cross = 2.0 * 3.0 * 4.0 * d * inner;
+        let head = 2.0 * 2.0 * d * v;
+        let w = Workload::batch(1, 3, 2);
+        assert_eq!(cfg.forward_flops(&w), enc + dec + cross + head);
+        cfg.feed_forward_proj = FeedForwardProj::GatedGelu;
+        let gated = cfg.forward_flops(&w);
+        assert_eq!(
+            gated - (enc + dec + cross + head),
+            (3.0 * 2.0 + 2.0 * 2.0) * 2.0 * d * f
+        );
+        // Candidates sharing one encoded instruction compute its keys and values once.
+        let shared = cfg.forward_flops(&Workload::scoring(3, 4, 2));
+        let copied = cfg.forward_flops(&Workload {
+            cross_kv_tokens: 12,
+            ..Workload::scoring(3, 4, 2)
+        });
+        assert_eq!(copied - shared, 2.0 * 9.0 * 4.0 * d * inner);
+    }
+
     use super::*;
 
     #[test]

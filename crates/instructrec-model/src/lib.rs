@@ -13,7 +13,7 @@ pub mod t5;
 
 // Callers pick the device a model loads on without depending on candle themselves.
 pub use candle_core::Device;
-pub use config::{FeedForwardProj, Preset, T5Config};
+pub use config::{FeedForwardProj, Preset, T5Config, Workload};
 pub use error::ModelError;
 pub use generate::{generate_titles, Generated, TitleTrie};
 pub use score::{CandidateScore, Encoded};
