@@ -131,6 +131,19 @@ impl PeftLora {
                  PEFT's merge_and_unload() and load the merged checkpoint instead"
             ));
         }
+        // These initialisations move the base weights too, so the adapter is relative to a
+        // base this loader does not have.
+        if let Some(init) = self.other.get("init_lora_weights").and_then(|v| v.as_str()) {
+            if ["pissa", "olora", "corda", "loftq"]
+                .iter()
+                .any(|p| init.starts_with(p))
+            {
+                return refuse(format!(
+                    "init_lora_weights {init:?} changes the base weights as well; merge the \
+                     adapter with PEFT's merge_and_unload() and load the merged checkpoint"
+                ));
+            }
+        }
         if self.r == 0 {
             return refuse("r must be positive".into());
         }
@@ -272,7 +285,8 @@ pub(crate) fn load(dir: &Path, device: &Device) -> Result<Seq2Seq> {
 }
 
 /// Adds every adapter's update to its base weight; tensors that are not LoRA pairs replace the
-/// base tensor of the same name (PEFT's `modules_to_save`), which must exist with that shape.
+/// base tensor of the same name (PEFT's `modules_to_save`, e.g. `lm_head`), which must exist
+/// with that shape.
 fn apply(
     s2s: &Seq2Seq,
     cfg: &PeftLora,
@@ -347,6 +361,16 @@ fn apply(
         var.set(&(w + (update * scale)?)?)?;
     }
     for (name, t) in replaced {
+        // PEFT's T5 forward ignores a `modules_to_save` copy of the shared embeddings (the
+        // stacks keep pointing at the original) but loads embeddings saved with a resized
+        // vocabulary: which one a file holds cannot be told, so neither is guessed.
+        if name.ends_with("embed_tokens.weight") || name == "shared.weight" {
+            return Err(invalid(format!(
+                "tensor {PREFIX}{name}: adapters that carry embeddings are not loaded (PEFT itself \
+                 treats them differently by how they were saved); merge with PEFT's \
+                 merge_and_unload() and load the merged checkpoint"
+            )));
+        }
         let Some(var) = vars.get(&name) else {
             return Err(invalid(format!(
                 "tensor {PREFIX}{name} is neither a LoRA pair nor a tensor of the base model"
