@@ -257,6 +257,26 @@ impl T5Config {
             + w.decoder_tokens as f64 * 2.0 * d * self.vocab_size as f64
     }
 
+    /// Bytes of f32 activations a training step over `w` keeps for its backward pass, roughly:
+    /// per position and layer the inputs of the norms, projections and feed-forward products,
+    /// dropout masks and the attention scores and probabilities of every head, and the
+    /// logits with their log-softmax and gradient. An estimate for planning memory, not a
+    /// measurement.
+    pub fn activation_bytes(&self, w: &Workload) -> f64 {
+        let (d, f, heads) = (self.d_model as f64, self.d_ff as f64, self.num_heads as f64);
+        let ffn = if self.feed_forward_proj.is_gated() {
+            4.0
+        } else {
+            3.0
+        } * f;
+        let encoder = 12.0 * d + ffn + 3.0 * heads * w.source_len as f64;
+        let decoder = 18.0 * d + ffn + 3.0 * heads * (w.target_len + w.source_len) as f64;
+        let floats = w.encoder_tokens as f64 * self.num_layers as f64 * encoder
+            + w.decoder_tokens as f64 * self.decoder_layers() as f64 * decoder
+            + w.decoder_tokens as f64 * 3.0 * self.vocab_size as f64;
+        4.0 * floats
+    }
+
     pub fn decoder_layers(&self) -> usize {
         self.num_decoder_layers.unwrap_or(self.num_layers)
     }
@@ -329,6 +349,24 @@ fn hf_identity() -> serde_json::Map<String, serde_json::Value> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn activation_estimates_grow_with_the_batch_and_count_the_logits() {
+        use super::{Preset, T5Config, Workload};
+        let cfg = T5Config::preset(Preset::Compact);
+        let one = cfg.activation_bytes(&Workload::batch(1, 100, 2));
+        assert_eq!(
+            cfg.activation_bytes(&Workload::batch(64, 100, 2)),
+            64.0 * one
+        );
+        // Logits, their log-softmax and their gradient: 3 floats per vocabulary entry and
+        // decoder position, whatever the source.
+        let longer_target = cfg.activation_bytes(&Workload::batch(1, 100, 3)) - one;
+        assert!(
+            longer_target > 4.0 * 3.0 * cfg.vocab_size as f64,
+            "{longer_target}"
+        );
+    }
+
     #[test]
     fn forward_flops_count_every_product_once() {
         use super::{FeedForwardProj, Preset, T5Config, Workload};

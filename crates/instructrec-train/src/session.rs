@@ -517,6 +517,7 @@ impl Setup {
                 }
             }
         };
+        tracing::info!("memory estimate: {}", trainer.memory_estimate());
         trainer.run(hooks)
     }
 

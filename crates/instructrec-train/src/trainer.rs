@@ -251,6 +251,40 @@ pub struct Hooks<'a> {
     pub after_step: Option<&'a mut dyn FnMut(&StepReport) -> Control>,
 }
 
+/// Bytes a training run holds, by what for ([`Trainer::memory_estimate`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryEstimate {
+    pub weights: f64,
+    pub gradients: f64,
+    pub optimizer: f64,
+    /// Of the batch with the longest source and target of the data.
+    pub activations: f64,
+    pub data: f64,
+}
+
+impl MemoryEstimate {
+    pub fn total(&self) -> f64 {
+        self.weights + self.gradients + self.optimizer + self.activations + self.data
+    }
+}
+
+impl std::fmt::Display for MemoryEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mb = |b: f64| b / (1 << 20) as f64;
+        write!(
+            f,
+            "about {:.0} MiB: weights {:.0}, gradients {:.0}, optimizer {:.0}, activations of the \
+             longest batch {:.0}, token ids {:.0}",
+            mb(self.total()),
+            mb(self.weights),
+            mb(self.gradients),
+            mb(self.optimizer),
+            mb(self.activations),
+            mb(self.data)
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainReport {
     pub stop: StopReason,
@@ -483,6 +517,42 @@ impl Trainer {
 
     pub fn into_model(self) -> Seq2Seq {
         self.model
+    }
+
+    /// What a run will hold in memory, estimated from its shapes before it starts.
+    pub fn memory_estimate(&self) -> MemoryEstimate {
+        let bytes = |n: usize| 4.0 * n as f64;
+        let weights: usize = self
+            .model
+            .varmap
+            .all_vars()
+            .iter()
+            .map(|v| v.elem_count())
+            .sum();
+        let trained: usize = self.opt.params().map(|p| p.var.elem_count()).sum();
+        let longest =
+            |f: fn(&TokenizedExample) -> usize| self.train.iter().map(f).max().unwrap_or(0);
+        let batch = instructrec_model::Workload::batch(
+            self.cfg.batch_size,
+            longest(|e| e.source.len()),
+            longest(|e| e.target.len()),
+        );
+        // Token ids as u32, and each example's two vectors (pointer, capacity, length).
+        let data = self
+            .train
+            .iter()
+            .chain(&self.valid)
+            .map(|e| bytes(e.source.len() + e.target.len()) + 48.0)
+            .sum();
+        MemoryEstimate {
+            weights: bytes(weights),
+            // candle computes every weight's gradient, frozen ones included.
+            gradients: bytes(weights.max(trained)),
+            // AdamW's two moments and the accumulated gradient of each trained tensor.
+            optimizer: 3.0 * bytes(trained),
+            activations: self.model.config().activation_bytes(&batch),
+            data,
+        }
     }
 
     pub fn state(&self) -> &TrainerState {
