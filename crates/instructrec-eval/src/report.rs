@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::harness::{candidates_checksum, stored_candidates, Evaluation, Setting};
 use crate::heldout::StageInfo;
 use crate::metrics::{std_error, METRIC_COLUMNS};
-use crate::paper::{figures_for, PaperFigure};
+use crate::paper::{figures_for, figures_for_protocol, PaperFigure};
 use crate::protocol::Protocol;
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,7 +175,7 @@ impl Report {
             },
             candidates,
             models: Vec::new(),
-            paper: figures_for(protocol),
+            paper: figures_for(protocol, &m.source),
             stages: Vec::new(),
             recipe: None,
             partial: true,
@@ -271,10 +271,26 @@ impl Report {
             s.push('\n');
         }
         self.stages_markdown(&mut s);
-        if !self.paper.is_empty() {
+        if self.paper.is_empty() {
+            let mut measured: Vec<&str> = figures_for_protocol(self.protocol)
+                .iter()
+                .map(|f| f.dataset)
+                .collect();
+            measured.dedup();
+            if !measured.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "The paper measured this scenario on {}, which this dataset is not: its \
+                     figures are left out of this report and its plot.\n",
+                    measured.join(" and ")
+                );
+            }
+        } else {
             let _ = writeln!(
                 s,
-                "## The paper's figures (Games, 1 positive + 9 random negatives)\n"
+                "## The paper's figures ({}, 1 positive + 9 random negatives unless the scenario \
+                 says otherwise)\n",
+                self.paper[0].dataset
             );
             if self.protocol == Protocol::HeldOut {
                 let _ = writeln!(

@@ -233,7 +233,9 @@ fn broken_scorers_and_missing_protocols_are_errors() {
 
 #[test]
 fn report_renders_json_markdown_and_svg() {
-    let p = synthetic::prepared(30, 120, 10);
+    let mut p = synthetic::prepared(30, 120, 10);
+    // Named as the paper's Games data, so the report puts the paper's figures beside ours.
+    p.manifest.source.paths = vec!["datasets/amazon-games/raw/Games.inter.json".into()];
     let mut report = Report::new(
         &p,
         Protocol::Sequential,
@@ -287,7 +289,10 @@ fn report_renders_json_markdown_and_svg() {
     );
     let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
     assert!(
-        svg.starts_with("<svg") && svg.contains("NDCG@5") && svg.contains("oracle (ours)"),
+        svg.starts_with("<svg")
+            && svg.contains("NDCG@5")
+            && svg.contains("oracle (ours)")
+            && svg.contains("SASRec (paper)"),
         "{svg}"
     );
     // No temporary files left behind.
