@@ -154,6 +154,17 @@ pub fn paired(first: &[u32], second: &[u32]) -> Option<Paired> {
     })
 }
 
+/// Depths at which reports give full ranking's recall.
+pub const RECALL_DEPTHS: [usize; 7] = [10, 20, 50, 100, 200, 500, 1000];
+
+/// The share of `ranks` (1-based) within the top `n`.
+pub fn recall_at(ranks: &[u32], n: usize) -> f64 {
+    if ranks.is_empty() {
+        return 0.0;
+    }
+    ranks.iter().filter(|&&r| r as usize <= n).count() as f64 / ranks.len() as f64
+}
+
 /// Sums per-case contributions; `finish` divides by the number of cases.
 #[derive(Debug, Clone, Default)]
 pub struct MetricAccumulator {
@@ -245,6 +256,15 @@ impl MetricAccumulator {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recall_counts_ranks_within_the_depth() {
+        let ranks = [1, 10, 11, 50, 1000];
+        assert_eq!(super::recall_at(&ranks, 10), 0.4);
+        assert_eq!(super::recall_at(&ranks, 50), 0.8);
+        assert_eq!(super::recall_at(&ranks, 999), 0.8);
+        assert_eq!(super::recall_at(&[], 10), 0.0);
+    }
+
     use super::*;
 
     #[test]

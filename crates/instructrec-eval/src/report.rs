@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::harness::{candidates_checksum, stored_candidates, Evaluation, Setting};
 use crate::heldout::StageInfo;
-use crate::metrics::{std_error, METRIC_COLUMNS};
+use crate::metrics::{recall_at, std_error, METRIC_COLUMNS, RECALL_DEPTHS};
 use crate::paper::{figures_for, figures_for_protocol, PaperFigure};
 use crate::protocol::Protocol;
 
@@ -269,6 +269,9 @@ impl Report {
                 }
             }
             s.push('\n');
+            if setting == Setting::FullRanking {
+                self.recall_markdown(&mut s, fold);
+            }
         }
         self.stages_markdown(&mut s);
         if self.paper.is_empty() {
@@ -330,6 +333,42 @@ impl Report {
     /// Held-out protocol: one row per stage (what it was tuned on, its metrics on the held-out
     /// cases), then the other models as reference rows. The standard error sqrt(p(1-p)/n) of
     /// HR@1 says how far apart two stages must be before the difference means anything.
+    /// For full ranking, the share of cases whose positive each model ranks within the top N
+    /// of the catalogue: a matcher's recall at the depth handed to a reranker, from which the
+    /// depth can be chosen (`--rerank-depth`, and the server's matching depth).
+    fn recall_markdown(&self, s: &mut String, fold: Fold) {
+        let rows: Vec<(&str, &[u32])> = self
+            .models
+            .iter()
+            .flat_map(|m| {
+                m.results
+                    .iter()
+                    .filter(|e| e.fold == fold && e.setting == Setting::FullRanking)
+                    .filter(|e| !e.ranks.is_empty())
+                    .map(|e| (m.name.as_str(), e.ranks.as_slice()))
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let header: Vec<String> = RECALL_DEPTHS.iter().map(|n| format!("@{n}")).collect();
+        let _ = writeln!(
+            s,
+            "Recall over the catalogue: the share of cases whose positive ranks within the top \
+             N ({fold:?} fold).\n\n| model | {} |\n|---|{}",
+            header.join(" | "),
+            "---|".repeat(header.len())
+        );
+        for (name, ranks) in rows {
+            let values: Vec<String> = RECALL_DEPTHS
+                .iter()
+                .map(|&n| format!("{:.3}", recall_at(ranks, n)))
+                .collect();
+            let _ = writeln!(s, "| {name} | {} |", values.join(" | "));
+        }
+        s.push('\n');
+    }
+
     fn stages_markdown(&self, s: &mut String) {
         if self.stages.is_empty() {
             return;

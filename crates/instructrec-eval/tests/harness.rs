@@ -278,6 +278,12 @@ fn report_renders_json_markdown_and_svg() {
         "{md}"
     );
     assert!(md.contains("full ranking"), "{md}");
+    // The oracle ranks every positive first: full recall at every depth.
+    assert!(
+        md.contains("| model | @10 | @20 | @50 | @100 | @200 | @500 | @1000 |")
+            && md.contains("| oracle | 1.000 | 1.000 | 1.000 |"),
+        "{md}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(stem.with_extension("json")).unwrap())
             .unwrap();
