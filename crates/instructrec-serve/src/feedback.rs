@@ -68,6 +68,26 @@ impl FeedbackLog {
     }
 }
 
+/// The OpenAPI schema of [`FeedbackRecord`] (a type of the data crate): one line of the
+/// feedback log, with the source's ids whatever the request named them by. tests/openapi.rs
+/// checks real answers against it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = FeedbackRecord)]
+#[allow(dead_code)] // only its schema is used
+pub(crate) struct FeedbackRecordSchema {
+    /// Seconds since the Unix epoch, when the server received the event.
+    pub timestamp: i64,
+    /// The source's user id.
+    pub user: String,
+    /// The source's item id.
+    pub item: String,
+    #[schema(value_type = crate::request::FeedbackEventSchema)]
+    pub event: FeedbackEvent,
+    /// The session the event came from, as the request sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn now_seconds() -> i64 {
     SystemTime::now()

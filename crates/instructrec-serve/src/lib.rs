@@ -5,6 +5,7 @@
 //! loop ([`interactive`]) and a loopback load test ([`bench`]).
 
 pub mod bench;
+mod catalogue;
 pub mod feedback;
 pub mod fill;
 pub mod http;
@@ -22,12 +23,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use catalogue::{Example, Examples, HistoryLink, Placeholders, Why};
 pub use matcher::{Bm25Matcher, GenerationMatcher, MatchQuery, Matcher, Matching};
 pub use parse::RECOMMEND_FIELDS;
 pub use recommender::{Options, Recommender};
 pub use request::{
     CandidateSource, FeedbackRequest, IntentionStyle, ItemRef, Limits, RankedItem,
-    RecommendRequest, RequestError, Response, ResponseTimings, UserRef, DEFAULT_K,
+    RecommendRequest, RequestError, Response, ResponseTimings, ScoredGroup, StatedNeed, UserRef,
+    DEFAULT_K,
 };
 pub use server::{check_exposure, read_token, serve_on, HttpConfig};
 pub use session::{SessionState, Sessions, SESSION_ID_LEN};
@@ -43,6 +46,8 @@ pub struct ServeConfig {
     pub http: HttpConfig,
     /// Where `POST /v1/feedback` appends events; `None` turns the route off.
     pub feedback_log: Option<PathBuf>,
+    /// A directory of sessions shared with other replicas; `None` keeps them in memory.
+    pub session_dir: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -54,6 +59,7 @@ impl ServeConfig {
             options: Options::default(),
             http: HttpConfig::new(default_model_slots()),
             feedback_log: None,
+            session_dir: None,
         }
     }
 }
@@ -83,8 +89,17 @@ pub fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
             .map(Arc::new);
         let (model_dir, data_dir, options) =
             (config.model_dir.clone(), config.data_dir.clone(), config.options.clone());
-        let rec = tokio::task::spawn_blocking(move || Recommender::load(&model_dir, &data_dir, options))
-            .await??;
+        let session_dir = config.session_dir.clone();
+        let rec = tokio::task::spawn_blocking(move || {
+            let mut rec = Recommender::load(&model_dir, &data_dir, options)?;
+            if let Some(dir) = session_dir {
+                rec.share_sessions(&dir)
+                    .map_err(|e| anyhow::anyhow!("--session-dir {}: {e}", dir.display()))?;
+                tracing::info!("sessions are kept in {}", dir.display());
+            }
+            anyhow::Ok(rec)
+        })
+        .await??;
         let addr = listener.local_addr()?;
         config.http.allow_address(addr);
         let mut state = http::AppState::with_config(Arc::new(rec), &config.http);

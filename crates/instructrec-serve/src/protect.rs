@@ -33,7 +33,8 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Most headers the router takes; more get a JSON 431.
 pub const MAX_HEADERS: usize = 64;
 /// Paths served without a token: the page and its files, the API document, the health check.
-const PUBLIC_PATHS: [&str; 5] = ["/", "/app.js", "/style.css", "/openapi.json", "/healthz"];
+pub(crate) const PUBLIC_PATHS: [&str; 5] =
+    ["/", "/app.js", "/style.css", "/openapi.json", "/healthz"];
 /// Seconds a client is asked to wait after a 503.
 pub const RETRY_AFTER_S: u64 = 1;
 const ACCESS_TARGET: &str = "instructrec_serve::access";

@@ -14,11 +14,12 @@ use instructrec_instructions::{TaskForm, TemplateLibrary};
 use instructrec_model::{Seq2Seq, TokenLimits};
 use serde::Serialize;
 
+use crate::catalogue::{CatalogueText, Examples};
 use crate::fill;
 use crate::matcher::{Bm25Matcher, GenerationMatcher, MatchQuery, Matcher, Matching};
 use crate::request::{
     CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, RecommendRequest, RequestError,
-    Response, ResponseTimings, UserRef, DEFAULT_K,
+    Response, ResponseTimings, ScoredGroup, StatedNeed, UserRef, DEFAULT_K,
 };
 use crate::sanitize::clean_text;
 use crate::session::{SessionState, Sessions};
@@ -98,6 +99,20 @@ pub struct Recommender {
     /// Lower-cased category labels: a query made only of these is a specific (I2) query.
     categories: HashSet<String>,
     sessions: Sessions,
+    /// The catalogue's words: search, explanations, examples.
+    catalogue: CatalogueText,
+    examples: Examples,
+}
+
+/// What the model scored for one request.
+struct Scored {
+    /// (mean, sum) log-likelihood of each candidate's title.
+    scores: Vec<(f32, f32)>,
+    /// The group of each candidate.
+    group_of: Vec<usize>,
+    groups: Vec<ScoredGroup>,
+    /// History items the instructions show.
+    history_shown: usize,
 }
 
 impl Recommender {
@@ -161,6 +176,8 @@ impl Recommender {
             .iter()
             .flat_map(|i| i.categories.iter().map(|c| c.trim().to_lowercase()))
             .collect();
+        let catalogue = CatalogueText::new(&prepared);
+        let examples = catalogue.examples(&prepared);
         let sessions = Sessions::new(
             NonZeroUsize::new(options.sessions.max(1)).unwrap_or(NonZeroUsize::MIN),
             Duration::from_secs(options.session_ttl_s),
@@ -171,12 +188,25 @@ impl Recommender {
             user_by_original,
             categories,
             sessions,
+            catalogue,
+            examples,
             prepared,
             model,
             matcher,
             library,
             options,
         }
+    }
+
+    /// Keeps sessions in `dir`, shared with every other server given the same directory
+    /// (replicas behind a load balancer), instead of in this process.
+    pub fn share_sessions(&mut self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.sessions = Sessions::in_directory(
+            dir,
+            NonZeroUsize::new(self.options.sessions.max(1)).unwrap_or(NonZeroUsize::MIN),
+            Duration::from_secs(self.options.session_ttl_s),
+        )?;
+        Ok(())
     }
 
     pub fn prepared(&self) -> &Prepared {
@@ -214,14 +244,17 @@ impl Recommender {
         &self.prepared.dataset.items[id.index()]
     }
 
-    /// Catalogue search for the page and `GET /v1/items`: the matching stage on a text alone.
-    pub fn search_items(&self, q: &str, limit: usize) -> anyhow::Result<Vec<ItemId>> {
-        let query = MatchQuery {
-            user: None,
-            history: &[],
-            text: q.to_string(),
-        };
-        self.matcher.retrieve(&query, limit, &HashSet::new())
+    /// Catalogue search for the page and `GET /v1/items`: items of which every query word
+    /// starts a word of the title, categories or brand, best first (see
+    /// [`CatalogueText::search`]). Not the matching stage: a search must find what was typed,
+    /// not fill up with best sellers, and must not run the model.
+    pub fn search_items(&self, q: &str, limit: usize) -> Vec<ItemId> {
+        self.catalogue.search(q, limit)
+    }
+
+    /// Example requests and placeholders drawn from the loaded catalogue (`GET /v1/examples`).
+    pub fn examples(&self) -> &Examples {
+        &self.examples
     }
 
     /// Vague (I1) unless every part of the query (split at `,` `>` `/` `|` `;`) is a category
@@ -496,8 +529,23 @@ impl Recommender {
         let match_ms = ms(match_started.elapsed());
 
         let score_started = Instant::now();
-        let (scored, instruction) = self.score(template, &need, &candidates)?;
+        let Scored {
+            scores: scored,
+            group_of,
+            groups,
+            history_shown,
+        } = self.score(template, &need, &candidates)?;
         let score_ms = ms(score_started.elapsed());
+        let relevance = softmax(scored.iter().map(|s| s.0));
+        // The words the explanations look for: what the user asked for and said they like.
+        let request_text = [
+            need.intention.as_ref().map(|(_, t)| t.as_str()),
+            need.preference.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
 
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         order.sort_by(|&a, &b| {
@@ -522,6 +570,11 @@ impl Recommender {
                     brand: item.brand.clone(),
                     score: scored[i].0,
                     log_likelihood: scored[i].1,
+                    relevance: relevance[i],
+                    group: group_of[i],
+                    why: self
+                        .catalogue
+                        .explain(candidates[i], &request_text, &need.history),
                 }
             })
             .collect();
@@ -543,9 +596,21 @@ impl Recommender {
                 self.sessions.update(id, state);
                 id.clone()
             }
-            None => self.sessions.create(state).map_err(|e| {
-                RequestError::Model(format!("cannot draw a random session id: {e}"))
-            })?,
+            None => self
+                .sessions
+                .create(state)
+                .map_err(|e| RequestError::Model(format!("cannot start a session: {e}")))?,
+        };
+        let stated = StatedNeed {
+            intention: need.intention.as_ref().map(|(_, t)| t.clone()),
+            intention_style: need.intention.as_ref().map(|(k, _)| match k {
+                IntentionKind::Specific => IntentionStyle::Specific,
+                _ => IntentionStyle::Vague,
+            }),
+            preference: need.preference.clone(),
+            context: need.context.clone(),
+            history: need.history.iter().map(|i| i.0).collect(),
+            history_in_instruction: history_shown,
         };
         Ok(Response {
             session,
@@ -557,7 +622,12 @@ impl Recommender {
                 template.intention,
                 TaskForm::Rerank
             ),
-            instruction,
+            instruction: groups
+                .first()
+                .map(|g| g.instruction.clone())
+                .unwrap_or_default(),
+            groups,
+            need: stated,
             items,
             candidate_source: source,
             matched,
@@ -571,16 +641,16 @@ impl Recommender {
         })
     }
 
-    /// (mean, sum) log-likelihood of each candidate's title, and the first group's instruction.
-    /// Candidates are dealt round-robin into groups of at most `group_size` so that every group
-    /// mixes strong and weak matches; each group is one encoder pass and one batched decoder
-    /// pass.
+    /// (mean, sum) log-likelihood of each candidate's title, with the groups they were scored
+    /// in and each group's instruction. Candidates are dealt round-robin into groups of at most
+    /// `group_size` so that every group mixes strong and weak matches; each group is one
+    /// encoder pass and one batched decoder pass.
     fn score(
         &self,
         template: &instructrec_instructions::Template,
         need: &Need,
         candidates: &[ItemId],
-    ) -> Result<(Vec<(f32, f32)>, String), RequestError> {
+    ) -> Result<Scored, RequestError> {
         let titles: Vec<&str> = need
             .history
             .iter()
@@ -613,7 +683,8 @@ impl Recommender {
             .div_ceil(self.options.group_size.max(1))
             .max(1);
         let mut scores = vec![(f32::NEG_INFINITY, f32::NEG_INFINITY); candidates.len()];
-        let mut first_instruction = None;
+        let mut group_of = vec![0; candidates.len()];
+        let mut scored_groups = Vec::with_capacity(groups);
         for g in 0..groups {
             let members: Vec<usize> = (g..candidates.len()).step_by(groups).collect();
             let group_titles: Vec<&str> = members
@@ -640,9 +711,20 @@ impl Recommender {
                     scores[i] = (c.mean, c.sum);
                 }
             }
-            first_instruction.get_or_insert(instruction);
+            for &i in &members {
+                group_of[i] = g;
+            }
+            scored_groups.push(ScoredGroup {
+                instruction,
+                item_ids: members.iter().map(|&i| candidates[i].0).collect(),
+            });
         }
-        Ok((scores, first_instruction.unwrap_or_default()))
+        Ok(Scored {
+            scores,
+            group_of,
+            groups: scored_groups,
+            history_shown: kept,
+        })
     }
 }
 
@@ -685,6 +767,32 @@ fn fit_intentions(
     parts
 }
 
+/// exp(x) / sum(exp(x)) over `xs`, computed from the largest so that nothing overflows; a
+/// non-finite entry (a candidate never scored) gets 0.
+fn softmax(xs: impl Iterator<Item = f32>) -> Vec<f32> {
+    let xs: Vec<f32> = xs.collect();
+    let max = xs
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return vec![0.0; xs.len()];
+    }
+    let e: Vec<f64> = xs
+        .iter()
+        .map(|&x| {
+            if x.is_finite() {
+                f64::from(x - max).exp()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let total: f64 = e.iter().sum();
+    e.iter().map(|v| (v / total) as f32).collect()
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -695,6 +803,18 @@ mod tests {
 
     fn vague(t: &str) -> (IntentionKind, String) {
         (IntentionKind::Vague, t.to_string())
+    }
+
+    #[test]
+    fn softmax_is_a_distribution_in_the_ranking_order() {
+        let p = softmax([-0.5f32, -1.0, -3.0, f32::NEG_INFINITY].into_iter());
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{p:?}");
+        assert!(p[0] > p[1] && p[1] > p[2] && p[3] == 0.0, "{p:?}");
+        assert!(p.iter().all(|x| (0.0..=1.0).contains(x)));
+        // Large magnitudes do not overflow.
+        let p = softmax([-1000.0f32, -1001.0].into_iter());
+        assert!((p[0] - 1.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-6, "{p:?}");
+        assert_eq!(softmax([f32::NEG_INFINITY].into_iter()), vec![0.0]);
     }
 
     #[test]

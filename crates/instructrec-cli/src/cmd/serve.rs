@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// it the route answers 404 `not_found`.
     #[arg(long, value_name = "PATH")]
     feedback_log: Option<PathBuf>,
+    /// Keep conversation sessions as files in this directory, shared by every replica given
+    /// it (behind a load balancer; on several hosts, a shared filesystem), instead of in memory.
+    #[arg(long, value_name = "DIR")]
+    session_dir: Option<PathBuf>,
     /// The matching stage that retrieves candidates when a request lists none: bm25, or
     /// generation (the model writes catalogue titles for the need, its T2 task form).
     #[arg(long, default_value = "bm25")]
@@ -82,6 +86,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.http.token = instructrec_serve::read_token(args.token_file.as_deref())?;
     config.http.cors_origins = args.cors_origins;
     config.feedback_log = args.feedback_log;
+    config.session_dir = args.session_dir;
     instructrec_serve::serve(config)
 }
 

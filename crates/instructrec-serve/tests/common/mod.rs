@@ -21,11 +21,16 @@ pub fn recommender() -> Recommender {
     recommender_over(instructrec_eval::synthetic::prepared(60, 150, 5))
 }
 
+/// The tiny random model every test recommender uses (the same weights each time).
+pub fn tiny_model() -> Seq2Seq {
+    let tokenizer = tokenizers::Tokenizer::from_file(TOKENIZER).expect("fixture tokenizer");
+    Seq2Seq::new_random(&T5Config::preset(Preset::Tiny), tokenizer, &Device::Cpu, 11)
+        .expect("tiny model")
+}
+
 /// A tiny random model over `prepared`.
 pub fn recommender_over(prepared: instructrec_data::Prepared) -> Recommender {
-    let tokenizer = tokenizers::Tokenizer::from_file(TOKENIZER).expect("fixture tokenizer");
-    let model = Seq2Seq::new_random(&T5Config::preset(Preset::Tiny), tokenizer, &Device::Cpu, 11)
-        .expect("tiny model");
+    let model = tiny_model();
     let matcher = Box::new(Bm25Matcher::fit(&prepared));
     Recommender::new(
         prepared,
@@ -73,4 +78,22 @@ pub async fn start_state(state: AppState, config: HttpConfig) -> String {
     let app = router(state);
     tokio::spawn(async move { serve_on(listener, app, &config, std::future::pending()).await });
     format!("http://{addr}")
+}
+
+/// POSTs `body` to `/v1/recommend` on `base`; the status and the JSON answer.
+pub async fn recommend(
+    base: &str,
+    body: &serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/recommend"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    let answer =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"));
+    (status, answer)
 }
