@@ -19,17 +19,6 @@ fn ids(rng: &mut ChaCha8Rng, n: usize, vocab: usize) -> Vec<u32> {
     (0..n).map(|_| rng.random_range(3..vocab as u32)).collect()
 }
 
-/// CPU seconds used by this process so far (all threads), from /proc/self/stat; on a busy
-/// shared machine this tracks the work done better than wall time. None where unavailable.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -79,7 +68,7 @@ fn main() -> candle_core::Result<()> {
     let mut cpu_start = None;
     for i in 0..6 {
         if i == 1 {
-            cpu_start = cpu_seconds();
+            cpu_start = instructrec_model::cpu::process_cpu_seconds();
         }
         let start = Instant::now();
         let logits = model.forward(&src, &mask, &dec_in, Some(&mut dropout))?;
@@ -93,7 +82,7 @@ fn main() -> candle_core::Result<()> {
         }
     }
     let cpu = cpu_start
-        .zip(cpu_seconds())
+        .zip(instructrec_model::cpu::process_cpu_seconds())
         .map(|(a, z)| (z - a) / times.len() as f64);
     println!(
         "train step (forward + loss + backward, no optimizer), batch {b} x {s} source x {t} target tokens: median {:.3} s wall (forward {:.3} s), {} CPU s per step, over {} steps",

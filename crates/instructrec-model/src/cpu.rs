@@ -19,3 +19,13 @@ pub fn serial_elementwise_ops() {
         std::env::set_var(CANDLE_NUM_THREADS, "1");
     }
 }
+
+/// CPU seconds this process has used on all its threads (Linux's /proc/self/stat; `None`
+/// elsewhere). On a shared machine this tracks the work a benchmark did better than wall time.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // utime and stime are the 12th and 13th fields after the parenthesised command name.
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use instructrec_model::cpu::process_cpu_seconds;
 use instructrec_model::score::{score_candidates, Encoded};
 use instructrec_model::{seq2seq_nll, Dropout, Preset, Seq2Seq, T5Config, Workload};
 use instructrec_train::compose::ItemComposition;
@@ -146,7 +147,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut whole = Vec::new();
     let mut cpu = Vec::new();
     for step in 0..=steps {
-        let (cpu0, t0) = (cpu_seconds(), Instant::now());
+        let (cpu0, t0) = (process_cpu_seconds().unwrap_or(0.0), Instant::now());
         let mut lap = {
             let mut t = Instant::now();
             move || {
@@ -189,7 +190,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 parts.entry(k).or_default().push(v);
             }
             whole.push(t0.elapsed().as_secs_f64());
-            cpu.push(cpu_seconds() - cpu0);
+            cpu.push(process_cpu_seconds().unwrap_or(0.0) - cpu0);
         }
     }
     let step_secs = median(whole);
@@ -296,15 +297,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("\nload average at end: {}", load.trim());
     Ok(())
-}
-
-/// CPU seconds this process has used (Linux; 0 elsewhere).
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }

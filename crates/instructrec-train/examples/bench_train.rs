@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::Optimizer;
+use instructrec_model::cpu::process_cpu_seconds;
 use instructrec_model::{seq2seq_loss, Dropout, Preset, T5Config};
 use instructrec_train::init::create_model;
 use instructrec_train::optimizer::model_params;
@@ -25,18 +26,6 @@ const ITEMS: &str = concat!(
 const BATCH: usize = 16;
 const SOURCE: usize = 128;
 const TARGET: usize = 32;
-
-/// CPU seconds this process has used (Linux; 0 elsewhere).
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // utime and stime are the 12th and 13th fields after the parenthesised command name.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -92,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let (mut fwd_bwd, mut ours, mut theirs, mut cpu) = (0.0, 0.0, 0.0, 0.0);
     for step in 0..=steps {
-        let cpu_start = cpu_seconds();
+        let cpu_start = process_cpu_seconds().unwrap_or(0.0);
         let t = Instant::now();
         let mut dropout = Dropout::new(0.1, step as u64);
         let logits = model
@@ -105,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         fused.accumulate(&grads, 1.0)?;
         fused.step(1e-4, Some(1.0))?;
         let b = t.elapsed().as_secs_f64();
-        let step_cpu = cpu_seconds() - cpu_start;
+        let step_cpu = process_cpu_seconds().unwrap_or(0.0) - cpu_start;
         let t = Instant::now();
         reference.step(&grads)?;
         let c = t.elapsed().as_secs_f64();
