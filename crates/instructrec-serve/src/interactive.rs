@@ -28,14 +28,16 @@ pub fn write_response(out: &mut dyn Write, r: &Response) -> std::io::Result<()> 
         r.timings.total_ms,
         if r.refined { ", refined" } else { "" }
     )?;
+    // As on the page: the share of the model's preference, not a log-likelihood, and the why.
     for item in &r.items {
         writeln!(
             out,
-            "{:>3}. {:>8.3}  {}  [{}]",
+            "{:>3}. {:>5.1}%  {}  [{}]\n       {}",
             item.rank,
-            item.score,
+            100.0 * item.relevance,
             item.title,
-            item.categories.join(" > ")
+            item.categories.join(" > "),
+            item.why.summary
         )?;
     }
     Ok(())

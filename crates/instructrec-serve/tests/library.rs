@@ -53,6 +53,15 @@ never read
     let answers = out.matches("template ").count();
     assert_eq!(answers, 4, "{out}");
     assert_eq!(out.matches("\n  3. ").count(), 4, "{out}");
+    // Each item shows its relevance in percent and a why line under it.
+    let first = &after("\n  1. ")[1..];
+    let line = &first[..first.find('\n').unwrap()];
+    assert!(line.contains('%'), "{line}");
+    let why = first.lines().nth(1).unwrap();
+    assert!(
+        why.starts_with("       ") && why.trim_start().len() > 10,
+        "no why line under the first item: {first}"
+    );
 }
 
 fn item_ref() -> impl Strategy<Value = ItemRef> {
