@@ -688,8 +688,9 @@ fn report_chart(report: &Report) -> BarChart {
     }
     BarChart {
         title: format!(
-            "{} {} on {}: test fold",
-            report.protocol, report.scenario, report.dataset.source.format
+            "{} on {}: test fold",
+            report.title(),
+            report.dataset.source.format
         ),
         y_desc: "value".into(),
         panels,
@@ -794,10 +795,7 @@ fn draw_stages(report: &Report) -> anyhow::Result<Drawn> {
             SVGBackend::with_string(&mut svg, (width as u32, height as u32)).into_drawing_area();
         root.fill(&WHITE)?;
         root.draw(&Text::new(
-            format!(
-                "{} {}: HR@1 by tuning stage (95% intervals)",
-                report.protocol, report.scenario
-            ),
+            format!("{}: HR@1 by tuning stage (95% intervals)", report.title()),
             (MARGIN + Y_AREA, MARGIN),
             font(TITLE_FONT).pos(Pos::new(HPos::Left, VPos::Top)),
         ))?;
@@ -1446,6 +1444,11 @@ mod tests {
         assert_eq!(r.paper.len(), 2);
         let drawn = draw_report(&r).unwrap();
         let labels = texts(&drawn.svg);
+        let title = labels
+            .iter()
+            .find(|l| l.contains("by tuning stage"))
+            .unwrap();
+        assert_eq!(title.matches("held-out").count(), 1, "{title}");
         for text in [
             "0.24",
             "0.99",
