@@ -13,7 +13,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use instructrec_model::cpu::process_cpu_seconds;
 use instructrec_model::score::{score_candidates, Encoded};
-use instructrec_model::{seq2seq_nll, Dropout, Preset, Seq2Seq, T5Config, Workload};
+use instructrec_model::{Dropout, Preset, Seq2Seq, T5Config, Workload};
 use instructrec_train::compose::ItemComposition;
 use instructrec_train::data::{collate, TokenizedExample};
 use instructrec_train::optimizer::{model_params, AdamWConfig, FusedAdamW};
@@ -159,14 +159,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let batch = collate(&members, 0, &Device::Cpu)?;
         let data = lap();
         let mut dropout = Dropout::new(0.1, step as u64);
-        let logits = model.model.forward(
-            &batch.input_ids,
-            &batch.attention_mask,
-            &batch.decoder_input_ids,
-            Some(&mut dropout),
-        )?;
-        let (nll, n) = seq2seq_nll(&logits, &batch.labels)?;
-        let loss = (nll / n as f64)?;
+        let loss = batch.mean_loss(&model.model, Some(&mut dropout))?;
         loss.to_scalar::<f32>()?;
         let forward = lap();
         let mut grads = loss.backward()?;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use instructrec_instructions::{read_lines, LineFilter};
+use instructrec_model::{seq2seq_nll, Dropout, T5};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -176,6 +177,21 @@ pub struct Batch {
     pub target_tokens: usize,
     /// Non-padding source tokens.
     pub source_tokens: usize,
+}
+
+impl Batch {
+    /// The training objective on this batch: the mean token negative log-likelihood of the
+    /// labels under `model`, with `dropout` when training.
+    pub fn mean_loss(&self, model: &T5, dropout: Option<&mut Dropout>) -> Result<Tensor> {
+        let logits = model.forward(
+            &self.input_ids,
+            &self.attention_mask,
+            &self.decoder_input_ids,
+            dropout,
+        )?;
+        let (nll, n) = seq2seq_nll(&logits, &self.labels)?;
+        Ok((nll / n as f64)?)
+    }
 }
 
 pub fn collate(

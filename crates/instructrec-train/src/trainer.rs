@@ -610,14 +610,7 @@ impl Trainer {
                         dropout_rate,
                         derive_seed(self.cfg.seed, STREAM_DROPOUT, self.state.micro_step),
                     );
-                    let logits = self.model.model.forward(
-                        &batch.input_ids,
-                        &batch.attention_mask,
-                        &batch.decoder_input_ids,
-                        Some(&mut dropout),
-                    )?;
-                    let (nll, n) = seq2seq_nll(&logits, &batch.labels)?;
-                    let loss = (nll / n as f64)?;
+                    let loss = batch.mean_loss(&self.model.model, Some(&mut dropout))?;
                     let mut grads = loss.backward()?;
                     if let Some(lora) = &self.lora {
                         lora.add_grads(&mut grads)?;
