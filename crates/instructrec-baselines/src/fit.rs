@@ -94,6 +94,8 @@ pub struct FitOptions {
     pub text_encoder: Option<PathBuf>,
     /// What the text models (DSSM, TEM) train on; they refuse to fit without it.
     pub search: Option<SearchTraining>,
+    /// Where the fitted two-tower model is saved for serving (see [`twotower::saved`]).
+    pub save_two_tower: Option<PathBuf>,
 }
 
 pub use instructrec_eval::experiment::SearchTraining;
@@ -119,6 +121,20 @@ pub fn evaluate_all(
     (matcher, depth): (Baseline, usize),
     options: &FitOptions,
 ) -> anyhow::Result<()> {
+    if let Some(dir) = &options.save_two_tower {
+        let trained_here = baselines.contains(&Baseline::TwoTower)
+            || experiment.needs_miner()
+            || (experiment.needs_matcher() && matcher == Baseline::TwoTower);
+        if !trained_here {
+            anyhow::bail!(
+                "--save-two-tower {}: this evaluation does not fit the two-tower model; add \
+                 two-tower to --models",
+                dir.display()
+            );
+        }
+        // Before any training, so that a long run does not end in this refusal.
+        twotower::saved::check_save_dir(dir)?;
+    }
     let mut fitted: Vec<(Baseline, Fitted)> = Vec::new();
     if experiment.needs_miner() {
         let miner = fit(Baseline::TwoTower, experiment.prepared(), options)?;
@@ -233,9 +249,14 @@ pub fn fit(
                 title_cache: dir,
             };
             let model = TwoTower::new(config.clone(), prepared, input)?;
-            fit_neural(model, &config, Stem::NameAndHash, dir, prepared, |model| {
+            let neural = train_neural(model, &config, Stem::NameAndHash, dir, prepared, |model| {
                 twotower::train(prepared, model)
-            })
+            })?;
+            if let Some(out) = &options.save_two_tower {
+                neural.trained.save_dir(out)?;
+                tracing::info!("saved the two-tower model in {}", out.display());
+            }
+            neural.fitted()
         }
     }
 }
@@ -329,6 +350,27 @@ fn fit_neural<M: Trainable + 'static>(
     prepared: &Prepared,
     train: impl FnOnce(M) -> anyhow::Result<Trained<M>>,
 ) -> anyhow::Result<Fitted> {
+    train_neural(model, config, stem, dir, prepared, train)?.fitted()
+}
+
+/// A neural baseline trained or loaded by [`train_neural`], its type still known (the
+/// two-tower model is saved for serving from here).
+struct Neural<M> {
+    trained: Trained<M>,
+    loaded_from: Option<PathBuf>,
+    config: serde_json::Value,
+    config_hash: String,
+}
+
+/// [`fit_neural`] without the description, which boxes the model.
+fn train_neural<M: Trainable>(
+    model: M,
+    config: &impl Serialize,
+    stem: Stem,
+    dir: Option<&Path>,
+    prepared: &Prepared,
+    train: impl FnOnce(M) -> anyhow::Result<Trained<M>>,
+) -> anyhow::Result<Neural<M>> {
     let config_json = serde_json::to_value(config)?;
     let hash = config_hash(&config_json);
     let checkpoint = dir.map(|d| {
@@ -340,13 +382,26 @@ fn fit_neural<M: Trainable + 'static>(
     });
     let (trained, loaded_from) =
         train_or_load(model, train, checkpoint.as_ref(), config, &hash, prepared)?;
-    Ok(Fitted {
-        model_hash: trained.model.weights_hash()?,
-        scorer: Box::new(trained.model),
+    Ok(Neural {
+        trained,
+        loaded_from,
         config: config_json,
         config_hash: hash,
-        train_wall_s: trained.train_wall_s,
-        training: Some(trained.log),
-        loaded_from,
     })
+}
+
+impl<M: Trainable + 'static> Neural<M> {
+    /// The model and what a report says about it.
+    fn fitted(self) -> anyhow::Result<Fitted> {
+        let trained = self.trained;
+        Ok(Fitted {
+            model_hash: trained.model.weights_hash()?,
+            scorer: Box::new(trained.model),
+            config: self.config,
+            config_hash: self.config_hash,
+            train_wall_s: trained.train_wall_s,
+            training: Some(trained.log),
+            loaded_from: self.loaded_from,
+        })
+    }
 }

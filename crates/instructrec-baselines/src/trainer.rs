@@ -70,7 +70,7 @@ pub trait Trainable: Scorer {
     }
 }
 
-fn part_path(path: &Path, name: &str) -> PathBuf {
+pub(crate) fn part_path(path: &Path, name: &str) -> PathBuf {
     if name.is_empty() {
         path.to_path_buf()
     } else {

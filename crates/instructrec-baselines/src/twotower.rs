@@ -1,10 +1,13 @@
-//! Two-tower matching model (issue 5), the miner of the `hard-negatives` protocol.
+//! Two-tower matching model (issue 5), the miner of the `hard-negatives` protocol and a
+//! matching stage of the server (saved and loaded as a directory by [`saved`]).
 //!
 //! User tower: user-id embedding + SASRec's causal transformer over the item-id history (the
 //! same blocks as [`crate::seqrec`], not a copy) + a projection of the mean title vector of the
 //! history. Item tower: item-id embedding + a projection of the title vector. Score: dot
 //! product. Trained with a sampled softmax over in-batch negatives on (history prefix -> next
 //! item) pairs of the training split.
+
+pub mod saved;
 
 use std::collections::HashMap;
 
@@ -59,6 +62,8 @@ impl TwoTowerConfig {
 
 pub struct TwoTower {
     config: TwoTowerConfig,
+    /// The catalogue the model is built for, recorded when it is saved.
+    catalogue: saved::Catalogue,
     seq: SeqRec,
     varmap: VarMap,
     text: TextFeatures,
@@ -102,6 +107,7 @@ impl TwoTower {
         let item_text = init.linear("item_text", text.dim(), d)?;
         Ok(Self {
             config,
+            catalogue: saved::Catalogue::of(prepared),
             seq,
             varmap: init.varmap,
             text,
@@ -145,15 +151,17 @@ impl TwoTower {
         Ok(())
     }
 
-    /// `[users, dim]` user vectors, with gradients (dropout when `rng` is given).
+    /// `[users, dim]` user vectors, with gradients (dropout when `rng` is given). A `None` user
+    /// (someone the model was not trained on, such as a visitor with a history) has no id
+    /// embedding, a trained per-user offset, so the history alone represents them.
     fn user_vectors(
         &self,
-        users: &[UserId],
+        users: &[Option<UserId>],
         histories: &[&[ItemId]],
         rng: Option<&mut ChaCha8Rng>,
     ) -> anyhow::Result<Tensor> {
         let n = users.len();
-        for &u in users {
+        for &u in users.iter().flatten() {
             if u.index() >= self.user_emb.dims()[0] {
                 bail!(
                     "user {} is not among the {} trained users",
@@ -162,9 +170,16 @@ impl TwoTower {
                 );
             }
         }
-        let ids: Vec<u32> = users.iter().map(|u| u.0).collect();
+        let ids: Vec<u32> = users.iter().map(|u| u.map_or(0, |u| u.0)).collect();
         let ids = Tensor::from_vec(ids, n, &self.device)?;
-        let id_part = self.user_emb.index_select(&ids, 0)?;
+        let mut id_part = self.user_emb.index_select(&ids, 0)?;
+        if users.iter().any(Option::is_none) {
+            let known: Vec<f32> = users
+                .iter()
+                .map(|u| if u.is_some() { 1.0 } else { 0.0 })
+                .collect();
+            id_part = id_part.broadcast_mul(&Tensor::from_vec(known, (n, 1), &self.device)?)?;
+        }
         let seq_part = self.seq.sequence_states(histories, rng)?;
         // Mean title vector of each history's last `max_len` items, as one matmul over the
         // distinct items of the batch.
@@ -202,6 +217,26 @@ impl TwoTower {
         let text = self.item_text.forward(&self.title_features(items)?)?;
         Ok((self.item_emb.index_select(&ids, 0)? + text)?)
     }
+
+    /// `[items, dim]` vectors of the whole catalogue, by item index: fixed once trained, so a
+    /// caller scoring many requests computes them once (every title's text goes through the
+    /// item tower).
+    pub fn catalogue_vectors(&self) -> anyhow::Result<Tensor> {
+        let all: Vec<u32> = (0..self.titles.len() as u32).collect();
+        Ok(self.item_vectors(&all)?.detach())
+    }
+
+    /// One score per catalogue item for each (user, history), against `catalogue` (from
+    /// [`Self::catalogue_vectors`]); a `None` user is represented by the history alone.
+    pub fn catalogue_scores(
+        &self,
+        users: &[Option<UserId>],
+        histories: &[&[ItemId]],
+        catalogue: &Tensor,
+    ) -> anyhow::Result<Vec<Vec<f32>>> {
+        let u = self.user_vectors(users, histories, None)?.detach();
+        Ok(u.matmul(&catalogue.t()?)?.to_vec2()?)
+    }
 }
 
 impl Trainable for TwoTower {
@@ -219,7 +254,7 @@ impl Trainable for TwoTower {
         if n < 2 {
             return Ok(None);
         }
-        let users: Vec<UserId> = pairs.iter().map(|p| p.user).collect();
+        let users: Vec<Option<UserId>> = pairs.iter().map(|p| Some(p.user)).collect();
         let histories: Vec<&[ItemId]> = pairs.iter().map(|p| p.history.as_slice()).collect();
         let targets: Vec<u32> = pairs.iter().map(|p| p.target.0).collect();
         let u = self.user_vectors(&users, &histories, Some(rng))?;
@@ -262,7 +297,7 @@ impl Scorer for TwoTower {
     }
 
     fn score_batch(&self, requests: &[Request<'_>]) -> anyhow::Result<Vec<Vec<f32>>> {
-        let users: Vec<UserId> = requests.iter().map(|r| r.case.user).collect();
+        let users: Vec<Option<UserId>> = requests.iter().map(|r| Some(r.case.user)).collect();
         let histories: Vec<&[ItemId]> =
             requests.iter().map(|r| r.case.history.as_slice()).collect();
         let u = self.user_vectors(&users, &histories, None)?.detach();
@@ -285,12 +320,9 @@ impl Scorer for TwoTower {
 
     fn score_all(&self, cases: &[&Case]) -> Option<anyhow::Result<Vec<Vec<f32>>>> {
         let run = || -> anyhow::Result<Vec<Vec<f32>>> {
-            let users: Vec<UserId> = cases.iter().map(|c| c.user).collect();
+            let users: Vec<Option<UserId>> = cases.iter().map(|c| Some(c.user)).collect();
             let histories: Vec<&[ItemId]> = cases.iter().map(|c| c.history.as_slice()).collect();
-            let u = self.user_vectors(&users, &histories, None)?.detach();
-            let all: Vec<u32> = (0..self.titles.len() as u32).collect();
-            let v = self.item_vectors(&all)?.detach();
-            Ok(u.matmul(&v.t()?)?.to_vec2()?)
+            self.catalogue_scores(&users, &histories, &self.catalogue_vectors()?)
         };
         Some(run())
     }

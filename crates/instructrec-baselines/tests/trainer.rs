@@ -87,6 +87,7 @@ fn a_checkpoint_is_reused_only_for_the_same_configuration_and_dataset() {
         checkpoint_dir: Some(dir.path().to_path_buf()),
         text_encoder: None,
         search: None,
+        save_two_tower: None,
     };
     let p = synthetic::prepared(40, 120, 9);
     let trained = fit(Baseline::SasRec, &p, &options).unwrap();

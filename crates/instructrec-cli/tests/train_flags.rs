@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{instructrec, run_err};
+use common::{instructrec, run_err, train_args, write_instructions};
 
 fn train_with(flag: &str, value: &str) -> String {
     run_err(&mut instructrec(&[
@@ -56,4 +56,30 @@ fn the_prepared_dataset_is_data_for_train_and_pretrain() {
         let stderr = run_err(&mut instructrec(&[command, "--items", "d", "--out", "o"]));
         assert!(stderr.contains("--items"), "{command}: {stderr}");
     }
+}
+
+#[test]
+fn a_device_is_named_or_refused_with_what_to_do() {
+    let stderr = train_with("--device", "tpu");
+    assert!(
+        stderr.contains("--device") && stderr.contains("cuda:N"),
+        "{stderr}"
+    );
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    // A CPU build asked for a GPU says how to get one, before any checkpoint is written.
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    write_instructions(&train, 16);
+    let out = dir.path().join("out");
+    let (train, out_arg) = (train.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = train_args(train, out_arg, "2");
+    args.extend(["--device", "cuda:0"]);
+    let stderr = run_err(&mut instructrec(&args));
+    assert!(
+        stderr.contains("cuda:0") && stderr.contains("--features cuda"),
+        "{stderr}"
+    );
+    assert!(!out.join("last").exists());
 }

@@ -2,14 +2,22 @@
 //! or the new ones, never a partial file. The new contents go to a temporary file in the target's
 //! directory (a rename is atomic only within one file system), which is fsynced and renamed over
 //! the target; the directory is fsynced too, so that the rename itself survives a crash.
+//! Directories of outputs ([`replace_dir`]) are staged whole beside their target the same way,
+//! and replace only what is provably an earlier output ([`replaceable`]).
 //!
-//! Errors are the underlying `io::Error`s, not wrapped: each caller names the path once, in its
-//! own error type.
+//! File errors are the underlying `io::Error`s, not wrapped: each caller names the path once, in
+//! its own error type.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+use crate::lock::OutputLock;
+use crate::DataError;
 
 /// Replaces `path` with `bytes`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -95,6 +103,115 @@ fn reserve(dir: &Path, name: &str) -> io::Result<PathBuf> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Replaces directory `dir` whole with what `fill` writes into the staging directory it is
+/// given: a sibling `.<name>.tmp-*` renamed into place once complete, after an existing `dir`
+/// is moved aside (`.<name>.old-*`, removed last), so the path never shows a partial output.
+/// The output's lock is held throughout, so a second writer is refused and the staging and
+/// set-aside folders a killed run left are provably ours to remove. An existing `dir` is
+/// replaced only when `check_existing` (asked under the lock) accepts it: only the caller
+/// knows what its own outputs look like (see [`replaceable`]).
+pub fn replace_dir<E: From<DataError>>(
+    dir: &Path,
+    check_existing: impl FnOnce() -> Result<(), E>,
+    fill: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
+    let name = dir
+        .file_name()
+        .ok_or_else(|| DataError::file(dir, "output path has no directory name"))?
+        .to_string_lossy()
+        .to_string();
+    let parent = parent(dir);
+    let lock = OutputLock::acquire(dir).map_err(DataError::from)?;
+    if dir.exists() {
+        check_existing()?;
+    }
+    lock.remove_leftovers(&["tmp-", "old-"], None)
+        .map_err(DataError::from)?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.tmp-"))
+        .tempdir_in(parent)
+        .map_err(|e| DataError::io(parent, e))?;
+    fill(staging.path())?;
+    // Move the old output aside (onto an empty placeholder, which rename may replace), move the
+    // new one in, then delete the old one.
+    let old = if dir.exists() {
+        let aside = tempfile::Builder::new()
+            .prefix(&format!(".{name}.old-"))
+            .tempdir_in(parent)
+            .map_err(|e| DataError::io(parent, e))?;
+        fs::rename(dir, aside.path()).map_err(|e| DataError::io(dir, e))?;
+        Some(aside)
+    } else {
+        None
+    };
+    if let Err(e) = fs::rename(staging.path(), dir) {
+        if let Some(aside) = &old {
+            // Best effort to put the old output back; the error reported is the first one.
+            let _ = fs::rename(aside.path(), dir);
+        }
+        return Err(DataError::io(dir, e).into());
+    }
+    let _ = staging.keep();
+    drop(old);
+    Ok(())
+}
+
+/// Whether `dir` may be replaced as an output of `writer`: it is empty, or every file under it
+/// is the `record` file or one the record lists (`listed` reads the list, relative path to
+/// SHA-256, from the record's bytes) with its recorded SHA-256. A user's folder can hold a file
+/// named like the record (a web project's has a manifest.json), so the record's presence
+/// proves nothing. The reason is for the caller's refusal.
+pub fn replaceable(
+    dir: &Path,
+    record: &str,
+    listed: impl FnOnce(&[u8]) -> Result<BTreeMap<String, String>, String>,
+    writer: &str,
+) -> Result<(), String> {
+    if !dir.is_dir() {
+        return Err("not a directory".into());
+    }
+    let files = files_under(dir).map_err(|e| e.to_string())?;
+    if files.is_empty() {
+        return Ok(());
+    }
+    let bytes = fs::read(dir.join(record)).map_err(|e| format!("{record}: {e}"))?;
+    let checksums = listed(&bytes)?;
+    for file in files.iter().filter(|f| *f != record) {
+        let recorded = checksums
+            .get(file)
+            .ok_or_else(|| format!("it holds {file}, which {writer} did not write"))?;
+        let bytes = fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        if &sha256_hex(&bytes) != recorded {
+            return Err(format!("{file} changed after {writer}"));
+        }
+    }
+    Ok(())
+}
+
+/// SHA-256 of `bytes` in lower-case hex, as outputs record their files'.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Every file under `dir`, as a relative path with `/` separators.
+fn files_under(dir: &Path) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        for entry in fs::read_dir(dir.join(&rel))? {
+            let entry = entry?;
+            let path = rel.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+            } else {
+                let parts: Vec<_> = path.iter().map(|p| p.to_string_lossy()).collect();
+                out.push(parts.join("/"));
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(unix)]

@@ -4,13 +4,12 @@
 //! verifies every checksum before parsing anything.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::lock::OutputLock;
+use crate::atomic::{replace_dir, replaceable, sha256_hex};
 use crate::types::{
     CandidateSet, Dataset, Fold, Interaction, Item, ItemSplit, User, UserId, MIN_USER_INTERACTIONS,
 };
@@ -96,15 +95,11 @@ fn render(p: &Prepared) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 /// The checksums `save` will record, computed without writing anything.
 pub(crate) fn checksums(p: &Prepared) -> BTreeMap<String, String> {
     render(p)
         .into_iter()
-        .map(|(name, bytes)| (name, sha256(&bytes)))
+        .map(|(name, bytes)| (name, sha256_hex(&bytes)))
         .collect()
 }
 
@@ -116,113 +111,39 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
 }
 
 pub(crate) fn save(p: &Prepared, dir: &Path) -> Result<(), DataError> {
-    let name = dir
-        .file_name()
-        .ok_or_else(|| DataError::file(dir, "output path has no directory name"))?
-        .to_string_lossy()
-        .to_string();
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let lock = OutputLock::acquire(dir)?;
-    if dir.exists() {
-        if let Err(reason) = replaceable(dir) {
-            return Err(DataError::file(
+    // A user's folder can hold a file called manifest.json too (a web project's does): only a
+    // dataset nobody changed is replaced.
+    let check_existing = || {
+        let manifest = |bytes: &[u8]| {
+            serde_json::from_slice::<Manifest>(bytes)
+                .map(|m| m.checksums)
+                .map_err(|e| format!("{MANIFEST} is not a prepared dataset's manifest: {e}"))
+        };
+        replaceable(dir, MANIFEST, manifest, "preparation").map_err(|reason| {
+            DataError::file(
                 dir,
                 format!(
                     "exists and is not a prepared dataset as preparation left it ({reason}); \
                      refusing to replace it: move it away or choose another --out"
                 ),
-            ));
-        }
-    }
-    // Staging and set-aside folders of a killed run; ours, since we hold the lock.
-    lock.remove_leftovers(&["tmp-", "old-"], None)?;
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.tmp-"))
-        .tempdir_in(&parent)
-        .map_err(|e| DataError::io(&parent, e))?;
-
-    let files = render(p);
-    let mut manifest = p.manifest.clone();
-    manifest.checksums = files.iter().map(|(n, b)| (n.clone(), sha256(b))).collect();
-    for (file, bytes) in &files {
-        write_file(&staging.path().join(file), bytes)?;
-    }
-    let mut manifest_bytes =
-        serde_json::to_vec_pretty(&manifest).expect("in-memory JSON serialisation cannot fail");
-    manifest_bytes.push(b'\n');
-    write_file(&staging.path().join(MANIFEST), &manifest_bytes)?;
-
-    // Move an old dataset aside (onto an empty placeholder, which rename may replace), move the
-    // new one in, then delete the old one; the target path never shows a partial dataset.
-    let old = if dir.exists() {
-        let aside = tempfile::Builder::new()
-            .prefix(&format!(".{name}.old-"))
-            .tempdir_in(&parent)
-            .map_err(|e| DataError::io(&parent, e))?;
-        std::fs::rename(dir, aside.path()).map_err(|e| DataError::io(dir, e))?;
-        Some(aside)
-    } else {
-        None
+            )
+        })
     };
-    if let Err(e) = std::fs::rename(staging.path(), dir) {
-        if let Some(aside) = &old {
-            // Best effort to put the old dataset back; the error reported is the first one.
-            let _ = std::fs::rename(aside.path(), dir);
+    replace_dir(dir, check_existing, |staging| {
+        let files = render(p);
+        let mut manifest = p.manifest.clone();
+        manifest.checksums = files
+            .iter()
+            .map(|(n, b)| (n.clone(), sha256_hex(b)))
+            .collect();
+        for (file, bytes) in &files {
+            write_file(&staging.join(file), bytes)?;
         }
-        return Err(DataError::io(dir, e));
-    }
-    let _ = staging.keep();
-    drop(old);
-    Ok(())
-}
-
-/// Whether `dir` may be replaced: it is empty, or it is provably a prepared dataset that
-/// nobody changed, since a user's folder can hold a file called manifest.json too (a web
-/// project's does). Every file must be one the manifest lists, with the recorded checksum.
-fn replaceable(dir: &Path) -> Result<(), String> {
-    if !dir.is_dir() {
-        return Err("not a directory".into());
-    }
-    let files = files_under(dir).map_err(|e| e.to_string())?;
-    if files.is_empty() {
-        return Ok(());
-    }
-    let bytes = std::fs::read(dir.join(MANIFEST)).map_err(|e| format!("{MANIFEST}: {e}"))?;
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{MANIFEST} is not a prepared dataset's manifest: {e}"))?;
-    for file in files.iter().filter(|f| *f != MANIFEST) {
-        let recorded = manifest
-            .checksums
-            .get(file)
-            .ok_or_else(|| format!("it holds {file}, which preparation did not write"))?;
-        let bytes = std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
-        if &sha256(&bytes) != recorded {
-            return Err(format!("{file} changed after preparation"));
-        }
-    }
-    Ok(())
-}
-
-/// Every file under `dir`, as a relative path with `/` separators.
-fn files_under(dir: &Path) -> std::io::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut pending = vec![PathBuf::new()];
-    while let Some(rel) = pending.pop() {
-        for entry in std::fs::read_dir(dir.join(&rel))? {
-            let entry = entry?;
-            let path = rel.join(entry.file_name());
-            if entry.file_type()?.is_dir() {
-                pending.push(path);
-            } else {
-                let parts: Vec<_> = path.iter().map(|p| p.to_string_lossy()).collect();
-                out.push(parts.join("/"));
-            }
-        }
-    }
-    Ok(out)
+        let mut manifest_bytes =
+            serde_json::to_vec_pretty(&manifest).expect("in-memory JSON serialisation cannot fail");
+        manifest_bytes.push(b'\n');
+        write_file(&staging.join(MANIFEST), &manifest_bytes)
+    })
 }
 
 fn parse_lines<T: for<'de> Deserialize<'de>>(
@@ -263,7 +184,7 @@ pub(crate) fn load(dir: &Path) -> Result<Prepared, DataError> {
             .get(name)
             .ok_or_else(|| DataError::file(&manifest_path, format!("no checksum for {name}")))?;
         let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
-        let actual = sha256(&bytes);
+        let actual = sha256_hex(&bytes);
         if &actual != recorded {
             return Err(DataError::file(
                 &path,

@@ -14,7 +14,7 @@ use instructrec_instructions::{
     read_jsonl, BuildConfig, IntentionKind, PreferenceKind, Split, TaskForm, TemplateLibrary,
     TrainingRecord,
 };
-use instructrec_model::{Device, Seq2Seq, TokenLimits};
+use instructrec_model::{Placement, Precision, Seq2Seq, TokenLimits};
 use sha2::{Digest, Sha256};
 
 use crate::external::{read_candidates, CandidateIds};
@@ -38,6 +38,8 @@ pub struct InstructionScoring {
     /// The task form it is asked in: T3 (the list, answered by a title), T2 (the need alone,
     /// each candidate's title scored as the answer) or T0 (yes or no, per candidate).
     pub task: TaskForm,
+    /// Where the model runs, and the precision of its weights.
+    pub placement: Placement,
 }
 
 impl InstructionScoring {
@@ -61,10 +63,14 @@ impl InstructionScoring {
             Normalisation::Sum => "summed log-likelihood of the candidate title",
             Normalisation::Mean => "mean token log-likelihood of the candidate title",
         };
-        match self.task {
+        let rule = match self.task {
             TaskForm::Rerank => format!("{likelihood}, asked with the list (T3)"),
             TaskForm::Matching => format!("{likelihood}, asked without the list (T2)"),
             _ => "log odds of \"yes\" against \"no\", asked per candidate (T0)".into(),
+        };
+        match self.placement.precision {
+            Precision::F32 => rule,
+            Precision::Bf16 => format!("{rule}; bf16 weights"),
         }
     }
 }
@@ -551,7 +557,7 @@ impl Experiment {
     ) -> anyhow::Result<Vec<ModelReport>> {
         let model_config = std::fs::read(dir.join("config.json"))
             .with_context(|| format!("reading {}/config.json", dir.display()))?;
-        let model = Seq2Seq::load_hf_dir(dir, &Device::Cpu)
+        let model = Seq2Seq::load_on(dir, self.spec.scoring.placement)
             .with_context(|| format!("loading the model {}", dir.display()))?;
         let build = self
             .build

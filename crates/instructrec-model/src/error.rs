@@ -27,6 +27,8 @@ pub enum ModelError {
     },
     #[error("{path}: tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },
+    #[error("{0}")]
+    Device(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

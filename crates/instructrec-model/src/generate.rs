@@ -4,7 +4,7 @@
 use crate::ops;
 use crate::score::Encoded;
 use crate::t5::T5;
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default)]
@@ -99,7 +99,8 @@ pub fn generate_titles(
     while !beams.is_empty() {
         let ids = Tensor::from_vec(last_tokens.clone(), (beams.len(), 1), device)?;
         let logits = model.decode_step(&ids, &enc.mask, &mut cache)?;
-        let logp: Vec<Vec<f32>> = ops::log_softmax_last_dim(&logits.squeeze(1)?)?.to_vec2()?;
+        let logp: Vec<Vec<f32>> =
+            ops::log_softmax_last_dim(&logits.squeeze(1)?.to_dtype(DType::F32)?)?.to_vec2()?;
 
         // Every allowed continuation of every beam, best first (ties: earlier beam, smaller id).
         let mut expansions: Vec<(f32, usize, u32, usize)> = beams

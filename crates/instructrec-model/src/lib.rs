@@ -1,9 +1,11 @@
-//! T5-family encoder-decoder written for training and exact scoring on CPU (candle), with
-//! composed differentiable ops shared by the other models of the workspace.
+//! T5-family encoder-decoder written for training and exact scoring (candle; CPU by default,
+//! CUDA with the `cuda` feature), with composed differentiable ops shared by the other models
+//! of the workspace.
 
 pub mod adapter;
 pub mod config;
 pub mod cpu;
+pub mod device;
 pub mod error;
 pub mod generate;
 pub mod ops;
@@ -14,6 +16,7 @@ pub mod t5;
 // Callers pick the device a model loads on without depending on candle themselves.
 pub use candle_core::Device;
 pub use config::{FeedForwardProj, Preset, T5Config, Workload};
+pub use device::{DeviceSpec, Placement, Precision};
 pub use error::ModelError;
 pub use generate::{generate_titles, Generated, TitleTrie};
 pub use score::{CandidateScore, Encoded};

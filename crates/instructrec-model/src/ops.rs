@@ -17,6 +17,9 @@ use rand::Rng;
 /// maximum is subtracted for stability and detached, because softmax is invariant to that shift
 /// (its gradient contribution is exactly zero).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if let Some(dtype) = half(x) {
+        return softmax_last_dim(&x.to_dtype(DType::F32)?)?.to_dtype(dtype);
+    }
     if fused_cpu(x) {
         return x.contiguous()?.apply_op1(RowOp::Softmax);
     }
@@ -28,6 +31,9 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 /// Log-softmax over the last dimension (stable: `x - max - log(sum(exp(x - max)))`); fused on
 /// CPU like [`softmax_last_dim`], with backward `g - exp(y) sum(g)`.
 pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if let Some(dtype) = half(x) {
+        return log_softmax_last_dim(&x.to_dtype(DType::F32)?)?.to_dtype(dtype);
+    }
     if fused_cpu(x) {
         return x.contiguous()?.apply_op1(RowOp::LogSoftmax);
     }
@@ -41,6 +47,10 @@ pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 /// (no mean subtraction, no bias). Fused on CPU for a `[d]` weight (forward one pass; backward
 /// one pass for `x` and one reduction for `weight`).
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    if let Some(dtype) = half(x) {
+        let weight = weight.to_dtype(DType::F32)?;
+        return rms_norm(&x.to_dtype(DType::F32)?, &weight, eps)?.to_dtype(dtype);
+    }
     if fused_cpu(x) && weight.dtype() == x.dtype() && weight.dims() == [x.dim(D::Minus1)?] {
         return x
             .contiguous()?
@@ -49,6 +59,12 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     let inv = (ms + eps)?.sqrt()?.recip()?;
     x.broadcast_mul(&inv)?.broadcast_mul(weight)
+}
+
+/// The dtype of a half-precision `x`: softmaxes and norms of such tensors are computed in f32
+/// (as transformers does for T5), since bf16 sums lose everything past 3 digits.
+fn half(x: &Tensor) -> Option<DType> {
+    matches!(x.dtype(), DType::BF16 | DType::F16).then_some(x.dtype())
 }
 
 fn fused_cpu(x: &Tensor) -> bool {

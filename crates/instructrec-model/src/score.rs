@@ -77,7 +77,10 @@ fn score_chunk(model: &T5, enc: &Encoded, candidates: &[Vec<u32>]) -> Result<Vec
     let labels = Tensor::from_vec(labels, (c, t), model.device())?;
     let cfg = model.config();
     let dec_in = shift_right(&labels, cfg.decoder_start_token_id, cfg.pad_token_id)?;
-    let logits = model.decode(&dec_in, &enc.states, &enc.mask, None)?;
+    // Log-likelihoods in f32 whatever the weights' precision: bf16 keeps 3 significant digits.
+    let logits = model
+        .decode(&dec_in, &enc.states, &enc.mask, None)?
+        .to_dtype(DType::F32)?;
     let token_logp = target_log_probs(&logits, &labels)?;
     let rows: Vec<Vec<f32>> = token_logp.to_dtype(DType::F32)?.to_vec2()?;
     Ok(rows

@@ -187,6 +187,12 @@ impl Seq2Seq {
         Self::load_full(dir, device)
     }
 
+    /// [`Self::load_hf_dir`] on the placement's device, with weights in its precision.
+    pub fn load_on(dir: &Path, placement: crate::Placement) -> Result<Self> {
+        let device = placement.device.open()?;
+        Self::load_hf_dir(dir, &device)?.placed(&device, placement.precision)
+    }
+
     /// Loads a full checkpoint directory (not an adapter).
     pub(crate) fn load_full(dir: &Path, device: &Device) -> Result<Self> {
         let config_path = dir.join(CONFIG_FILE);
@@ -262,6 +268,34 @@ impl Seq2Seq {
         Ok(Self {
             model,
             tokenizer,
+            varmap,
+        })
+    }
+
+    /// The same model on `device` with weights in `precision`: every weight is copied there and
+    /// the modules are rebuilt around the copies (the variable map is complete, so nothing is
+    /// sampled). Loading always reads into f32, so that adapters are merged and checkpoints of
+    /// any dtype are read by one path; this is the step that narrows them.
+    pub fn placed(self, device: &Device, precision: crate::Precision) -> Result<Self> {
+        let dtype = precision.dtype();
+        if self.model.device().same_device(device) && self.model.dtype() == dtype {
+            return Ok(self);
+        }
+        let varmap = VarMap::new();
+        {
+            let mut data = varmap.data().lock().unwrap();
+            for (name, var) in self.varmap.data().lock().unwrap().iter() {
+                let t = var.as_tensor().to_device(device)?.to_dtype(dtype)?;
+                data.insert(name.clone(), Var::from_tensor(&t)?);
+            }
+        }
+        let model = T5::new(
+            self.model.config(),
+            VarBuilder::from_varmap(&varmap, dtype, device),
+        )?;
+        Ok(Self {
+            model,
+            tokenizer: self.tokenizer,
             varmap,
         })
     }

@@ -491,9 +491,12 @@ impl Stack {
 /// `[b, s]` mask (1 = token, 0 = padding; any dtype) -> additive `[b, 1, 1, s]` bias.
 fn padding_bias(mask: &Tensor, dtype: DType) -> Result<Tensor> {
     let (b, s) = mask.dims2()?;
-    // m * (-MASKED) + MASKED is exactly 0 for m = 1 and MASKED for m = 0.
-    mask.to_dtype(dtype)?
+    // m * (-MASKED) + MASKED is exactly 0 for m = 1 and MASKED for m = 0. In f32 first: in bf16
+    // the product overflows to +inf and inf - inf is NaN (MASKED itself becomes -inf, which the
+    // f32 softmax handles as long as a row keeps one key).
+    mask.to_dtype(DType::F32)?
         .affine(-f64::from(MASKED), f64::from(MASKED))?
+        .to_dtype(dtype)?
         .reshape((b, 1, 1, s))
 }
 

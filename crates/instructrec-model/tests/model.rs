@@ -601,3 +601,52 @@ fn a_tokenizer_smaller_than_the_vocabulary_is_refused() {
     );
     assert!(e.contains("tokenizer.json"), "{e}");
 }
+
+/// bf16 weights (for serving) score close to f32 and rank the same way: softmaxes, norms and
+/// the log-likelihoods stay in f32, so only the weights' and activations' rounding differs.
+#[test]
+fn bf16_placement_scores_like_f32_and_generates() {
+    let f32_model = Seq2Seq::load_hf_dir(&fixture("flan-gated-untied"), &Device::Cpu).unwrap();
+    let bf16 = Seq2Seq::load_hf_dir(&fixture("flan-gated-untied"), &Device::Cpu)
+        .unwrap()
+        .placed(&Device::Cpu, instructrec_model::Precision::Bf16)
+        .unwrap();
+    assert_eq!(bf16.model.dtype(), DType::BF16);
+    let vocab = f32_model.config().vocab_size;
+    let mut rng = ChaCha8Rng::seed_from_u64(44);
+    let (mut worst, mut pairs, mut agree) = (0f32, 0, 0);
+    for _ in 0..4 {
+        let prompt = random_ids(&mut rng, 17, vocab);
+        let cands = random_candidates(&mut rng, 12, vocab);
+        let score = |m: &Seq2Seq| {
+            let enc = Encoded::new(&m.model, &prompt).unwrap();
+            score_candidates(&m.model, &enc, &cands).unwrap()
+        };
+        let (a, b) = (score(&f32_model), score(&bf16));
+        for i in 0..a.len() {
+            // Relative: this random untied head gives per-token means near -17.
+            worst = worst.max((a[i].mean - b[i].mean).abs() / a[i].mean.abs().max(1.0));
+            for j in i + 1..a.len() {
+                if (a[i].mean - a[j].mean).abs() > 0.05 {
+                    pairs += 1;
+                    agree += usize::from((a[i].mean > a[j].mean) == (b[i].mean > b[j].mean));
+                }
+            }
+        }
+    }
+    println!("bf16 vs f32: max relative per-token diff {worst}, {agree}/{pairs} pairs alike");
+    assert!(
+        worst < 0.02,
+        "bf16 per-token log-likelihood off by {worst} (relative)"
+    );
+    assert!(
+        pairs > 100 && agree == pairs,
+        "{agree} of {pairs} pairs agree"
+    );
+
+    let titles = catalogue(&mut rng, vocab);
+    let trie = TitleTrie::new(&titles, 1).unwrap();
+    let enc = Encoded::new(&bf16.model, &random_ids(&mut rng, 10, vocab)).unwrap();
+    let out = generate_titles(&bf16.model, &enc, &trie, 3, 6).unwrap();
+    assert_eq!(out.len(), 3);
+}

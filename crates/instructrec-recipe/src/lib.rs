@@ -3,6 +3,7 @@
 //! A recipe renders to the exact subcommands a user would type, so the main job, the README's
 //! stage-by-stage commands and a hand-run pipeline can never drift apart.
 
+use instructrec_model::DeviceSpec;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,10 @@ pub enum RecipeError {
 pub struct Recipe {
     pub seed: u64,
     pub work: PathBuf,
+    /// Where the training and evaluation stages run (the same checkpoints on any device, up to
+    /// float rounding).
+    #[serde(default)]
+    pub device: DeviceSpec,
     pub data: DataStage,
     pub instructions: InstructionStage,
     pub model: NewModel,
@@ -542,11 +547,20 @@ impl Recipe {
         self.seed_flag()
             .into_iter()
             .chain(["--out".into(), p(out), "--resume".into()])
+            .chain(self.device_flag())
             .collect()
     }
 
     fn seed_flag(&self) -> [String; 2] {
         ["--seed".into(), self.seed.to_string()]
+    }
+
+    /// Nothing on the CPU, the default, so that CPU commands read as before.
+    fn device_flag(&self) -> Vec<String> {
+        match self.device {
+            DeviceSpec::Cpu => Vec::new(),
+            d => vec!["--device".into(), d.to_string()],
+        }
     }
 
     /// Evaluates the model tuned in `w` on the prepared data and instructions of `data`.
@@ -560,6 +574,7 @@ impl Recipe {
             .chain((!e.full_ranking).then(|| "--no-full-ranking".to_string()))
             .chain(["--out".into(), p(&w.report(e.label()))])
             .chain(self.seed_flag())
+            .chain(self.device_flag())
             .chain(["--recipe".into(), p(&w.recipe())])
             .collect();
         plain_stage(&format!("eval {}", e.label()), argv)
@@ -885,6 +900,22 @@ mod tests {
                 .contains("tune: invalid type: string \"many\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_device_reaches_every_training_and_evaluation_stage_only() {
+        let r = Recipe::parse("device = \"cuda:1\"\n", "gpu.toml").unwrap();
+        for s in r.stages(Path::new("w")) {
+            let on_device = s.name.starts_with("pretrain")
+                || s.name.starts_with("tune")
+                || s.name.starts_with("eval");
+            let flag = s.argv.windows(2).any(|w| w == ["--device", "cuda:1"]);
+            assert_eq!(flag, on_device, "{}: {:?}", s.name, s.argv);
+        }
+        let cpu = Recipe::default_recipe().stages(Path::new("w"));
+        assert!(cpu.iter().all(|s| !s.argv.contains(&"--device".into())));
+        let e = Recipe::parse("device = \"tpu\"\n", "gpu.toml").unwrap_err();
+        assert!(e.to_string().contains("tpu"), "{e}");
     }
 
     #[test]

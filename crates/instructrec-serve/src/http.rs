@@ -651,7 +651,7 @@ struct Health {
     items: usize,
     /// Users in the prepared dataset.
     users: usize,
-    /// The matching stage: `bm25` or `generation`.
+    /// The matching stage: `bm25`, `generation` or `two-tower`.
     matcher: String,
 }
 

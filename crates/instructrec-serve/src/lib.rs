@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use catalogue::{Example, Examples, HistoryLink, Placeholders, Why};
-pub use matcher::{Bm25Matcher, GenerationMatcher, MatchQuery, Matcher, Matching};
+pub use matcher::{Bm25Matcher, GenerationMatcher, MatchQuery, Matcher, Matching, TwoTowerMatcher};
 pub use parse::RECOMMEND_FIELDS;
 pub use recommender::{Options, Recommender};
 pub use request::{

@@ -1,11 +1,14 @@
 //! The matching stage: retrieves candidates from the whole catalogue for the reranker: BM25 over
-//! item text, or the tuned model itself generating catalogue titles (the method's matching
-//! step); a learned matcher implements the same trait.
+//! item text, the tuned model itself generating catalogue titles (the method's matching step),
+//! or the trained two-tower model.
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
+use std::path::Path;
 
 use anyhow::Context;
-use instructrec_baselines::{Bm25, Bm25Config, Popularity};
+use candle_core::Tensor;
+use instructrec_baselines::{Bm25, Bm25Config, Popularity, TwoTower};
 use instructrec_data::{ItemId, Prepared, UserId};
 use instructrec_eval::{Case, Scorer};
 use instructrec_instructions::rerank::{choose_form, render};
@@ -27,6 +30,12 @@ pub struct MatchQuery<'a> {
 pub trait Matcher: Send + Sync {
     fn name(&self) -> String;
 
+    /// The name of the matcher that retrieves for `query`: this one's, unless it hands some
+    /// queries to another (the two-tower model's requests without a history go to BM25).
+    fn name_for(&self, _query: &MatchQuery<'_>) -> String {
+        self.name()
+    }
+
     /// Up to `n` items, best first, none of them in `exclude`.
     fn retrieve(
         &self,
@@ -34,6 +43,25 @@ pub trait Matcher: Send + Sync {
         n: usize,
         exclude: &HashSet<ItemId>,
     ) -> anyhow::Result<Vec<ItemId>>;
+}
+
+/// The `n` best of a catalogue of `items` by `order` (best first), none of them in `exclude`:
+/// a partial selection, then a sort of the `n` kept.
+fn best(
+    items: usize,
+    n: usize,
+    exclude: &HashSet<ItemId>,
+    order: impl Fn(&u32, &u32) -> Ordering,
+) -> Vec<ItemId> {
+    let mut ids: Vec<u32> = (0..items as u32)
+        .filter(|i| !exclude.contains(&ItemId(*i)))
+        .collect();
+    if n < ids.len() {
+        ids.select_nth_unstable_by(n, &order);
+        ids.truncate(n);
+    }
+    ids.sort_unstable_by(order);
+    ids.into_iter().map(ItemId).collect()
 }
 
 /// BM25 over title, categories and brand, without stop words (people type sentences). The query
@@ -95,22 +123,80 @@ impl Matcher for Bm25Matcher {
         };
         let text = all(&self.bm25)?;
         let popular = all(&self.popularity)?;
-        let mut ids: Vec<u32> = (0..text.len() as u32)
-            .filter(|i| !exclude.contains(&ItemId(*i)))
-            .collect();
-        let order = |a: &u32, b: &u32| {
+        Ok(best(text.len(), n, exclude, |a, b| {
             let (a, b) = (*a as usize, *b as usize);
             text[b]
                 .total_cmp(&text[a])
                 .then(popular[b].total_cmp(&popular[a]))
                 .then(a.cmp(&b))
-        };
-        if n < ids.len() {
-            ids.select_nth_unstable_by(n, order);
-            ids.truncate(n);
+        }))
+    }
+}
+
+/// The trained two-tower model (`eval --save-two-tower`): its user tower reads the request's
+/// history, with the user's id embedding when the request names a user (else the history
+/// alone), and the catalogue's items come back by dot product with their vectors, computed
+/// once at load. The model reads no text, so a request's words do not steer it, and a request
+/// without a history (text only) has nothing for it to read: BM25 matches that one, as the
+/// BM25 matcher would, and its answer names `bm25` as its matcher.
+pub struct TwoTowerMatcher {
+    model: TwoTower,
+    /// `[items, dim]`, by item index.
+    catalogue: Tensor,
+    text: Bm25Matcher,
+}
+
+impl TwoTowerMatcher {
+    /// `model` must have been built for `prepared`'s catalogue.
+    pub fn new(model: TwoTower, prepared: &Prepared) -> anyhow::Result<Self> {
+        Ok(Self {
+            catalogue: model.catalogue_vectors()?,
+            model,
+            text: Bm25Matcher::fit(prepared),
+        })
+    }
+
+    /// Loads a saved model directory (see [`TwoTower::load_dir`]).
+    pub fn load(dir: &Path, prepared: &Prepared) -> anyhow::Result<Self> {
+        Self::new(TwoTower::load_dir(dir, prepared)?, prepared)
+    }
+
+    fn hands_to_bm25(query: &MatchQuery<'_>) -> bool {
+        query.history.is_empty()
+    }
+}
+
+impl Matcher for TwoTowerMatcher {
+    fn name(&self) -> String {
+        "two-tower".into()
+    }
+
+    fn name_for(&self, query: &MatchQuery<'_>) -> String {
+        if Self::hands_to_bm25(query) {
+            self.text.name()
+        } else {
+            self.name()
         }
-        ids.sort_unstable_by(order);
-        Ok(ids.into_iter().map(ItemId).collect())
+    }
+
+    fn retrieve(
+        &self,
+        query: &MatchQuery<'_>,
+        n: usize,
+        exclude: &HashSet<ItemId>,
+    ) -> anyhow::Result<Vec<ItemId>> {
+        if Self::hands_to_bm25(query) {
+            return self.text.retrieve(query, n, exclude);
+        }
+        let scores = self
+            .model
+            .catalogue_scores(&[query.user], &[query.history], &self.catalogue)?
+            .pop()
+            .context("the two-tower model returned no scores")?;
+        Ok(best(scores.len(), n, exclude, |a, b| {
+            let (a, b) = (*a as usize, *b as usize);
+            scores[b].total_cmp(&scores[a]).then(a.cmp(&b))
+        }))
     }
 }
 
@@ -121,6 +207,9 @@ pub enum Matching {
     #[default]
     Bm25,
     Generation,
+    /// A saved two-tower model, from the directory of `Options::two_tower`.
+    #[serde(rename = "two-tower")]
+    TwoTower,
 }
 
 impl std::str::FromStr for Matching {
@@ -130,8 +219,9 @@ impl std::str::FromStr for Matching {
         match s {
             "bm25" => Ok(Self::Bm25),
             "generation" => Ok(Self::Generation),
+            "two-tower" => Ok(Self::TwoTower),
             _ => Err(format!(
-                "unknown matcher {s:?}; expected bm25 or generation"
+                "unknown matcher {s:?}; expected bm25, generation or two-tower"
             )),
         }
     }
@@ -230,6 +320,75 @@ impl Matcher for GenerationMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use instructrec_baselines::{TextInput, TextSource, TwoTowerConfig};
+
+    /// A tiny untrained two-tower model: the matcher's ranking, not the model's, is under test.
+    fn tiny_two_tower(prepared: &Prepared) -> TwoTower {
+        let text = TextSource::Trained {
+            buckets: 64,
+            dim: 8,
+        };
+        let mut config = TwoTowerConfig::new(text, 5);
+        config.sequence.dim = 8;
+        config.sequence.ff_dim = 8;
+        config.sequence.max_len = 6;
+        TwoTower::new(config, prepared, TextInput::default()).unwrap()
+    }
+
+    #[test]
+    fn two_tower_retrieves_the_models_full_ranking_and_hands_text_only_requests_to_bm25() {
+        let prepared = instructrec_eval::synthetic::prepared(30, 120, 1);
+        let m = TwoTowerMatcher::new(tiny_two_tower(&prepared), &prepared).unwrap();
+        let user = UserId(3);
+        let history: Vec<ItemId> = prepared.dataset.sequences[user.index()]
+            .iter()
+            .map(|i| i.item)
+            .collect();
+        let exclude: HashSet<ItemId> = history.iter().copied().collect();
+        let q = MatchQuery {
+            user: Some(user),
+            history: &history,
+            text: "a puzzle for a rainy day".into(),
+        };
+        assert_eq!(m.name_for(&q), "two-tower");
+        let got = m.retrieve(&q, 15, &exclude).unwrap();
+        // The scorer's own full ranking (as `eval` measures recall), owned items left out.
+        let case = Case {
+            user,
+            history: history.clone(),
+            query: None,
+            context: None,
+        };
+        let model = tiny_two_tower(&prepared);
+        let scores = model.score_all(&[&case]).unwrap().unwrap().pop().unwrap();
+        let mut ranking: Vec<ItemId> = (0..scores.len() as u32)
+            .map(ItemId)
+            .filter(|i| !exclude.contains(i))
+            .collect();
+        ranking.sort_by(|a, b| scores[b.index()].total_cmp(&scores[a.index()]));
+        assert_eq!(got, ranking[..15]);
+
+        // A visitor with the same history: no id embedding, so another ranking, same rules.
+        let visitor = MatchQuery { user: None, ..q };
+        let got = m.retrieve(&visitor, 15, &exclude).unwrap();
+        assert_eq!(got.len(), 15);
+        assert!(got.iter().all(|i| !exclude.contains(i)));
+        assert_ne!(got, ranking[..15]);
+
+        // Text alone gives the model nothing to read: BM25 answers, and is named.
+        let text_only = MatchQuery {
+            user: None,
+            history: &[],
+            text: "puzzle".into(),
+        };
+        assert_eq!(m.name_for(&text_only), "bm25");
+        let bm25 = Bm25Matcher::fit(&prepared);
+        let none = HashSet::new();
+        assert_eq!(
+            m.retrieve(&text_only, 10, &none).unwrap(),
+            bm25.retrieve(&text_only, 10, &none).unwrap()
+        );
+    }
 
     #[test]
     fn generation_returns_catalogue_items_outside_the_exclusions_and_needs_a_need() {

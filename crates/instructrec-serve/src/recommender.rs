@@ -4,19 +4,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use instructrec_data::{Item, ItemId, Prepared, UserId};
 use instructrec_instructions::{fit_history, IntentionKind, PreferenceKind, TokenCounter};
 use instructrec_instructions::{TaskForm, TemplateLibrary};
-use instructrec_model::{Seq2Seq, TokenLimits};
+use instructrec_model::{Placement, Seq2Seq, TokenLimits};
 use serde::Serialize;
 
 use crate::catalogue::{CatalogueText, Examples};
 use crate::fill;
-use crate::matcher::{Bm25Matcher, GenerationMatcher, MatchQuery, Matcher, Matching};
+use crate::matcher::{
+    Bm25Matcher, GenerationMatcher, MatchQuery, Matcher, Matching, TwoTowerMatcher,
+};
 use crate::request::{
     CandidateSource, IntentionStyle, ItemRef, Limits, RankedItem, RecommendRequest, RequestError,
     Response, ResponseTimings, ScoredGroup, StatedNeed, UserRef, DEFAULT_K,
@@ -39,8 +41,12 @@ pub struct Options {
     pub target_tokens: usize,
     pub sessions: usize,
     pub session_ttl_s: u64,
-    /// The matching stage: BM25, or the model generating catalogue titles.
+    /// The matching stage: BM25, the model generating catalogue titles, or a two-tower model.
     pub matching: Matching,
+    /// The saved two-tower model (`eval --save-two-tower`) that [`Matching::TwoTower`] loads.
+    pub two_tower: Option<PathBuf>,
+    /// Where the model runs, and the precision of its weights.
+    pub placement: Placement,
 }
 
 impl Default for Options {
@@ -56,6 +62,8 @@ impl Default for Options {
             sessions: 10_000,
             session_ttl_s: 30 * 60,
             matching: Matching::Bm25,
+            two_tower: None,
+            placement: Placement::default(),
         }
     }
 }
@@ -119,10 +127,22 @@ impl Recommender {
     /// Loads a model checkpoint (Hugging Face layout) and a prepared dataset; `options.matching`
     /// says which matching stage retrieves candidates.
     pub fn load(model_dir: &Path, data_dir: &Path, options: Options) -> anyhow::Result<Self> {
+        // Before the slow loads: a missing or unused directory is a mistake in the command.
+        match (options.matching, &options.two_tower) {
+            (Matching::TwoTower, None) => anyhow::bail!(
+                "--matcher two-tower needs the saved model: give --two-tower DIR (a directory \
+                 written by `instructrec eval --save-two-tower DIR`)"
+            ),
+            (Matching::Bm25 | Matching::Generation, Some(dir)) => anyhow::bail!(
+                "--two-tower {} is read only by --matcher two-tower",
+                dir.display()
+            ),
+            _ => {}
+        }
         let prepared = Prepared::load(data_dir)
             .with_context(|| format!("loading the prepared dataset {}", data_dir.display()))?;
         let load = || {
-            Seq2Seq::load_hf_dir(model_dir, &candle_core::Device::Cpu)
+            Seq2Seq::load_on(model_dir, options.placement)
                 .with_context(|| format!("loading the model {}", model_dir.display()))
         };
         let model = load()?;
@@ -139,6 +159,12 @@ impl Recommender {
                     target: options.target_tokens,
                 },
             )?),
+            Matching::TwoTower => {
+                let dir = options.two_tower.as_deref().expect("checked above");
+                let matcher = TwoTowerMatcher::load(dir, &prepared)
+                    .with_context(|| format!("loading the two-tower matcher {}", dir.display()))?;
+                Box::new(matcher)
+            }
         };
         Ok(Self::new(
             prepared,
@@ -487,8 +513,8 @@ impl Recommender {
         })?;
 
         let match_started = Instant::now();
-        let (candidates, source, matched) = match &need.listed {
-            Some(list) => (list.clone(), CandidateSource::Request, 0),
+        let (candidates, source, matched, matcher) = match &need.listed {
+            Some(list) => (list.clone(), CandidateSource::Request, 0, None),
             None => {
                 let owned: HashSet<ItemId> = need.history.iter().copied().collect();
                 // The context describes the situation, not products, so it stays out.
@@ -510,6 +536,7 @@ impl Recommender {
                     .retrieve(&query, self.options.matched, &owned)
                     .map_err(|e| RequestError::Model(format!("matching stage: {e:#}")))?;
                 let matched = fresh.len();
+                let matcher = Some(self.matcher.name_for(&query));
                 match &previous {
                     Some(prev) => {
                         let mut seen = HashSet::new();
@@ -520,9 +547,14 @@ impl Recommender {
                             .copied()
                             .filter(|i| !owned.contains(i) && seen.insert(*i))
                             .collect();
-                        (merged, CandidateSource::PreviousAndMatched, matched)
+                        (
+                            merged,
+                            CandidateSource::PreviousAndMatched,
+                            matched,
+                            matcher,
+                        )
                     }
-                    None => (fresh, CandidateSource::Matched, matched),
+                    None => (fresh, CandidateSource::Matched, matched, matcher),
                 }
             }
         };
@@ -632,7 +664,7 @@ impl Recommender {
             candidate_source: source,
             matched,
             scored: candidates.len(),
-            matcher: (source != CandidateSource::Request).then(|| self.matcher.name()),
+            matcher,
             timings: ResponseTimings {
                 match_ms,
                 score_ms,

@@ -248,7 +248,9 @@ pub struct Response {
     pub matched: usize,
     /// Candidates the model scored.
     pub scored: usize,
-    /// The matching stage's name ("bm25"), when it ran.
+    /// The name of the matcher that retrieved the candidates ("bm25", "generation",
+    /// "two-tower"), when the matching stage ran. A two-tower server matches a request without
+    /// a history by BM25 and says "bm25".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matcher: Option<String>,
     pub timings: ResponseTimings,

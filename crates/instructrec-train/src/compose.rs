@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use instructrec_model::Seq2Seq;
 
 use crate::error::{Result, TrainError};
@@ -73,9 +73,10 @@ impl ItemComposition {
             ));
         }
         let n = items.len();
-        let items = Tensor::from_vec(items, n, &Device::Cpu)?;
-        let pieces = Tensor::from_vec(pieces, n, &Device::Cpu)?;
-        let coef = Tensor::from_vec(coef, (n, 1), &Device::Cpu)?;
+        let device = weight.device();
+        let items = Tensor::from_vec(items, n, device)?;
+        let pieces = Tensor::from_vec(pieces, n, device)?;
+        let coef = Tensor::from_vec(coef, (n, 1), device)?;
         let current = weight.as_tensor();
         let share = current.index_select(&pieces, 0)?.broadcast_mul(&coef)?;
         let free = current.index_add(&items, &share.neg()?, 0)?;
@@ -101,8 +102,8 @@ impl ItemComposition {
                 "not found: the checkpoint was not trained with composed item tokens".into(),
             ));
         }
-        let tensors =
-            candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| err(e.to_string()))?;
+        let tensors = candle_core::safetensors::load(&path, model.model.device())
+            .map_err(|e| err(e.to_string()))?;
         let get = |key: &str| {
             tensors
                 .get(key)
@@ -189,6 +190,7 @@ pub(crate) fn embeddings(model: &Seq2Seq) -> Result<Var> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     fn rows(t: &Tensor) -> Vec<Vec<f32>> {
         t.to_vec2::<f32>().unwrap()

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use instructrec_model::Seq2Seq;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -69,6 +69,7 @@ impl Lora {
     /// Adapters on `model`'s current weights: `A` drawn from the seed (uniform in
     /// ±1/sqrt(in), as the usual implementations do), `B` zero, so the model starts unchanged.
     pub fn attach(model: &Seq2Seq, cfg: &LoraConfig, seed: u64) -> Result<Self> {
+        let device = model.model.device();
         Self::build(model, cfg, |i, _, (out, inp)| {
             let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_LORA, i as u64));
             let bound = 1.0 / (inp as f32).sqrt();
@@ -76,8 +77,8 @@ impl Lora {
                 .map(|_| rng.random_range(-bound..bound))
                 .collect();
             Ok((
-                Tensor::from_vec(a, (cfg.rank, inp), &Device::Cpu)?,
-                Tensor::zeros((out, cfg.rank), DType::F32, &Device::Cpu)?,
+                Tensor::from_vec(a, (cfg.rank, inp), device)?,
+                Tensor::zeros((out, cfg.rank), DType::F32, device)?,
             ))
         })
     }
@@ -86,7 +87,7 @@ impl Lora {
     /// run started from; the model's weights are set to the merged ones.
     pub fn load(base: &Seq2Seq, cfg: &LoraConfig, dir: &Path) -> Result<Self> {
         let path = dir.join(ADAPTER_WEIGHTS);
-        let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+        let tensors = candle_core::safetensors::load(&path, base.model.device())
             .map_err(|e| checkpoint_err(&path, e.to_string()))?;
         let lora = Self::build(base, cfg, |_, module, (out, inp)| {
             let get = |which: &str, dims: [usize; 2]| {

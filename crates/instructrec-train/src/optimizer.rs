@@ -7,6 +7,10 @@
 //! optimizer, so gradient accumulation costs no tensor allocations either, and clipping by the
 //! global norm reads those buffers in a fixed order (the norm, and hence the weights, are the
 //! same from run to run).
+//!
+//! Parameters on an accelerator keep their state on that device and are updated by that chain
+//! of tensor ops instead: there the ops run as device kernels, and the alternative, copying
+//! every weight to the host and back each step, would cost more than the update.
 
 use std::collections::HashMap;
 
@@ -72,10 +76,132 @@ impl Param {
 
 struct Slot {
     param: Param,
-    m: Vec<f32>,
-    v: Vec<f32>,
-    grad: Vec<f32>,
+    state: Moments,
     has_grad: bool,
+}
+
+/// A parameter's moment estimates and gradient accumulator, kept where its weights live. On the
+/// CPU they are plain buffers updated by the fused loop; on an accelerator they are tensors on
+/// that device updated by tensor ops, so that a step never copies weights through the host.
+enum Moments {
+    Host {
+        m: Vec<f32>,
+        v: Vec<f32>,
+        grad: Vec<f32>,
+    },
+    Device {
+        m: Tensor,
+        v: Tensor,
+        grad: Tensor,
+    },
+}
+
+impl Moments {
+    fn zeros(var: &Var, on_host: bool) -> Result<Self> {
+        let n = var.elem_count();
+        Ok(if on_host {
+            Self::Host {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+                grad: vec![0.0; n],
+            }
+        } else {
+            let zeros = || var.as_tensor().zeros_like();
+            Self::Device {
+                m: zeros()?,
+                v: zeros()?,
+                grad: zeros()?,
+            }
+        })
+    }
+
+    fn accumulate(&mut self, g: &Tensor, scale: f32) -> Result<()> {
+        match self {
+            Self::Host { grad, .. } => with_f32_slice(g, |g| {
+                grad.par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK))
+                    .for_each(|(acc, g)| {
+                        for (a, &x) in acc.iter_mut().zip(g) {
+                            *a += scale * x;
+                        }
+                    });
+            }),
+            Self::Device { grad, .. } => {
+                *grad = grad.add(&(g.to_dtype(DType::F32)? * f64::from(scale))?)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn grad_sum_of_squares(&self) -> Result<f64> {
+        Ok(match self {
+            Self::Host { grad, .. } => sum_of_squares(grad),
+            Self::Device { grad, .. } => device_sum_of_squares(grad)?,
+        })
+    }
+
+    /// One AdamW update of `var`; clears the accumulator.
+    fn update(&mut self, var: &Var, h: &Hyper) -> Result<()> {
+        match self {
+            Self::Host { m, v, grad } => {
+                let op = InPlace {
+                    hyper: *h,
+                    m: std::cell::RefCell::new(m),
+                    v: std::cell::RefCell::new(v),
+                    g: grad,
+                };
+                var.as_tensor().inplace_op1(&op)?;
+                grad.iter_mut().for_each(|g| *g = 0.0);
+            }
+            Self::Device { m, v, grad } => {
+                let f = f64::from;
+                let g = (&*grad * f(h.clip))?;
+                *m = ((&*m * f(h.beta1))? + (&g * f(1.0 - h.beta1))?)?;
+                *v = ((&*v * f(h.beta2))? + (g.sqr()? * f(1.0 - h.beta2))?)?;
+                let denom = ((&*v / f(h.bias2))?.sqrt()? + f(h.eps))?;
+                let step = ((&*m / f(h.bias1))?.div(&denom)? * f(h.lr))?;
+                let p = var.as_tensor();
+                var.set(&((p - (p * f(h.decay))?)? - step)?)?;
+                *grad = grad.zeros_like()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `(m, v)` as host tensors of `shape`, for checkpoints.
+    fn to_host(&self, shape: &candle_core::Shape) -> Result<(Tensor, Tensor)> {
+        Ok(match self {
+            Self::Host { m, v, .. } => (
+                Tensor::from_slice(m, shape, &Device::Cpu)?,
+                Tensor::from_slice(v, shape, &Device::Cpu)?,
+            ),
+            Self::Device { m, v, .. } => (m.to_device(&Device::Cpu)?, v.to_device(&Device::Cpu)?),
+        })
+    }
+
+    fn restore(&mut self, saved_m: &Tensor, saved_v: &Tensor) -> Result<()> {
+        match self {
+            Self::Host { m, v, .. } => {
+                *m = saved_m.flatten_all()?.to_vec1::<f32>()?;
+                *v = saved_v.flatten_all()?.to_vec1::<f32>()?;
+            }
+            Self::Device { m, v, .. } => {
+                let device = m.device().clone();
+                *m = saved_m.to_dtype(DType::F32)?.to_device(&device)?;
+                *v = saved_v.to_dtype(DType::F32)?.to_device(&device)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn device_sum_of_squares(t: &Tensor) -> Result<f64> {
+    Ok(f64::from(
+        t.to_dtype(DType::F32)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f32>()?,
+    ))
 }
 
 /// What one optimizer step saw.
@@ -94,7 +220,12 @@ pub struct FusedAdamW {
 }
 
 impl FusedAdamW {
+    /// The update runs where each parameter lives (see [`Moments`]).
     pub fn new(params: Vec<Param>, cfg: AdamWConfig) -> Result<Self> {
+        Self::build(params, cfg, |var| var.device().is_cpu())
+    }
+
+    fn build(params: Vec<Param>, cfg: AdamWConfig, on_host: impl Fn(&Var) -> bool) -> Result<Self> {
         let slots = params
             .into_iter()
             .map(|param| {
@@ -105,12 +236,10 @@ impl FusedAdamW {
                         param.var.dtype()
                     )));
                 }
-                let n = param.var.elem_count();
+                let state = Moments::zeros(&param.var, on_host(&param.var))?;
                 Ok(Slot {
                     param,
-                    m: vec![0.0; n],
-                    v: vec![0.0; n],
-                    grad: vec![0.0; n],
+                    state,
                     has_grad: false,
                 })
             })
@@ -142,33 +271,24 @@ impl FusedAdamW {
                 continue;
             };
             slot.has_grad = true;
-            with_f32_slice(g, |g| {
-                slot.grad
-                    .par_chunks_mut(CHUNK)
-                    .zip(g.par_chunks(CHUNK))
-                    .for_each(|(acc, g)| {
-                        for (a, &x) in acc.iter_mut().zip(g) {
-                            *a += scale * x;
-                        }
-                    });
-            })?;
+            slot.state.accumulate(g, scale)?;
         }
         Ok(())
     }
 
     /// L2 norm over all accumulated gradients, summed in f64 in parameter order.
-    pub fn grad_norm(&self) -> f64 {
-        self.slots
-            .iter()
-            .map(|s| sum_of_squares(&s.grad))
-            .sum::<f64>()
-            .sqrt()
+    pub fn grad_norm(&self) -> Result<f64> {
+        let mut sum = 0.0;
+        for s in &self.slots {
+            sum += s.state.grad_sum_of_squares()?;
+        }
+        Ok(sum.sqrt())
     }
 
     /// Clips the accumulated gradient to `max_grad_norm` (global norm), applies one AdamW step
     /// with learning rate `lr`, and clears the accumulators.
     pub fn step(&mut self, lr: f64, max_grad_norm: Option<f64>) -> Result<StepStats> {
-        let grad_norm = self.grad_norm();
+        let grad_norm = self.grad_norm()?;
         if !grad_norm.is_finite() {
             return Err(TrainError::Config(format!(
                 "gradient norm is {grad_norm} at step {}: lower the learning rate",
@@ -206,14 +326,7 @@ impl FusedAdamW {
                 bias2: (1.0 - cfg.beta2.powi(t)) as f32,
                 clip,
             };
-            apply_update(
-                &slot.param.var,
-                &mut slot.m,
-                &mut slot.v,
-                &slot.grad,
-                &hyper,
-            )?;
-            slot.grad.iter_mut().for_each(|g| *g = 0.0);
+            slot.state.update(&slot.param.var, &hyper)?;
             slot.has_grad = false;
         }
         Ok(StepStats {
@@ -226,15 +339,9 @@ impl FusedAdamW {
     pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::with_capacity(2 * self.slots.len());
         for s in &self.slots {
-            let shape = s.param.var.shape();
-            out.push((
-                format!("m.{}", s.param.name),
-                Tensor::from_slice(&s.m, shape, &Device::Cpu)?,
-            ));
-            out.push((
-                format!("v.{}", s.param.name),
-                Tensor::from_slice(&s.v, shape, &Device::Cpu)?,
-            ));
+            let (m, v) = s.state.to_host(s.param.var.shape())?;
+            out.push((format!("m.{}", s.param.name), m));
+            out.push((format!("v.{}", s.param.name), v));
         }
         Ok(out)
     }
@@ -242,7 +349,7 @@ impl FusedAdamW {
     /// Restores what [`Self::state_tensors`] saved, exactly; every parameter must be present.
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>, step: u64) -> Result<()> {
         for s in &mut self.slots {
-            for (key, dst) in [("m", &mut s.m), ("v", &mut s.v)] {
+            let [m, v] = ["m", "v"].map(|key| {
                 let name = format!("{key}.{}", s.param.name);
                 let t = tensors
                     .get(&name)
@@ -254,8 +361,9 @@ impl FusedAdamW {
                         s.param.var.dims()
                     )));
                 }
-                *dst = t.flatten_all()?.to_vec1::<f32>()?;
-            }
+                Ok(t)
+            });
+            s.state.restore(m?, v?)?;
         }
         self.step = step;
         Ok(())
@@ -269,11 +377,16 @@ fn sum_of_squares(x: &[f32]) -> f64 {
 }
 
 fn root_mean_square(t: &Tensor) -> Result<f64> {
-    with_f32_slice(t, |x| (sum_of_squares(x) / x.len().max(1) as f64).sqrt())
+    let sum = if t.device().is_cpu() {
+        with_f32_slice(t, sum_of_squares)?
+    } else {
+        device_sum_of_squares(t)?
+    };
+    Ok((sum / t.elem_count().max(1) as f64).sqrt())
 }
 
 /// Calls `f` with the tensor's elements as a contiguous f32 slice, without a copy when the
-/// tensor already lives contiguously in CPU memory.
+/// tensor already lives contiguously in CPU memory as f32.
 fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;
     {
@@ -323,25 +436,7 @@ impl Hyper {
     }
 }
 
-/// Writes the update straight into the variable's CPU buffer through candle's in-place op
-/// hook; on other devices the weights make a round trip through host memory.
-fn apply_update(var: &Var, m: &mut [f32], v: &mut [f32], g: &[f32], h: &Hyper) -> Result<()> {
-    if var.device().is_cpu() {
-        let op = InPlace {
-            hyper: *h,
-            m: std::cell::RefCell::new(m),
-            v: std::cell::RefCell::new(v),
-            g,
-        };
-        var.as_tensor().inplace_op1(&op)?;
-    } else {
-        let mut p = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-        h.apply_parallel(&mut p, m, v, g);
-        var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
-    }
-    Ok(())
-}
-
+/// Writes the update straight into the variable's CPU buffer through candle's in-place op hook.
 struct InPlace<'a> {
     hyper: Hyper,
     // candle's in-place op interface hands out `&self` only.
@@ -448,6 +543,59 @@ mod tests {
         assert_ne!(a, init.flatten_all().unwrap().to_vec1::<f32>().unwrap());
     }
 
+    /// The tensor-op update that runs on accelerators, run here on the CPU, follows the fused
+    /// loop's trajectory (decay, relative steps, clipping and accumulation included), and its
+    /// checkpointed state restores into either kind.
+    #[test]
+    fn device_update_matches_the_fused_loop() {
+        let dev = Device::Cpu;
+        let init = Tensor::new(&[[0.5f32, -1.0, 2.0], [0.1, 0.2, -0.3]], &dev).unwrap();
+        let target = Tensor::new(&[[1.0f32, 1.0, 1.0], [0.0, -1.0, 0.5]], &dev).unwrap();
+        let cfg = AdamWConfig {
+            relative_steps: true,
+            weight_decay: 0.1,
+            ..AdamWConfig::default()
+        };
+        let run = |on_host: bool, steps: usize| {
+            let w = Var::from_tensor(&init.copy().unwrap()).unwrap();
+            let param = Param {
+                name: "w".into(),
+                var: w.clone(),
+                decay: true,
+            };
+            let mut opt = FusedAdamW::build(vec![param], cfg, |_| on_host).unwrap();
+            for _ in 0..steps {
+                for _ in 0..2 {
+                    let grads = quadratic_loss(&w, &target).backward().unwrap();
+                    opt.accumulate(&grads, 0.5).unwrap();
+                }
+                opt.step(0.05, Some(0.5)).unwrap();
+            }
+            (w, opt)
+        };
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (host, host_opt) = run(true, 12);
+        let (device, device_opt) = run(false, 12);
+        assert_ne!(flat(&host), flat(&init));
+        for (a, b) in flat(&host).iter().zip(flat(&device)) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        let saved: HashMap<String, Tensor> =
+            device_opt.state_tensors().unwrap().into_iter().collect();
+        for (name, t) in host_opt.state_tensors().unwrap() {
+            for (a, b) in flat(&t).iter().zip(flat(&saved[&name])) {
+                assert!((a - b).abs() < 1e-6, "{name}: {a} vs {b}");
+            }
+        }
+        let (_, mut restored) = run(false, 0);
+        restored.load_state(&saved, 12).unwrap();
+        let again: HashMap<String, Tensor> =
+            restored.state_tensors().unwrap().into_iter().collect();
+        for (name, t) in &saved {
+            assert_eq!(flat(t), flat(&again[name]), "{name}");
+        }
+    }
+
     #[test]
     fn clipping_scales_to_max_norm_and_accumulation_sums() {
         let dev = Device::Cpu;
@@ -467,11 +615,11 @@ mod tests {
             opt.accumulate(&grads, 0.5).unwrap();
         }
         // d/dw (w - t)^2 = -2t, averaged over two micro-batches: norm 2 * 5 = 10.
-        assert!((opt.grad_norm() - 10.0).abs() < 1e-5);
+        assert!((opt.grad_norm().unwrap() - 10.0).abs() < 1e-5);
         let stats = opt.step(0.1, Some(1.0)).unwrap();
         assert!((stats.grad_norm - 10.0).abs() < 1e-5);
         assert_eq!(stats.without_grad, 0);
-        assert_eq!(opt.grad_norm(), 0.0);
+        assert_eq!(opt.grad_norm().unwrap(), 0.0);
     }
 
     #[test]
@@ -497,8 +645,13 @@ mod tests {
         let saved: HashMap<_, _> = opt.state_tensors().unwrap().into_iter().collect();
         let mut restored = FusedAdamW::new(vec![param], AdamWConfig::default()).unwrap();
         restored.load_state(&saved, opt.step_count()).unwrap();
-        assert_eq!(restored.slots[0].m, opt.slots[0].m);
-        assert_eq!(restored.slots[0].v, opt.slots[0].v);
+        let again: HashMap<_, _> = restored.state_tensors().unwrap().into_iter().collect();
+        for (name, t) in &saved {
+            assert_eq!(
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                again[name].flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            );
+        }
         assert_eq!(restored.step_count(), 1);
     }
 

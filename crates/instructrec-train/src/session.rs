@@ -6,7 +6,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
 use instructrec_data::{ItemId, OutputLock, Prepared, UserId};
 use instructrec_instructions::{
     IntentionKind, LineFilter, PreferenceKind, Template, TemplateLibrary,
@@ -502,7 +501,7 @@ impl Setup {
                         ))
                     }
                 };
-                let model = Seq2Seq::load_hf_dir(&from, &Device::Cpu)?;
+                let model = Seq2Seq::load_hf_dir(&from, &config.run.device.open()?)?;
                 let (train, _, valid) = encode(&model)?;
                 Trainer::resume(model, train, valid, config.run.clone(), &self.out)?
                     .extend(config.epochs, config.max_steps)?
@@ -606,7 +605,7 @@ impl Setup {
         let compose = self.config.compose_item_tokens;
         let shape = match &self.model {
             ModelSource::Init(dir) => {
-                let model = Seq2Seq::load_hf_dir(dir, &Device::Cpu)?;
+                let model = Seq2Seq::load_hf_dir(dir, &self.config.run.device.open()?)?;
                 let items = compose
                     .then(|| ItemComposition::load(&model, dir))
                     .transpose()?;
@@ -644,7 +643,12 @@ impl Setup {
         // Items with the same title share one token.
         rows.sort_unstable();
         rows.dedup_by_key(|(token, _)| *token);
-        let model = create_model(tokenizer, &shape, self.config.seed, &Device::Cpu)?;
+        let model = create_model(
+            tokenizer,
+            &shape,
+            self.config.seed,
+            &self.config.run.device.open()?,
+        )?;
         if self.item_tokens.from_pieces && !rows.is_empty() {
             item_tokens_from_pieces(&model, &rows)?;
             tracing::info!("{} item tokens start from their titles' pieces", rows.len());

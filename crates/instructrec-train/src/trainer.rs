@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use instructrec_instructions::LineFilter;
-use instructrec_model::{seq2seq_nll, Dropout, Seq2Seq};
+use instructrec_model::{seq2seq_nll, DeviceSpec, Dropout, Seq2Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, OPTIMIZER_FILE, STATE_FILE};
@@ -83,6 +83,10 @@ pub struct RunControl {
     pub validate_start: bool,
     pub valid_batch_size: usize,
     pub progress: bool,
+    /// Where the steps run. A device changes only the float rounding, not the run, so a run
+    /// started on the CPU may resume on a GPU.
+    #[serde(default)]
+    pub device: DeviceSpec,
 }
 
 impl Default for TrainConfig {
@@ -113,6 +117,7 @@ impl Default for TrainConfig {
                 validate_start: false,
                 valid_batch_size: 32,
                 progress: true,
+                device: DeviceSpec::Cpu,
             },
         }
     }

@@ -102,6 +102,7 @@ fn config(seed: u64) -> TrainConfig {
             validate_start: false,
             valid_batch_size: 16,
             progress: false,
+            device: Default::default(),
         },
         ..TrainConfig::default()
     }

@@ -41,6 +41,10 @@ pub struct EvalArgs {
     /// Saves trained weights here and reuses them when configuration and dataset match.
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
+    /// Also save the fitted two-tower model in this directory, for `serve --matcher two-tower
+    /// --two-tower DIR` on the same --data (replaces only an earlier such save).
+    #[arg(long, value_name = "DIR")]
+    save_two_tower: Option<PathBuf>,
     /// Per-model training time budget, e.g. 90s, 20m, 1h 30m (overrides each model's default).
     #[arg(long, value_parser = super::duration)]
     time_budget: Option<Duration>,
@@ -124,6 +128,8 @@ pub struct EvalArgs {
     /// Each checkpoint's recorded line filter must rule out I1 lines.
     #[arg(long = "stage", value_name = "NAME=DIR")]
     stages: Vec<HeldOutStage>,
+    #[command(flatten)]
+    placement: super::PlacementArgs,
 }
 
 impl EvalArgs {
@@ -147,6 +153,7 @@ impl EvalArgs {
                 },
                 normalisation: Normalisation::length_normalised(self.length_normalise),
                 task: self.task,
+                placement: self.placement.placement(),
             },
             command: std::env::args().collect::<Vec<_>>().join(" "),
             recipe: self.recipe.clone(),
@@ -164,6 +171,7 @@ impl EvalArgs {
             checkpoint_dir: self.checkpoint_dir.clone(),
             text_encoder: self.text_encoder.clone(),
             search: plan.search_training().cloned(),
+            save_two_tower: self.save_two_tower.clone(),
         }
     }
 }

@@ -21,11 +21,17 @@ pub struct ModelData {
     /// A prepared dataset directory (from `instructrec data prepare`).
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub placement: super::PlacementArgs,
 }
 
 impl ModelData {
     pub fn load(&self) -> anyhow::Result<Recommender> {
-        Recommender::load(&self.model, &self.data, Options::default())
+        let options = Options {
+            placement: self.placement.placement(),
+            ..Options::default()
+        };
+        Recommender::load(&self.model, &self.data, options)
     }
 }
 
@@ -66,15 +72,22 @@ pub struct ServeArgs {
     /// it (behind a load balancer; on several hosts, a shared filesystem), instead of in memory.
     #[arg(long, value_name = "DIR")]
     session_dir: Option<PathBuf>,
-    /// The matching stage that retrieves candidates when a request lists none: bm25, or
-    /// generation (the model writes catalogue titles for the need, its T2 task form).
+    /// The matching stage that retrieves candidates when a request lists none: bm25,
+    /// generation (the model writes catalogue titles for the need, its T2 task form), or
+    /// two-tower (the model of --two-tower, from the history; requests without one go to bm25).
     #[arg(long, default_value = "bm25")]
     matcher: Matching,
+    /// The saved two-tower model that `--matcher two-tower` retrieves with: a directory written
+    /// by `instructrec eval --models two-tower --save-two-tower DIR` on the same --data.
+    #[arg(long, value_name = "DIR")]
+    two_tower: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServeConfig::new(args.served.model, args.served.data, args.addr);
+    config.options.placement = args.served.placement.placement();
     config.options.matching = args.matcher;
+    config.options.two_tower = args.two_tower;
     config.http = HttpConfig::new(args.model_slots.unwrap_or_else(default_model_slots));
     if let Some(n) = args.queue {
         config.http.queue = n;

@@ -50,9 +50,13 @@ pub struct Common {
     /// A new model needs --item-tokens; with --init, the checkpoint must have been trained so.
     #[arg(long)]
     compose_item_tokens: bool,
+    /// Train on cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`). A run may
+    /// resume on another device.
+    #[arg(long, default_value = "cpu")]
+    device: instructrec_model::DeviceSpec,
     /// Continue from OUT/last if it exists (weights, optimizer, data position, RNG streams).
     /// Every setting must be the checkpoint's, except the run controls (--time-budget,
-    /// --save-every, --eval-every, --quiet) and a larger --max-steps or more --epochs, which
+    /// --save-every, --eval-every, --quiet, --device) and a larger --max-steps or more --epochs, which
     /// extend the run.
     #[arg(long)]
     resume: bool,
@@ -186,6 +190,7 @@ impl Common {
                 validate_start: self.init.is_some(),
                 valid_batch_size: 2 * self.batch_size,
                 progress: !self.quiet,
+                device: self.device,
             },
             lora: self.lora_rank.map(|rank| LoraConfig {
                 rank,
