@@ -317,6 +317,62 @@ impl Matcher for GenerationMatcher {
     }
 }
 
+/// A matcher's recall at one depth over a sample of users.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Recall {
+    pub depth: usize,
+    /// Share of users whose held-out item is among the matcher's first `depth` items.
+    pub value: f64,
+    /// Standard error of that share over the users.
+    pub std_error: f64,
+}
+
+/// How often `matcher` retrieves each user's held-out item of `fold`, asked as the server asks
+/// it for a returning user who types nothing: the history before that item, that history
+/// excluded. One retrieval of the deepest depth per user; recall at a shallower depth counts
+/// its first items, so the depths of one matcher describe one ranking.
+pub fn recall(
+    matcher: &dyn Matcher,
+    prepared: &Prepared,
+    users: &[UserId],
+    fold: instructrec_data::Fold,
+    depths: &[usize],
+    mut progress: impl FnMut(),
+) -> anyhow::Result<Vec<Recall>> {
+    let deepest = depths.iter().copied().max().unwrap_or(0);
+    let mut found_at = Vec::with_capacity(users.len());
+    for &user in users {
+        let history: Vec<ItemId> = prepared
+            .history_before(user, fold)
+            .iter()
+            .map(|i| i.item)
+            .collect();
+        let exclude: HashSet<ItemId> = history.iter().copied().collect();
+        let query = MatchQuery {
+            user: Some(user),
+            history: &history,
+            text: String::new(),
+        };
+        let held_out = prepared.held_out(user, fold);
+        let items = matcher.retrieve(&query, deepest, &exclude)?;
+        found_at.push(items.iter().position(|&i| i == held_out));
+        progress();
+    }
+    let n = found_at.len().max(1) as f64;
+    Ok(depths
+        .iter()
+        .map(|&depth| {
+            let hits = found_at.iter().filter(|p| p.is_some_and(|p| p < depth));
+            let value = hits.count() as f64 / n;
+            Recall {
+                depth,
+                value,
+                std_error: (value * (1.0 - value) / n).sqrt(),
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +389,61 @@ mod tests {
         config.sequence.ff_dim = 8;
         config.sequence.max_len = 6;
         TwoTower::new(config, prepared, TextInput::default()).unwrap()
+    }
+
+    /// Finds the held-out item of every other user, second in its list.
+    struct EveryOther<'a>(&'a Prepared);
+
+    impl Matcher for EveryOther<'_> {
+        fn name(&self) -> String {
+            "every-other".into()
+        }
+
+        fn retrieve(
+            &self,
+            query: &MatchQuery<'_>,
+            n: usize,
+            exclude: &HashSet<ItemId>,
+        ) -> anyhow::Result<Vec<ItemId>> {
+            let user = query.user.unwrap();
+            assert_eq!(
+                query.history,
+                self.0
+                    .history_before(user, instructrec_data::Fold::Test)
+                    .iter()
+                    .map(|i| i.item)
+                    .collect::<Vec<_>>()
+            );
+            assert!(query.history.iter().all(|i| exclude.contains(i)));
+            let held_out = self.0.held_out(user, instructrec_data::Fold::Test);
+            let other = ItemId(u32::from(held_out.0 == 0));
+            let list = if user.0 % 2 == 0 {
+                vec![other, held_out]
+            } else {
+                vec![other]
+            };
+            Ok(list.into_iter().take(n).collect())
+        }
+    }
+
+    #[test]
+    fn recall_counts_held_out_items_within_each_depth() {
+        let prepared = instructrec_eval::synthetic::prepared(30, 120, 1);
+        let users: Vec<UserId> = (0..20).map(UserId).collect();
+        let mut calls = 0;
+        let r = recall(
+            &EveryOther(&prepared),
+            &prepared,
+            &users,
+            instructrec_data::Fold::Test,
+            &[1, 2, 10],
+            || calls += 1,
+        )
+        .unwrap();
+        assert_eq!(calls, 20);
+        assert_eq!(r[0].value, 0.0);
+        assert_eq!((r[1].value, r[2].value), (0.5, 0.5));
+        assert!((r[1].std_error - (0.25f64 / 20.0).sqrt()).abs() < 1e-12);
     }
 
     #[test]
