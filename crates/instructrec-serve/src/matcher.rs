@@ -417,7 +417,7 @@ mod tests {
             assert!(query.history.iter().all(|i| exclude.contains(i)));
             let held_out = self.0.held_out(user, instructrec_data::Fold::Test);
             let other = ItemId(u32::from(held_out.0 == 0));
-            let list = if user.0 % 2 == 0 {
+            let list = if user.0.is_multiple_of(2) {
                 vec![other, held_out]
             } else {
                 vec![other]
