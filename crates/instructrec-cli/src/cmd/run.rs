@@ -27,6 +27,9 @@ pub struct RunArgs {
     /// The input data (default: the recipe's `data.input`).
     #[arg(long)]
     input: Option<PathBuf>,
+    /// Where training and evaluation run (default: the recipe's `device`): cpu, cuda, cuda:N.
+    #[arg(long)]
+    device: Option<instructrec_model::DeviceSpec>,
     /// Stop after the evaluation instead of serving.
     #[arg(long)]
     no_serve: bool,
@@ -40,6 +43,9 @@ impl RunArgs {
         }
         if let Some(input) = &self.input {
             recipe.data.input.clone_from(input);
+        }
+        if let Some(device) = self.device {
+            recipe.device = device;
         }
         Ok(recipe)
     }
