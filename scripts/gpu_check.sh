@@ -13,12 +13,13 @@ features=()
 [[ $device == cpu ]] || features=(--features cuda)
 cargo build --release -p instructrec-cli "${features[@]}"
 bin=target/release/instructrec
+mkdir -p "$work"
 for d in cpu "$device"; do
   out=$work/$(tr : - <<<"$d")-$([[ $d == cpu ]] && echo ref || echo dev)
   rm -rf "$out"
-  start=$(date +%s.%N)
+  SECONDS=0
   "$bin" run --recipe quick --work "$out" --device "$d" --no-serve > "$out.log" 2>&1
-  echo "$d: $(echo "$(date +%s.%N) - $start" | bc) s (log $out.log)"
+  echo "$d: the quick recipe in $SECONDS s (log $out.log)"
 done
 python3 - "$work" <<'PY'
 import glob, json, os, sys
