@@ -14,8 +14,9 @@ features=()
 cargo build --release -p instructrec-cli "${features[@]}"
 bin=target/release/instructrec
 mkdir -p "$work"
-for d in cpu "$device"; do
-  out=$work/$(tr : - <<<"$d")-$([[ $d == cpu ]] && echo ref || echo dev)
+for half in ref dev; do
+  d=$([[ $half == ref ]] && echo cpu || echo "$device")
+  out=$work/$half-$(tr : - <<<"$d")
   rm -rf "$out"
   SECONDS=0
   "$bin" run --recipe quick --work "$out" --device "$d" --no-serve > "$out.log" 2>&1
@@ -24,8 +25,8 @@ done
 python3 - "$work" <<'PY'
 import glob, json, os, sys
 work = sys.argv[1]
-ref, dev = sorted(glob.glob(os.path.join(work, "*-ref"))), sorted(glob.glob(os.path.join(work, "*-dev")))
-ref, dev = ref[0], dev[0]
+ref, dev = (next(p for p in glob.glob(os.path.join(work, half + "-*")) if os.path.isdir(p))
+            for half in ("ref", "dev"))
 worst = 0.0
 for state in sorted(glob.glob(os.path.join(ref, "**", "last", "trainer_state.json"), recursive=True)):
     other = os.path.join(dev, os.path.relpath(state, ref))

@@ -72,4 +72,6 @@ fn serve_needs_the_directory_for_the_two_tower_matcher_and_reads_it_only_for_tha
     assert!(e.contains("give --two-tower DIR"), "{e}");
     let e = serve(&["--two-tower", missing]);
     assert!(e.contains("is read only by --matcher two-tower"), "{e}");
+    let e = serve(&["--matched", "0"]);
+    assert!(e.contains("--matched 0"), "{e}");
 }

@@ -77,6 +77,11 @@ pub struct ServeArgs {
     /// two-tower (the model of --two-tower, from the history; requests without one go to bm25).
     #[arg(long, default_value = "bm25")]
     matcher: Matching,
+    /// Candidates the matching stage retrieves for the reranker when a request lists none:
+    /// deeper finds the next item more often and costs one model pass per 10 (docs/serving.md
+    /// has each matcher's recall by depth).
+    #[arg(long, default_value_t = Options::default().matched)]
+    matched: usize,
     /// The saved two-tower model that `--matcher two-tower` retrieves with: a directory written
     /// by `instructrec eval --models two-tower --save-two-tower DIR` on the same --data.
     #[arg(long, value_name = "DIR")]
@@ -87,6 +92,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServeConfig::new(args.served.model, args.served.data, args.addr);
     config.options.placement = args.served.placement.placement();
     config.options.matching = args.matcher;
+    if args.matched == 0 {
+        anyhow::bail!("--matched 0 gives the reranker nothing to rank: give 1 or more");
+    }
+    config.options.matched = args.matched;
     config.options.two_tower = args.two_tower;
     config.http = HttpConfig::new(args.model_slots.unwrap_or_else(default_model_slots));
     if let Some(n) = args.queue {
