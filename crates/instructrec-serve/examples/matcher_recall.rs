@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use instructrec_data::seed::seeded_sample;
 use instructrec_data::{Fold, Prepared, UserId};
 use instructrec_instructions::TemplateLibrary;
-use instructrec_model::{Seq2Seq, TokenLimits};
+use instructrec_model::Seq2Seq;
 use instructrec_serve::matcher::recall;
 use instructrec_serve::{Bm25Matcher, GenerationMatcher, Matcher, Options, TwoTowerMatcher};
 
@@ -59,10 +59,7 @@ fn main() -> anyhow::Result<()> {
             &prepared,
             TemplateLibrary::builtin(),
             options.history_budget,
-            TokenLimits {
-                source: options.source_tokens,
-                target: options.target_tokens,
-            },
+            options.token_limits(),
         )?));
     }
     println!(

@@ -49,6 +49,16 @@ pub struct Options {
     pub placement: Placement,
 }
 
+impl Options {
+    /// The instruction and answer lengths the model reads, as one value.
+    pub fn token_limits(&self) -> TokenLimits {
+        TokenLimits {
+            source: self.source_tokens,
+            target: self.target_tokens,
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         let tokens = TokenLimits::default();
@@ -154,10 +164,7 @@ impl Recommender {
                 &prepared,
                 TemplateLibrary::builtin(),
                 options.history_budget,
-                TokenLimits {
-                    source: options.source_tokens,
-                    target: options.target_tokens,
-                },
+                options.token_limits(),
             )?),
             Matching::TwoTower => {
                 let dir = options.two_tower.as_deref().expect("checked above");
@@ -706,10 +713,7 @@ impl Recommender {
             Some((_, t)) => (Some(t.as_str()), None),
             None => (None, None),
         };
-        let limits = TokenLimits {
-            source: self.options.source_tokens,
-            target: self.options.target_tokens,
-        };
+        let limits = self.options.token_limits();
         let groups = candidates
             .len()
             .div_ceil(self.options.group_size.max(1))
