@@ -113,18 +113,19 @@ pub struct Fitted {
 
 /// Fits each baseline and evaluates it in `experiment`, in order, then the instruction models.
 /// When the experiment needs mined hard negatives, the two-tower miner is fitted first; under
-/// full ranking, `matcher` retrieves the items the instruction models rerank. Either is reused
-/// if it is also among `baselines`.
+/// full ranking, `matcher` retrieves the items the instruction models rerank (none: their own
+/// generation does, see `ExperimentSpec::generation_matcher`). Either is reused if it is also
+/// among `baselines`.
 pub fn evaluate_all(
     experiment: &mut Experiment,
     baselines: &[Baseline],
-    (matcher, depth): (Baseline, usize),
+    (matcher, depth): (Option<Baseline>, usize),
     options: &FitOptions,
 ) -> anyhow::Result<()> {
     if let Some(dir) = &options.save_two_tower {
         let trained_here = baselines.contains(&Baseline::TwoTower)
             || experiment.needs_miner()
-            || (experiment.needs_matcher() && matcher == Baseline::TwoTower);
+            || (experiment.needs_matcher() && matcher == Some(Baseline::TwoTower));
         if !trained_here {
             anyhow::bail!(
                 "--save-two-tower {}: this evaluation does not fit the two-tower model; add \
@@ -154,12 +155,15 @@ pub fn evaluate_all(
             .1;
         experiment.evaluate(f.scorer.as_ref(), f.report_entry(baseline.to_string()))?;
     }
-    if experiment.needs_matcher() && !fitted.iter().any(|(b, _)| *b == matcher) {
-        fitted.push((matcher, fit(matcher, experiment.prepared(), options)?));
+    // Without a baseline matcher the experiment retrieves with the instruction model itself.
+    if let Some(m) = matcher.filter(|_| experiment.needs_matcher()) {
+        if !fitted.iter().any(|(b, _)| *b == m) {
+            fitted.push((m, fit(m, experiment.prepared(), options)?));
+        }
     }
     let matcher = fitted
         .iter()
-        .find(|(b, _)| *b == matcher)
+        .find(|(b, _)| Some(*b) == matcher)
         .map(|(_, f)| f.scorer.as_ref());
     experiment.evaluate_instruction_models(matcher, depth)
 }

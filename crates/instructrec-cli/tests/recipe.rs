@@ -240,6 +240,31 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
         if protocol == "sequential" {
             let model = report["models"].as_array().unwrap().last().unwrap();
             assert_eq!(model["config"]["full_ranking"]["reranked"], 20, "{model}");
+            // The method's own matching step: the model's T2 generation retrieves what it
+            // reranks.
+            let generated = out.join("generation-matcher");
+            let mut with_generation = args.clone();
+            let at = with_generation.iter().position(|a| *a == "--out").unwrap();
+            with_generation[at + 1] = generated.to_str().unwrap();
+            with_generation.extend(["--matcher", "generation", "--rerank-depth", "5"]);
+            run_ok(&mut instructrec(&with_generation));
+            let r: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(generated.with_extension("json")).unwrap())
+                    .unwrap();
+            let model = r["models"].as_array().unwrap().last().unwrap();
+            let full = &model["config"]["full_ranking"];
+            assert_eq!(full["matcher"], "instructrec T2 generation", "{model}");
+            assert_eq!(full["reranked"], 5, "{model}");
+            let last = model["results"].as_array().unwrap().last().unwrap();
+            assert_eq!(last["setting"]["kind"], "full-ranking", "{last}");
+            // Five retrieved items: a positive ranks within them or is a miss.
+            let ranks = last["ranks"].as_array().unwrap();
+            let found = ranks.iter().filter(|r| r.as_u64().unwrap() <= 5).count();
+            assert_eq!(
+                last["metrics"]["hr10"].as_f64().unwrap(),
+                found as f64 / ranks.len() as f64,
+                "{last}"
+            );
         }
         if protocol == "hard-negatives" {
             // The mined lists are data: read back as a candidate file, they score alike.

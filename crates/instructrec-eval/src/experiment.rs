@@ -23,7 +23,9 @@ use crate::harness::{
     mine_hard_negatives, with_candidates, EvalCase, Evaluation, Setting,
 };
 use crate::heldout::{check_stage, HeldOutStage, StageInfo};
-use crate::instruct::{InstructRecScorer, InstructionRenderer, Normalisation, PermutedPrompts};
+use crate::instruct::{
+    GenerationMatcher, InstructRecScorer, InstructionRenderer, Normalisation, PermutedPrompts,
+};
 use crate::pipeline::MatchThenRerank;
 use crate::protocol::Protocol;
 use crate::queries::{read_queries, QueryKind, QueryLine};
@@ -108,6 +110,9 @@ pub struct ExperimentSpec {
     /// Also score each instruction model with every case's prompt taken from another case
     /// (the first setting's lists): the row that shows whether the model reads its prompt.
     pub permuted_prompts: bool,
+    /// Full ranking retrieves with each instruction model's own T2 generation (the method's
+    /// matching step) instead of the matcher the caller passes.
+    pub generation_matcher: bool,
 }
 
 /// The (query, target) pairs the search protocols' text models train on.
@@ -298,7 +303,7 @@ impl Experiment {
     /// Whether an instruction model is scored on the whole catalogue, which needs a matcher.
     pub fn needs_matcher(&self) -> bool {
         let models = self.spec.instruction_model.is_some() || !self.spec.stages.is_empty();
-        models && self.settings.contains(&Setting::FullRanking)
+        models && self.settings.contains(&Setting::FullRanking) && !self.spec.generation_matcher
     }
 
     /// Whether the protocol's lists still have to be mined (hard negatives): call
@@ -567,7 +572,7 @@ impl Experiment {
         let scoring = self.spec.scoring;
         let renderer = InstructionRenderer::new(
             &self.prepared,
-            (build.0, &build.1),
+            (build.0.clone(), &build.1),
             (scoring.task, preference, intention),
         )?;
         let scorer = InstructRecScorer::new(
@@ -577,6 +582,28 @@ impl Experiment {
             scoring.limits,
             scoring.normalisation,
         );
+        let generation =
+            if self.spec.generation_matcher && self.settings.contains(&Setting::FullRanking) {
+                // A copy of its own: the reranker owns the first.
+                let model = Seq2Seq::load_on(dir, scoring.placement)?;
+                let renderer = InstructionRenderer::new(
+                    &self.prepared,
+                    (build.0.clone(), &build.1),
+                    (TaskForm::Matching, preference, intention),
+                )?;
+                Some(GenerationMatcher::new(
+                    model,
+                    renderer,
+                    scoring.limits,
+                    depth,
+                )?)
+            } else {
+                None
+            };
+        let matcher = match &generation {
+            Some(g) => Some(g as &dyn Scorer),
+            None => matcher,
+        };
         let mut results = Vec::new();
         for i in 0..self.settings.len() {
             let e = match (self.settings[i], matcher) {

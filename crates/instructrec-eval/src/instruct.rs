@@ -11,7 +11,7 @@ use instructrec_instructions::{
     fit_history, BuildConfig, Fills, IntentionKind, PreferenceKind, TaskForm, Template,
     TemplateLibrary, WordCounter,
 };
-use instructrec_model::{Seq2Seq, TokenLimits};
+use instructrec_model::{Seq2Seq, TitleTrie, TokenLimits};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -188,6 +188,75 @@ impl Scorer for InstructRecScorer {
             self.limits,
             self.normalisation,
         )
+    }
+}
+
+/// The method's own matching step as a whole-catalogue scorer, for full ranking: the model
+/// writes catalogue titles for each case's need, asked in the scenario's matching (T2)
+/// template, by beam search constrained to the catalogue's titles. The items of the titles it
+/// writes score their log-likelihood, every other item minus infinity. It writes `depth` titles
+/// beyond those of the history (at most `depth` more), which the pipeline skips, as the server's
+/// generation matcher does.
+pub struct GenerationMatcher {
+    model: Seq2Seq,
+    renderer: InstructionRenderer,
+    trie: TitleTrie,
+    limits: TokenLimits,
+    depth: usize,
+}
+
+impl GenerationMatcher {
+    /// `renderer` must render the matching (T2) form.
+    pub fn new(
+        model: Seq2Seq,
+        renderer: InstructionRenderer,
+        limits: TokenLimits,
+        depth: usize,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            renderer.task == TaskForm::Matching,
+            "generation answers the matching (T2) form, not {}",
+            renderer.task
+        );
+        let titles: Vec<&str> = renderer.titles.iter().map(String::as_str).collect();
+        let trie = model.title_trie(&titles, limits.target)?;
+        Ok(Self {
+            model,
+            renderer,
+            trie,
+            limits,
+            depth,
+        })
+    }
+
+    fn catalogue_scores(&self, case: &Case) -> anyhow::Result<Vec<f32>> {
+        let instruction = self.renderer.render(case, &[])?;
+        let beams = self.depth + case.history.len().min(self.depth);
+        let generated =
+            self.model
+                .generate(&instruction, &self.trie, beams, beams, self.limits.source)?;
+        let mut scores = vec![f32::NEG_INFINITY; self.renderer.titles.len()];
+        for g in &generated {
+            for &item in &g.items {
+                scores[item] = g.sum;
+            }
+        }
+        Ok(scores)
+    }
+}
+
+impl Scorer for GenerationMatcher {
+    fn name(&self) -> String {
+        "instructrec T2 generation".into()
+    }
+
+    fn score(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<Vec<f32>> {
+        let all = self.catalogue_scores(case)?;
+        Ok(candidates.iter().map(|c| all[c.index()]).collect())
+    }
+
+    fn score_all(&self, cases: &[&Case]) -> Option<anyhow::Result<Vec<Vec<f32>>>> {
+        Some(cases.iter().map(|c| self.catalogue_scores(c)).collect())
     }
 }
 

@@ -65,12 +65,14 @@ impl Scorer for MatchThenRerank<'_> {
     }
 }
 
-/// The `depth` best-scored items not in `history` (ties to the lower id), best first.
+/// The `depth` best-scored items not in `history` (ties to the lower id), best first. Items the
+/// matcher gave no score (NaN or minus infinity, as a generating matcher gives every item it
+/// did not write) are not retrieved.
 fn top(scores: &[f32], history: &[ItemId], depth: usize) -> Vec<ItemId> {
     let seen: std::collections::HashSet<ItemId> = history.iter().copied().collect();
     let mut items: Vec<ItemId> = (0..scores.len() as u32)
         .map(ItemId)
-        .filter(|i| !seen.contains(i) && !scores[i.index()].is_nan())
+        .filter(|i| !seen.contains(i) && scores[i.index()] > f32::NEG_INFINITY)
         .collect();
     items.sort_by(|a, b| {
         scores[b.index()]

@@ -64,10 +64,11 @@ pub struct EvalArgs {
     /// Skip full-catalogue ranking.
     #[arg(long)]
     no_full_ranking: bool,
-    /// Full ranking: the model whose top --rerank-depth items of the catalogue the instruction
-    /// model reranks (the method's matching step; fitted if not among --models).
+    /// Full ranking: what retrieves the top --rerank-depth items of the catalogue that the
+    /// instruction model reranks: a baseline (fitted if not among --models), or `generation`,
+    /// the instruction model's own T2 answer (the method's matching step).
     #[arg(long, default_value = "bm25")]
-    matcher: Baseline,
+    matcher: FullRankingMatcher,
     /// Full ranking: how many of the matcher's items the instruction model reranks.
     #[arg(long, default_value_t = 20)]
     rerank_depth: usize,
@@ -159,6 +160,7 @@ impl EvalArgs {
             recipe: self.recipe.clone(),
             candidates: self.candidates.clone().map(|p| (p, self.candidate_ids)),
             permuted_prompts: self.permuted_prompts,
+            generation_matcher: self.matcher.0.is_none(),
         })
     }
 
@@ -183,8 +185,26 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let mut plan = Experiment::plan(args.spec()?)?;
     let options = args.fit_options(&plan);
-    let matcher = (args.matcher, args.rerank_depth);
+    let matcher = (args.matcher.0, args.rerank_depth);
     evaluate_all(&mut plan, &args.models, matcher, &options)?;
     println!("wrote {}.{{json,md,svg}}", plan.finish()?.display());
     Ok(())
+}
+
+/// `--matcher`: a baseline, or none for the instruction model's own generation.
+#[derive(Clone, Copy)]
+struct FullRankingMatcher(Option<Baseline>);
+
+impl std::str::FromStr for FullRankingMatcher {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "generation" => Ok(Self(None)),
+            _ => s
+                .parse()
+                .map(|b| Self(Some(b)))
+                .map_err(|e| format!("{e} (or generation)")),
+        }
+    }
 }
