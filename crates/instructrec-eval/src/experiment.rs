@@ -612,6 +612,7 @@ impl Experiment {
                         matcher,
                         reranker: &scorer,
                         depth,
+                        group: build.0.train_candidates,
                     };
                     self.evaluate_setting(&pipeline, i)?
                 }
@@ -631,6 +632,7 @@ impl Experiment {
                 "full_ranking": full_ranking.map(|m| serde_json::json!({
                     "matcher": m.name(),
                     "reranked": depth,
+                    "list_length": build.0.train_candidates,
                 })),
             }),
             config_hash: hex::encode(Sha256::digest(&model_config)),

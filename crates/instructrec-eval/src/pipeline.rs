@@ -1,6 +1,9 @@
 //! Full-catalogue ranking by the method's two steps: a matcher retrieves the top `depth` items
 //! of the whole catalogue, and the instruction model reranks them. Items the matcher leaves out
-//! rank below every retrieved one, so a positive outside the top `depth` is a miss.
+//! rank below every retrieved one, so a positive outside the top `depth` is a miss. The
+//! retrieved items are dealt round-robin into lists of at most `group` (the list length the
+//! model was tuned on), each asked about in its own instruction, as the server does; their
+//! scores are then compared across the lists.
 
 use instructrec_data::ItemId;
 
@@ -10,15 +13,17 @@ pub struct MatchThenRerank<'a> {
     pub matcher: &'a dyn Scorer,
     pub reranker: &'a dyn Scorer,
     pub depth: usize,
+    pub group: usize,
 }
 
 impl Scorer for MatchThenRerank<'_> {
     fn name(&self) -> String {
         format!(
-            "{} over the top {} of {}",
+            "{} over the top {} of {} in lists of {}",
             self.reranker.name(),
             self.depth,
-            self.matcher.name()
+            self.matcher.name(),
+            self.group
         )
     }
 
@@ -40,29 +45,48 @@ impl Scorer for MatchThenRerank<'_> {
             .zip(&matched)
             .map(|(case, scores)| top(scores, &case.history, self.depth))
             .collect();
+        let lists: Vec<Vec<Vec<ItemId>>> = retrieved
+            .iter()
+            .map(|items| deal(items, self.group))
+            .collect();
         let requests: Vec<Request<'_>> = cases
             .iter()
-            .zip(&retrieved)
-            .map(|(case, items)| Request {
-                case,
-                candidates: items,
+            .zip(&lists)
+            .flat_map(|(case, lists)| {
+                lists.iter().map(move |items| Request {
+                    case,
+                    candidates: items,
+                })
             })
             .collect();
         Some(self.reranker.score_batch(&requests).map(|reranked| {
-            reranked
+            let mut reranked = reranked.into_iter();
+            lists
                 .iter()
-                .zip(&retrieved)
                 .zip(&matched)
-                .map(|((scores, items), all)| {
+                .map(|(lists, all)| {
                     let mut out = vec![f32::NEG_INFINITY; all.len()];
-                    for (item, s) in items.iter().zip(scores) {
-                        out[item.index()] = *s;
+                    for (items, scores) in lists.iter().zip(reranked.by_ref()) {
+                        for (item, s) in items.iter().zip(scores) {
+                            out[item.index()] = s;
+                        }
                     }
                     out
                 })
                 .collect()
         }))
     }
+}
+
+/// `items` dealt round-robin into the fewest lists of at most `size` (at least one item each),
+/// so that every list gets some of the matcher's best.
+fn deal(items: &[ItemId], size: usize) -> Vec<Vec<ItemId>> {
+    let n = items.len().div_ceil(size.max(1)).max(1);
+    let mut lists = vec![Vec::new(); n.min(items.len().max(1))];
+    for (i, &item) in items.iter().enumerate() {
+        lists[i % n].push(item);
+    }
+    lists
 }
 
 /// The `depth` best-scored items not in `history` (ties to the lower id), best first. Items the
@@ -86,6 +110,20 @@ fn top(scores: &[f32], history: &[ItemId], depth: usize) -> Vec<ItemId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retrieved_items_are_dealt_round_robin_into_lists_of_at_most_the_group_size() {
+        let items: Vec<ItemId> = (0..23).map(ItemId).collect();
+        let lists = deal(&items, 10);
+        assert_eq!(lists.len(), 3);
+        assert_eq!(lists[0][..3], [ItemId(0), ItemId(3), ItemId(6)]);
+        assert!(lists.iter().all(|l| (7..=8).contains(&l.len())));
+        let mut all: Vec<ItemId> = lists.concat();
+        all.sort();
+        assert_eq!(all, items);
+        assert_eq!(deal(&items[..4], 10), vec![items[..4].to_vec()]);
+        assert_eq!(deal(&[], 10), vec![Vec::<ItemId>::new()]);
+    }
 
     #[test]
     fn top_skips_the_history_and_breaks_ties_by_id() {
