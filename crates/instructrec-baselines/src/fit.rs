@@ -79,6 +79,29 @@ impl FromStr for Baseline {
     }
 }
 
+/// What retrieves the items the instruction models rerank under full ranking (`eval --matcher`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullRankingMatcher {
+    /// A baseline scoring the whole catalogue, fitted if it is not among the evaluated models.
+    Baseline(Baseline),
+    /// Each instruction model's own T2 generation (`ExperimentSpec::generation_matcher`).
+    Generation,
+}
+
+impl FromStr for FullRankingMatcher {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "generation" => Ok(Self::Generation),
+            _ => s
+                .parse()
+                .map(Self::Baseline)
+                .map_err(|e| format!("{e} (or generation)")),
+        }
+    }
+}
+
 /// Training options shared by the neural baselines.
 #[derive(Debug, Clone)]
 pub struct FitOptions {
@@ -113,15 +136,19 @@ pub struct Fitted {
 
 /// Fits each baseline and evaluates it in `experiment`, in order, then the instruction models.
 /// When the experiment needs mined hard negatives, the two-tower miner is fitted first; under
-/// full ranking, `matcher` retrieves the items the instruction models rerank (none: their own
-/// generation does, see `ExperimentSpec::generation_matcher`). Either is reused if it is also
-/// among `baselines`.
+/// full ranking, `matcher` retrieves the items the instruction models rerank. Either is reused
+/// if it is also among `baselines`.
 pub fn evaluate_all(
     experiment: &mut Experiment,
     baselines: &[Baseline],
-    (matcher, depth): (Option<Baseline>, usize),
+    (matcher, depth): (FullRankingMatcher, usize),
     options: &FitOptions,
 ) -> anyhow::Result<()> {
+    // Generation needs no baseline: the experiment asks the instruction model itself.
+    let matcher = match matcher {
+        FullRankingMatcher::Baseline(b) => Some(b),
+        FullRankingMatcher::Generation => None,
+    };
     if let Some(dir) = &options.save_two_tower {
         let trained_here = baselines.contains(&Baseline::TwoTower)
             || experiment.needs_miner()
@@ -155,7 +182,6 @@ pub fn evaluate_all(
             .1;
         experiment.evaluate(f.scorer.as_ref(), f.report_entry(baseline.to_string()))?;
     }
-    // Without a baseline matcher the experiment retrieves with the instruction model itself.
     if let Some(m) = matcher.filter(|_| experiment.needs_matcher()) {
         if !fitted.iter().any(|(b, _)| *b == m) {
             fitted.push((m, fit(m, experiment.prepared(), options)?));

@@ -13,7 +13,9 @@ pub mod trainer;
 pub mod twotower;
 
 pub use bm25::{Bm25, Bm25Config};
-pub use fit::{evaluate_all, fit, Baseline, FitOptions, Fitted, SearchTraining};
+pub use fit::{
+    evaluate_all, fit, Baseline, FitOptions, Fitted, FullRankingMatcher, SearchTraining,
+};
 pub use popularity::Popularity;
 pub use seqrec::{SeqRec, SeqRecConfig, Variant};
 pub use textrec::{TextInput, TextModelKind, TextRec, TextRecConfig, TextSource};

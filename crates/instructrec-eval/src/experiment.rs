@@ -584,15 +584,13 @@ impl Experiment {
         );
         let generation =
             if self.spec.generation_matcher && self.settings.contains(&Setting::FullRanking) {
-                // A copy of its own: the reranker owns the first.
-                let model = Seq2Seq::load_on(dir, scoring.placement)?;
                 let renderer = InstructionRenderer::new(
                     &self.prepared,
                     (build.0.clone(), &build.1),
                     (TaskForm::Matching, preference, intention),
                 )?;
                 Some(GenerationMatcher::new(
-                    model,
+                    scorer.model(),
                     renderer,
                     scoring.limits,
                     depth,

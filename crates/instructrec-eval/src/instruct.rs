@@ -151,6 +151,10 @@ impl InstructRecScorer {
             normalisation,
         }
     }
+
+    pub fn model(&self) -> &Seq2Seq {
+        &self.model
+    }
 }
 
 impl Scorer for InstructRecScorer {
@@ -196,19 +200,19 @@ impl Scorer for InstructRecScorer {
 /// template, by beam search constrained to the catalogue's titles. The items of the titles it
 /// writes score their log-likelihood, every other item minus infinity. It writes `depth` titles
 /// beyond those of the history (at most `depth` more), which the pipeline skips, as the server's
-/// generation matcher does.
-pub struct GenerationMatcher {
-    model: Seq2Seq,
+/// generation matcher does. It asks the reranker's own model.
+pub struct GenerationMatcher<'a> {
+    model: &'a Seq2Seq,
     renderer: InstructionRenderer,
     trie: TitleTrie,
     limits: TokenLimits,
     depth: usize,
 }
 
-impl GenerationMatcher {
+impl<'a> GenerationMatcher<'a> {
     /// `renderer` must render the matching (T2) form.
     pub fn new(
-        model: Seq2Seq,
+        model: &'a Seq2Seq,
         renderer: InstructionRenderer,
         limits: TokenLimits,
         depth: usize,
@@ -245,7 +249,7 @@ impl GenerationMatcher {
     }
 }
 
-impl Scorer for GenerationMatcher {
+impl Scorer for GenerationMatcher<'_> {
     fn name(&self) -> String {
         "instructrec T2 generation".into()
     }

@@ -6,6 +6,7 @@
 //! scores are then compared across the lists.
 
 use instructrec_data::ItemId;
+use instructrec_instructions::rerank::deal;
 
 use crate::scorer::{Case, Request, Scorer};
 
@@ -47,7 +48,12 @@ impl Scorer for MatchThenRerank<'_> {
             .collect();
         let lists: Vec<Vec<Vec<ItemId>>> = retrieved
             .iter()
-            .map(|items| deal(items, self.group))
+            .map(|items| {
+                deal(items.len(), self.group)
+                    .iter()
+                    .map(|positions| positions.iter().map(|&i| items[i]).collect())
+                    .collect()
+            })
             .collect();
         let requests: Vec<Request<'_>> = cases
             .iter()
@@ -78,17 +84,6 @@ impl Scorer for MatchThenRerank<'_> {
     }
 }
 
-/// `items` dealt round-robin into the fewest lists of at most `size` (at least one item each),
-/// so that every list gets some of the matcher's best.
-fn deal(items: &[ItemId], size: usize) -> Vec<Vec<ItemId>> {
-    let n = items.len().div_ceil(size.max(1)).max(1);
-    let mut lists = vec![Vec::new(); n.min(items.len().max(1))];
-    for (i, &item) in items.iter().enumerate() {
-        lists[i % n].push(item);
-    }
-    lists
-}
-
 /// The `depth` best-scored items not in `history` (ties to the lower id), best first. Items the
 /// matcher gave no score (NaN or minus infinity, as a generating matcher gives every item it
 /// did not write) are not retrieved.
@@ -110,20 +105,6 @@ fn top(scores: &[f32], history: &[ItemId], depth: usize) -> Vec<ItemId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retrieved_items_are_dealt_round_robin_into_lists_of_at_most_the_group_size() {
-        let items: Vec<ItemId> = (0..23).map(ItemId).collect();
-        let lists = deal(&items, 10);
-        assert_eq!(lists.len(), 3);
-        assert_eq!(lists[0][..3], [ItemId(0), ItemId(3), ItemId(6)]);
-        assert!(lists.iter().all(|l| (7..=8).contains(&l.len())));
-        let mut all: Vec<ItemId> = lists.concat();
-        all.sort();
-        assert_eq!(all, items);
-        assert_eq!(deal(&items[..4], 10), vec![items[..4].to_vec()]);
-        assert_eq!(deal(&[], 10), vec![Vec::<ItemId>::new()]);
-    }
 
     #[test]
     fn top_skips_the_history_and_breaks_ties_by_id() {

@@ -72,6 +72,16 @@ pub fn display_order(seed: u64, user: UserId, fold: Fold, items: &[ItemId]) -> V
     shown
 }
 
+/// Positions `0..len` of a candidate list longer than the model's lists, dealt round-robin into
+/// the fewest groups of at most `size` (one group, empty, for an empty list): each group is asked
+/// about in its own instruction, and every group gets some of the matcher's best.
+pub fn deal(len: usize, size: usize) -> Vec<Vec<usize>> {
+    let groups = len.div_ceil(size.max(1)).max(1);
+    (0..groups)
+        .map(|g| (g..len).step_by(groups).collect())
+        .collect()
+}
+
 /// "It is a Saturday evening in March 1998.": the situation of a timestamped interaction.
 pub fn context_of(timestamp: Option<i64>) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp(timestamp?).ok()?;
@@ -94,5 +104,23 @@ pub(crate) fn fold_index(fold: Fold) -> usize {
     match fold {
         Fold::Validation => 0,
         Fold::Test => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_dealt_round_robin_into_groups_of_at_most_the_size() {
+        let groups = deal(23, 10);
+        assert_eq!(groups.len(), 3);
+        assert_eq!(groups[0][..3], [0, 3, 6]);
+        assert!(groups.iter().all(|g| (7..=8).contains(&g.len())));
+        let mut all = groups.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..23).collect::<Vec<_>>());
+        assert_eq!(deal(4, 10), vec![vec![0, 1, 2, 3]]);
+        assert_eq!(deal(0, 10), vec![Vec::<usize>::new()]);
     }
 }

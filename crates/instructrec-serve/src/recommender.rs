@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use instructrec_data::{Item, ItemId, Prepared, UserId};
+use instructrec_instructions::rerank::deal;
 use instructrec_instructions::{fit_history, IntentionKind, PreferenceKind, TokenCounter};
 use instructrec_instructions::{TaskForm, TemplateLibrary};
 use instructrec_model::{Placement, Seq2Seq, TokenLimits};
@@ -148,6 +149,9 @@ impl Recommender {
                 dir.display()
             ),
             _ => {}
+        }
+        if options.matched == 0 {
+            anyhow::bail!("--matched 0 gives the reranker nothing to rank: give 1 or more");
         }
         let prepared = Prepared::load(data_dir)
             .with_context(|| format!("loading the prepared dataset {}", data_dir.display()))?;
@@ -714,15 +718,11 @@ impl Recommender {
             None => (None, None),
         };
         let limits = self.options.token_limits();
-        let groups = candidates
-            .len()
-            .div_ceil(self.options.group_size.max(1))
-            .max(1);
+        let groups = deal(candidates.len(), self.options.group_size);
         let mut scores = vec![(f32::NEG_INFINITY, f32::NEG_INFINITY); candidates.len()];
         let mut group_of = vec![0; candidates.len()];
-        let mut scored_groups = Vec::with_capacity(groups);
-        for g in 0..groups {
-            let members: Vec<usize> = (g..candidates.len()).step_by(groups).collect();
+        let mut scored_groups = Vec::with_capacity(groups.len());
+        for (g, members) in groups.into_iter().enumerate() {
             let group_titles: Vec<&str> = members
                 .iter()
                 .map(|&i| self.item(candidates[i]).title.as_str())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use instructrec_baselines::{evaluate_all, Baseline, FitOptions};
+use instructrec_baselines::{evaluate_all, Baseline, FitOptions, FullRankingMatcher};
 use instructrec_eval::experiment::{Experiment, ExperimentSpec, InstructionScoring};
 use instructrec_eval::external::CandidateIds;
 use instructrec_eval::{HeldOutStage, Normalisation, Protocol, QueryKind};
@@ -160,7 +160,7 @@ impl EvalArgs {
             recipe: self.recipe.clone(),
             candidates: self.candidates.clone().map(|p| (p, self.candidate_ids)),
             permuted_prompts: self.permuted_prompts,
-            generation_matcher: self.matcher.0.is_none(),
+            generation_matcher: self.matcher == FullRankingMatcher::Generation,
         })
     }
 
@@ -185,26 +185,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let mut plan = Experiment::plan(args.spec()?)?;
     let options = args.fit_options(&plan);
-    let matcher = (args.matcher.0, args.rerank_depth);
+    let matcher = (args.matcher, args.rerank_depth);
     evaluate_all(&mut plan, &args.models, matcher, &options)?;
     println!("wrote {}.{{json,md,svg}}", plan.finish()?.display());
     Ok(())
-}
-
-/// `--matcher`: a baseline, or none for the instruction model's own generation.
-#[derive(Clone, Copy)]
-struct FullRankingMatcher(Option<Baseline>);
-
-impl std::str::FromStr for FullRankingMatcher {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "generation" => Ok(Self(None)),
-            _ => s
-                .parse()
-                .map(|b| Self(Some(b)))
-                .map_err(|e| format!("{e} (or generation)")),
-        }
-    }
 }

@@ -92,9 +92,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServeConfig::new(args.served.model, args.served.data, args.addr);
     config.options.placement = args.served.placement.placement();
     config.options.matching = args.matcher;
-    if args.matched == 0 {
-        anyhow::bail!("--matched 0 gives the reranker nothing to rank: give 1 or more");
-    }
     config.options.matched = args.matched;
     config.options.two_tower = args.two_tower;
     config.http = HttpConfig::new(args.model_slots.unwrap_or_else(default_model_slots));
