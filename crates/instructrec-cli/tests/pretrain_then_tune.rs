@@ -129,4 +129,30 @@ fn next_item_pretraining_with_item_tokens_then_tuning() {
     for dir in [&pre, &worded, &tuned] {
         assert!(dir.join("last/item_composition.safetensors").is_file());
     }
+
+    // Tuning that also composes the rows from the items' category labels extends the title-only
+    // composition it starts from, and records it, so that its own resume keeps it.
+    let categorised = root.join("categorised");
+    let out = args.iter().position(|a| *a == "--out").unwrap();
+    args[out + 1] = categorised.to_str().unwrap();
+    args.push("--compose-categories");
+    run_ok(&mut instructrec(&args));
+    // (item, piece) pairs, read from the safetensors header: 8 bytes of length, then JSON.
+    let pairs = |dir: &std::path::Path| {
+        let bytes = std::fs::read(dir.join("last/item_composition.safetensors")).unwrap();
+        let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+        header["items"]["shape"][0].as_u64().unwrap()
+    };
+    assert!(
+        pairs(&categorised) > pairs(&tuned),
+        "{} pairs with categories, {} without",
+        pairs(&categorised),
+        pairs(&tuned)
+    );
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(categorised.join("last/trainer_state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["config"]["compose_categories"], true);
 }

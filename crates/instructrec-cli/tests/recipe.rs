@@ -267,7 +267,9 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
             );
         }
         if protocol == "hard-negatives" {
-            // The mined lists are data: read back as a candidate file, they score alike.
+            // The mined lists are data: read back as a candidate file, they score alike, and
+            // another checkpoint (here the same one, under a variant label) is scored on them
+            // without mining again.
             let lists = stem.with_extension("candidates.jsonl");
             let manifest: serde_json::Value = serde_json::from_slice(
                 &std::fs::read(stem.with_extension("candidates.json")).unwrap(),
@@ -278,11 +280,22 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
             run_ok(&mut instructrec(&[
                 "eval",
                 "--protocol",
-                "sequential",
+                "hard-negatives",
                 "--data",
                 &data,
                 "--models",
                 "popularity",
+                "--instructrec",
+                &model,
+                "--variant",
+                "again",
+                "--instructions",
+                &instructions,
+                "--length-normalise",
+                "--max-source-len",
+                "320",
+                "--max-target-len",
+                "40",
                 "--no-full-ranking",
                 "--candidates",
                 lists.to_str().unwrap(),
@@ -292,10 +305,12 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
             let reused: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(again.with_extension("json")).unwrap())
                     .unwrap();
+            assert_eq!(reused["candidates"], report["candidates"]);
             assert_eq!(
                 reused["models"][0]["results"][0]["metrics"],
                 report["models"][0]["results"][0]["metrics"]
             );
+            assert_eq!(reused["models"][1]["name"], "instructrec-again-mean");
             // The same checkpoint asked in the other task forms, on the same lists.
             for (task, name) in [("T0", "instructrec-t0"), ("T2", "instructrec-t2-mean")] {
                 let asked = out.join(format!("asked-{task}"));
@@ -354,6 +369,8 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
         &scenario("sequential", "sequential"),
         "--scenario",
         &scenario("hard negatives", "hard-negatives"),
+        "--scenario",
+        &format!("hard negatives={}", out.join("reused.json").display()),
         "--out",
         table.to_str().unwrap(),
     ]));
@@ -362,6 +379,9 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
         "| sequential | 1+9 sampled | instructrec-mean |",
         "| sequential | 1+99 sampled | popularity |",
         "| hard negatives | 1+9 sampled | instructrec-mean-permuted |",
+        // The second report of the scenario: one popularity row, the checkpoint again, paired
+        // with itself on the same lists.
+        "| hard negatives | 1+9 sampled | instructrec-again-mean | instructrec-mean | +0.000 ± 0.000 |",
     ] {
         assert!(md.contains(row), "{row} not in {md}");
     }

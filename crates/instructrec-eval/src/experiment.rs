@@ -45,19 +45,25 @@ pub struct InstructionScoring {
 }
 
 impl InstructionScoring {
-    /// The report's name for the model, which says the task form and the scoring rule.
-    pub fn model_name(&self) -> String {
+    /// The report's name for the model, which says the task form and the scoring rule, after
+    /// the checkpoint's `variant` label when it has one (`instructrec-categories-mean`).
+    pub fn model_name(&self, variant: Option<&str>) -> String {
+        let model = match variant {
+            Some(v) => format!("instructrec-{v}"),
+            None => "instructrec".into(),
+        };
         let form = match self.task {
             TaskForm::Rerank => "",
             TaskForm::Matching => "-t2",
-            TaskForm::Pointwise => return "instructrec-t0".into(),
+            // Log odds have no length to normalise.
+            TaskForm::Pointwise => return format!("{model}-t0"),
             TaskForm::Pairwise => "-t1",
         };
         let rule = match self.normalisation {
             Normalisation::Sum => "",
             Normalisation::Mean => "-mean",
         };
-        format!("instructrec{form}{rule}")
+        format!("{model}{form}{rule}")
     }
 
     fn rule(&self) -> String {
@@ -113,6 +119,9 @@ pub struct ExperimentSpec {
     /// Full ranking retrieves with each instruction model's own T2 generation (the method's
     /// matching step) instead of the matcher the caller passes.
     pub generation_matcher: bool,
+    /// A label for the instruction model's checkpoint in its rows' names, so that reports of
+    /// several checkpoints can share one scenario table.
+    pub variant: Option<String>,
 }
 
 /// The (query, target) pairs the search protocols' text models train on.
@@ -146,6 +155,11 @@ pub struct Experiment {
 }
 
 impl ExperimentSpec {
+    /// The instruction model's name in the report.
+    pub fn model_name(&self) -> String {
+        self.scoring.model_name(self.variant.as_deref())
+    }
+
     /// Refuses combinations the protocol cannot honour, naming the flag to change.
     fn check(&self) -> anyhow::Result<()> {
         if self.scoring.task == TaskForm::Pairwise {
@@ -163,10 +177,12 @@ impl ExperimentSpec {
                  --instructrec (the tuned model) and --instructions (built from --data)"
             );
         }
-        if self.candidates.is_some() && p != Protocol::Sequential {
+        if self.candidates.is_some() && !matches!(p, Protocol::Sequential | Protocol::HardNegatives)
+        {
             bail!(
-                "--candidates lists are scored under the sequential protocol: their users' \
-                 histories stop before each positive (use --protocol sequential)"
+                "--candidates lists are scored under the sequential protocol (or, mined earlier, \
+                 hard-negatives): their users' histories stop before each positive (use \
+                 --protocol sequential)"
             );
         }
         if self.instruction_model.is_some() && p == Protocol::HeldOut {
@@ -225,7 +241,7 @@ impl Experiment {
         let stages = spec
             .stages
             .iter()
-            .map(|s| check_stage(s, format!("{} {}", spec.scoring.model_name(), s.name)))
+            .map(|s| check_stage(s, format!("{} {}", spec.model_name(), s.name)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut prepared = Prepared::load(&spec.data)
             .with_context(|| format!("loading the prepared dataset {}", spec.data.display()))?;
@@ -306,8 +322,9 @@ impl Experiment {
         models && self.settings.contains(&Setting::FullRanking) && !self.spec.generation_matcher
     }
 
-    /// Whether the protocol's lists still have to be mined (hard negatives): call
-    /// [`Experiment::mine`] with the miner before evaluating anything.
+    /// Whether the protocol's lists still have to be mined (hard negatives, unless an earlier
+    /// run's mined lists were given as candidates): call [`Experiment::mine`] with the miner
+    /// before evaluating anything.
     pub fn needs_miner(&self) -> bool {
         self.spec.protocol == Protocol::HardNegatives && self.cases.is_none()
     }
@@ -499,7 +516,7 @@ impl Experiment {
         matcher: Option<&dyn Scorer>,
         depth: usize,
     ) -> anyhow::Result<()> {
-        let name = self.spec.scoring.model_name();
+        let name = self.spec.model_name();
         let mut models: Vec<(PathBuf, String, Option<StageInfo>)> = self
             .spec
             .instruction_model

@@ -1,7 +1,9 @@
 //! The scenario table: one checkpoint's place in every scenario of the method, read from the
 //! per-protocol reports `eval` wrote (each names its data, seed, lists and models), so the table
 //! adds no number of its own. One row per scenario, list setting and model: HR@1 and NDCG@5 with
-//! their standard errors, and the report each came from.
+//! their standard errors, and the report each came from. A scenario given more than once (the
+//! reports of several checkpoints, named apart by `eval --variant`, on the same lists) gathers
+//! the rows of all its reports, so that they are compared case by case.
 
 use std::path::PathBuf;
 
@@ -89,9 +91,21 @@ struct ReportFile {
     #[serde(default)]
     partial: bool,
     protocol: String,
+    /// The lists scored: reports that share a scenario must have scored the same ones.
+    #[serde(default)]
+    candidates: Vec<ListsScored>,
     command: String,
     seed: u64,
     models: Vec<ModelFile>,
+}
+
+/// What identifies a report's lists (later reports say more about them, such as title ties).
+#[derive(Deserialize, PartialEq)]
+struct ListsScored {
+    fold: String,
+    size: usize,
+    cases: usize,
+    checksum: String,
 }
 
 #[derive(Deserialize)]
@@ -131,13 +145,48 @@ impl ScenarioTable {
                     path.display()
                 );
             }
+            let earlier = table.sources.iter().find(|s| s.scenario == source.name);
+            if let Some(first) = earlier {
+                let first_report: ReportFile =
+                    serde_json::from_slice(&std::fs::read(&first.report)?)?;
+                if first.protocol != report.protocol || first_report.candidates != report.candidates
+                {
+                    bail!(
+                        "scenario {}: {} and {} did not score the same protocol and lists ({} \
+                         against {}); give each its own scenario name",
+                        source.name,
+                        first.report,
+                        path.display(),
+                        first.protocol,
+                        report.protocol
+                    );
+                }
+            }
             let before = table.rows.len();
             for model in &report.models {
                 for e in &model.results {
+                    let setting = e.setting.to_string();
+                    let same = table.rows.iter().find(|r| {
+                        r.scenario == source.name && r.setting == setting && r.model == model.name
+                    });
+                    if let Some(same) = same {
+                        // A baseline refitted with the same seed gives the same ranks: one row.
+                        if same.ranks == e.ranks && !e.ranks.is_empty() {
+                            continue;
+                        }
+                        bail!(
+                            "scenario {}: {} ({setting}) is in two of its reports with different \
+                             results ({}); name each checkpoint's rows apart with `eval --variant \
+                             NAME`",
+                            source.name,
+                            model.name,
+                            path.display()
+                        );
+                    }
                     let m = &e.metrics;
                     table.rows.push(ScenarioRow {
                         scenario: source.name.clone(),
-                        setting: e.setting.to_string(),
+                        setting,
                         model: model.name.clone(),
                         cases: m.cases,
                         hr1: m.hr1,
@@ -148,7 +197,7 @@ impl ScenarioTable {
                     });
                 }
             }
-            if table.rows.len() == before {
+            if table.rows.len() == before && earlier.is_none() {
                 bail!(
                     "scenario {}: {} has no results",
                     source.name,
@@ -336,6 +385,49 @@ mod tests {
         let e = ScenarioTable::read(&[format!("hard={}", stopped.display()).parse().unwrap()])
             .unwrap_err();
         assert!(format!("{e:#}").contains("is a partial report"), "{e:#}");
+        // A second checkpoint's report on the same lists joins the scenario: its BM25 row is
+        // the same one, its instruction model is compared with the first's case by case.
+        let b = dir.path().join("b.json");
+        std::fs::write(&b, report(&[("bm25", 0.4), ("instructrec-cat-mean", 0.2)])).unwrap();
+        let both: Vec<ScenarioSource> = [&a, &b]
+            .iter()
+            .map(|p| format!("sequential={}", p.display()).parse().unwrap())
+            .collect();
+        let table = ScenarioTable::read(&both).unwrap();
+        let models: Vec<&str> = table.rows.iter().map(|r| r.model.as_str()).collect();
+        assert_eq!(models, ["bm25", "instructrec-mean", "instructrec-cat-mean"]);
+        assert_eq!(table.sources.len(), 2);
+        let c = table
+            .comparisons
+            .iter()
+            .find(|c| c.model == "instructrec-mean" && c.against == "instructrec-cat-mean")
+            .unwrap();
+        assert!((c.difference.hr1 - 1.0 / 3.0).abs() < 1e-12);
+        // Two different results under one name cannot be told apart.
+        let clash = dir.path().join("clash.json");
+        std::fs::write(&clash, report(&[("instructrec-mean", 0.2)])).unwrap();
+        let e = ScenarioTable::read(&[
+            both[0].clone(),
+            format!("sequential={}", clash.display()).parse().unwrap(),
+        ])
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("eval --variant"), "{e:#}");
+        // Nor can reports of other lists share a scenario.
+        let mut other: serde_json::Value =
+            serde_json::from_str(&report(&[("instructrec-cat-mean", 0.2)])).unwrap();
+        other["candidates"] =
+            serde_json::json!([{"fold": "test", "size": 10, "cases": 3, "checksum": "another"}]);
+        let elsewhere = dir.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, other.to_string()).unwrap();
+        let e = ScenarioTable::read(&[
+            both[0].clone(),
+            format!("sequential={}", elsewhere.display())
+                .parse()
+                .unwrap(),
+        ])
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("did not score the same"), "{e:#}");
+
         let e = ScenarioTable::read(&["x=/nowhere.json".parse().unwrap()]).unwrap_err();
         assert!(format!("{e:#}").contains("/nowhere.json"), "{e:#}");
         assert!("no-equals".parse::<ScenarioSource>().is_err());

@@ -12,7 +12,7 @@
 //! The free rows and the item-to-pieces map are saved beside the model, for `--resume` and for
 //! a later stage that keeps composing from the same checkpoint.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
@@ -130,6 +130,42 @@ impl ItemComposition {
         Ok(composition)
     }
 
+    /// Each composed item token with its pieces, in token order.
+    pub fn rows(&self) -> Result<BTreeMap<u32, Vec<u32>>> {
+        let mut rows: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for (item, piece) in self
+            .items
+            .to_vec1::<u32>()?
+            .into_iter()
+            .zip(self.pieces.to_vec1::<u32>()?)
+        {
+            rows.entry(item).or_default().push(piece);
+        }
+        Ok(rows)
+    }
+
+    /// This composition with `extra` pieces added to the rows of the item tokens it composes
+    /// (a piece an item already has is not added twice), re-attached over `model`'s current
+    /// embeddings, which stay as they are. Unchanged when nothing is new, so that a checkpoint
+    /// already composed so continues with its own free rows.
+    pub fn extended(self, extra: &HashMap<u32, Vec<u32>>) -> Result<Self> {
+        let mut rows = self.rows()?;
+        let mut added = 0usize;
+        for (token, pieces) in rows.iter_mut() {
+            for p in extra.get(token).into_iter().flatten() {
+                if !pieces.contains(p) {
+                    pieces.push(*p);
+                    added += 1;
+                }
+            }
+        }
+        if added == 0 {
+            return Ok(self);
+        }
+        tracing::info!("{added} pieces added to the composition of item tokens");
+        Self::over(self.weight, &rows.into_iter().collect::<Vec<_>>())
+    }
+
     /// What the optimizer trains in place of model parameter `p`: the free rows for the
     /// embeddings (under their name, so they decay as the embeddings would), else `p` itself.
     pub fn stand_in(&self, p: Param) -> Param {
@@ -238,6 +274,38 @@ mod tests {
             assert!((g[3][d] - r[3][d]).abs() < 1e-6);
             assert!((g[4][d] - r[4][d]).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn extending_adds_new_pieces_only_and_keeps_the_rows() {
+        let table: Vec<f32> = (0..12).map(|x| (x as f32 * 0.7).sin()).collect();
+        let weight =
+            Var::from_tensor(&Tensor::from_vec(table, (6, 2), &Device::Cpu).unwrap()).unwrap();
+        let before = rows(weight.as_tensor());
+        let items =
+            ItemComposition::over(weight.clone(), &[(4, vec![0, 1]), (5, vec![2])]).unwrap();
+        items.merge().unwrap();
+        // Piece 1 is already item 4's; piece 3 is new to it; item 5 gets nothing; token 9 is
+        // not a composed item and is ignored.
+        let extra = HashMap::from([(4, vec![1, 3]), (9, vec![0])]);
+        let extended = items.extended(&extra).unwrap();
+        assert_eq!(
+            extended.rows().unwrap(),
+            BTreeMap::from([(4, vec![0, 1, 3]), (5, vec![2])])
+        );
+        extended.merge().unwrap();
+        let after = rows(weight.as_tensor());
+        for (a, b) in before.iter().flatten().zip(after.iter().flatten()) {
+            assert!((a - b).abs() < 1e-6, "extending moved a row: {a} -> {b}");
+        }
+        // Item 4's free row now leaves room for three pieces.
+        let free = rows(extended.free.as_tensor());
+        let s = 1.0 / 3f32.sqrt();
+        let want = before[4][0] - s * (before[0][0] + before[1][0] + before[3][0]);
+        assert!((free[4][0] - want).abs() < 1e-6);
+        // Nothing new: the same composition, free rows included.
+        let again = extended.extended(&extra).unwrap();
+        assert_eq!(rows(again.free.as_tensor()), free);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! a token per catalogue title), resuming with the checks that keep a resumed run the run it
 //! was, and the examples of instruction tuning and of each pre-training objective.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -196,14 +197,16 @@ impl Setup {
             ),
             None => Vec::new(),
         };
-        let titles = match tuning.prepared {
-            Some(prepared) => self.item_titles(prepared),
-            None if self.item_tokens.add => {
+        let texts = match tuning.prepared {
+            Some(prepared) => self.item_texts(prepared),
+            None if self.item_tokens.add || self.config.compose_categories => {
                 return Err(TrainError::Config(
-                    "item tokens need the prepared dataset of the instructions".into(),
+                    "item tokens and their categories need the prepared dataset of the \
+                     instructions"
+                        .into(),
                 ))
             }
-            None => Vec::new(),
+            None => ItemTexts::default(),
         };
         let config = TrainConfig {
             lines: Some(tuning.lines.clone()),
@@ -214,7 +217,7 @@ impl Setup {
             metric,
             ..Hooks::default()
         };
-        let report = self.run_examples(&config, &train, &valid, &titles, &mut hooks)?;
+        let report = self.run_examples(&config, &train, &valid, &texts, &mut hooks)?;
         Ok(self.summary(report, ranked))
     }
 
@@ -301,7 +304,7 @@ impl Setup {
             || {
                 self.initial_model(
                     texts.iter().chain(&valid_texts).cloned(),
-                    &self.item_titles(prepared),
+                    &self.item_texts(prepared),
                 )
             },
             |model| {
@@ -391,7 +394,7 @@ impl Setup {
             &self.config,
             &train,
             &valid,
-            &self.item_titles(prepared),
+            &self.item_texts(prepared),
             &mut Hooks::default(),
         )
     }
@@ -416,12 +419,20 @@ impl Setup {
         Ok((all, valid))
     }
 
-    /// The catalogue titles that get tokens of their own (none without item tokens).
-    fn item_titles(&self, prepared: &Prepared) -> Vec<String> {
-        if !self.item_tokens.add {
-            return Vec::new();
+    /// What a new model's item tokens and their composition are made of.
+    fn item_texts(&self, prepared: &Prepared) -> ItemTexts {
+        ItemTexts {
+            titles: if self.item_tokens.add {
+                prepared.titles()
+            } else {
+                Vec::new()
+            },
+            labels: if self.config.compose_categories {
+                distinctive_labels(prepared)
+            } else {
+                Vec::new()
+            },
         }
-        prepared.titles()
     }
 
     /// Trains on text examples; a new model's tokenizer learns from their sources and targets.
@@ -430,7 +441,7 @@ impl Setup {
         config: &TrainConfig,
         train: &[Example],
         valid: &[Example],
-        item_titles: &[String],
+        texts: &ItemTexts,
         hooks: &mut Hooks<'_>,
     ) -> Result<TrainReport> {
         self.run(
@@ -440,7 +451,7 @@ impl Setup {
                     train
                         .iter()
                         .flat_map(|e| [e.source.clone(), e.target.clone()]),
-                    item_titles,
+                    texts,
                 )
             },
             |model| {
@@ -596,19 +607,30 @@ impl Setup {
     }
 
     /// The model to start from: the checkpoint of `--init`, or a new one whose tokenizer is
-    /// trained on `own_text` and the corpus files, plus one token for each of `item_titles`.
+    /// trained on `own_text` and the corpus files, plus one token for each of `texts.titles`.
     fn initial_model(
         &self,
         own_text: impl Iterator<Item = String>,
-        item_titles: &[String],
+        texts: &ItemTexts,
     ) -> Result<(Seq2Seq, Option<ItemComposition>)> {
         let compose = self.config.compose_item_tokens;
+        if self.config.compose_categories && !compose {
+            return Err(TrainError::Config(
+                "composing item rows with their categories needs --compose-item-tokens".into(),
+            ));
+        }
         let shape = match &self.model {
             ModelSource::Init(dir) => {
                 let model = Seq2Seq::load_hf_dir(dir, &self.config.run.device.open()?)?;
-                let items = compose
+                let mut items = compose
                     .then(|| ItemComposition::load(&model, dir))
                     .transpose()?;
+                if !texts.labels.is_empty() {
+                    if let Some(composition) = items.take() {
+                        let extra = category_pieces(&model.tokenizer, texts, &composition.rows()?)?;
+                        items = Some(composition.extended(&extra)?);
+                    }
+                }
                 return Ok((model, items));
             }
             ModelSource::Preset(preset) => T5Config::preset(*preset),
@@ -617,7 +639,8 @@ impl Setup {
         let mut tokenizer = self.new_tokenizer(own_text)?;
         // Pieces are read before the titles become tokens of their own.
         let pieces: Vec<(&str, Vec<u32>)> = if self.item_tokens.from_pieces || compose {
-            item_titles
+            texts
+                .titles
                 .iter()
                 .map(|t| {
                     let ids = tokenizer.encode(t.trim(), false)?;
@@ -628,8 +651,8 @@ impl Setup {
             Vec::new()
         };
         let first_item_token = tokenizer.get_vocab_size(true) as u32;
-        if !item_titles.is_empty() {
-            let added = add_item_tokens(&mut tokenizer, item_titles.iter().map(String::as_str))?;
+        if !texts.titles.is_empty() {
+            let added = add_item_tokens(&mut tokenizer, texts.titles.iter().map(String::as_str))?;
             tracing::info!("{added} item-title tokens added to the tokenizer");
         }
         let mut rows: Vec<(u32, Vec<u32>)> = pieces
@@ -643,6 +666,16 @@ impl Setup {
         // Items with the same title share one token.
         rows.sort_unstable();
         rows.dedup_by_key(|(token, _)| *token);
+        if !texts.labels.is_empty() {
+            let extra = category_pieces(&tokenizer, texts, &rows.iter().cloned().collect())?;
+            for (token, pieces) in &mut rows {
+                for p in extra.get(token).into_iter().flatten() {
+                    if !pieces.contains(p) {
+                        pieces.push(*p);
+                    }
+                }
+            }
+        }
         let model = create_model(
             tokenizer,
             &shape,
@@ -668,6 +701,83 @@ impl Setup {
         let items = ItemComposition::attach(&model, &rows)?;
         Ok((model, Some(items)))
     }
+}
+
+/// The catalogue as a new model's item tokens and their composition see it.
+#[derive(Debug, Default)]
+struct ItemTexts {
+    /// Titles that get tokens of their own (none without item tokens).
+    titles: Vec<String>,
+    /// Each item's title with the category labels its row is also composed from (none unless
+    /// [`TrainConfig::compose_categories`]).
+    labels: Vec<(String, Vec<String>)>,
+}
+
+/// Each item's category labels but those more than half the catalogue carries: a label on
+/// nearly every item ("Video Games") tells none apart, and would only dilute each row.
+fn distinctive_labels(prepared: &Prepared) -> Vec<(String, Vec<String>)> {
+    let items = &prepared.dataset.items;
+    let mut carriers: HashMap<&str, usize> = HashMap::new();
+    for item in items {
+        let mut own: Vec<&str> = item.categories.iter().map(String::as_str).collect();
+        own.sort_unstable();
+        own.dedup();
+        for label in own {
+            *carriers.entry(label).or_default() += 1;
+        }
+    }
+    items
+        .iter()
+        .map(|item| {
+            let mut kept: Vec<String> = Vec::new();
+            for label in &item.categories {
+                if 2 * carriers[label.as_str()] <= items.len() && !kept.contains(label) {
+                    kept.push(label.clone());
+                }
+            }
+            (item.title.trim().to_string(), kept)
+        })
+        .collect()
+}
+
+/// The word pieces of each composed item token's category labels. A label that reads as a
+/// catalogue title ("PlayStation 4") comes out of the tokenizer as that item's token, which
+/// stands for its title pieces here (`rows`), since an item row may not feed on another. Items
+/// sharing a title (and so a token) take the first one's labels.
+fn category_pieces(
+    tokenizer: &Tokenizer,
+    texts: &ItemTexts,
+    rows: &BTreeMap<u32, Vec<u32>>,
+) -> Result<HashMap<u32, Vec<u32>>> {
+    let mut encoded: HashMap<&str, Vec<u32>> = HashMap::new();
+    let mut out: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (title, labels) in &texts.labels {
+        let Some(token) = tokenizer
+            .token_to_id(title)
+            .filter(|t| rows.contains_key(t))
+        else {
+            continue;
+        };
+        if out.contains_key(&token) {
+            continue;
+        }
+        let mut pieces = Vec::new();
+        for label in labels {
+            if !encoded.contains_key(label.as_str()) {
+                let ids = tokenizer.encode(label.as_str(), false)?.get_ids().to_vec();
+                encoded.insert(label, ids);
+            }
+            for id in &encoded[label.as_str()] {
+                for p in rows.get(id).map_or(std::slice::from_ref(id), Vec::as_slice) {
+                    if !pieces.contains(p) {
+                        pieces.push(*p);
+                    }
+                }
+            }
+        }
+        out.insert(token, pieces);
+    }
+    Ok(out)
 }
 
 /// A model shape from a Hugging Face-style T5 config.json.

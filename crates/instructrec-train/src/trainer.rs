@@ -59,6 +59,11 @@ pub struct TrainConfig {
     /// ([`ItemComposition`]); set by [`Trainer::compose_item_tokens`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compose_item_tokens: bool,
+    /// The composed rows also hold the pieces of their items' category labels (those that at
+    /// most half the catalogue carries), so that a query naming a category reaches every item
+    /// filed under it, including items never asked for by that name in training.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compose_categories: bool,
     /// Which instruction lines the examples were read with; `None` when not from instruction
     /// lines (span corruption) or not recorded (checkpoints made before it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,6 +114,7 @@ impl Default for TrainConfig {
             bucket_batches: 50,
             lora: None,
             compose_item_tokens: false,
+            compose_categories: false,
             lines: None,
             run: RunControl {
                 time_budget: None,

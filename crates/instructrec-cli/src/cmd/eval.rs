@@ -101,6 +101,11 @@ pub struct EvalArgs {
     /// whether the model reads what it is asked.
     #[arg(long, requires = "instructrec")]
     permuted_prompts: bool,
+    /// A label for the --instructrec checkpoint: its rows are named `instructrec-NAME...`
+    /// instead of `instructrec...`, so that the reports of several checkpoints on the same
+    /// lists can go into one table (`instructrec scenarios`, a scenario given once per report).
+    #[arg(long, value_name = "NAME", requires = "instructrec", value_parser = variant_label)]
+    variant: Option<String>,
     /// Search protocols: which fill is the query (explicit = P2, vague = I1, specific = I2).
     /// product-search always uses specific; personalised-search and tournament default to vague.
     #[arg(long)]
@@ -116,6 +121,8 @@ pub struct EvalArgs {
     /// Score these candidate lists instead of the stored ones (sequential protocol): JSON lines
     /// `{"user", "positive", "negatives"}` in the ids of --candidate-ids. Lines that cannot be
     /// scored are dropped and counted by reason; the file's checksum goes into the report.
+    /// Under hard-negatives: the lists an earlier run mined (its <out>.candidates.jsonl), so
+    /// that another checkpoint is scored on them without fitting the miner again.
     #[arg(long)]
     candidates: Option<PathBuf>,
     /// The ids of --candidates: raw (the source data's user and item ids) or prepared.
@@ -161,6 +168,7 @@ impl EvalArgs {
             candidates: self.candidates.clone().map(|p| (p, self.candidate_ids)),
             permuted_prompts: self.permuted_prompts,
             generation_matcher: self.matcher == FullRankingMatcher::Generation,
+            variant: self.variant.clone(),
         })
     }
 
@@ -175,6 +183,20 @@ impl EvalArgs {
             search: plan.search_training().cloned(),
             save_two_tower: self.save_two_tower.clone(),
         }
+    }
+}
+
+/// A row-name label: letters, digits, '-' and '_', so that names stay one word in tables.
+fn variant_label(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?}: use letters, digits, '-' and '_' (e.g. categories)"
+        ))
     }
 }
 

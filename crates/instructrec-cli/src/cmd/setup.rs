@@ -50,6 +50,11 @@ pub struct Common {
     /// A new model needs --item-tokens; with --init, the checkpoint must have been trained so.
     #[arg(long)]
     compose_item_tokens: bool,
+    /// Also compose each item token's row from its item's category labels in --data (those at
+    /// most half the catalogue carries), so that a query naming a category reaches the items
+    /// filed under it. With --init, a checkpoint composed from titles alone gains them.
+    #[arg(long, requires_all = ["compose_item_tokens", "data"])]
+    compose_categories: bool,
     /// Train on cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`). A run may
     /// resume on another device.
     #[arg(long, default_value = "cpu")]
@@ -198,6 +203,7 @@ impl Common {
                 targets: self.lora_targets.clone(),
             }),
             compose_item_tokens: self.compose_item_tokens,
+            compose_categories: self.compose_categories,
             ..TrainConfig::default()
         };
         cfg.adamw.weight_decay = self.weight_decay;
