@@ -18,7 +18,7 @@ use crate::bm25::{Bm25, Bm25Config};
 use crate::popularity::Popularity;
 use crate::seqrec::{self, SeqRec, SeqRecConfig};
 use crate::textrec::{
-    self, read_pairs, TextInput, TextModelKind, TextRec, TextRecConfig, TextSource,
+    self, read_pairs, TextInput, TextModelKind, TextRec, TextRecConfig, TextSource, WordHash,
 };
 use crate::trainer::{train_or_load, Checkpoint, Stopping, Trainable, Trained};
 use crate::twotower::{self, TwoTower, TwoTowerConfig};
@@ -322,6 +322,7 @@ fn text_source(options: &FitOptions) -> anyhow::Result<(Option<SentenceEncoder>,
         None => TextSource::Trained {
             buckets: 1 << 15,
             dim: 64,
+            words: WordHash::Fnv1a64,
         },
     };
     Ok((encoder, text))

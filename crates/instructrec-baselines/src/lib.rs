@@ -18,6 +18,6 @@ pub use fit::{
 };
 pub use popularity::Popularity;
 pub use seqrec::{SeqRec, SeqRecConfig, Variant};
-pub use textrec::{TextInput, TextModelKind, TextRec, TextRecConfig, TextSource};
+pub use textrec::{TextInput, TextModelKind, TextRec, TextRecConfig, TextSource, WordHash};
 pub use trainer::{Stopping, Trainable, Trained};
 pub use twotower::{TwoTower, TwoTowerConfig};

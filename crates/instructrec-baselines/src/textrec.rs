@@ -12,9 +12,7 @@
 //! directory the user gives) or, without one, from a bag of hashed words whose embeddings are
 //! trained here with the model. Reports name which.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -45,7 +43,37 @@ pub enum TextSource {
     Pretrained { dir: PathBuf, weights: String },
     /// Hashed words (lower-cased alphanumeric runs) into `buckets` trainable embeddings of
     /// `dim`, mean-pooled.
-    Trained { buckets: usize, dim: usize },
+    Trained {
+        buckets: usize,
+        dim: usize,
+        words: WordHash,
+    },
+}
+
+/// How a word picks its embedding row. Part of the configuration, so that a saved model or a
+/// cached checkpoint is only read by the hash it was trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WordHash {
+    /// FNV-1a (64-bit) of the lower-cased word's UTF-8 bytes, modulo the buckets: fixed by its
+    /// definition, unlike std's `DefaultHasher`, which may change between Rust releases.
+    Fnv1a64,
+}
+
+impl WordHash {
+    fn bucket(self, word: &str, buckets: usize) -> u32 {
+        match self {
+            WordHash::Fnv1a64 => {
+                let h = word
+                    .to_lowercase()
+                    .bytes()
+                    .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+                    });
+                (h % buckets as u64) as u32
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,15 +188,11 @@ pub fn read_pairs(
 
 const MAX_WORDS: usize = 24;
 
-fn hashed_words(text: &str, buckets: usize) -> Vec<u32> {
+fn hashed_words(text: &str, hash: WordHash, buckets: usize) -> Vec<u32> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .take(MAX_WORDS)
-        .map(|w| {
-            let mut h = DefaultHasher::new();
-            w.to_lowercase().hash(&mut h);
-            (h.finish() % buckets as u64) as u32
-        })
+        .map(|w| hash.bucket(w, buckets))
         .collect()
 }
 
@@ -182,6 +206,7 @@ pub(crate) enum TextFeatures {
     Bag {
         table: Tensor,
         buckets: usize,
+        words: WordHash,
     },
 }
 
@@ -209,9 +234,17 @@ impl TextFeatures {
                 encoder: Box::new(encoder),
                 cache: Mutex::new(HashMap::new()),
             },
-            (TextSource::Trained { buckets, dim }, None) => TextFeatures::Bag {
+            (
+                TextSource::Trained {
+                    buckets,
+                    dim,
+                    words,
+                },
+                None,
+            ) => TextFeatures::Bag {
                 table: init.normal("words".into(), (*buckets, *dim), 0.1)?,
                 buckets: *buckets,
+                words: *words,
             },
             _ => bail!("the text source in the configuration does not match the encoder given"),
         })
@@ -251,12 +284,16 @@ impl TextFeatures {
                     device,
                 )?)
             }
-            TextFeatures::Bag { table, buckets } => {
+            TextFeatures::Bag {
+                table,
+                buckets,
+                words,
+            } => {
                 let n = texts.len();
                 let mut ids = vec![0u32; n * MAX_WORDS];
                 let mut mask = vec![0f32; n * MAX_WORDS];
                 for (r, t) in texts.iter().enumerate() {
-                    for (c, w) in hashed_words(t, *buckets).into_iter().enumerate() {
+                    for (c, w) in hashed_words(t, *words, *buckets).into_iter().enumerate() {
                         ids[r * MAX_WORDS + c] = w;
                         mask[r * MAX_WORDS + c] = 1.0;
                     }
@@ -652,4 +689,26 @@ pub fn train(model: TextRec, mut pairs: Vec<QueryPair>) -> anyhow::Result<Traine
         stopping: config.stopping.clone(),
     };
     trainer::train(model, &pairs, &validation, &schedule, &mut rng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_hash_to_fixed_buckets() {
+        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (its published test vector); case is folded.
+        assert_eq!(
+            WordHash::Fnv1a64.bucket("a", 1 << 15),
+            (0xaf63dc4c8601ec8cu64 % (1 << 15)) as u32
+        );
+        assert_eq!(
+            hashed_words("Zelda: zelda, MARIO", WordHash::Fnv1a64, 1000),
+            [
+                WordHash::Fnv1a64.bucket("zelda", 1000),
+                WordHash::Fnv1a64.bucket("zelda", 1000),
+                WordHash::Fnv1a64.bucket("mario", 1000)
+            ]
+        );
+    }
 }

@@ -1,6 +1,6 @@
 use instructrec_baselines::textrec::{train, QueryPair};
 use instructrec_baselines::{
-    TextInput, TextModelKind, TextRec, TextRecConfig, TextSource, Trainable,
+    TextInput, TextModelKind, TextRec, TextRecConfig, TextSource, Trainable, WordHash,
 };
 use instructrec_data::ItemId;
 use instructrec_eval::harness::{evaluate_sampled, EvalCase};
@@ -12,6 +12,7 @@ fn tiny(kind: TextModelKind) -> TextRecConfig {
         TextSource::Trained {
             buckets: 4096,
             dim: 16,
+            words: WordHash::Fnv1a64,
         },
         QueryKind::Specific,
         7,

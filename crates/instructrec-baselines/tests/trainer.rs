@@ -7,7 +7,7 @@ use common::{tiny, train};
 use instructrec_baselines::seqrec::{self, SeqRec, SeqRecConfig};
 use instructrec_baselines::twotower::{self, TwoTowerConfig};
 use instructrec_baselines::{
-    fit, Baseline, FitOptions, TextInput, TextSource, Trainable, TwoTower,
+    fit, Baseline, FitOptions, TextInput, TextSource, Trainable, TwoTower, WordHash,
 };
 use instructrec_eval::{synthetic, TrainingStop};
 
@@ -52,6 +52,7 @@ fn a_step_budget_stops_at_the_first_step_past_it_even_in_the_last_epoch() {
         TextSource::Trained {
             buckets: 64,
             dim: 8,
+            words: WordHash::Fnv1a64,
         },
         1,
     );

@@ -2,7 +2,7 @@ use std::collections::HashSet;
 
 use instructrec_baselines::twotower::{train, TwoTowerConfig};
 use instructrec_baselines::TextInput;
-use instructrec_baselines::{TextSource, Trainable, TwoTower};
+use instructrec_baselines::{TextSource, Trainable, TwoTower, WordHash};
 use instructrec_data::Fold;
 use instructrec_eval::harness::{build_cases, mine_hard_negatives, with_candidates};
 use instructrec_eval::{evaluate, synthetic, Protocol, Scorer, Setting};
@@ -12,6 +12,7 @@ fn tiny(seed: u64) -> TwoTowerConfig {
         TextSource::Trained {
             buckets: 512,
             dim: 16,
+            words: WordHash::Fnv1a64,
         },
         seed,
     );

@@ -131,6 +131,9 @@ pub enum Wording {
 // Unknown keys are caught by `Recipe::parse`: serde cannot deny them beside `flatten`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TuneStage {
+    /// Item rows also composed from their items' category labels, from this stage on.
+    #[serde(default)]
+    pub compose_categories: bool,
     pub preference: Vec<String>,
     pub task: Vec<String>,
     pub strategy: Vec<String>,

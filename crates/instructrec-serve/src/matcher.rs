@@ -376,13 +376,14 @@ pub fn recall(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use instructrec_baselines::{TextInput, TextSource, TwoTowerConfig};
+    use instructrec_baselines::{TextInput, TextSource, TwoTowerConfig, WordHash};
 
     /// A tiny untrained two-tower model: the matcher's ranking, not the model's, is under test.
     fn tiny_two_tower(prepared: &Prepared) -> TwoTower {
         let text = TextSource::Trained {
             buckets: 64,
             dim: 8,
+            words: WordHash::Fnv1a64,
         };
         let mut config = TwoTowerConfig::new(text, 5);
         config.sequence.dim = 8;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use instructrec_baselines::twotower::{self, TwoTowerConfig};
-use instructrec_baselines::{TextInput, TextSource, TwoTower};
+use instructrec_baselines::{TextInput, TextSource, TwoTower, WordHash};
 use instructrec_data::Prepared;
 use instructrec_serve::{HttpConfig, Matching, Options, Recommender};
 use serde_json::json;
@@ -29,6 +29,7 @@ fn saved(root: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::Pat
     let text = TextSource::Trained {
         buckets: 64,
         dim: 8,
+        words: WordHash::Fnv1a64,
     };
     let mut config = TwoTowerConfig::new(text, 3);
     config.sequence.dim = 8;
