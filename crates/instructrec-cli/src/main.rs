@@ -76,6 +76,7 @@ fn main() -> std::process::ExitCode {
     // Before any thread exists: candle's elementwise pool busy-waits and, on 2 cores, costs
     // training and scoring about a factor of 3 (docs/performance.md).
     instructrec_model::cpu::serial_elementwise_ops();
+    instructrec_model::cpu::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -2,8 +2,8 @@
 //! per-protocol reports `eval` wrote (each names its data, seed, lists and models), so the table
 //! adds no number of its own. One row per scenario, list setting and model: HR@1 and NDCG@5 with
 //! their standard errors, and the report each came from. A scenario given more than once (the
-//! reports of several checkpoints, named apart by `eval --variant`, on the same lists) gathers
-//! the rows of all its reports, so that they are compared case by case.
+//! reports of several checkpoints, named apart by `eval --variant`, or of other models scored on
+//! the same lists) gathers the rows of all its reports, so that they are compared case by case.
 
 use std::path::PathBuf;
 
@@ -149,16 +149,15 @@ impl ScenarioTable {
             if let Some(first) = earlier {
                 let first_report: ReportFile =
                     serde_json::from_slice(&std::fs::read(&first.report)?)?;
-                if first.protocol != report.protocol || first_report.candidates != report.candidates
-                {
+                // The lists decide whether cases pair up, not the protocol's name: mined lists
+                // scored again as `sequential --candidates` are the same cases.
+                if first_report.candidates != report.candidates {
                     bail!(
-                        "scenario {}: {} and {} did not score the same protocol and lists ({} \
-                         against {}); give each its own scenario name",
+                        "scenario {}: {} and {} did not score the same lists (fold, size, \
+                         cases and checksum); give each its own scenario name",
                         source.name,
                         first.report,
                         path.display(),
-                        first.protocol,
-                        report.protocol
                     );
                 }
             }
@@ -222,8 +221,9 @@ impl ScenarioTable {
     pub fn markdown(&self, svg_name: &str) -> String {
         let mut md = String::from(
             "# Scenarios: one checkpoint against each scenario's baselines\n\n\
-             Each row is read from the scenario's own report (below), which names the data, \
-             the seed, the candidate lists and every model's configuration. ± is one standard \
+             Each row is read from a report of its scenario (below; a scenario may gather \
+             several reports on the same lists), which names the data, the seed, the candidate \
+             lists and every model's configuration. ± is one standard \
              error of the mean over the cases. `-permuted` rows ask the same model about each \
              case in another case's prompt.\n\n",
         );

@@ -26,6 +26,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> candle_core::Result<()> {
     instructrec_model::cpu::serial_elementwise_ops();
+    instructrec_model::cpu::keep_freed_memory();
     let preset: Preset = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "small".into())

@@ -240,6 +240,7 @@ fn run(dir: &Path, runs: usize) -> AnyResult<serde_json::Value> {
 fn main() -> AnyResult<()> {
     // The setting docs/performance.md recommends for the instructrec binary.
     instructrec_model::cpu::serial_elementwise_ops();
+    instructrec_model::cpu::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
         .iter()

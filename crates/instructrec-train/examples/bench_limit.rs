@@ -88,6 +88,7 @@ struct Row {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     instructrec_model::cpu::serial_elementwise_ops();
+    instructrec_model::cpu::keep_freed_memory();
     let mut args = std::env::args().skip(1);
     let source: usize = args.next().map_or(Ok(96), |s| s.parse())?;
     let steps: usize = args.next().map_or(Ok(5), |s| s.parse())?;
