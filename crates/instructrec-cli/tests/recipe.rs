@@ -277,31 +277,21 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
             .unwrap();
             assert_eq!(manifest["miner"]["name"], "two-tower", "{manifest}");
             let again = out.join("reused");
-            run_ok(&mut instructrec(&[
-                "eval",
-                "--protocol",
-                "hard-negatives",
-                "--data",
-                &data,
-                "--models",
-                "popularity",
-                "--instructrec",
-                &model,
+            // The protocol's own arguments, but for the label, the lists and the report.
+            let mut reuse: Vec<&str> = args
+                .iter()
+                .copied()
+                .filter(|a| *a != "--permuted-prompts")
+                .collect();
+            let at = reuse.iter().position(|a| *a == "--out").unwrap();
+            reuse[at + 1] = again.to_str().unwrap();
+            reuse.extend([
                 "--variant",
                 "again",
-                "--instructions",
-                &instructions,
-                "--length-normalise",
-                "--max-source-len",
-                "320",
-                "--max-target-len",
-                "40",
-                "--no-full-ranking",
                 "--candidates",
                 lists.to_str().unwrap(),
-                "--out",
-                again.to_str().unwrap(),
-            ]));
+            ]);
+            run_ok(&mut instructrec(&reuse));
             let reused: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(again.with_extension("json")).unwrap())
                     .unwrap();
