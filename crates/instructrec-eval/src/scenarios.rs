@@ -5,6 +5,7 @@
 //! reports of several checkpoints, named apart by `eval --variant`, or of other models scored on
 //! the same lists) gathers the rows of all its reports, so that they are compared case by case.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -126,6 +127,8 @@ impl ScenarioTable {
             comparisons: Vec::new(),
             sources: Vec::new(),
         };
+        // The lists of each scenario's first report, which its later reports must share.
+        let mut lists: HashMap<String, Vec<ListsScored>> = HashMap::new();
         for source in sources {
             let path = &source.report;
             let bytes = std::fs::read(path)
@@ -147,11 +150,9 @@ impl ScenarioTable {
             }
             let earlier = table.sources.iter().find(|s| s.scenario == source.name);
             if let Some(first) = earlier {
-                let first_report: ReportFile =
-                    serde_json::from_slice(&std::fs::read(&first.report)?)?;
                 // The lists decide whether cases pair up, not the protocol's name: mined lists
                 // scored again as `sequential --candidates` are the same cases.
-                if first_report.candidates != report.candidates {
+                if lists[&source.name] != report.candidates {
                     bail!(
                         "scenario {}: {} and {} did not score the same lists (fold, size, \
                          cases and checksum); give each its own scenario name",
@@ -196,7 +197,8 @@ impl ScenarioTable {
                     });
                 }
             }
-            if table.rows.len() == before && earlier.is_none() {
+            let first_of_scenario = earlier.is_none();
+            if table.rows.len() == before && first_of_scenario {
                 bail!(
                     "scenario {}: {} has no results",
                     source.name,
@@ -211,6 +213,9 @@ impl ScenarioTable {
                 command: report.command,
                 seed: report.seed,
             });
+            lists
+                .entry(source.name.clone())
+                .or_insert(report.candidates);
         }
         table.comparisons = comparisons(&table.rows);
         Ok(table)

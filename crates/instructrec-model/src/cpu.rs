@@ -31,8 +31,8 @@ pub const INSTRUCTREC_MALLOC: &str = "INSTRUCTREC_MALLOC";
 /// activations and gradients (the logits alone are batch x target x vocabulary floats), so
 /// each step faulted in and zeroed those pages again: 14% of a profile of the default step,
 /// and system time was a third of the step's CPU time. Served from the heap instead, trimmed
-/// only above 1 GiB of free memory at its top, the default step took 0.69-0.89 s instead of
-/// 1.05-1.11 s, at 15% more peak memory (docs/performance.md).
+/// only above 1 GiB of free memory at its top, the default step took 0.71-0.72 s instead of
+/// 1.00-1.05 s, at 2% more peak memory (docs/performance.md).
 ///
 /// Call it first thing in `main`. `INSTRUCTREC_MALLOC=system` leaves glibc as it is, to
 /// compare. (Setting any of glibc's own `MALLOC_*_` variables also turns off its adaptive

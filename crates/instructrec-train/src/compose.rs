@@ -145,20 +145,12 @@ impl ItemComposition {
     }
 
     /// This composition with `extra` pieces added to the rows of the item tokens it composes
-    /// (a piece an item already has is not added twice), re-attached over `model`'s current
-    /// embeddings, which stay as they are. Unchanged when nothing is new, so that a checkpoint
-    /// already composed so continues with its own free rows.
+    /// ([`add_new_pieces`]), re-attached over the model's current embeddings, which stay as
+    /// they are. Unchanged when nothing is new, so that a checkpoint already composed so
+    /// continues with its own free rows.
     pub fn extended(self, extra: &HashMap<u32, Vec<u32>>) -> Result<Self> {
         let mut rows = self.rows()?;
-        let mut added = 0usize;
-        for (token, pieces) in rows.iter_mut() {
-            for p in extra.get(token).into_iter().flatten() {
-                if !pieces.contains(p) {
-                    pieces.push(*p);
-                    added += 1;
-                }
-            }
-        }
+        let added = add_new_pieces(rows.iter_mut().map(|(t, p)| (*t, p)), extra);
         if added == 0 {
             return Ok(self);
         }
@@ -210,6 +202,24 @@ impl ItemComposition {
         crate::checkpoint::save_tensors(&tensors, &dir.join(COMPOSITION_FILE))?;
         Ok(())
     }
+}
+
+/// Adds to each item token's pieces those `extra` lists for it that it lacks, in `extra`'s
+/// order; returns how many were added. A piece twice in one row would count twice in the sum.
+pub fn add_new_pieces<'a>(
+    rows: impl Iterator<Item = (u32, &'a mut Vec<u32>)>,
+    extra: &HashMap<u32, Vec<u32>>,
+) -> usize {
+    let mut added = 0;
+    for (token, pieces) in rows {
+        for p in extra.get(&token).into_iter().flatten() {
+            if !pieces.contains(p) {
+                pieces.push(*p);
+                added += 1;
+            }
+        }
+    }
+    added
 }
 
 pub(crate) fn embeddings(model: &Seq2Seq) -> Result<Var> {

@@ -15,7 +15,7 @@ use instructrec_model::{Preset, Seq2Seq, T5Config};
 use tokenizers::Tokenizer;
 
 use crate::checkpoint;
-use crate::compose::ItemComposition;
+use crate::compose::{add_new_pieces, ItemComposition};
 use crate::data::{
     encode_examples, read_examples, seeded_sample, Example, TokenizedExample, Truncation,
 };
@@ -668,13 +668,7 @@ impl Setup {
         rows.dedup_by_key(|(token, _)| *token);
         if !texts.labels.is_empty() {
             let extra = category_pieces(&tokenizer, texts, &rows.iter().cloned().collect())?;
-            for (token, pieces) in &mut rows {
-                for p in extra.get(token).into_iter().flatten() {
-                    if !pieces.contains(p) {
-                        pieces.push(*p);
-                    }
-                }
-            }
+            add_new_pieces(rows.iter_mut().map(|(t, p)| (*t, p)), &extra);
         }
         let model = create_model(
             tokenizer,
