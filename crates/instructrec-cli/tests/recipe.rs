@@ -302,9 +302,13 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
             );
             assert_eq!(reused["models"][1]["name"], "instructrec-again-mean");
             // The same checkpoint asked in the other task forms, on the same lists.
-            for (task, name) in [("T0", "instructrec-t0"), ("T2", "instructrec-t2-mean")] {
-                let asked = out.join(format!("asked-{task}"));
-                run_ok(&mut instructrec(&[
+            for (task, name, forms) in [
+                (&["T0"][..], "instructrec-t0", &["T0"][..]),
+                (&["T2"], "instructrec-t2-mean", &["T2"]),
+                (&["T3", "--with-t2"], "instructrec-t3t2-mean", &["T3", "T2"]),
+            ] {
+                let asked = out.join(format!("asked-{}", forms.join("")));
+                let mut args = vec![
                     "eval",
                     "--protocol",
                     "sequential",
@@ -316,15 +320,16 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
                     &model,
                     "--instructions",
                     &instructions,
-                    "--task",
-                    task,
                     "--length-normalise",
                     "--no-full-ranking",
                     "--candidates",
                     lists.to_str().unwrap(),
                     "--out",
                     asked.to_str().unwrap(),
-                ]));
+                    "--task",
+                ];
+                args.extend(task);
+                run_ok(&mut instructrec(&args));
                 let r: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(asked.with_extension("json")).unwrap())
                         .unwrap();
@@ -334,7 +339,8 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
                     row["results"][0]["metrics"]["cases"],
                     reused["models"][0]["results"][0]["metrics"]["cases"]
                 );
-                assert!(row["config"]["score"].as_str().unwrap().contains(task));
+                let score = row["config"]["score"].as_str().unwrap();
+                assert!(forms.iter().all(|f| score.contains(f)), "{score}");
             }
             // The control row: the same model, the same lists, other users' prompts.
             let models = report["models"].as_array().unwrap();

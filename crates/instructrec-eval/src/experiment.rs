@@ -42,6 +42,9 @@ pub struct InstructionScoring {
     pub task: TaskForm,
     /// Where the model runs, and the precision of its weights.
     pub placement: Placement,
+    /// T3 only: also ask without the list (T2) and rank by both, each standardised within the
+    /// list.
+    pub with_matching: bool,
 }
 
 impl InstructionScoring {
@@ -53,6 +56,7 @@ impl InstructionScoring {
             None => "instructrec".into(),
         };
         let form = match self.task {
+            TaskForm::Rerank if self.with_matching => "-t3t2",
             TaskForm::Rerank => "",
             TaskForm::Matching => "-t2",
             // Log odds have no length to normalise.
@@ -72,6 +76,10 @@ impl InstructionScoring {
             Normalisation::Mean => "mean token log-likelihood of the candidate title",
         };
         let rule = match self.task {
+            TaskForm::Rerank if self.with_matching => format!(
+                "{likelihood}, asked with the list (T3) and without it (T2), each form's scores \
+                 standardised within the list, then summed"
+            ),
             TaskForm::Rerank => format!("{likelihood}, asked with the list (T3)"),
             TaskForm::Matching => format!("{likelihood}, asked without the list (T2)"),
             _ => "log odds of \"yes\" against \"no\", asked per candidate (T0)".into(),
@@ -592,23 +600,28 @@ impl Experiment {
             (build.0.clone(), &build.1),
             (scoring.task, preference, intention),
         )?;
-        let scorer = InstructRecScorer::new(
+        let matching = |build: &(BuildConfig, TemplateLibrary)| {
+            InstructionRenderer::new(
+                &self.prepared,
+                (build.0.clone(), &build.1),
+                (TaskForm::Matching, preference, intention),
+            )
+        };
+        let mut scorer = InstructRecScorer::new(
             &name,
             model,
             renderer,
             scoring.limits,
             scoring.normalisation,
         );
+        if scoring.with_matching {
+            scorer = scorer.with_matching(matching(&build)?)?;
+        }
         let generation =
             if self.spec.generation_matcher && self.settings.contains(&Setting::FullRanking) {
-                let renderer = InstructionRenderer::new(
-                    &self.prepared,
-                    (build.0.clone(), &build.1),
-                    (TaskForm::Matching, preference, intention),
-                )?;
                 Some(GenerationMatcher::new(
                     scorer.model(),
-                    renderer,
+                    matching(&build)?,
                     scoring.limits,
                     depth,
                 )?)

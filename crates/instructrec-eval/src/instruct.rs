@@ -133,6 +133,9 @@ pub struct InstructRecScorer {
     renderer: InstructionRenderer,
     limits: TokenLimits,
     normalisation: Normalisation,
+    /// Also ask in the matching (T2) form, and rank by both forms' scores (see
+    /// [`InstructRecScorer::with_matching`]).
+    matching: Option<InstructionRenderer>,
 }
 
 impl InstructRecScorer {
@@ -149,7 +152,25 @@ impl InstructRecScorer {
             renderer,
             limits,
             normalisation,
+            matching: None,
         }
+    }
+
+    /// Ranks by the list form's (T3) and the matching form's (T2) scores together: each
+    /// standardised within the list (mean 0, deviation 1), then summed. The two forms fail
+    /// differently (T3 is misled by a list of items like the history and cannot see a list cut
+    /// off by the token limit; T2 reads no list at all), and their log-likelihoods sit on
+    /// different scales, so neither may outweigh the other by scale alone. `matching` must
+    /// render the matching form of the same scenario.
+    pub fn with_matching(mut self, matching: InstructionRenderer) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            self.renderer.task == TaskForm::Rerank && matching.task == TaskForm::Matching,
+            "only the list form (T3) combines with the matching form (T2), not {} with {}",
+            self.renderer.task,
+            matching.task
+        );
+        self.matching = Some(matching);
+        Ok(self)
     }
 
     pub fn model(&self) -> &Seq2Seq {
@@ -184,15 +205,38 @@ impl Scorer for InstructRecScorer {
                     .collect();
             }
         };
-        let instruction = renderer.render(case, listed)?;
-        title_scores(
-            &self.model,
-            &instruction,
-            &titles,
-            self.limits,
-            self.normalisation,
-        )
+        let scores = |renderer: &InstructionRenderer, listed: &[ItemId]| {
+            let instruction = renderer.render(case, listed)?;
+            title_scores(
+                &self.model,
+                &instruction,
+                &titles,
+                self.limits,
+                self.normalisation,
+            )
+        };
+        let scored = scores(renderer, listed)?;
+        match &self.matching {
+            None => Ok(scored),
+            Some(matching) => {
+                let other = standardised(scores(matching, &[])?);
+                Ok(standardised(scored)
+                    .into_iter()
+                    .zip(other)
+                    .map(|(a, b)| a + b)
+                    .collect())
+            }
+        }
     }
+}
+
+/// Scores shifted to mean 0 and scaled to deviation 1 (only shifted when all are equal).
+fn standardised(scores: Vec<f32>) -> Vec<f32> {
+    let n = scores.len().max(1) as f32;
+    let mean = scores.iter().sum::<f32>() / n;
+    let deviation = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / n).sqrt();
+    let scale = if deviation > 0.0 { deviation } else { 1.0 };
+    scores.into_iter().map(|s| (s - mean) / scale).collect()
 }
 
 /// The method's own matching step as a whole-catalogue scorer, for full ranking: the model
@@ -335,6 +379,20 @@ pub fn title_scores(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standardised_scores_have_mean_zero_and_deviation_one() {
+        let z = standardised(vec![-3.0, -1.0, -2.0, -6.0]);
+        let mean = z.iter().sum::<f32>() / 4.0;
+        let var = z.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / 4.0;
+        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5, "{z:?}");
+        assert!(
+            z[1] > z[2] && z[2] > z[0] && z[0] > z[3],
+            "order kept: {z:?}"
+        );
+        assert_eq!(standardised(vec![-2.0, -2.0]), vec![0.0, 0.0]);
+        assert!(standardised(vec![]).is_empty());
+    }
 
     #[test]
     fn every_case_is_asked_in_another_case_prompt_and_the_seed_decides_whose() {

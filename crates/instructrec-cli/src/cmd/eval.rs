@@ -96,6 +96,10 @@ pub struct EvalArgs {
     /// (a yes/no question per candidate, scored by its log odds).
     #[arg(long, default_value = "T3")]
     task: TaskForm,
+    /// With --task T3: also ask each case without the list (T2), and rank by both forms, each
+    /// one's scores standardised within the list, then summed (rows `instructrec-t3t2...`).
+    #[arg(long, requires = "instructrec")]
+    with_t2: bool,
     /// Also score the instruction-tuned model with each case's prompt taken from another case
     /// (a seeded cycle; the first list size only): the row `<model>-permuted`, which shows
     /// whether the model reads what it is asked.
@@ -142,6 +146,12 @@ pub struct EvalArgs {
 
 impl EvalArgs {
     fn spec(&self) -> anyhow::Result<ExperimentSpec> {
+        if self.with_t2 && self.task != TaskForm::Rerank {
+            anyhow::bail!(
+                "--with-t2 adds T2 to the list form: use it with --task T3, not {}",
+                self.task
+            );
+        }
         Ok(ExperimentSpec {
             protocol: self.protocol,
             data: self.data.clone(),
@@ -162,6 +172,7 @@ impl EvalArgs {
                 normalisation: Normalisation::length_normalised(self.length_normalise),
                 task: self.task,
                 placement: self.placement.placement(),
+                with_matching: self.with_t2,
             },
             command: std::env::args().collect::<Vec<_>>().join(" "),
             recipe: self.recipe.clone(),
