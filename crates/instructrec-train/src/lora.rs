@@ -35,6 +35,10 @@ pub struct LoraConfig {
     /// Module names whose weights get adapters, matched against the last component before
     /// `.weight` (T5's `q`, `k`, `v`, `o`, `wi_0`, `wi_1`, `wo`).
     pub targets: Vec<String>,
+    /// The checkpoint the adapters are trained on (`--init`), recorded as the saved adapter's
+    /// `base_model_name_or_path` so that the adapter directory loads on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<std::path::PathBuf>,
 }
 
 impl LoraConfig {
@@ -202,6 +206,7 @@ impl Lora {
             "lora_dropout": 0.0,
             "bias": "none",
             "target_modules": modules,
+            "base_model_name_or_path": self.cfg.base,
         });
         let path = dir.join(ADAPTER_CONFIG);
         std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))

@@ -399,6 +399,7 @@ fn lora_trains_adapters_only_merges_exactly_and_resumes_bit_for_bit() {
         rank: 4,
         alpha: 8.0,
         targets: vec!["q".into(), "v".into()],
+        base: Some("../base".into()),
     };
     let cfg = TrainConfig {
         lr: 2e-2,
@@ -468,9 +469,11 @@ fn lora_trains_adapters_only_merges_exactly_and_resumes_bit_for_bit() {
     std::fs::copy(last.join(ADAPTER_WEIGHTS), adapter.join(ADAPTER_WEIGHTS)).unwrap();
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(last.join(ADAPTER_CONFIG)).unwrap()).unwrap();
+    assert_eq!(config["base_model_name_or_path"], "../base", "{config}");
     let write_config = |config: &serde_json::Value| {
         std::fs::write(adapter.join(ADAPTER_CONFIG), config.to_string()).unwrap()
     };
+    config["base_model_name_or_path"] = serde_json::Value::Null;
     write_config(&config);
     let e = Seq2Seq::load_hf_dir(&adapter, &Device::Cpu).err().unwrap();
     assert!(

@@ -201,6 +201,7 @@ impl Common {
                 rank,
                 alpha: self.lora_alpha,
                 targets: self.lora_targets.clone(),
+                base: self.init.clone(),
             }),
             compose_item_tokens: self.compose_item_tokens,
             compose_categories: self.compose_categories,
