@@ -342,6 +342,39 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
                 let score = row["config"]["score"].as_str().unwrap();
                 assert!(forms.iter().all(|f| score.contains(f)), "{score}");
             }
+            // The validation fold: its own stored lists, for choosing how to ask.
+            let validation = out.join("asked-validation");
+            run_ok(&mut instructrec(&[
+                "eval",
+                "--protocol",
+                "sequential",
+                "--data",
+                &data,
+                "--models",
+                "popularity",
+                "--instructrec",
+                &model,
+                "--instructions",
+                &instructions,
+                "--length-normalise",
+                "--no-full-ranking",
+                "--fold",
+                "validation",
+                "--out",
+                validation.to_str().unwrap(),
+            ]));
+            let r: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(validation.with_extension("json")).unwrap())
+                    .unwrap();
+            let lists = r["candidates"].as_array().unwrap();
+            assert!(lists.iter().all(|c| c["fold"] == "validation"), "{r}");
+            assert_eq!(r["models"][1]["name"], "instructrec-mean");
+            assert!(
+                r["models"][1]["results"][0]["metrics"]["cases"]
+                    .as_u64()
+                    .unwrap()
+                    > 0
+            );
             // The control row: the same model, the same lists, other users' prompts.
             let models = report["models"].as_array().unwrap();
             let [.., true_prompts, permuted] = models.as_slice() else {

@@ -130,6 +130,10 @@ pub struct ExperimentSpec {
     /// A label for the instruction model's checkpoint in its rows' names, so that reports of
     /// several checkpoints can share one scenario table.
     pub variant: Option<String>,
+    /// Which held-out item every case asks for: the test item (reports), or the validation
+    /// item, on the validation lists and instruction lines, to choose between ways of asking
+    /// (task forms, scoring rules) without looking at the test cases.
+    pub fold: Fold,
 }
 
 /// The (query, target) pairs the search protocols' text models train on.
@@ -202,6 +206,15 @@ impl ExperimentSpec {
                  and the settings its instructions are rendered with"
             );
         }
+        if self.fold == Fold::Validation && self.candidates.is_some() {
+            bail!(
+                "--candidates lists are test lists (their positives are the test items): drop \
+                 --fold validation, or drop --candidates to score the stored validation lists"
+            );
+        }
+        if self.fold == Fold::Validation && matches!(p, Protocol::HeldOut | Protocol::ZeroShot) {
+            bail!("{p} reports test figures of other checkpoints or data: use --fold test");
+        }
         if (p == Protocol::HeldOut) == self.stages.is_empty() {
             bail!(
                 "--stage NAME=DIR gives the held-out protocol its instruction models (one per \
@@ -232,10 +245,15 @@ impl ExperimentSpec {
         })
     }
 
-    fn test_instructions(&self) -> Option<PathBuf> {
+    /// The instruction lines of the evaluated fold.
+    fn fold_instructions(&self) -> Option<PathBuf> {
+        let split = match self.fold {
+            Fold::Validation => Split::Validation,
+            Fold::Test => Split::Test,
+        };
         self.instructions
             .as_ref()
-            .map(|dir| dir.join(Split::Test.file_name()))
+            .map(|dir| dir.join(split.file_name()))
     }
 }
 
@@ -253,7 +271,7 @@ impl Experiment {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut prepared = Prepared::load(&spec.data)
             .with_context(|| format!("loading the prepared dataset {}", spec.data.display()))?;
-        let build = match (&spec.instructions, spec.test_instructions()) {
+        let build = match (&spec.instructions, spec.fold_instructions()) {
             (Some(dir), Some(path)) => {
                 restrict_to_users(&mut prepared, &sequential_users(&path)?);
                 Some((
@@ -268,11 +286,11 @@ impl Experiment {
         let mut sizes: Vec<usize> = prepared
             .candidates
             .keys()
-            .filter(|(fold, _)| stored && *fold == Fold::Test)
+            .filter(|(fold, _)| stored && *fold == spec.fold)
             .map(|&(_, size)| size)
             .collect();
         sizes.sort_unstable();
-        let lists: Vec<(Fold, usize)> = sizes.iter().map(|&s| (Fold::Test, s)).collect();
+        let lists: Vec<(Fold, usize)> = sizes.iter().map(|&s| (spec.fold, s)).collect();
         let mut report = Report::new(
             &prepared,
             spec.protocol,
@@ -366,7 +384,7 @@ impl Experiment {
     /// The search protocols: cases from the instruction stage's query lines.
     fn plan_queries(&mut self) -> anyhow::Result<()> {
         let protocol = self.spec.protocol;
-        let path = self.spec.test_instructions().with_context(|| {
+        let path = self.spec.fold_instructions().with_context(|| {
             format!("protocol {protocol} reads its queries from --instructions")
         })?;
         let (preference, query) = self.spec.search_query()?;
@@ -398,11 +416,11 @@ impl Experiment {
         };
         let mut cases = Vec::new();
         for &setting in &self.settings {
-            let c = build_query_cases(&self.prepared, protocol, &lines, setting)?;
+            let c = build_query_cases(&self.prepared, protocol, &lines, self.spec.fold, setting)?;
             if !matches!(setting, Setting::FullRanking) {
                 self.report
                     .candidates
-                    .push(candidate_info(&self.prepared, &c));
+                    .push(candidate_info(&self.prepared, self.spec.fold, &c));
             }
             cases.push(c);
         }
@@ -442,7 +460,7 @@ impl Experiment {
         let cases = build_cases(
             &self.prepared,
             Protocol::Sequential,
-            Fold::Test,
+            self.spec.fold,
             Setting::Sampled { size: 10 },
         )?;
         let catalogue = self.prepared.dataset.items.len();
@@ -466,7 +484,7 @@ impl Experiment {
         )?;
         tracing::info!(path = %path.display(), %checksum, lists = sets.len(), "mined lists");
         let cases = with_candidates(cases, &sets)?;
-        let info = CandidateInfo::new(&self.prepared, (Fold::Test, 10), &sets, checksum);
+        let info = CandidateInfo::new(&self.prepared, (self.spec.fold, 10), &sets, checksum);
         self.report.candidates.push(info);
         self.settings = vec![Setting::Sampled { size: 10 }];
         self.cases = Some(vec![cases]);
@@ -496,7 +514,7 @@ impl Experiment {
             scorer,
             &self.setting_cases(setting_index)?,
             self.prepared.dataset.items.len(),
-            Fold::Test,
+            self.spec.fold,
             setting,
             self.spec.batch_size,
             self.spec.seed,
@@ -569,7 +587,7 @@ impl Experiment {
             None => build_cases(
                 &self.prepared,
                 self.spec.protocol,
-                Fold::Test,
+                self.spec.fold,
                 self.settings[i],
             )
             .map(Cow::Owned),
@@ -599,13 +617,15 @@ impl Experiment {
             &self.prepared,
             (build.0.clone(), &build.1),
             (scoring.task, preference, intention),
-        )?;
+        )?
+        .for_fold(self.spec.fold);
         let matching = |build: &(BuildConfig, TemplateLibrary)| {
             InstructionRenderer::new(
                 &self.prepared,
                 (build.0.clone(), &build.1),
                 (TaskForm::Matching, preference, intention),
             )
+            .map(|r| r.for_fold(self.spec.fold))
         };
         let mut scorer = InstructRecScorer::new(
             &name,
@@ -698,11 +718,11 @@ impl Experiment {
     }
 }
 
-fn candidate_info(prepared: &Prepared, cases: &[EvalCase]) -> CandidateInfo {
+fn candidate_info(prepared: &Prepared, fold: Fold, cases: &[EvalCase]) -> CandidateInfo {
     let sets: Vec<CandidateSet> = cases.iter().map(as_candidate_set).collect();
     let size = sets[0].negatives.len() + 1;
     let checksum = candidates_checksum(&sets);
-    CandidateInfo::new(prepared, (Fold::Test, size), &sets, checksum)
+    CandidateInfo::new(prepared, (fold, size), &sets, checksum)
 }
 
 /// A case's list in the stored form, for the report's checksum.

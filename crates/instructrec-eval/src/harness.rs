@@ -198,13 +198,14 @@ fn others(prepared: &Prepared, user: UserId, positive: ItemId) -> Vec<ItemId> {
 
 /// Cases of a search protocol from the instruction stage's test lines (see
 /// [`crate::queries::read_queries`]). A list of the line's own size (1+9 as the instruction
-/// stage writes them) is the line's list; other sizes and tournaments use the stored test lists
+/// stage writes them) is the line's list; other sizes and tournaments use the fold's stored lists
 /// of that size, whose positive must be the line's. Product search is <P0,...>: its cases carry
 /// no history.
 pub fn build_query_cases(
     prepared: &Prepared,
     protocol: Protocol,
     lines: &[QueryLine],
+    fold: Fold,
     setting: Setting,
 ) -> anyhow::Result<Vec<EvalCase>> {
     if !protocol.needs_queries() {
@@ -216,7 +217,7 @@ pub fn build_query_cases(
     };
     let stored: Option<HashMap<UserId, &CandidateSet>> = match size {
         Some(size) if lines.iter().any(|l| l.candidates.len() != size) => Some(
-            stored_candidates(prepared, Fold::Test, size)?
+            stored_candidates(prepared, fold, size)?
                 .iter()
                 .map(|s| (s.user, s))
                 .collect(),
@@ -224,7 +225,7 @@ pub fn build_query_cases(
         // The lines' own lists, in their stored order where the prepared data have them, so
         // that the instruction model lists them as the instruction builder did.
         Some(size) => prepared
-            .candidates(Fold::Test, size)
+            .candidates(fold, size)
             .map(|sets| sets.iter().map(|s| (s.user, s)).collect()),
         _ => None,
     };
@@ -270,7 +271,7 @@ pub fn build_query_cases(
         } else {
             (
                 prepared
-                    .history_before(line.user, Fold::Test)
+                    .history_before(line.user, fold)
                     .iter()
                     .map(|i| i.item)
                     .collect(),

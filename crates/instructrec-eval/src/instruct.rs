@@ -50,6 +50,8 @@ pub struct InstructionRenderer {
     config: BuildConfig,
     history_cap: usize,
     titles: Vec<String>,
+    /// The fold whose lines it renders: the builder shuffles each fold's lists with its own seed.
+    fold: Fold,
 }
 
 impl InstructionRenderer {
@@ -72,7 +74,15 @@ impl InstructionRenderer {
             config,
             history_cap: prepared.manifest.options.history_cap,
             titles: prepared.titles(),
+            fold: Fold::Test,
         })
+    }
+
+    /// Renders the `fold`'s cases (the test fold's by default), as the builder wrote that fold's
+    /// lines.
+    pub fn for_fold(mut self, fold: Fold) -> Self {
+        self.fold = fold;
+        self
     }
 
     /// The instruction for `case` with `candidates`: its query fills the scenario's preference
@@ -111,7 +121,7 @@ impl InstructionRenderer {
         let explicit = query(self.preference == PreferenceKind::Explicit)?;
         let vague = query(self.intention == IntentionKind::Vague)?;
         let specific = query(self.intention == IntentionKind::Specific)?;
-        let shown = display_order(self.config.seed, case.user, Fold::Test, candidates);
+        let shown = display_order(self.config.seed, case.user, self.fold, candidates);
         let shown: Vec<&str> = shown.iter().map(title).collect();
         let fills = Fills {
             history: &history[history.len() - kept..],

@@ -597,15 +597,17 @@ struct Series {
     hatched: bool,
 }
 
-/// The metric bars of a report: one panel per list setting of the test fold (in the order the
-/// models' results have them), every model that has a result in it, and the paper's figures
+/// The metric bars of a report: one panel per list setting of the test fold (of the validation
+/// fold in a report that has no test results; in the order the models' results have them), every model that has a result in it, and the paper's figures
 /// of the report's scenario ([`same_scenario`]) beside their models, in the panel of the setting
 /// they are comparable with ([`paper_setting`]). `report.paper` already holds only the figures
 /// of the report's dataset (see [`crate::paper::figures_for`]).
 fn report_chart(report: &Report) -> BarChart {
+    let results = || report.models.iter().flat_map(|m| &m.results);
+    let fold = results().map(|e| e.fold).max().unwrap_or(Fold::Test);
     let mut settings: Vec<Setting> = Vec::new();
-    for e in report.models.iter().flat_map(|m| &m.results) {
-        if e.fold == Fold::Test && !settings.contains(&e.setting) {
+    for e in results() {
+        if e.fold == fold && !settings.contains(&e.setting) {
             settings.push(e.setting);
         }
     }
@@ -636,7 +638,7 @@ fn report_chart(report: &Report) -> BarChart {
             let Some(e) = m
                 .results
                 .iter()
-                .find(|e| e.fold == Fold::Test && e.setting == setting)
+                .find(|e| e.fold == fold && e.setting == setting)
             else {
                 continue;
             };

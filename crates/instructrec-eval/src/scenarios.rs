@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use instructrec_data::Fold;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -165,7 +166,12 @@ impl ScenarioTable {
             let before = table.rows.len();
             for model in &report.models {
                 for e in &model.results {
-                    let setting = e.setting.to_string();
+                    // Validation rows (`eval --fold validation`, for choosing how to ask) must
+                    // not read as test figures.
+                    let setting = match e.fold {
+                        Fold::Test => e.setting.to_string(),
+                        Fold::Validation => format!("{}, validation fold", e.setting),
+                    };
                     let same = table.rows.iter().find(|r| {
                         r.scenario == source.name && r.setting == setting && r.model == model.name
                     });
@@ -352,6 +358,18 @@ mod tests {
         assert_eq!(table.rows[1].model, "instructrec-mean");
         assert_eq!(table.rows[1].setting, "1+9 sampled");
         assert_eq!(table.sources[0].seed, 42);
+        // A validation-fold report's rows say so.
+        let v = dir.path().join("v.json");
+        std::fs::write(
+            &v,
+            report(&[("bm25", 0.4)]).replace("\"test\"", "\"validation\""),
+        )
+        .unwrap();
+        let choice = ScenarioTable::read(&[format!("choice={}", v.display()).parse().unwrap()]);
+        assert_eq!(
+            choice.unwrap().rows[0].setting,
+            "1+9 sampled, validation fold"
+        );
         let md = table.markdown("s.svg");
         assert!(
             md.contains(

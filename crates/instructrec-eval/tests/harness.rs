@@ -328,8 +328,16 @@ fn query_cases_carry_the_query_and_product_search_no_history() {
     let p = synthetic::prepared(20, 120, 10);
     let lines = query_lines(&p);
     let setting = Setting::Sampled { size: 10 };
-    let personal = build_query_cases(&p, Protocol::PersonalisedSearch, &lines, setting).unwrap();
-    let product = build_query_cases(&p, Protocol::ProductSearch, &lines, setting).unwrap();
+    let personal = build_query_cases(
+        &p,
+        Protocol::PersonalisedSearch,
+        &lines,
+        Fold::Test,
+        setting,
+    )
+    .unwrap();
+    let product =
+        build_query_cases(&p, Protocol::ProductSearch, &lines, Fold::Test, setting).unwrap();
     assert_eq!(personal.len(), lines.len());
     for ((a, b), line) in personal.iter().zip(&product).zip(&lines) {
         assert_eq!(a.case.query.as_deref(), Some(line.query.as_str()));
@@ -342,6 +350,7 @@ fn query_cases_carry_the_query_and_product_search_no_history() {
         &p,
         Protocol::Tournament,
         &lines,
+        Fold::Test,
         Setting::Tournament {
             size: 100,
             groups: 10,
@@ -355,6 +364,7 @@ fn query_cases_carry_the_query_and_product_search_no_history() {
         &p,
         Protocol::Tournament,
         &wrong,
+        Fold::Test,
         Setting::Sampled { size: 100 },
     )
     .unwrap_err();
@@ -369,7 +379,7 @@ fn tournament_ranks_winners_then_losers() {
         size: 100,
         groups: 10,
     };
-    let cases = build_query_cases(&p, Protocol::Tournament, &lines, setting).unwrap();
+    let cases = build_query_cases(&p, Protocol::Tournament, &lines, Fold::Test, setting).unwrap();
     let answers = answers(&p, Fold::Test);
     let oracle = evaluate_tournament(&Oracle(answers.clone()), &cases, 10, 3, 64).unwrap();
     assert_eq!(oracle.hr1, 1.0);

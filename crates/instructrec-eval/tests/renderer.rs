@@ -72,6 +72,32 @@ fn rendered_instructions_equal_the_builders_test_lines() {
     assert!(compared >= 50, "{compared}");
     assert!(set.test.iter().any(|l| l.context.is_some()));
 
+    // The validation fold's lists and lines, as `eval --fold validation` asks them.
+    let validation = InstructionRenderer::new(&prepared, (build.clone(), &library), scenario)
+        .unwrap()
+        .for_fold(Fold::Validation);
+    let cases = build_cases(
+        &prepared,
+        Protocol::Sequential,
+        Fold::Validation,
+        Setting::Sampled { size: 10 },
+    )
+    .unwrap();
+    let mut compared = 0;
+    for line in set.validation.iter().filter(|l| {
+        l.task == TaskForm::Rerank
+            && l.preference.kind() == PreferenceKind::Implicit
+            && l.intention.kind() == IntentionKind::None
+    }) {
+        let case = cases.iter().find(|c| c.case.user == line.user).unwrap();
+        assert_eq!(
+            validation.render(&case.case, &case.candidates).unwrap(),
+            line.text
+        );
+        compared += 1;
+    }
+    assert!(compared >= 50, "{compared}");
+
     // The other task forms of the same scenario: matching asks without the list, and a
     // pointwise question cannot be asked without its item.
     let case = &cases[0];
@@ -121,8 +147,14 @@ fn rendered_instructions_equal_the_builders_test_lines() {
         ),
     ] {
         let lines = read_queries(&test, preference, kind).unwrap();
-        let cases =
-            build_query_cases(&prepared, protocol, &lines, Setting::Sampled { size: 10 }).unwrap();
+        let cases = build_query_cases(
+            &prepared,
+            protocol,
+            &lines,
+            Fold::Test,
+            Setting::Sampled { size: 10 },
+        )
+        .unwrap();
         let renderer = InstructionRenderer::new(
             &prepared,
             (build.clone(), &library),

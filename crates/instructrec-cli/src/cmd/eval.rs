@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use instructrec_baselines::{evaluate_all, Baseline, FitOptions, FullRankingMatcher};
+use instructrec_data::Fold;
 use instructrec_eval::experiment::{Experiment, ExperimentSpec, InstructionScoring};
 use instructrec_eval::external::CandidateIds;
 use instructrec_eval::{HeldOutStage, Normalisation, Protocol, QueryKind};
@@ -100,6 +101,10 @@ pub struct EvalArgs {
     /// one's scores standardised within the list, then summed (rows `instructrec-t3t2...`).
     #[arg(long, requires = "instructrec")]
     with_t2: bool,
+    /// Which held-out item the cases ask for: test (for reports) or validation (the validation
+    /// lists and instruction lines, for choosing how to ask the model without the test cases).
+    #[arg(long, default_value = "test", value_parser = fold)]
+    fold: Fold,
     /// Also score the instruction-tuned model with each case's prompt taken from another case
     /// (a seeded cycle; the first list size only): the row `<model>-permuted`, which shows
     /// whether the model reads what it is asked.
@@ -180,6 +185,7 @@ impl EvalArgs {
             permuted_prompts: self.permuted_prompts,
             generation_matcher: self.matcher == FullRankingMatcher::Generation,
             variant: self.variant.clone(),
+            fold: self.fold,
         })
     }
 
@@ -194,6 +200,14 @@ impl EvalArgs {
             search: plan.search_training().cloned(),
             save_two_tower: self.save_two_tower.clone(),
         }
+    }
+}
+
+fn fold(s: &str) -> Result<Fold, String> {
+    match s {
+        "test" => Ok(Fold::Test),
+        "validation" => Ok(Fold::Validation),
+        _ => Err(format!("{s:?}: use test or validation")),
     }
 }
 
