@@ -301,13 +301,9 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
                 report["models"][0]["results"][0]["metrics"]
             );
             assert_eq!(reused["models"][1]["name"], "instructrec-again-mean");
-            // The same checkpoint asked in the other task forms, on the same lists.
-            for (task, name, forms) in [
-                (&["T0"][..], "instructrec-t0", &["T0"][..]),
-                (&["T2"], "instructrec-t2-mean", &["T2"]),
-                (&["T3", "--with-t2"], "instructrec-t3t2-mean", &["T3", "T2"]),
-            ] {
-                let asked = out.join(format!("asked-{}", forms.join("")));
+            // The checkpoint asked another way: the arguments after the common ones; the report.
+            let ask = |name: &str, how: &[&str]| -> serde_json::Value {
+                let asked = out.join(format!("asked-{name}"));
                 let mut args = vec![
                     "eval",
                     "--protocol",
@@ -322,17 +318,23 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
                     &instructions,
                     "--length-normalise",
                     "--no-full-ranking",
-                    "--candidates",
-                    lists.to_str().unwrap(),
                     "--out",
                     asked.to_str().unwrap(),
-                    "--task",
                 ];
-                args.extend(task);
+                args.extend(how);
                 run_ok(&mut instructrec(&args));
-                let r: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(asked.with_extension("json")).unwrap())
-                        .unwrap();
+                serde_json::from_slice(&std::fs::read(asked.with_extension("json")).unwrap())
+                    .unwrap()
+            };
+            // The same checkpoint asked in the other task forms, on the same lists.
+            for (task, name, forms) in [
+                (&["T0"][..], "instructrec-t0", &["T0"][..]),
+                (&["T2"], "instructrec-t2-mean", &["T2"]),
+                (&["T3", "--with-t2"], "instructrec-t3t2-mean", &["T3", "T2"]),
+            ] {
+                let mut how = vec!["--candidates", lists.to_str().unwrap(), "--task"];
+                how.extend(task);
+                let r = ask(&forms.join(""), &how);
                 let row = &r["models"][1];
                 assert_eq!(row["name"], name, "{r}");
                 assert_eq!(
@@ -343,29 +345,7 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
                 assert!(forms.iter().all(|f| score.contains(f)), "{score}");
             }
             // The validation fold: its own stored lists, for choosing how to ask.
-            let validation = out.join("asked-validation");
-            run_ok(&mut instructrec(&[
-                "eval",
-                "--protocol",
-                "sequential",
-                "--data",
-                &data,
-                "--models",
-                "popularity",
-                "--instructrec",
-                &model,
-                "--instructions",
-                &instructions,
-                "--length-normalise",
-                "--no-full-ranking",
-                "--fold",
-                "validation",
-                "--out",
-                validation.to_str().unwrap(),
-            ]));
-            let r: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(validation.with_extension("json")).unwrap())
-                    .unwrap();
+            let r = ask("validation", &["--fold", "validation"]);
             let lists = r["candidates"].as_array().unwrap();
             assert!(lists.iter().all(|c| c["fold"] == "validation"), "{r}");
             assert_eq!(r["models"][1]["name"], "instructrec-mean");
