@@ -106,6 +106,18 @@ pub enum Fold {
     Test,
 }
 
+impl std::str::FromStr for Fold {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "test" => Ok(Fold::Test),
+            "validation" => Ok(Fold::Validation),
+            _ => Err(format!("{s:?}: use test or validation")),
+        }
+    }
+}
+
 /// One fixed evaluation case: the positive and the negatives every model ranks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateSet {

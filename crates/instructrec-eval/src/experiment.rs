@@ -177,6 +177,12 @@ impl ExperimentSpec {
         if self.scoring.task == TaskForm::Pairwise {
             bail!("--task T1 compares two items and ranks no list: use T3, T2 or T0");
         }
+        if self.scoring.with_matching && self.scoring.task != TaskForm::Rerank {
+            bail!(
+                "--with-t2 adds T2 to the list form: use it with --task T3, not {}",
+                self.scoring.task
+            );
+        }
         let p = self.protocol;
         if let Some(why) = p.missing() {
             bail!("protocol {p} ({}) is not implemented: {why}", p.scenario());
@@ -247,13 +253,9 @@ impl ExperimentSpec {
 
     /// The instruction lines of the evaluated fold.
     fn fold_instructions(&self) -> Option<PathBuf> {
-        let split = match self.fold {
-            Fold::Validation => Split::Validation,
-            Fold::Test => Split::Test,
-        };
         self.instructions
             .as_ref()
-            .map(|dir| dir.join(split.file_name()))
+            .map(|dir| dir.join(Split::from(self.fold).file_name()))
     }
 }
 

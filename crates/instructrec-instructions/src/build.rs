@@ -541,10 +541,7 @@ impl<'a> Builder<'a> {
                 .and_then(|x| x.timestamp),
         );
         let shown = display_order(self.config.seed, user, fold, &set.items());
-        let split = match fold {
-            Fold::Validation => Split::Validation,
-            Fold::Test => Split::Test,
-        };
+        let split = Split::from(fold);
         (0..self.library.templates().len())
             .filter(|&i| only.is_none_or(|o| o == i))
             .filter(|&i| {

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
 use instructrec_data::atomic::{self, Staged};
-use instructrec_data::{DataError, ItemId, UserId};
+use instructrec_data::{DataError, Fold, ItemId, UserId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,16 @@ pub enum Split {
     Train,
     Validation,
     Test,
+}
+
+impl From<Fold> for Split {
+    /// The instruction lines written for a held-out fold.
+    fn from(fold: Fold) -> Self {
+        match fold {
+            Fold::Validation => Split::Validation,
+            Fold::Test => Split::Test,
+        }
+    }
 }
 
 impl Split {

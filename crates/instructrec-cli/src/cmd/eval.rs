@@ -103,7 +103,7 @@ pub struct EvalArgs {
     with_t2: bool,
     /// Which held-out item the cases ask for: test (for reports) or validation (the validation
     /// lists and instruction lines, for choosing how to ask the model without the test cases).
-    #[arg(long, default_value = "test", value_parser = fold)]
+    #[arg(long, default_value = "test")]
     fold: Fold,
     /// Also score the instruction-tuned model with each case's prompt taken from another case
     /// (a seeded cycle; the first list size only): the row `<model>-permuted`, which shows
@@ -151,12 +151,6 @@ pub struct EvalArgs {
 
 impl EvalArgs {
     fn spec(&self) -> anyhow::Result<ExperimentSpec> {
-        if self.with_t2 && self.task != TaskForm::Rerank {
-            anyhow::bail!(
-                "--with-t2 adds T2 to the list form: use it with --task T3, not {}",
-                self.task
-            );
-        }
         Ok(ExperimentSpec {
             protocol: self.protocol,
             data: self.data.clone(),
@@ -200,14 +194,6 @@ impl EvalArgs {
             search: plan.search_training().cloned(),
             save_two_tower: self.save_two_tower.clone(),
         }
-    }
-}
-
-fn fold(s: &str) -> Result<Fold, String> {
-    match s {
-        "test" => Ok(Fold::Test),
-        "validation" => Ok(Fold::Validation),
-        _ => Err(format!("{s:?}: use test or validation")),
     }
 }
 
