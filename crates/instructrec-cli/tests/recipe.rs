@@ -110,14 +110,14 @@ fn the_quick_recipe_runs_and_resumes() {
         [
             "popularity",
             "bm25",
-            "instructrec-mean",
-            "instructrec-mean-permuted"
+            "instructrec-chosen-mean",
+            "instructrec-chosen-mean-permuted"
         ]
     );
     // The run ends with the scenario table over its evaluations.
     let table = std::fs::read_to_string(work.join("scenarios.md")).unwrap();
     assert!(
-        table.contains("| sequential | 1+9 sampled | instructrec-mean-permuted |"),
+        table.contains("| sequential | 1+9 sampled | instructrec-chosen-mean-permuted (asked "),
         "{table}"
     );
     for m in report["models"].as_array().unwrap() {
@@ -355,6 +355,52 @@ fn every_protocol_scores_the_instruction_model(work: &Path, out: &Path) {
                     .unwrap()
                     > 0
             );
+            // Chosen on validation: each setting asked the way that scored best there, which
+            // gives what asking that way directly gives.
+            let r = ask("chosen", &["--choose-form", "T3,T2"]);
+            let row = &r["models"][1];
+            assert_eq!(row["name"], "instructrec-chosen-mean", "{r}");
+            let choices = row["config"]["chosen_on_validation"].as_array().unwrap();
+            let results = row["results"].as_array().unwrap();
+            assert_eq!(choices.len(), results.len(), "{r}");
+            for (choice, result) in choices.iter().zip(results) {
+                let tried = choice["tried"].as_array().unwrap();
+                let key = |t: &serde_json::Value| (t["hr1"].as_f64(), t["ndcg5"].as_f64());
+                let best = tried
+                    .iter()
+                    .fold(&tried[0], |b, t| if key(t) > key(b) { t } else { b });
+                assert_eq!(tried.len(), 2, "{choice}");
+                assert_eq!(choice["fold"], "validation");
+                assert_eq!(choice["chosen"], best["asked"], "{choice}");
+                assert_eq!(result["asked"], choice["chosen"]);
+            }
+            let chosen = results[0]["asked"].as_str().unwrap();
+            let direct = ask("direct", &["--task", chosen]);
+            assert_eq!(
+                direct["models"][1]["results"][0]["metrics"],
+                results[0]["metrics"]
+            );
+            // Mined lists chosen on: the miner also mines validation lists, and the test lists
+            // are those mined without choosing.
+            let chose = out.join("hard-chosen");
+            let mut choosing = args.clone();
+            let at = choosing.iter().position(|a| *a == "--out").unwrap();
+            choosing[at + 1] = chose.to_str().unwrap();
+            choosing.extend(["--choose-form", "T3,T3+T2"]);
+            run_ok(&mut instructrec(&choosing));
+            let r: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(chose.with_extension("json")).unwrap())
+                    .unwrap();
+            assert_eq!(r["candidates"], report["candidates"]);
+            let row = r["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == "instructrec-chosen-mean")
+                .unwrap();
+            let choice = &row["config"]["chosen_on_validation"][0];
+            assert!(choice["cases"].as_u64().unwrap() > 0, "{choice}");
+            assert_eq!(row["results"][0]["asked"], choice["chosen"]);
             // The control row: the same model, the same lists, other users' prompts.
             let models = report["models"].as_array().unwrap();
             let [.., true_prompts, permuted] = models.as_slice() else {

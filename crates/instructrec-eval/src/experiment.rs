@@ -32,36 +32,96 @@ use crate::queries::{read_queries, QueryKind, QueryLine};
 use crate::report::{write_atomic, CandidateInfo, ModelReport, Report};
 use crate::scorer::{Case, Scorer};
 
+/// A way of asking the instruction model about a list: one task form, or the list form and the
+/// matching form together (`T3+T2`, see [`InstructRecScorer::with_matching`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asking {
+    pub task: TaskForm,
+    /// T3 only: also ask without the list (T2) and rank by both, each standardised within the
+    /// list.
+    pub with_matching: bool,
+}
+
+impl Asking {
+    pub const fn task(task: TaskForm) -> Self {
+        Self {
+            task,
+            with_matching: false,
+        }
+    }
+
+    /// Refuses the ways that rank no list, naming the one to use instead.
+    fn check(self) -> anyhow::Result<()> {
+        if self.task == TaskForm::Pairwise {
+            bail!("T1 compares two items and ranks no list: use T3, T2, T0 or T3+T2");
+        }
+        if self.with_matching && self.task != TaskForm::Rerank {
+            bail!(
+                "T2 is added to the list form only: use T3 with it (T3+T2, or --task T3 \
+                 --with-t2), not {}",
+                self.task
+            );
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Asking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.with_matching {
+            true => write!(f, "{}+T2", self.task),
+            false => write!(f, "{}", self.task),
+        }
+    }
+}
+
+impl std::str::FromStr for Asking {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (task, with_matching) = match s.strip_suffix("+T2") {
+            Some(task) => (task, true),
+            None => (s, false),
+        };
+        let asking = Self {
+            task: task.parse()?,
+            with_matching,
+        };
+        asking.check().map_err(|e| e.to_string())?;
+        Ok(asking)
+    }
+}
+
 /// How the instruction model is asked about a list, and how its answers become scores.
 #[derive(Debug, Clone, Copy)]
 pub struct InstructionScoring {
     pub limits: TokenLimits,
     pub normalisation: Normalisation,
     /// The task form it is asked in: T3 (the list, answered by a title), T2 (the need alone,
-    /// each candidate's title scored as the answer) or T0 (yes or no, per candidate).
-    pub task: TaskForm,
+    /// each candidate's title scored as the answer), T0 (yes or no, per candidate), or T3 and
+    /// T2 together.
+    pub asking: Asking,
     /// Where the model runs, and the precision of its weights.
     pub placement: Placement,
-    /// T3 only: also ask without the list (T2) and rank by both, each standardised within the
-    /// list.
-    pub with_matching: bool,
 }
 
 impl InstructionScoring {
     /// The report's name for the model, which says the task form and the scoring rule, after
     /// the checkpoint's `variant` label when it has one (`instructrec-categories-mean`).
-    pub fn model_name(&self, variant: Option<&str>) -> String {
+    /// `chosen`: the form is chosen per setting on the validation fold (`instructrec-chosen-mean`).
+    pub fn model_name(&self, variant: Option<&str>, chosen: bool) -> String {
         let model = match variant {
             Some(v) => format!("instructrec-{v}"),
             None => "instructrec".into(),
         };
-        let form = match self.task {
-            TaskForm::Rerank if self.with_matching => "-t3t2",
-            TaskForm::Rerank => "",
-            TaskForm::Matching => "-t2",
+        let form = match (chosen, self.asking.task, self.asking.with_matching) {
+            (true, ..) => "-chosen",
+            (_, TaskForm::Rerank, true) => "-t3t2",
+            (_, TaskForm::Rerank, false) => "",
+            (_, TaskForm::Matching, _) => "-t2",
             // Log odds have no length to normalise.
-            TaskForm::Pointwise => return format!("{model}-t0"),
-            TaskForm::Pairwise => "-t1",
+            (_, TaskForm::Pointwise, _) => return format!("{model}-t0"),
+            (_, TaskForm::Pairwise, _) => "-t1",
         };
         let rule = match self.normalisation {
             Normalisation::Sum => "",
@@ -70,13 +130,18 @@ impl InstructionScoring {
         format!("{model}{form}{rule}")
     }
 
+    /// The same scoring, asked another way.
+    fn asked(self, asking: Asking) -> Self {
+        Self { asking, ..self }
+    }
+
     fn rule(&self) -> String {
         let likelihood = match self.normalisation {
             Normalisation::Sum => "summed log-likelihood of the candidate title",
             Normalisation::Mean => "mean token log-likelihood of the candidate title",
         };
-        let rule = match self.task {
-            TaskForm::Rerank if self.with_matching => format!(
+        let rule = match self.asking.task {
+            TaskForm::Rerank if self.asking.with_matching => format!(
                 "{likelihood}, asked with the list (T3) and without it (T2), each form's scores \
                  standardised within the list, then summed"
             ),
@@ -134,6 +199,11 @@ pub struct ExperimentSpec {
     /// item, on the validation lists and instruction lines, to choose between ways of asking
     /// (task forms, scoring rules) without looking at the test cases.
     pub fold: Fold,
+    /// Ways of asking to choose between: in each list setting, the instruction model is first
+    /// scored every one of these ways on the validation fold's lists of that setting, and the
+    /// test fold is then asked the way with the highest validation HR@1 (NDCG@5, then the
+    /// order given, break ties). Empty: asked as `scoring.asking` says.
+    pub choose: Vec<Asking>,
 }
 
 /// The (query, target) pairs the search protocols' text models train on.
@@ -161,6 +231,10 @@ pub struct Experiment {
     build: Option<(BuildConfig, TemplateLibrary)>,
     stages: Vec<StageInfo>,
     search: Option<SearchTraining>,
+    /// With [`ExperimentSpec::choose`]: each sampled setting's validation cases (the same
+    /// users, the lists of that setting's size, the validation items), on which the way of
+    /// asking is chosen.
+    validation: Vec<Vec<EvalCase>>,
     /// Held for the whole run: two evaluations writing one report would interleave their
     /// rewrites of it.
     _lock: OutputLock,
@@ -169,21 +243,40 @@ pub struct Experiment {
 impl ExperimentSpec {
     /// The instruction model's name in the report.
     pub fn model_name(&self) -> String {
-        self.scoring.model_name(self.variant.as_deref())
+        self.scoring
+            .model_name(self.variant.as_deref(), !self.choose.is_empty())
     }
 
     /// Refuses combinations the protocol cannot honour, naming the flag to change.
     fn check(&self) -> anyhow::Result<()> {
-        if self.scoring.task == TaskForm::Pairwise {
-            bail!("--task T1 compares two items and ranks no list: use T3, T2 or T0");
-        }
-        if self.scoring.with_matching && self.scoring.task != TaskForm::Rerank {
-            bail!(
-                "--with-t2 adds T2 to the list form: use it with --task T3, not {}",
-                self.scoring.task
-            );
+        self.scoring.asking.check()?;
+        for asking in &self.choose {
+            asking.check().context("--choose-form")?;
         }
         let p = self.protocol;
+        if !self.choose.is_empty() {
+            if self.instruction_model.is_none() {
+                bail!("--choose-form chooses how --instructrec is asked: give --instructrec");
+            }
+            if self.fold == Fold::Validation {
+                bail!(
+                    "--choose-form chooses on the validation fold to report the test fold: drop \
+                     --fold validation"
+                );
+            }
+            if self.candidates.is_some() {
+                bail!(
+                    "--candidates lists have no validation lists to choose on: drop \
+                     --choose-form (and give --task), or drop --candidates"
+                );
+            }
+            if matches!(p, Protocol::HeldOut | Protocol::ZeroShot) {
+                bail!(
+                    "{p} scores checkpoints or data with no validation cases of their own: drop \
+                     --choose-form and give --task"
+                );
+            }
+        }
         if let Some(why) = p.missing() {
             bail!("protocol {p} ({}) is not implemented: {why}", p.scenario());
         }
@@ -325,9 +418,14 @@ impl Experiment {
             build,
             stages,
             search: None,
+            validation: Vec::new(),
         };
         if plan.spec.protocol.needs_queries() {
             plan.plan_queries()?;
+        }
+        // Mined lists get their validation lists from the same miner (see `mine`).
+        if !plan.spec.choose.is_empty() && plan.spec.protocol != Protocol::HardNegatives {
+            plan.plan_validation()?;
         }
         if let Some((path, ids)) = plan.spec.candidates.clone() {
             plan.plan_external(&path, ids)?;
@@ -386,15 +484,8 @@ impl Experiment {
     /// The search protocols: cases from the instruction stage's query lines.
     fn plan_queries(&mut self) -> anyhow::Result<()> {
         let protocol = self.spec.protocol;
-        let path = self.spec.fold_instructions().with_context(|| {
-            format!("protocol {protocol} reads its queries from --instructions")
-        })?;
-        let (preference, query) = self.spec.search_query()?;
-        let mut lines = read_queries(&path, preference, query)?;
-        lines.sort_by_key(|l| l.user);
-        if let Some(n) = self.spec.max_users {
-            lines.truncate(n);
-        }
+        let (_, query) = self.spec.search_query()?;
+        let lines = self.query_lines(self.spec.fold)?;
         self.settings = match protocol {
             Protocol::Tournament => vec![
                 Setting::Sampled { size: 100 },
@@ -452,6 +543,43 @@ impl Experiment {
         Ok(())
     }
 
+    /// A search protocol's query lines of `fold`, by user, the first --max-users of them.
+    fn query_lines(&self, fold: Fold) -> anyhow::Result<Vec<QueryLine>> {
+        let protocol = self.spec.protocol;
+        let dir = self.spec.instructions.as_ref().with_context(|| {
+            format!("protocol {protocol} reads its queries from --instructions")
+        })?;
+        let (preference, query) = self.spec.search_query()?;
+        let mut lines = read_queries(&dir.join(Split::from(fold).file_name()), preference, query)?;
+        lines.sort_by_key(|l| l.user);
+        if let Some(n) = self.spec.max_users {
+            lines.truncate(n);
+        }
+        Ok(lines)
+    }
+
+    /// The cases a way of asking is chosen on: every sampled setting's, on the validation fold.
+    fn plan_validation(&mut self) -> anyhow::Result<()> {
+        let protocol = self.spec.protocol;
+        let lines = match protocol.needs_queries() {
+            true => Some(self.query_lines(Fold::Validation)?),
+            false => None,
+        };
+        self.validation = self
+            .settings
+            .iter()
+            .filter(|&&s| s != Setting::FullRanking)
+            .map(|&setting| match &lines {
+                Some(lines) => {
+                    build_query_cases(&self.prepared, protocol, lines, Fold::Validation, setting)
+                }
+                None => build_cases(&self.prepared, protocol, Fold::Validation, setting),
+            })
+            .collect::<anyhow::Result<_>>()
+            .context("the validation cases --choose-form chooses on")?;
+        Ok(())
+    }
+
     /// Hard negatives: the miner's top-scored non-positives replace the random negatives of the
     /// stored 1+9 test lists (the sequential protocol's users). The lists are data like the
     /// stored ones: `<out>.candidates.jsonl` holds them in the stored lists' shape and the
@@ -490,6 +618,13 @@ impl Experiment {
         self.report.candidates.push(info);
         self.settings = vec![Setting::Sampled { size: 10 }];
         self.cases = Some(vec![cases]);
+        if !self.spec.choose.is_empty() {
+            // Mined like the test lists, so that the way of asking is chosen on lists as hard.
+            let size = Setting::Sampled { size: 10 };
+            let cases = build_cases(&self.prepared, Protocol::Sequential, Fold::Validation, size)?;
+            let sets = mine_hard_negatives(miner, &cases, catalogue, 9, self.spec.batch_size)?;
+            self.validation = vec![with_candidates(cases, &sets)?];
+        }
         Ok(path)
     }
 
@@ -596,8 +731,97 @@ impl Experiment {
         }
     }
 
-    /// Loads an instruction-tuned model directory, scores it under every setting and returns
-    /// its report entry, followed by its permuted-prompt entry when asked for.
+    /// The instruction model asked `asking` about `fold`'s cases, in the scenario's templates.
+    fn asker(
+        &self,
+        model: Seq2Seq,
+        name: &str,
+        asking: Asking,
+        fold: Fold,
+    ) -> anyhow::Result<InstructRecScorer> {
+        let scoring = self.spec.scoring;
+        let scorer = InstructRecScorer::new(
+            name,
+            model,
+            self.renderer(asking.task, fold)?,
+            scoring.limits,
+            scoring.normalisation,
+        );
+        match asking.with_matching {
+            true => scorer.with_matching(self.renderer(TaskForm::Matching, fold)?),
+            false => Ok(scorer),
+        }
+    }
+
+    /// The scenario's template of `task`, rendered as the builder wrote `fold`'s lines.
+    fn renderer(&self, task: TaskForm, fold: Fold) -> anyhow::Result<InstructionRenderer> {
+        let (config, templates) = self
+            .build
+            .as_ref()
+            .context("the instruction model needs --instructions")?;
+        let (preference, intention) = self.scenario()?;
+        Ok(InstructionRenderer::new(
+            &self.prepared,
+            (config.clone(), templates),
+            (task, preference, intention),
+        )?
+        .for_fold(fold))
+    }
+
+    /// Scores `model` every way of [`ExperimentSpec::choose`] on sampled setting `i`'s
+    /// validation cases and returns it with the best way and the record of the choice.
+    fn choose(
+        &self,
+        mut model: Seq2Seq,
+        name: &str,
+        i: usize,
+    ) -> anyhow::Result<(Seq2Seq, Asking, serde_json::Value)> {
+        let (cases, setting) = (&self.validation[i], self.settings[i]);
+        let mut tried = Vec::new();
+        for &asking in &self.spec.choose {
+            let scorer = self.asker(model, name, asking, Fold::Validation)?;
+            let e = evaluate_cases(
+                &scorer,
+                cases,
+                self.prepared.dataset.items.len(),
+                Fold::Validation,
+                setting,
+                self.spec.batch_size,
+                self.spec.seed,
+            )?
+            .context("a sampled setting always has results")?;
+            tracing::info!(model = name, %setting, %asking, hr1 = e.metrics.hr1, "validation");
+            model = scorer.into_model();
+            tried.push((asking, e.metrics));
+        }
+        // Ties go to the way given first.
+        let (best, _) = tried
+            .iter()
+            .rev()
+            .max_by(|(_, a), (_, b)| a.hr1.total_cmp(&b.hr1).then(a.ndcg5.total_cmp(&b.ndcg5)))
+            .expect("--choose-form is not empty");
+        let best = *best;
+        let record = serde_json::json!({
+            "setting": setting.to_string(),
+            "fold": Fold::Validation,
+            "cases": cases.len(),
+            "lists": candidates_checksum(&cases.iter().map(as_candidate_set).collect::<Vec<_>>()),
+            "tried": tried.iter().map(|(asking, m)| serde_json::json!({
+                "asked": asking.to_string(),
+                "hr1": m.hr1,
+                "hr1_se": m.se.hr1,
+                "ndcg5": m.ndcg5,
+                "ndcg5_se": m.se.ndcg5,
+            })).collect::<Vec<_>>(),
+            "chosen": best.to_string(),
+            "score": self.spec.scoring.asked(best).rule(),
+        });
+        Ok((model, best, record))
+    }
+
+    /// Loads an instruction-tuned model directory, scores it under every setting (asked the way
+    /// chosen on validation for that setting, with --choose-form) and returns its report entry,
+    /// followed by its permuted-prompt entry when asked for.
     fn instruction_model(
         &self,
         dir: &Path,
@@ -607,84 +831,86 @@ impl Experiment {
     ) -> anyhow::Result<Vec<ModelReport>> {
         let model_config = std::fs::read(dir.join("config.json"))
             .with_context(|| format!("reading {}/config.json", dir.display()))?;
-        let model = Seq2Seq::load_on(dir, self.spec.scoring.placement)
+        let mut model = Seq2Seq::load_on(dir, self.spec.scoring.placement)
             .with_context(|| format!("loading the model {}", dir.display()))?;
-        let build = self
+        let list_length = self
             .build
-            .clone()
-            .context("the instruction model needs --instructions")?;
+            .as_ref()
+            .context("the instruction model needs --instructions")?
+            .0
+            .train_candidates;
         let (preference, intention) = self.scenario()?;
         let scoring = self.spec.scoring;
-        let renderer = InstructionRenderer::new(
-            &self.prepared,
-            (build.0.clone(), &build.1),
-            (scoring.task, preference, intention),
-        )?
-        .for_fold(self.spec.fold);
-        let matching = |build: &(BuildConfig, TemplateLibrary)| {
-            InstructionRenderer::new(
-                &self.prepared,
-                (build.0.clone(), &build.1),
-                (TaskForm::Matching, preference, intention),
-            )
-            .map(|r| r.for_fold(self.spec.fold))
-        };
-        let mut scorer = InstructRecScorer::new(
-            &name,
-            model,
-            renderer,
-            scoring.limits,
-            scoring.normalisation,
-        );
-        if scoring.with_matching {
-            scorer = scorer.with_matching(matching(&build)?)?;
-        }
-        let generation =
-            if self.spec.generation_matcher && self.settings.contains(&Setting::FullRanking) {
-                Some(GenerationMatcher::new(
-                    scorer.model(),
-                    matching(&build)?,
-                    scoring.limits,
-                    depth,
-                )?)
-            } else {
-                None
-            };
-        let matcher = match &generation {
-            Some(g) => Some(g as &dyn Scorer),
-            None => matcher,
-        };
+        let fold = self.spec.fold;
+        let choosing = !self.spec.choose.is_empty();
+        let mut asked: Vec<Asking> = Vec::new();
+        let mut choices = Vec::new();
         let mut results = Vec::new();
+        let mut full_ranking = None;
         for i in 0..self.settings.len() {
+            let asking = match self.settings[i] {
+                _ if !choosing => scoring.asking,
+                // The full ranking reranks lists of the first setting's kind (the tuned length).
+                Setting::FullRanking => asked[0],
+                _ => {
+                    let (m, asking, record) = self.choose(model, &name, i)?;
+                    choices.push(record);
+                    model = m;
+                    asking
+                }
+            };
+            asked.push(asking);
+            let scorer = self.asker(model, &name, asking, fold)?;
+            let generation = match self.settings[i] {
+                Setting::FullRanking if self.spec.generation_matcher => {
+                    Some(GenerationMatcher::new(
+                        scorer.model(),
+                        self.renderer(TaskForm::Matching, fold)?,
+                        scoring.limits,
+                        depth,
+                    )?)
+                }
+                _ => None,
+            };
+            let matcher = generation.as_ref().map(|g| g as &dyn Scorer).or(matcher);
             let e = match (self.settings[i], matcher) {
                 (Setting::FullRanking, Some(matcher)) => {
+                    full_ranking = Some(matcher.name());
                     let pipeline = MatchThenRerank {
                         matcher,
                         reranker: &scorer,
                         depth,
-                        group: build.0.train_candidates,
+                        group: list_length,
                     };
                     self.evaluate_setting(&pipeline, i)?
                 }
                 _ => self.evaluate_setting(&scorer, i)?,
             };
-            results.extend(e);
+            results.extend(e.map(|mut e| {
+                e.asked = choosing.then(|| asking.to_string());
+                e
+            }));
+            drop(generation);
+            model = scorer.into_model();
         }
-        let full_ranking = matcher.filter(|_| self.settings.contains(&Setting::FullRanking));
+        let mut config = serde_json::json!({
+            "model": serde_json::from_slice::<serde_json::Value>(&model_config)?,
+            "max_source_len": scoring.limits.source,
+            "max_target_len": scoring.limits.target,
+            "score": scoring.asked(asked[0]).rule(),
+            "scenario": format!("{preference} {intention} {}", asked[0]),
+            "full_ranking": full_ranking.map(|matcher| serde_json::json!({
+                "matcher": matcher,
+                "reranked": depth,
+                "list_length": list_length,
+            })),
+        });
+        if choosing {
+            config["chosen_on_validation"] = serde_json::json!(choices);
+        }
         let entry = ModelReport {
-            name,
-            config: serde_json::json!({
-                "model": serde_json::from_slice::<serde_json::Value>(&model_config)?,
-                "max_source_len": scoring.limits.source,
-                "max_target_len": scoring.limits.target,
-                "score": scoring.rule(),
-                "scenario": format!("{preference} {intention} {}", scoring.task),
-                "full_ranking": full_ranking.map(|m| serde_json::json!({
-                    "matcher": m.name(),
-                    "reranked": depth,
-                    "list_length": build.0.train_candidates,
-                })),
-            }),
+            name: name.clone(),
+            config,
             config_hash: hex::encode(Sha256::digest(&model_config)),
             model_hash: file_sha256(&dir.join("model.safetensors"))?,
             train_wall_s: training_seconds(dir),
@@ -700,14 +926,26 @@ impl Experiment {
             .iter()
             .map(|c| c.case.clone())
             .collect();
+        let scorer = self.asker(model, &name, asked[0], fold)?;
         let permuted = PermutedPrompts::new(&scorer, &cases, self.spec.seed);
         let mut control = entry.clone();
         control.name = permuted.name();
+        // The choice is the true-prompt row's; its results say how the control was asked.
+        if let Some(config) = control.config.as_object_mut() {
+            config.remove("chosen_on_validation");
+        }
         control.config["prompts"] = serde_json::json!(
             "each case asked in another case's prompt (its history, query and context), \
              a seeded cycle over the cases"
         );
-        control.results = self.evaluate_setting(&permuted, 0)?.into_iter().collect();
+        control.results = self
+            .evaluate_setting(&permuted, 0)?
+            .map(|mut e| {
+                e.asked = choosing.then(|| asked[0].to_string());
+                e
+            })
+            .into_iter()
+            .collect();
         Ok(vec![entry, control])
     }
 

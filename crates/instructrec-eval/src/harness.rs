@@ -67,6 +67,10 @@ pub struct Evaluation {
     /// report): what paired comparisons between two models read. Absent in older reports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ranks: Vec<u32>,
+    /// The way the instruction model was asked here, where it was chosen on the validation
+    /// fold (`eval --choose-form`): T3, T2, T0 or T3+T2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked: Option<String>,
 }
 
 /// SHA-256 of the exact candidate lists a result was computed on (as JSON), so two reports can be
@@ -688,6 +692,7 @@ pub fn evaluate_cases(
         metrics: acc.finish().context("no cases to evaluate")?,
         eval_wall_s,
         ranks: acc.into_ranks(),
+        asked: None,
     }))
 }
 

@@ -186,6 +186,11 @@ impl InstructRecScorer {
     pub fn model(&self) -> &Seq2Seq {
         &self.model
     }
+
+    /// The model back, to be asked another way.
+    pub fn into_model(self) -> Seq2Seq {
+        self.model
+    }
 }
 
 impl Scorer for InstructRecScorer {

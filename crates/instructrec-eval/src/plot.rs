@@ -1032,6 +1032,7 @@ mod tests {
                     metrics: metrics(v),
                     eval_wall_s: 1.0,
                     ranks: Vec::new(),
+                    asked: None,
                 })
                 .collect(),
         }
@@ -1216,6 +1217,7 @@ mod tests {
                         hr1_se: 0.05,
                         ndcg5: 0.5,
                         ndcg5_se: 0.01,
+                        asked: None,
                         ranks: Vec::new(),
                     })
                 })

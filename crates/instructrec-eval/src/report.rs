@@ -262,10 +262,13 @@ impl Report {
                     } else {
                         "-".into()
                     };
+                    let name = match &e.asked {
+                        Some(asked) => format!("{} (asked {asked})", m.name),
+                        None => m.name.clone(),
+                    };
                     let _ = writeln!(
                         s,
-                        "| {} | {} | {} | {:.1} | {:.1} | {per_s} |",
-                        m.name,
+                        "| {name} | {} | {} | {:.1} | {:.1} | {per_s} |",
                         values.join(" | "),
                         e.metrics.cases,
                         m.train_wall_s,
@@ -278,6 +281,7 @@ impl Report {
                 self.recall_markdown(&mut s, fold);
             }
         }
+        self.choices_markdown(&mut s);
         self.stages_markdown(&mut s);
         if self.paper.is_empty() {
             let mut measured: Vec<&str> = figures_for_protocol(self.protocol)
@@ -324,6 +328,58 @@ impl Report {
         self.provenance_markdown(&mut s);
         self.training_markdown(&mut s);
         s
+    }
+
+    /// How each instruction model asked with `eval --choose-form` was asked, per setting: every
+    /// way's validation figures and the one chosen.
+    fn choices_markdown(&self, s: &mut String) {
+        #[derive(Deserialize)]
+        struct Choice {
+            setting: String,
+            cases: usize,
+            chosen: String,
+            tried: Vec<Tried>,
+        }
+        #[derive(Deserialize)]
+        struct Tried {
+            asked: String,
+            hr1: f64,
+            hr1_se: f64,
+            ndcg5: f64,
+        }
+        for m in &self.models {
+            let Some(choices) = m.config.get("chosen_on_validation") else {
+                continue;
+            };
+            let Ok(choices) = Vec::<Choice>::deserialize(choices) else {
+                continue;
+            };
+            let _ = writeln!(
+                s,
+                "## {}: the way of asking, chosen on the validation fold\n\nEach way was scored \
+                 on the validation lists of the setting (the same users, the validation items); \
+                 the test fold above is asked the way with the highest validation HR@1.\n\n\
+                 | setting | asked | validation HR@1 | validation NDCG@5 | cases | chosen |\n\
+                 |---|---|---|---|---|---|",
+                m.name
+            );
+            for c in &choices {
+                for t in &c.tried {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {:.4} ± {:.4} | {:.4} | {} | {} |",
+                        c.setting,
+                        t.asked,
+                        t.hr1,
+                        t.hr1_se,
+                        t.ndcg5,
+                        c.cases,
+                        if t.asked == c.chosen { "yes" } else { "" }
+                    );
+                }
+            }
+            s.push('\n');
+        }
     }
 
     /// The first 1+k sampled result of a model row, which the stage table and plot show.

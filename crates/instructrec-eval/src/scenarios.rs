@@ -51,6 +51,9 @@ pub struct ScenarioRow {
     pub hr1_se: f64,
     pub ndcg5: f64,
     pub ndcg5_se: f64,
+    /// How the instruction model was asked, where it was chosen on validation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asked: Option<String>,
     /// Per-case ranks, for the paired comparisons (not written again: the report has them).
     #[serde(skip)]
     pub ranks: Vec<u32>,
@@ -199,6 +202,7 @@ impl ScenarioTable {
                         hr1_se: m.se.hr1,
                         ndcg5: m.ndcg5,
                         ndcg5_se: m.se.ndcg5,
+                        asked: e.asked.clone(),
                         ranks: e.ranks.clone(),
                     });
                 }
@@ -236,7 +240,8 @@ impl ScenarioTable {
              several reports on the same lists), which names the data, the seed, the candidate \
              lists and every model's configuration. ± is one standard \
              error of the mean over the cases. `-permuted` rows ask the same model about each \
-             case in another case's prompt.\n\n",
+             case in another case's prompt; `-chosen` rows are asked, per setting, the way that \
+             scored best on the validation fold (`eval --choose-form`).\n\n",
         );
         md.push_str(&format!("![HR@1 by scenario]({svg_name})\n\n"));
         md.push_str("| scenario | setting | model | cases | HR@1 | NDCG@5 |\n");
@@ -249,9 +254,13 @@ impl ScenarioTable {
                 .all(|r| r.hr1 <= row.hr1);
             let hr1 = format!("{:.3} ± {:.3}", row.hr1, row.hr1_se);
             let hr1 = if best { format!("**{hr1}**") } else { hr1 };
+            let model = match &row.asked {
+                Some(asked) => format!("{} (asked {asked})", row.model),
+                None => row.model.clone(),
+            };
             md.push_str(&format!(
-                "| {} | {} | {} | {} | {hr1} | {:.4} ± {:.4} |\n",
-                row.scenario, row.setting, row.model, row.cases, row.ndcg5, row.ndcg5_se
+                "| {} | {} | {model} | {} | {hr1} | {:.4} ± {:.4} |\n",
+                row.scenario, row.setting, row.cases, row.ndcg5, row.ndcg5_se
             ));
         }
         md.push_str(

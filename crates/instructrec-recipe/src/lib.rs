@@ -171,6 +171,13 @@ pub struct EvalStage {
     pub budget: Option<String>,
     pub full_ranking: bool,
     pub length_normalise: bool,
+    /// How the tuned model is asked: T3, T2, T0 or T3+T2 (eval's `--task`; T3 without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// Ways of asking chosen between per list setting on the validation fold (eval's
+    /// `--choose-form`), instead of one `task`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choose_form: Vec<String>,
     #[serde(default)]
     pub permuted_prompts: bool,
     pub max_source_len: usize,
@@ -358,6 +365,11 @@ impl Recipe {
                 let message = "the zero-shot protocol, and only it, takes `input` (another \
                                dataset to score the model tuned here on)";
                 return Err(invalid(format!("eval[{i}].input"), message.into()));
+            }
+            if e.task.is_some() && !e.choose_form.is_empty() {
+                let message = "give one way of asking (`task`) or the ways to choose between on \
+                               validation (`choose_form`), not both";
+                return Err(invalid(format!("eval[{i}].choose_form"), message.into()));
             }
         }
         Ok(())

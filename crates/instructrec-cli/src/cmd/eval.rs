@@ -7,10 +7,9 @@ use std::time::Duration;
 use clap::Args;
 use instructrec_baselines::{evaluate_all, Baseline, FitOptions, FullRankingMatcher};
 use instructrec_data::Fold;
-use instructrec_eval::experiment::{Experiment, ExperimentSpec, InstructionScoring};
+use instructrec_eval::experiment::{Asking, Experiment, ExperimentSpec, InstructionScoring};
 use instructrec_eval::external::CandidateIds;
 use instructrec_eval::{HeldOutStage, Normalisation, Protocol, QueryKind};
-use instructrec_instructions::TaskForm;
 use instructrec_model::TokenLimits;
 
 #[derive(Args)]
@@ -93,14 +92,25 @@ pub struct EvalArgs {
     #[arg(long)]
     length_normalise: bool,
     /// The task form the instruction-tuned model is asked in: T3 (the list; the title it
-    /// answers), T2 (the need without the list; each candidate's title as the answer) or T0
-    /// (a yes/no question per candidate, scored by its log odds).
+    /// answers), T2 (the need without the list; each candidate's title as the answer), T0
+    /// (a yes/no question per candidate, scored by its log odds) or T3+T2 (see --with-t2).
     #[arg(long, default_value = "T3")]
-    task: TaskForm,
+    task: Asking,
     /// With --task T3: also ask each case without the list (T2), and rank by both forms, each
     /// one's scores standardised within the list, then summed (rows `instructrec-t3t2...`).
     #[arg(long, requires = "instructrec")]
     with_t2: bool,
+    /// Choose how the instruction-tuned model is asked, per list setting, on the validation
+    /// fold: it is scored each of these ways (e.g. T3,T2,T3+T2) on that setting's validation
+    /// lists first, and the test fold is asked the way with the highest validation HR@1 (rows
+    /// `instructrec-chosen...`; the report records every way's validation figures).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "instructrec",
+        conflicts_with_all = ["task", "with_t2"]
+    )]
+    choose_form: Vec<Asking>,
     /// Which held-out item the cases ask for: test (for reports) or validation (the validation
     /// lists and instruction lines, for choosing how to ask the model without the test cases).
     #[arg(long, default_value = "test")]
@@ -169,9 +179,11 @@ impl EvalArgs {
                     target: self.max_target_len,
                 },
                 normalisation: Normalisation::length_normalised(self.length_normalise),
-                task: self.task,
+                asking: Asking {
+                    task: self.task.task,
+                    with_matching: self.task.with_matching || self.with_t2,
+                },
                 placement: self.placement.placement(),
-                with_matching: self.with_t2,
             },
             command: std::env::args().collect::<Vec<_>>().join(" "),
             recipe: self.recipe.clone(),
@@ -180,6 +192,7 @@ impl EvalArgs {
             generation_matcher: self.matcher == FullRankingMatcher::Generation,
             variant: self.variant.clone(),
             fold: self.fold,
+            choose: self.choose_form.clone(),
         })
     }
 
