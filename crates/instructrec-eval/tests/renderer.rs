@@ -41,62 +41,46 @@ fn rendered_instructions_equal_the_builders_test_lines() {
     let library = TemplateLibrary::of_instructions(dir.path()).unwrap();
     assert_eq!(library.text(), TemplateLibrary::builtin().text());
 
-    // Sequential: every stored 1+9 test list against the builder's P1 I0 line for that user.
+    // Sequential: every stored 1+9 list of each fold against the builder's P1 I0 line for that
+    // user (the validation fold's as `eval --fold validation` and `--choose-form` ask them).
     let scenario = (
         TaskForm::Rerank,
         PreferenceKind::Implicit,
         IntentionKind::None,
     );
+    let sequential = |fold| {
+        build_cases(
+            &prepared,
+            Protocol::Sequential,
+            fold,
+            Setting::Sampled { size: 10 },
+        )
+        .unwrap()
+    };
+    for (fold, lines) in [(Fold::Test, &set.test), (Fold::Validation, &set.validation)] {
+        let renderer = InstructionRenderer::new(&prepared, (build.clone(), &library), scenario)
+            .unwrap()
+            .for_fold(fold);
+        let cases = sequential(fold);
+        let mut compared = 0;
+        for line in lines.iter().filter(|l| {
+            l.task == TaskForm::Rerank
+                && l.preference.kind() == PreferenceKind::Implicit
+                && l.intention.kind() == IntentionKind::None
+        }) {
+            let case = cases.iter().find(|c| c.case.user == line.user).unwrap();
+            assert_eq!(
+                renderer.render(&case.case, &case.candidates).unwrap(),
+                line.text
+            );
+            compared += 1;
+        }
+        assert!(compared >= 50, "{fold:?}: {compared}");
+    }
+    assert!(set.test.iter().any(|l| l.context.is_some()));
     let renderer =
         InstructionRenderer::new(&prepared, (build.clone(), &library), scenario).unwrap();
-    let cases = build_cases(
-        &prepared,
-        Protocol::Sequential,
-        Fold::Test,
-        Setting::Sampled { size: 10 },
-    )
-    .unwrap();
-    let mut compared = 0;
-    for line in set.test.iter().filter(|l| {
-        l.task == TaskForm::Rerank
-            && l.preference.kind() == PreferenceKind::Implicit
-            && l.intention.kind() == IntentionKind::None
-    }) {
-        let case = cases.iter().find(|c| c.case.user == line.user).unwrap();
-        assert_eq!(
-            renderer.render(&case.case, &case.candidates).unwrap(),
-            line.text
-        );
-        compared += 1;
-    }
-    assert!(compared >= 50, "{compared}");
-    assert!(set.test.iter().any(|l| l.context.is_some()));
-
-    // The validation fold's lists and lines, as `eval --fold validation` asks them.
-    let validation = InstructionRenderer::new(&prepared, (build.clone(), &library), scenario)
-        .unwrap()
-        .for_fold(Fold::Validation);
-    let cases = build_cases(
-        &prepared,
-        Protocol::Sequential,
-        Fold::Validation,
-        Setting::Sampled { size: 10 },
-    )
-    .unwrap();
-    let mut compared = 0;
-    for line in set.validation.iter().filter(|l| {
-        l.task == TaskForm::Rerank
-            && l.preference.kind() == PreferenceKind::Implicit
-            && l.intention.kind() == IntentionKind::None
-    }) {
-        let case = cases.iter().find(|c| c.case.user == line.user).unwrap();
-        assert_eq!(
-            validation.render(&case.case, &case.candidates).unwrap(),
-            line.text
-        );
-        compared += 1;
-    }
-    assert!(compared >= 50, "{compared}");
+    let cases = sequential(Fold::Test);
 
     // The other task forms of the same scenario: matching asks without the list, and a
     // pointwise question cannot be asked without its item.
