@@ -245,8 +245,9 @@ impl Scorer for InstructRecScorer {
     }
 }
 
-/// Scores shifted to mean 0 and scaled to deviation 1 (only shifted when all are equal).
-fn standardised(scores: Vec<f32>) -> Vec<f32> {
+/// Scores shifted to mean 0 and scaled to deviation 1 (only shifted when all are equal): how
+/// two ways of asking are put on one scale before they are summed (evaluation and serving).
+pub fn standardised(scores: Vec<f32>) -> Vec<f32> {
     let n = scores.len().max(1) as f32;
     let mean = scores.iter().sum::<f32>() / n;
     let deviation = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / n).sqrt();

@@ -25,7 +25,8 @@ pub use harness::{
 };
 pub use heldout::{check_stage, HeldOutStage, StageInfo};
 pub use instruct::{
-    title_scores, InstructRecScorer, InstructionRenderer, Normalisation, PermutedPrompts,
+    standardised, title_scores, InstructRecScorer, InstructionRenderer, Normalisation,
+    PermutedPrompts,
 };
 pub use metrics::{MetricAccumulator, Metrics};
 pub use protocol::Protocol;

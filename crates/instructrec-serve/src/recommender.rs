@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use instructrec_data::{Item, ItemId, Prepared, UserId};
+use instructrec_instructions::rerank::choose_form;
 use instructrec_instructions::rerank::deal;
 use instructrec_instructions::{fit_history, IntentionKind, PreferenceKind, TokenCounter};
-use instructrec_instructions::{TaskForm, TemplateLibrary};
+use instructrec_instructions::{TaskForm, Template, TemplateLibrary};
 use instructrec_model::{Placement, Seq2Seq, TokenLimits};
 use serde::Serialize;
 
@@ -26,6 +27,7 @@ use crate::request::{
 };
 use crate::sanitize::clean_text;
 use crate::session::{SessionState, Sessions};
+use instructrec_eval::standardised;
 use instructrec_instructions::Fills;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,6 +50,10 @@ pub struct Options {
     pub two_tower: Option<PathBuf>,
     /// Where the model runs, and the precision of its weights.
     pub placement: Placement,
+    /// Also ask each need without the list (the scenario's matching template, T2), and rank by
+    /// both forms: each one's mean log-likelihoods standardised over the scored candidates,
+    /// then summed (evaluation chose this on the validation fold for the search needs).
+    pub with_matching: bool,
 }
 
 impl Options {
@@ -75,6 +81,7 @@ impl Default for Options {
             matching: Matching::Bm25,
             two_tower: None,
             placement: Placement::default(),
+            with_matching: false,
         }
     }
 }
@@ -125,8 +132,11 @@ pub struct Recommender {
 
 /// What the model scored for one request.
 struct Scored {
-    /// (mean, sum) log-likelihood of each candidate's title.
+    /// (ranking key, summed log-likelihood) of each candidate's title: the key is the mean
+    /// log-likelihood, or with the matching form the sum of both forms' standardised means.
     scores: Vec<(f32, f32)>,
+    /// The instruction without the list that every title was also scored under, if any.
+    matching_instruction: Option<String>,
     /// The group of each candidate.
     group_of: Vec<usize>,
     groups: Vec<ScoredGroup>,
@@ -572,12 +582,18 @@ impl Recommender {
         let match_ms = ms(match_started.elapsed());
 
         let score_started = Instant::now();
+        let matching = self
+            .options
+            .with_matching
+            .then(|| choose_form(&self.library, TaskForm::Matching, preference, intention))
+            .flatten();
         let Scored {
             scores: scored,
+            matching_instruction,
             group_of,
             groups,
             history_shown,
-        } = self.score(template, &need, &candidates)?;
+        } = self.score((template, matching), &need, &candidates)?;
         let score_ms = ms(score_started.elapsed());
         let relevance = softmax(scored.iter().map(|s| s.0));
         // The words the explanations look for: what the user asked for and said they like.
@@ -660,11 +676,17 @@ impl Recommender {
             refined: previous.is_some(),
             template: template.id.clone(),
             scenario: format!(
-                "{} {} {}",
+                "{} {} {}{}",
                 template.preference,
                 template.intention,
-                TaskForm::Rerank
+                TaskForm::Rerank,
+                if matching_instruction.is_some() {
+                    "+T2"
+                } else {
+                    ""
+                }
             ),
+            matching_instruction,
             instruction: groups
                 .first()
                 .map(|g| g.instruction.clone())
@@ -684,13 +706,14 @@ impl Recommender {
         })
     }
 
-    /// (mean, sum) log-likelihood of each candidate's title, with the groups they were scored
-    /// in and each group's instruction. Candidates are dealt round-robin into groups of at most
-    /// `group_size` so that every group mixes strong and weak matches; each group is one
-    /// encoder pass and one batched decoder pass.
+    /// (ranking key, sum) log-likelihood of each candidate's title, with the groups they were
+    /// scored in and each group's instruction. Candidates are dealt round-robin into groups of
+    /// at most `group_size` so that every group mixes strong and weak matches; each group is one
+    /// encoder pass and one batched decoder pass. With a `matching` template every title is also
+    /// scored under that one instruction without the list, in batches of `group_size`.
     fn score(
         &self,
-        template: &instructrec_instructions::Template,
+        (template, matching): (&Template, Option<&Template>),
         need: &Need,
         candidates: &[ItemId],
     ) -> Result<Scored, RequestError> {
@@ -717,6 +740,15 @@ impl Recommender {
             Some((_, t)) => (Some(t.as_str()), None),
             None => (None, None),
         };
+        // Everything but the list: the matching form asks with exactly this.
+        let need_fills = Fills {
+            history: shown_history,
+            explicit_preference: need.preference.as_deref(),
+            vague_intention: vague,
+            specific_intention: specific,
+            context: context.as_deref(),
+            ..Fills::default()
+        };
         let limits = self.options.token_limits();
         let groups = deal(candidates.len(), self.options.group_size);
         let mut scores = vec![(f32::NEG_INFINITY, f32::NEG_INFINITY); candidates.len()];
@@ -728,13 +760,8 @@ impl Recommender {
                 .map(|&i| self.item(candidates[i]).title.as_str())
                 .collect();
             let fills = Fills {
-                history: shown_history,
-                explicit_preference: need.preference.as_deref(),
-                vague_intention: vague,
-                specific_intention: specific,
                 candidates: &group_titles,
-                context: context.as_deref(),
-                ..Fills::default()
+                ..need_fills
             };
             let instruction =
                 fill::render(template, &fills).map_err(|e| RequestError::Model(e.to_string()))?;
@@ -755,8 +782,35 @@ impl Recommender {
                 item_ids: members.iter().map(|&i| candidates[i].0).collect(),
             });
         }
+        let matching_instruction = match matching {
+            Some(matching) if !candidates.is_empty() => {
+                let instruction = fill::render(matching, &need_fills)
+                    .map_err(|e| RequestError::Model(e.to_string()))?;
+                let mut without_list = Vec::with_capacity(candidates.len());
+                for chunk in candidates.chunks(self.options.group_size.max(1)) {
+                    let titles: Vec<&str> =
+                        chunk.iter().map(|&i| self.item(i).title.as_str()).collect();
+                    let s = self
+                        .model
+                        .score(&instruction, &titles, limits)
+                        .map_err(|e| RequestError::Model(e.to_string()))?;
+                    without_list.extend(s.iter().map(|c| c.mean));
+                }
+                let listed = standardised(scores.iter().map(|s| s.0).collect());
+                for ((s, a), b) in scores
+                    .iter_mut()
+                    .zip(listed)
+                    .zip(standardised(without_list))
+                {
+                    s.0 = a + b;
+                }
+                Some(instruction)
+            }
+            _ => None,
+        };
         Ok(Scored {
             scores,
+            matching_instruction,
             group_of,
             groups: scored_groups,
             history_shown: kept,

@@ -159,7 +159,10 @@ pub struct RankedItem {
     /// Category path, most general first.
     pub categories: Vec<String>,
     pub brand: Option<String>,
-    /// Mean log-likelihood per title token under the instruction (the ranking key).
+    /// The ranking key: the mean log-likelihood per title token under the instruction, or,
+    /// when the server also asks without the list (`serve --with-t2`), the sum of that and the
+    /// mean log-likelihood under `matching_instruction`, each standardised over the scored
+    /// candidates.
     pub score: f32,
     /// Summed log-likelihood of the title.
     pub log_likelihood: f32,
@@ -232,7 +235,8 @@ pub struct Response {
     pub refined: bool,
     /// Id of the template the request was mapped to.
     pub template: String,
-    /// The scenario, as the paper writes it ("P1 I1 T3").
+    /// The scenario, as the paper writes it ("P1 I1 T3"; "P1 I1 T3+T2" when the titles were also
+    /// scored without the list).
     #[schema(example = "P1 I1 T3")]
     pub scenario: String,
     /// The filled instruction of the first group of candidates (`groups[0].instruction`).
@@ -240,6 +244,10 @@ pub struct Response {
     /// Each group of candidates the model scored, with the instruction it read: candidates are
     /// dealt round-robin into groups of at most 10.
     pub groups: Vec<ScoredGroup>,
+    /// With `serve --with-t2`: the instruction without the list (the scenario's matching
+    /// template, T2) every candidate's title was also scored under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matching_instruction: Option<String>,
     /// The need this answers, after merging with the session.
     pub need: StatedNeed,
     pub items: Vec<RankedItem>,

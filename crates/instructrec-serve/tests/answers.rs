@@ -92,6 +92,75 @@ fn each_group_carries_the_instruction_its_candidates_were_scored_under() {
     }
 }
 
+/// Asked with and without the list (`serve --with-t2`), each item's score is the sum of its two
+/// standardised mean log-likelihoods, recomputed here from the instructions the answer reports;
+/// the summed log-likelihood stays the listed form's.
+#[test]
+fn with_t2_each_score_sums_both_forms_standardised() {
+    let options = instructrec_serve::Options {
+        with_matching: true,
+        ..Default::default()
+    };
+    let rec = common::recommender_with(instructrec_eval::synthetic::prepared(60, 150, 5), options);
+    let plain = common::recommender();
+    let model = common::tiny_model();
+    let title = |id: u32| rec.item(instructrec_data::ItemId(id)).title.clone();
+    let req = RecommendRequest {
+        user: Some(UserRef::Name("U3".into())),
+        intention: Some("a racing game".into()),
+        candidates: Some((0..25).map(ItemRef::Id).collect()),
+        k: Some(25),
+        ..Default::default()
+    };
+    let answer = ask(&rec, req.clone());
+    assert!(answer.scenario.ends_with("T3+T2"), "{}", answer.scenario);
+    let without_list = answer
+        .matching_instruction
+        .clone()
+        .expect("asked without the list");
+    assert!(without_list.contains("a racing game"), "{without_list}");
+    let before = ask(&plain, req);
+    assert_eq!(before.matching_instruction, None);
+    assert_eq!(
+        before.groups, answer.groups,
+        "the listed form asks as before"
+    );
+    // Both forms' means for every scored item, in the answer's item order.
+    let mut listed = Vec::new();
+    let mut unlisted = Vec::new();
+    for item in &answer.items {
+        let g = &answer.groups[item.group];
+        let titles: Vec<String> = g.item_ids.iter().map(|i| title(*i)).collect();
+        let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
+        let at = g.item_ids.iter().position(|i| *i == item.item_id).unwrap();
+        let s = model
+            .score(&g.instruction, &titles, TokenLimits::default())
+            .unwrap();
+        assert!((s[at].sum - item.log_likelihood).abs() < 1e-4);
+        listed.push(s[at].mean);
+        let t = title(item.item_id);
+        let u = model
+            .score(&without_list, &[t.as_str()], TokenLimits::default())
+            .unwrap();
+        unlisted.push(u[0].mean);
+    }
+    assert_eq!(answer.items.len(), 25);
+    let expected: Vec<f32> = instructrec_eval::standardised(listed)
+        .into_iter()
+        .zip(instructrec_eval::standardised(unlisted))
+        .map(|(a, b)| a + b)
+        .collect();
+    for (item, e) in answer.items.iter().zip(&expected) {
+        assert!(
+            (item.score - e).abs() < 1e-3,
+            "{}: {} against {e}",
+            item.title,
+            item.score
+        );
+    }
+    assert!(answer.items.windows(2).all(|w| w[0].score >= w[1].score));
+}
+
 /// The relevance is a softmax of the ranking key over every scored candidate: in [0, 1], in
 /// rank order, ratios of exp(score differences), summing to 1 over the scored candidates.
 #[test]

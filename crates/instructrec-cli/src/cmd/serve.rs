@@ -23,12 +23,18 @@ pub struct ModelData {
     pub data: PathBuf,
     #[command(flatten)]
     pub placement: super::PlacementArgs,
+    /// Also ask each need without the list (T2) and rank by both forms, each one's scores
+    /// standardised over the scored candidates, then summed: the way `eval --choose-form`
+    /// picked on the validation fold for the search needs (docs/evaluation.md).
+    #[arg(long)]
+    pub with_t2: bool,
 }
 
 impl ModelData {
     pub fn load(&self) -> anyhow::Result<Recommender> {
         let options = Options {
             placement: self.placement.placement(),
+            with_matching: self.with_t2,
             ..Options::default()
         };
         Recommender::load(&self.model, &self.data, options)

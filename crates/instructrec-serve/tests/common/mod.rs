@@ -30,6 +30,11 @@ pub fn tiny_model() -> Seq2Seq {
 
 /// A tiny random model over `prepared`.
 pub fn recommender_over(prepared: instructrec_data::Prepared) -> Recommender {
+    recommender_with(prepared, Options::default())
+}
+
+/// A tiny random model over `prepared`, served with `options`.
+pub fn recommender_with(prepared: instructrec_data::Prepared, options: Options) -> Recommender {
     let model = tiny_model();
     let matcher = Box::new(Bm25Matcher::fit(&prepared));
     Recommender::new(
@@ -37,7 +42,7 @@ pub fn recommender_over(prepared: instructrec_data::Prepared) -> Recommender {
         model,
         matcher,
         TemplateLibrary::builtin(),
-        Options::default(),
+        options,
     )
 }
 
