@@ -83,3 +83,26 @@ fn a_device_is_named_or_refused_with_what_to_do() {
     );
     assert!(!out.join("last").exists());
 }
+
+/// The tokenizer corpus is read line by line while the tokenizer trains: a bad line still
+/// stops the run with the file and the line, and leaves no model behind.
+#[test]
+fn a_bad_tokenizer_corpus_line_names_the_file_and_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    write_instructions(&train, 40);
+    let corpus = dir.path().join("corpus.jsonl");
+    let mut text = std::fs::read_to_string(&train).unwrap();
+    text.push_str("{\"instruction\": \"no answer here\"}\n");
+    std::fs::write(&corpus, text).unwrap();
+    let out = dir.path().join("model");
+    let (train_s, out_s) = (train.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = train_args(train_s, out_s, "2");
+    args.extend(["--tokenizer-corpus", corpus.to_str().unwrap()]);
+    let stderr = run_err(&mut instructrec(&args));
+    assert!(
+        stderr.contains("corpus.jsonl") && stderr.contains("41") && stderr.contains("`target`"),
+        "{stderr}"
+    );
+    assert!(!out.join("best").exists() && !out.join("last").exists());
+}

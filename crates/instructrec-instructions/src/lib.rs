@@ -29,7 +29,9 @@ pub use build::{
 };
 pub use export::{export, item_token_titles, ExportManifest, ExportOptions};
 pub use filter::{Label, Labels, LineFilter, LineWeight, TrainingRecord, TRAINING_RECORD_FILE};
-pub use record::{read_jsonl, read_lines, write_jsonl, Instruction, InstructionLine, Split};
+pub use record::{
+    line_texts, read_jsonl, read_lines, write_jsonl, Instruction, InstructionLine, Split,
+};
 pub use stats::{BuildTimings, FillKindStats, InstructionStats, SplitStats};
 pub use template::{
     Fills, Segment, Slot, Template, TemplateError, TemplateLibrary, BUILTIN_TEMPLATES,

@@ -2,7 +2,7 @@
 //! evaluator (T3 validation/test lines with their displayed `candidates`) read. Every reader of
 //! the format goes through [`each_line`]: [`read_jsonl`] for whole instructions as `instructions
 //! build` writes them, [`read_lines`] for the fields training and validation need, from any
-//! producer.
+//! producer, and [`line_texts`] for a tokenizer's corpus, one line at a time.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -266,14 +266,10 @@ pub fn read_lines(path: &Path, filter: &LineFilter) -> Result<Vec<InstructionLin
         if !filter.keeps(&labels) {
             return Ok(());
         }
-        let field = |v: Option<String>, name: &str| {
-            v.filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| format!("field `{name}` is missing or empty"))
-        };
         out.push(InstructionLine {
             line: n,
-            instruction: field(line.instruction, "instruction")?,
-            target: field(line.target, "target")?,
+            instruction: required(line.instruction, "instruction")?,
+            target: required(line.target, "target")?,
             labels,
             candidates: line.candidates,
             target_item: line.target_item,
@@ -283,6 +279,32 @@ pub fn read_lines(path: &Path, filter: &LineFilter) -> Result<Vec<InstructionLin
     Ok(out)
 }
 
+/// The instruction and the target of every line of `path`, read one line at a time, so that a
+/// tokenizer can learn from a file of any size without holding it. A line without them is an
+/// error naming the file and the line, as for [`read_lines`].
+pub fn line_texts(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<[String; 2], DataError>> + Send, DataError> {
+    let owned = path.to_path_buf();
+    Ok(parsed(path)?.map(move |parsed| {
+        let (n, line): (usize, LooseLine) = parsed?;
+        let texts = required(line.instruction, "instruction")
+            .and_then(|i| Ok([i, required(line.target, "target")?]));
+        texts.map_err(|message| DataError::Line {
+            path: owned.clone(),
+            line: n,
+            message,
+        })
+    }))
+}
+
+/// A text field that must be present and not blank.
+fn required(value: Option<String>, name: &str) -> Result<String, String> {
+    value
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| format!("field `{name}` is missing or empty"))
+}
+
 /// Hands each non-blank line of `path`, parsed as a `T`, to `take` with its number (from 1); a
 /// line that is not UTF-8, not a `T`, or refused by `take` stops the reading with an error naming
 /// the file and the line.
@@ -290,25 +312,77 @@ fn each_line<T: DeserializeOwned>(
     path: &Path,
     mut take: impl FnMut(usize, T) -> Result<(), String>,
 ) -> Result<(), DataError> {
-    let io = |source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    // Split on bytes, not `lines()`, so that a line that is not UTF-8 is reported by number.
-    for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
-        let err = |message: String| DataError::Line {
+    for parsed in parsed(path)? {
+        let (n, line) = parsed?;
+        take(n, line).map_err(|message| DataError::Line {
             path: path.to_path_buf(),
+            line: n,
+            message,
+        })?;
+    }
+    Ok(())
+}
+
+/// Each non-blank line of `path` parsed as a `T`, with its number (from 1), read as it is asked
+/// for; a line that is not UTF-8 or not a `T` is an error naming the file and the line.
+fn parsed<T: DeserializeOwned>(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<(usize, T), DataError>> + Send, DataError> {
+    let owned = path.to_path_buf();
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DataError::Io { path, source }
+    };
+    let file = File::open(path).map_err(io(path))?;
+    // Split on bytes, not `lines()`, so that a line that is not UTF-8 is reported by number.
+    let lines = BufReader::new(file).split(b'\n').enumerate();
+    Ok(lines.filter_map(move |(n, line)| {
+        let err = |message: String| DataError::Line {
+            path: owned.clone(),
             line: n + 1,
             message,
         };
-        let line = String::from_utf8(line.map_err(io)?)
-            .map_err(|e| err(format!("not valid UTF-8: {}", e.utf8_error())))?;
-        if line.trim().is_empty() {
-            continue;
+        let line = match line.map_err(io(&owned)) {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map_err(|e| err(format!("not valid UTF-8: {}", e.utf8_error()))),
+            Err(e) => Err(e),
+        };
+        match line {
+            Ok(line) if line.trim().is_empty() => None,
+            Ok(line) => Some(
+                serde_json::from_str(&line)
+                    .map(|parsed| (n + 1, parsed))
+                    .map_err(|e| err(e.to_string())),
+            ),
+            Err(e) => Some(Err(e)),
         }
-        let parsed: T = serde_json::from_str(&line).map_err(|e| err(e.to_string()))?;
-        take(n + 1, parsed).map_err(err)?;
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_texts_reads_one_line_at_a_time_and_names_a_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.jsonl");
+        std::fs::write(
+            &path,
+            "{\"instruction\": \"pick one\", \"target\": \"Halo 3\"}\n\n\
+             {\"instruction\": \"pick again\", \"target\": \" \"}\n{not json\n",
+        )
+        .unwrap();
+        let mut texts = line_texts(&path).unwrap();
+        assert_eq!(
+            texts.next().unwrap().unwrap(),
+            ["pick one".to_string(), "Halo 3".to_string()]
+        );
+        let e = texts.next().unwrap().unwrap_err().to_string();
+        assert!(e.contains("train.jsonl") && e.contains('3') && e.contains("`target`"), "{e}");
+        // Reading goes on past a bad line only if the caller asks: the next is bad JSON.
+        let e = texts.next().unwrap().unwrap_err().to_string();
+        assert!(e.contains('4'), "{e}");
+        assert!(texts.next().is_none());
     }
-    Ok(())
 }

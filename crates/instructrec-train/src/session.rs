@@ -6,10 +6,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use instructrec_data::{ItemId, OutputLock, Prepared, UserId};
 use instructrec_instructions::{
-    IntentionKind, LineFilter, PreferenceKind, Template, TemplateLibrary,
+    line_texts, IntentionKind, LineFilter, PreferenceKind, Template, TemplateLibrary,
 };
 use instructrec_model::{Preset, Seq2Seq, T5Config};
 use tokenizers::Tokenizer;
@@ -26,7 +28,7 @@ use crate::pretrain::{
     span_corruption_examples, ContinuationOptions, CorruptionOptions, NextItemOptions,
     NextItemWording,
 };
-use crate::tokenizer::{add_item_tokens, read_corpus, train_tokenizer, TokenizerOptions};
+use crate::tokenizer::{add_item_tokens, corpus_lines, train_tokenizer, TokenizerOptions};
 use crate::trainer::{
     read_state, Hooks, Metric, TrainConfig, TrainReport, Trainer, BEST_DIR, LAST_DIR,
 };
@@ -582,35 +584,55 @@ impl Setup {
         Ok(found)
     }
 
-    /// A tokenizer trained on `own_text` and the corpus files.
-    fn new_tokenizer(&self, own_text: impl Iterator<Item = String>) -> Result<Tokenizer> {
-        let mut corpus: Vec<String> = own_text.collect();
-        for path in &self.tokenizer.corpus {
-            if path.extension().is_some_and(|e| e == "jsonl") {
-                corpus.extend(
-                    read_examples(path, &LineFilter::default(), self.config.seed)?
-                        .into_iter()
-                        .flat_map(|e| [e.source, e.target]),
-                );
-            } else {
-                corpus.extend(read_corpus(path)?);
+    /// A tokenizer trained on `own_text` and the corpus files. The files are read as the
+    /// trainer asks for their lines, so the corpus (the default recipe's is 1.3 million
+    /// instruction lines) is never held whole; the first bad line stops the training.
+    fn new_tokenizer(&self, own_text: impl Iterator<Item = String> + Send) -> Result<Tokenizer> {
+        let failure: Mutex<Option<TrainError>> = Mutex::new(None);
+        let keep = |read: Result<[String; 2]>| match read {
+            Ok(texts) => Some(texts),
+            Err(e) => {
+                failure
+                    .lock()
+                    .expect("no panic while held")
+                    .get_or_insert(e);
+                None
             }
+        };
+        let mut files: Vec<Box<dyn Iterator<Item = String> + Send + '_>> = Vec::new();
+        for path in &self.tokenizer.corpus {
+            let texts: Box<dyn Iterator<Item = Result<[String; 2]>> + Send> =
+                if path.extension().is_some_and(|e| e == "jsonl") {
+                    Box::new(line_texts(path)?.map(|t| t.map_err(TrainError::from)))
+                } else {
+                    // A plain line is one text; the empty second one adds nothing.
+                    Box::new(corpus_lines(path)?.map(|l| l.map(|l| [l, String::new()])))
+                };
+            files.push(Box::new(
+                texts.map_while(keep).flatten().filter(|t| !t.is_empty()),
+            ));
         }
-        tracing::info!("training a tokenizer on {} lines", corpus.len());
-        train_tokenizer(
-            corpus.iter(),
-            TokenizerOptions {
-                vocab_size: self.tokenizer.vocab_size,
-                extra_ids: 100,
-            },
-        )
+        let lines = AtomicUsize::new(0);
+        let texts = own_text.chain(files.into_iter().flatten()).inspect(|_| {
+            lines.fetch_add(1, Ordering::Relaxed);
+        });
+        let options = TokenizerOptions {
+            vocab_size: self.tokenizer.vocab_size,
+            extra_ids: 100,
+        };
+        let trained = train_tokenizer(texts, options);
+        if let Some(e) = failure.into_inner().expect("no panic while held") {
+            return Err(e);
+        }
+        tracing::info!("trained a tokenizer on {} lines", lines.into_inner());
+        trained
     }
 
     /// The model to start from: the checkpoint of `--init`, or a new one whose tokenizer is
     /// trained on `own_text` and the corpus files, plus one token for each of `texts.titles`.
     fn initial_model(
         &self,
-        own_text: impl Iterator<Item = String>,
+        own_text: impl Iterator<Item = String> + Send,
         texts: &ItemTexts,
     ) -> Result<(Seq2Seq, Option<ItemComposition>)> {
         let compose = self.config.compose_item_tokens;

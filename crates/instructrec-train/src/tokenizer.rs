@@ -221,15 +221,17 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
     })
 }
 
-/// Reads a text corpus, one line per training sentence (empty lines skipped).
-pub fn read_corpus(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect())
+/// The non-blank lines of a plain-text corpus file, trimmed, read one at a time.
+pub fn corpus_lines(path: &Path) -> Result<impl Iterator<Item = Result<String>> + Send> {
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let owned = path.to_path_buf();
+    Ok(
+        std::io::BufRead::lines(std::io::BufReader::new(file)).filter_map(move |line| match line {
+            Ok(line) if line.trim().is_empty() => None,
+            Ok(line) => Some(Ok(line.trim().to_string())),
+            Err(e) => Some(Err(io_err(&owned)(e))),
+        }),
+    )
 }
 
 #[cfg(test)]
