@@ -147,6 +147,66 @@ def torch_side(model, inputs: dict, eos: int, runs: int, per_candidate_100: bool
     return out
 
 
+def ct2_side(work: Path, model, inputs: dict, eos: int, runs: int, threads: int) -> dict:
+    """CTranslate2's `score_batch` on the same checkpoint, converted at float32 and int8.
+
+    The benchmark checkpoints have no tokenizer, and CTranslate2 speaks in token strings: the
+    conversion gets a word-level tokenizer whose token for id i is `t{i}` (T5's three special
+    tokens at their ids), so ids map to strings one to one. `score_batch` scores (source,
+    target) pairs, so the instruction is encoded once per candidate; ours and PyTorch's batched
+    path encode it once per list.
+    """
+    import ctranslate2
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    config = model.config
+    names = {config.pad_token_id: "<pad>", eos: "</s>", 2: "<unk>"}
+    vocab = {names.get(i, f"t{i}"): i for i in range(config.vocab_size)}
+    tok_dir = work / "ct2-source"
+    tok_dir.mkdir(exist_ok=True)
+    for f in ("config.json", "model.safetensors"):
+        target = tok_dir / f
+        if not target.exists():
+            target.symlink_to((work / f).resolve())
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
+        pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+    )
+    fast.save_pretrained(tok_dir)
+    word = lambda ids: [names.get(i, f"t{i}") for i in ids]
+
+    class Converter(ctranslate2.converters.TransformersConverter):
+        # transformers 5 sets `tie_word_embeddings` on every T5 and keeps the saved value in
+        # `scale_decoder_outputs`; CTranslate2 reads the former to scale the outputs of a tied
+        # head, which would shrink this untied head's logits by sqrt(d_model).
+        def load_model(self, model_class, model_name_or_path, **kwargs):
+            loaded = super().load_model(model_class, model_name_or_path, **kwargs)
+            if hasattr(loaded.config, "scale_decoder_outputs"):
+                loaded.config.tie_word_embeddings = loaded.config.scale_decoder_outputs
+            return loaded
+
+    source = word(inputs["instruction"] + [eos])
+    out = {}
+    for quantization in ("float32", "int8"):
+        converted = work / f"ct2-{quantization}"
+        Converter(str(tok_dir)).convert(
+            str(converted), quantization=quantization, force=True
+        )
+        translator = ctranslate2.Translator(str(converted), device="cpu", inter_threads=1, intra_threads=threads)
+        rows = {}
+        for n in (20, 100):
+            targets = [word(c) for c in inputs["candidates"][:n]]
+
+            def score():
+                results = translator.score_batch([source] * n, targets, max_batch_size=n)
+                return [sum(r.log_probs) for r in results]
+
+            rows[str(n)] = {"scores": score(), "seconds": median_time(runs, score)}
+        out[quantization] = rows
+    return out
+
+
 def rust_side(binary: str, work: Path, runs: int, threads: int) -> dict:
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     proc = subprocess.run([binary, "run", str(work), str(runs)], env=env, check=True, capture_output=True, text=True)
@@ -167,6 +227,10 @@ def bench_shape(shape: str, args) -> dict:
     eos = model.config.eos_token_id
     print(f"[{shape}] transformers ...", file=sys.stderr, flush=True)
     pt = torch_side(model, inputs, eos, args.runs, shape in args.per_candidate_100.split(","))
+    ct2 = None
+    if args.ctranslate2:
+        print(f"[{shape}] ctranslate2 ...", file=sys.stderr, flush=True)
+        ct2 = ct2_side(work, model, inputs, eos, args.runs, args.threads)
     print(f"[{shape}] rust ...", file=sys.stderr, flush=True)
     rs = rust_side(args.bin, work, args.runs, args.threads)
     checks = {}
@@ -188,14 +252,19 @@ def bench_shape(shape: str, args) -> dict:
         if "per_candidate_seconds" in pt["scoring"][n]:
             rows.append((f"score {n} (vs per-candidate)", pt["scoring"][n]["per_candidate_seconds"], ours, 2.0))
         rows.append((f"score {n} (vs batched)", pt["scoring"][n]["batched_seconds"], ours, 1.0))
+        for quantization, sides in (ct2 or {}).items():
+            rows.append((f"score {n} (vs CTranslate2 {quantization})", sides[n]["seconds"], ours, 1.0))
+            checks[f"score {n} max abs diff (ours vs CTranslate2 {quantization})"] = max_abs_diff(
+                rs["scoring"][n]["scores"], sides[n]["scores"]
+            )
     rows.append((f"train step ({tokens} tok)", pt["train"]["seconds"], rs["train"]["seconds"], 0.8))
     rows.append((f"generate {inputs['num_beams']} beams top {inputs['top_k']}", pt["generate"]["seconds"], rs["generate"]["seconds"], None))
-    return {"shape": shape, "tokens_per_step": tokens, "rows": rows, "checks": checks, "torch": pt, "rust": rs}
+    return {"shape": shape, "tokens_per_step": tokens, "rows": rows, "checks": checks, "torch": pt, "rust": rs, "ctranslate2": ct2}
 
 
 def print_table(result: dict) -> None:
     print(f"\n### {SHAPE_NAMES.get(result['shape'], result['shape'])}")
-    print("| work | PyTorch s | ours s | speed ratio (PyTorch s / ours s) | target | met |")
+    print("| work | theirs s | ours s | speed ratio (theirs s / ours s) | target | met |")
     print("|---|---|---|---|---|---|")
     for name, theirs, ours, target in result["rows"]:
         ratio = theirs / ours
@@ -222,6 +291,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--per-candidate-100", default="small", help="shapes on which to time 100 one-candidate passes")
     p.add_argument("--json", help="also write all measurements here")
+    p.add_argument("--ctranslate2", action="store_true", help="also time CTranslate2's score_batch (float32 and int8)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

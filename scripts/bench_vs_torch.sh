@@ -3,7 +3,9 @@
 # step and constrained beam search on the same random T5 checkpoints and the same inputs, then
 # the peak resident memory of serving and of training the default model.
 #
-#   scripts/bench_vs_torch.sh [--shapes small,base] [--runs 3] [--per-candidate-100 small]
+#   scripts/bench_vs_torch.sh [--shapes small,base] [--runs 3] [--per-candidate-100 small] [--ctranslate2]
+#
+# --ctranslate2 also times CTranslate2's score_batch (float32 and int8) on the same checkpoint.
 #
 # Arguments go to scripts/bench_vs_torch.py. Environment:
 #   BENCH_VENV          venv with torch + transformers; created from PyPI when missing
@@ -27,6 +29,9 @@ if ! "$VENV/bin/python" -c 'import torch, transformers' 2>/dev/null; then
     echo "creating $VENV (torch + transformers from PyPI)" >&2
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet torch transformers safetensors
+fi
+if [[ " $* " == *" --ctranslate2 "* ]] && ! "$VENV/bin/python" -c 'import ctranslate2' 2>/dev/null; then
+    "$VENV/bin/pip" install --quiet ctranslate2
 fi
 
 cargo build --release -p instructrec-model --example bench_vs_torch
