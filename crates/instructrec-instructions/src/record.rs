@@ -379,7 +379,10 @@ mod tests {
             ["pick one".to_string(), "Halo 3".to_string()]
         );
         let e = texts.next().unwrap().unwrap_err().to_string();
-        assert!(e.contains("train.jsonl") && e.contains('3') && e.contains("`target`"), "{e}");
+        assert!(
+            e.contains("train.jsonl") && e.contains('3') && e.contains("`target`"),
+            "{e}"
+        );
         // Reading goes on past a bad line only if the caller asks: the next is bad JSON.
         let e = texts.next().unwrap().unwrap_err().to_string();
         assert!(e.contains('4'), "{e}");
