@@ -29,7 +29,7 @@ use crate::instruct::{
 use crate::pipeline::MatchThenRerank;
 use crate::protocol::Protocol;
 use crate::queries::{read_queries, QueryKind, QueryLine};
-use crate::report::{write_atomic, CandidateInfo, ModelReport, Report};
+use crate::report::{write_atomic, CandidateInfo, ModelReport, Report, TriedWay, ValidationChoice};
 use crate::scorer::{Case, Scorer};
 
 /// A way of asking the instruction model about a list: one task form, or the list form and the
@@ -43,13 +43,6 @@ pub struct Asking {
 }
 
 impl Asking {
-    pub const fn task(task: TaskForm) -> Self {
-        Self {
-            task,
-            with_matching: false,
-        }
-    }
-
     /// Refuses the ways that rank no list, naming the one to use instead.
     fn check(self) -> anyhow::Result<()> {
         if self.task == TaskForm::Pairwise {
@@ -775,7 +768,7 @@ impl Experiment {
         mut model: Seq2Seq,
         name: &str,
         i: usize,
-    ) -> anyhow::Result<(Seq2Seq, Asking, serde_json::Value)> {
+    ) -> anyhow::Result<(Seq2Seq, Asking, ValidationChoice)> {
         let (cases, setting) = (&self.validation[i], self.settings[i]);
         let mut tried = Vec::new();
         for &asking in &self.spec.choose {
@@ -801,21 +794,24 @@ impl Experiment {
             .max_by(|(_, a), (_, b)| a.hr1.total_cmp(&b.hr1).then(a.ndcg5.total_cmp(&b.ndcg5)))
             .expect("--choose-form is not empty");
         let best = *best;
-        let record = serde_json::json!({
-            "setting": setting.to_string(),
-            "fold": Fold::Validation,
-            "cases": cases.len(),
-            "lists": candidates_checksum(&cases.iter().map(as_candidate_set).collect::<Vec<_>>()),
-            "tried": tried.iter().map(|(asking, m)| serde_json::json!({
-                "asked": asking.to_string(),
-                "hr1": m.hr1,
-                "hr1_se": m.se.hr1,
-                "ndcg5": m.ndcg5,
-                "ndcg5_se": m.se.ndcg5,
-            })).collect::<Vec<_>>(),
-            "chosen": best.to_string(),
-            "score": self.spec.scoring.asked(best).rule(),
-        });
+        let record = ValidationChoice {
+            setting: setting.to_string(),
+            fold: Fold::Validation,
+            cases: cases.len(),
+            lists: candidates_checksum(&cases.iter().map(as_candidate_set).collect::<Vec<_>>()),
+            tried: tried
+                .iter()
+                .map(|(asking, m)| TriedWay {
+                    asked: asking.to_string(),
+                    hr1: m.hr1,
+                    hr1_se: m.se.hr1,
+                    ndcg5: m.ndcg5,
+                    ndcg5_se: m.se.ndcg5,
+                })
+                .collect(),
+            chosen: best.to_string(),
+            score: self.spec.scoring.asked(best).rule(),
+        };
         Ok((model, best, record))
     }
 
@@ -843,6 +839,11 @@ impl Experiment {
         let scoring = self.spec.scoring;
         let fold = self.spec.fold;
         let choosing = !self.spec.choose.is_empty();
+        // A result says how it was asked where that was chosen.
+        let mark = |mut e: Evaluation, asking: Asking| {
+            e.asked = choosing.then(|| asking.to_string());
+            e
+        };
         let mut asked: Vec<Asking> = Vec::new();
         let mut choices = Vec::new();
         let mut results = Vec::new();
@@ -886,10 +887,7 @@ impl Experiment {
                 }
                 _ => self.evaluate_setting(&scorer, i)?,
             };
-            results.extend(e.map(|mut e| {
-                e.asked = choosing.then(|| asking.to_string());
-                e
-            }));
+            results.extend(e.map(|e| mark(e, asking)));
             drop(generation);
             model = scorer.into_model();
         }
@@ -906,7 +904,7 @@ impl Experiment {
             })),
         });
         if choosing {
-            config["chosen_on_validation"] = serde_json::json!(choices);
+            config[ValidationChoice::CONFIG_KEY] = serde_json::to_value(&choices)?;
         }
         let entry = ModelReport {
             name: name.clone(),
@@ -932,7 +930,7 @@ impl Experiment {
         control.name = permuted.name();
         // The choice is the true-prompt row's; its results say how the control was asked.
         if let Some(config) = control.config.as_object_mut() {
-            config.remove("chosen_on_validation");
+            config.remove(ValidationChoice::CONFIG_KEY);
         }
         control.config["prompts"] = serde_json::json!(
             "each case asked in another case's prompt (its history, query and context), \
@@ -940,10 +938,7 @@ impl Experiment {
         );
         control.results = self
             .evaluate_setting(&permuted, 0)?
-            .map(|mut e| {
-                e.asked = choosing.then(|| asked[0].to_string());
-                e
-            })
+            .map(|e| mark(e, asked[0]))
             .into_iter()
             .collect();
         Ok(vec![entry, control])

@@ -100,6 +100,44 @@ pub struct TrainingLog {
     pub stop: TrainingStop,
 }
 
+/// How an instruction model was asked in one list setting under `eval --choose-form`: every
+/// way's figures on that setting's validation cases, and the way chosen for the test fold. Kept
+/// in the model's `config` under [`ValidationChoice::CONFIG_KEY`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ValidationChoice {
+    pub setting: String,
+    pub fold: Fold,
+    pub cases: usize,
+    /// Checksum of the validation lists the ways were scored on.
+    pub lists: String,
+    pub tried: Vec<TriedWay>,
+    pub chosen: String,
+    /// The scoring rule of the chosen way.
+    pub score: String,
+}
+
+impl ValidationChoice {
+    pub const CONFIG_KEY: &'static str = "chosen_on_validation";
+}
+
+/// One way of asking and its validation figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TriedWay {
+    pub asked: String,
+    pub hr1: f64,
+    pub hr1_se: f64,
+    pub ndcg5: f64,
+    pub ndcg5_se: f64,
+}
+
+/// A model's row name with the way it was asked, where that was chosen on validation.
+pub(crate) fn asked_label(model: &str, asked: Option<&str>) -> String {
+    match asked {
+        Some(asked) => format!("{model} (asked {asked})"),
+        None => model.to_string(),
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelReport {
     pub name: String,
@@ -262,10 +300,7 @@ impl Report {
                     } else {
                         "-".into()
                     };
-                    let name = match &e.asked {
-                        Some(asked) => format!("{} (asked {asked})", m.name),
-                        None => m.name.clone(),
-                    };
+                    let name = asked_label(&m.name, e.asked.as_deref());
                     let _ = writeln!(
                         s,
                         "| {name} | {} | {} | {:.1} | {:.1} | {per_s} |",
@@ -333,25 +368,11 @@ impl Report {
     /// How each instruction model asked with `eval --choose-form` was asked, per setting: every
     /// way's validation figures and the one chosen.
     fn choices_markdown(&self, s: &mut String) {
-        #[derive(Deserialize)]
-        struct Choice {
-            setting: String,
-            cases: usize,
-            chosen: String,
-            tried: Vec<Tried>,
-        }
-        #[derive(Deserialize)]
-        struct Tried {
-            asked: String,
-            hr1: f64,
-            hr1_se: f64,
-            ndcg5: f64,
-        }
         for m in &self.models {
-            let Some(choices) = m.config.get("chosen_on_validation") else {
+            let Some(choices) = m.config.get(ValidationChoice::CONFIG_KEY) else {
                 continue;
             };
-            let Ok(choices) = Vec::<Choice>::deserialize(choices) else {
+            let Ok(choices) = Vec::<ValidationChoice>::deserialize(choices) else {
                 continue;
             };
             let _ = writeln!(

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::harness::Evaluation;
 use crate::metrics::{paired, Paired};
+use crate::report::asked_label;
 
 /// `NAME=REPORT.json`: a scenario's label and the report that measured it.
 #[derive(Debug, Clone, PartialEq)]
@@ -254,10 +255,7 @@ impl ScenarioTable {
                 .all(|r| r.hr1 <= row.hr1);
             let hr1 = format!("{:.3} ± {:.3}", row.hr1, row.hr1_se);
             let hr1 = if best { format!("**{hr1}**") } else { hr1 };
-            let model = match &row.asked {
-                Some(asked) => format!("{} (asked {asked})", row.model),
-                None => row.model.clone(),
-            };
+            let model = asked_label(&row.model, row.asked.as_deref());
             md.push_str(&format!(
                 "| {} | {} | {model} | {} | {hr1} | {:.4} ± {:.4} |\n",
                 row.scenario, row.setting, row.cases, row.ndcg5, row.ndcg5_se

@@ -27,6 +27,7 @@ use crate::request::{
 };
 use crate::sanitize::clean_text;
 use crate::session::{SessionState, Sessions};
+use instructrec_eval::experiment::Asking;
 use instructrec_eval::standardised;
 use instructrec_instructions::Fills;
 
@@ -676,14 +677,12 @@ impl Recommender {
             refined: previous.is_some(),
             template: template.id.clone(),
             scenario: format!(
-                "{} {} {}{}",
+                "{} {} {}",
                 template.preference,
                 template.intention,
-                TaskForm::Rerank,
-                if matching_instruction.is_some() {
-                    "+T2"
-                } else {
-                    ""
+                Asking {
+                    task: TaskForm::Rerank,
+                    with_matching: matching_instruction.is_some(),
                 }
             ),
             matching_instruction,

@@ -589,28 +589,16 @@ impl Setup {
     /// instruction lines) is never held whole; the first bad line stops the training.
     fn new_tokenizer(&self, own_text: impl Iterator<Item = String> + Send) -> Result<Tokenizer> {
         let failure: Mutex<Option<TrainError>> = Mutex::new(None);
-        let keep = |read: Result<[String; 2]>| match read {
-            Ok(texts) => Some(texts),
-            Err(e) => {
-                failure
-                    .lock()
-                    .expect("no panic while held")
-                    .get_or_insert(e);
-                None
-            }
-        };
         let mut files: Vec<Box<dyn Iterator<Item = String> + Send + '_>> = Vec::new();
         for path in &self.tokenizer.corpus {
-            let texts: Box<dyn Iterator<Item = Result<[String; 2]>> + Send> =
-                if path.extension().is_some_and(|e| e == "jsonl") {
-                    Box::new(line_texts(path)?.map(|t| t.map_err(TrainError::from)))
-                } else {
-                    // A plain line is one text; the empty second one adds nothing.
-                    Box::new(corpus_lines(path)?.map(|l| l.map(|l| [l, String::new()])))
-                };
-            files.push(Box::new(
-                texts.map_while(keep).flatten().filter(|t| !t.is_empty()),
-            ));
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                let texts = line_texts(path)?.map(|t| t.map_err(TrainError::from));
+                files.push(Box::new(texts.map_while(until_error(&failure)).flatten()));
+            } else {
+                files.push(Box::new(
+                    corpus_lines(path)?.map_while(until_error(&failure)),
+                ));
+            }
         }
         let lines = AtomicUsize::new(0);
         let texts = own_text.chain(files.into_iter().flatten()).inspect(|_| {
@@ -837,4 +825,19 @@ fn check_same_run(last: &Path, asked: &TrainConfig) -> Result<()> {
         path: last.to_path_buf(),
         changed: changed.join(", "),
     })
+}
+
+/// For `map_while` over read results: passes values on, and at the first error records it in
+/// `failure` and ends the iteration, so that a reader inside an iterator can still fail.
+fn until_error<T>(failure: &Mutex<Option<TrainError>>) -> impl Fn(Result<T>) -> Option<T> + '_ {
+    move |read| match read {
+        Ok(value) => Some(value),
+        Err(e) => {
+            failure
+                .lock()
+                .expect("no panic while held")
+                .get_or_insert(e);
+            None
+        }
+    }
 }
