@@ -8,8 +8,8 @@ use anyhow::Context;
 use instructrec_data::{Fold, ItemId, Prepared, UserId};
 use instructrec_instructions::rerank::{choose_form, display_order, render};
 use instructrec_instructions::{
-    fit_history, BuildConfig, Fills, IntentionKind, PreferenceKind, TaskForm, Template,
-    TemplateLibrary, WordCounter,
+    fit_history, BuildConfig, Fills, IntentionKind, ListedNames, PreferenceKind, TaskForm,
+    Template, TemplateLibrary, WordCounter,
 };
 use instructrec_model::{Seq2Seq, TitleTrie, TokenLimits};
 use rand::seq::SliceRandom;
@@ -50,6 +50,8 @@ pub struct InstructionRenderer {
     config: BuildConfig,
     history_cap: usize,
     titles: Vec<String>,
+    /// How candidate lists name items, as the builder named them.
+    listed: ListedNames,
     /// The fold whose lines it renders: the builder shuffles each fold's lists with its own seed.
     fold: Fold,
 }
@@ -66,6 +68,7 @@ impl InstructionRenderer {
         let template = choose_form(library, task, preference, intention)
             .with_context(|| format!("no plain {task} template for {preference} {intention}"))?
             .clone();
+        let listed = ListedNames::of(prepared, config.candidate_labels);
         Ok(Self {
             template,
             task,
@@ -74,6 +77,7 @@ impl InstructionRenderer {
             config,
             history_cap: prepared.manifest.options.history_cap,
             titles: prepared.titles(),
+            listed,
             fold: Fold::Test,
         })
     }
@@ -122,7 +126,7 @@ impl InstructionRenderer {
         let vague = query(self.intention == IntentionKind::Vague)?;
         let specific = query(self.intention == IntentionKind::Specific)?;
         let shown = display_order(self.config.seed, case.user, self.fold, candidates);
-        let shown: Vec<&str> = shown.iter().map(title).collect();
+        let shown: Vec<&str> = shown.iter().map(|i| self.listed.get(*i)).collect();
         let fills = Fills {
             history: &history[history.len() - kept..],
             explicit_preference: explicit,

@@ -27,6 +27,8 @@ fn rendered_instructions_equal_the_builders_test_lines() {
         seed: 11,
         history_budget: 12,
         eval_users: None,
+        // Lists name each item with its category label, as the renderer must do alike.
+        candidate_labels: 2,
         ..BuildConfig::default()
     };
     let set = Builder::new(&prepared, &library, &teacher, &WordCounter, config)
@@ -78,6 +80,7 @@ fn rendered_instructions_equal_the_builders_test_lines() {
         assert!(compared >= 50, "{fold:?}: {compared}");
     }
     assert!(set.test.iter().any(|l| l.context.is_some()));
+    assert!(set.test.iter().any(|l| l.text.contains("(categories: ")));
     let renderer =
         InstructionRenderer::new(&prepared, (build.clone(), &library), scenario).unwrap();
     let cases = sequential(Fold::Test);

@@ -31,7 +31,7 @@ use crate::seeded_rng;
 use crate::stats::{BuildTimings, InstructionStats};
 use crate::teacher::{Fill, FillRequest, Teacher, TeacherError, TeacherReport, TeacherSource};
 use crate::template::{Fills, Slot, Template, TemplateError, TemplateLibrary};
-use crate::text::{fit_history, TokenCounter, WordCounter};
+use crate::text::{fit_history, ListedNames, TokenCounter, WordCounter};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BuildConfig {
@@ -45,6 +45,10 @@ pub struct BuildConfig {
     pub history_budget: usize,
     /// Candidate list length of training T3 instructions (1 positive + negatives).
     pub train_candidates: usize,
+    /// Category labels shown after each title in a candidate list (0: titles only; see
+    /// [`ListedNames`]). Absent from folders built before it existed, which showed titles only.
+    #[serde(default)]
+    pub candidate_labels: usize,
     /// Stored candidate set sizes to write evaluation lines for.
     pub eval_sizes: Vec<usize>,
     /// Write evaluation lines for a seeded sample of this many users (the same users in both
@@ -96,6 +100,7 @@ impl Default for BuildConfig {
             templates_per_target: 3,
             history_budget: 200,
             train_candidates: 10,
+            candidate_labels: 0,
             eval_sizes: vec![10],
             eval_users: Some(5000),
         }
@@ -260,6 +265,7 @@ pub struct Builder<'a> {
     config: BuildConfig,
     train_items: Vec<bool>,
     fold_items: [Vec<bool>; 2],
+    listed: ListedNames,
 }
 
 /// What a build reads, opened: the prepared dataset, the templates, the teacher and the
@@ -337,6 +343,7 @@ impl<'a> Builder<'a> {
             counter,
             train_items: membership(n, &split.train),
             fold_items: [membership(n, &split.validation), membership(n, &split.test)],
+            listed: ListedNames::of(prepared, config.candidate_labels),
             config,
         })
     }
@@ -725,7 +732,7 @@ impl<'a> Builder<'a> {
         let target_title = self.title(d.target);
         let path = t.uses(Slot::SpecificIntention).then(|| self.path(d.target));
         let candidates: Vec<&str> = if t.uses(Slot::Candidates) {
-            d.shown.iter().map(|i| self.title(*i)).collect()
+            d.shown.iter().map(|i| self.listed.get(*i)).collect()
         } else {
             Vec::new()
         };

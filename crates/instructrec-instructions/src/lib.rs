@@ -37,7 +37,9 @@ pub use template::{
     Fills, Segment, Slot, Template, TemplateError, TemplateLibrary, BUILTIN_TEMPLATES,
     TEMPLATES_FILE,
 };
-pub use text::{fit_history, mentions_title, normalised_words, TokenCounter, WordCounter};
+pub use text::{
+    fit_history, mentions_title, normalised_words, ListedNames, TokenCounter, WordCounter,
+};
 
 /// The build's statistics, beside the splits.
 const STATS_FILE: &str = "stats.json";

@@ -52,6 +52,72 @@ pub(crate) fn render_candidates(titles: &[&str]) -> String {
     out
 }
 
+/// A category label held by at least this share of the catalogue's items says nothing about any
+/// one of them (a dataset's root, "Video Games" or "Toys & Games"), so a listed item leaves it out.
+const UNINFORMATIVE_LABEL_SHARE: f64 = 0.9;
+
+/// How each item is named where a candidate list shows it: its title, and with `labels > 0` up
+/// to that many of its category labels after it ("Fallout 4 - Xbox One (categories: Xbox One,
+/// Games)"), most general first, leaving out the labels nearly every item holds. A query that
+/// names a category can then be matched against the list by the words it shares with each
+/// candidate, as a lexical retriever that indexes the labels matches it; targets and histories
+/// stay plain titles, so what the model answers is unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedNames {
+    names: Vec<String>,
+}
+
+impl ListedNames {
+    /// Names by item index, for `items`' titles and category paths.
+    pub fn new<'a>(
+        items: impl ExactSizeIterator<Item = (&'a str, &'a [String])> + Clone,
+        labels: usize,
+    ) -> Self {
+        let total = items.len();
+        let mut held: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        if labels > 0 {
+            for (_, categories) in items.clone() {
+                let distinct: std::collections::HashSet<&str> =
+                    categories.iter().map(String::as_str).collect();
+                for label in distinct {
+                    *held.entry(label).or_default() += 1;
+                }
+            }
+        }
+        let informative =
+            |label: &str| (held[label] as f64) < UNINFORMATIVE_LABEL_SHARE * total as f64;
+        let names = items
+            .map(|(title, categories)| {
+                let shown: Vec<&str> = categories
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|l| labels > 0 && informative(l))
+                    .take(labels)
+                    .collect();
+                if shown.is_empty() {
+                    title.to_string()
+                } else {
+                    format!("{title} (categories: {})", shown.join(", "))
+                }
+            })
+            .collect();
+        Self { names }
+    }
+
+    /// The names of a prepared dataset's items, with up to `labels` category labels each.
+    pub fn of(prepared: &instructrec_data::Prepared, labels: usize) -> Self {
+        let items = prepared.dataset.items.iter();
+        Self::new(
+            items.map(|i| (i.title.as_str(), i.categories.as_slice())),
+            labels,
+        )
+    }
+
+    pub fn get(&self, item: instructrec_data::ItemId) -> &str {
+        &self.names[item.index()]
+    }
+}
+
 /// Lower-cased alphanumeric words: the form in which titles and texts are compared.
 pub fn normalised_words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
@@ -112,5 +178,42 @@ mod tests {
     #[test]
     fn candidates_are_numbered() {
         assert_eq!(render_candidates(&["A", "B, C"]), "[1] A; [2] B, C");
+    }
+
+    #[test]
+    fn listed_names_show_the_informative_labels_only() {
+        let path = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let items = [
+            (
+                "Fallout 4",
+                path(&["Games Root", "Xbox One", "Games", "Shooter"]),
+            ),
+            ("A Pad", path(&["Games Root", "PC", "Accessories"])),
+            ("Bare", path(&["Games Root"])),
+            ("No Path", path(&[])),
+        ];
+        let view = || items.iter().map(|(t, c)| (*t, c.as_slice()));
+        let names = ListedNames::new(view(), 2);
+        let name = |i: u32| names.get(instructrec_data::ItemId(i)).to_string();
+        // "Games Root" is held by 3 of 4 items, under the 90% share, so it is shown...
+        assert_eq!(name(0), "Fallout 4 (categories: Games Root, Xbox One)");
+        // ...until every item holds it.
+        let everywhere: Vec<_> = items
+            .iter()
+            .map(|(t, c)| {
+                let mut c = c.clone();
+                if c.is_empty() {
+                    c.push("Games Root".into());
+                }
+                (*t, c)
+            })
+            .collect();
+        let names = ListedNames::new(everywhere.iter().map(|(t, c)| (*t, c.as_slice())), 2);
+        let name = |i: u32| names.get(instructrec_data::ItemId(i)).to_string();
+        assert_eq!(name(0), "Fallout 4 (categories: Xbox One, Games)");
+        assert_eq!(name(1), "A Pad (categories: PC, Accessories)");
+        assert_eq!(name(2), "Bare");
+        let titles_only = ListedNames::new(view(), 0);
+        assert_eq!(titles_only.get(instructrec_data::ItemId(0)), "Fallout 4");
     }
 }

@@ -79,6 +79,7 @@ pub struct InstructionStage {
     pub templates_per_target: usize,
     pub history_budget: usize,
     pub train_candidates: usize,
+    pub candidate_labels: usize,
 }
 
 /// How the first training stage creates its model.
@@ -468,6 +469,18 @@ impl Recipe {
             args(&["serve", "--model"])
                 .chain([p(&w.tuned()), "--data".into(), p(&w.prepared)])
                 .chain(["--addr".into(), self.serve.addr.clone()])
+                // Lists must name items as the instructions the model was tuned on did.
+                .chain(
+                    (self.instructions.candidate_labels > 0)
+                        .then(|| {
+                            [
+                                "--candidate-labels".into(),
+                                self.instructions.candidate_labels.to_string(),
+                            ]
+                        })
+                        .into_iter()
+                        .flatten(),
+                )
                 .collect(),
         )
     }

@@ -29,7 +29,7 @@ use crate::sanitize::clean_text;
 use crate::session::{SessionState, Sessions};
 use instructrec_eval::experiment::Asking;
 use instructrec_eval::standardised;
-use instructrec_instructions::Fills;
+use instructrec_instructions::{Fills, ListedNames};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Options {
@@ -41,6 +41,9 @@ pub struct Options {
     pub group_size: usize,
     /// Token budget of the shown history (the builder's default).
     pub history_budget: usize,
+    /// Category labels shown after each title in a candidate list: the number the model's
+    /// instructions were built with (`instructions build --candidate-labels`).
+    pub candidate_labels: usize,
     pub source_tokens: usize,
     pub target_tokens: usize,
     pub sessions: usize,
@@ -75,6 +78,7 @@ impl Default for Options {
             matched: 20,
             group_size: 10,
             history_budget: 200,
+            candidate_labels: 0,
             source_tokens: tokens.source,
             target_tokens: tokens.target,
             sessions: 10_000,
@@ -125,6 +129,8 @@ pub struct Recommender {
     user_by_original: HashMap<String, UserId>,
     /// Lower-cased category labels: a query made only of these is a specific (I2) query.
     categories: HashSet<String>,
+    /// How a candidate list names each item, as the model's instructions named them.
+    listed: ListedNames,
     sessions: Sessions,
     /// The catalogue's words: search, explanations, examples.
     catalogue: CatalogueText,
@@ -226,6 +232,7 @@ impl Recommender {
             .collect();
         let catalogue = CatalogueText::new(&prepared);
         let examples = catalogue.examples(&prepared);
+        let listed = ListedNames::of(&prepared, options.candidate_labels);
         let sessions = Sessions::new(
             NonZeroUsize::new(options.sessions.max(1)).unwrap_or(NonZeroUsize::MIN),
             Duration::from_secs(options.session_ttl_s),
@@ -235,6 +242,7 @@ impl Recommender {
             item_by_title,
             user_by_original,
             categories,
+            listed,
             sessions,
             catalogue,
             examples,
@@ -758,8 +766,12 @@ impl Recommender {
                 .iter()
                 .map(|&i| self.item(candidates[i]).title.as_str())
                 .collect();
+            let group_listed: Vec<&str> = members
+                .iter()
+                .map(|&i| self.listed.get(candidates[i]))
+                .collect();
             let fills = Fills {
-                candidates: &group_titles,
+                candidates: &group_listed,
                 ..need_fills
             };
             let instruction =

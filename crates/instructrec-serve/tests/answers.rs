@@ -458,3 +458,42 @@ async fn a_film_catalogue_gets_film_examples() {
     assert!(!text.to_lowercase().contains("game"), "{text}");
     assert!(text.contains("film number"), "{text}");
 }
+
+/// With `candidate_labels`, each group's instruction lists every candidate by its title and its
+/// category label, as the instructions were built, while the scored answer is still the title.
+#[test]
+fn candidate_labels_name_listed_items_and_score_titles() {
+    let options = instructrec_serve::Options {
+        candidate_labels: 2,
+        ..Default::default()
+    };
+    let prepared = instructrec_eval::synthetic::prepared(60, 150, 5);
+    let listed = instructrec_instructions::ListedNames::of(&prepared, 2);
+    let rec = common::recommender_with(prepared, options);
+    let model = common::tiny_model();
+    let req = RecommendRequest {
+        user: Some(UserRef::Name("U3".into())),
+        candidates: Some((0..12).map(ItemRef::Id).collect()),
+        k: Some(12),
+        ..Default::default()
+    };
+    let answer = ask(&rec, req);
+    assert_eq!(answer.items.len(), 12);
+    for item in &answer.items {
+        let g = &answer.groups[item.group];
+        let name = listed.get(instructrec_data::ItemId(item.item_id));
+        assert!(name.contains("(categories: ") && name.starts_with(item.title.as_str()));
+        assert!(g.instruction.contains(name), "{}", g.instruction);
+        let titles: Vec<String> = g
+            .item_ids
+            .iter()
+            .map(|i| rec.item(instructrec_data::ItemId(*i)).title.clone())
+            .collect();
+        let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
+        let at = g.item_ids.iter().position(|i| *i == item.item_id).unwrap();
+        let s = model
+            .score(&g.instruction, &titles, TokenLimits::default())
+            .unwrap();
+        assert!((s[at].sum - item.log_likelihood).abs() < 1e-4);
+    }
+}

@@ -80,6 +80,10 @@ pub struct CommonArgs {
     /// Candidate list length of training T3 instructions.
     #[arg(long, default_value_t = 10)]
     train_candidates: usize,
+    /// Category labels shown after each title in candidate lists (0: titles only); the labels
+    /// nearly every item holds are left out.
+    #[arg(long, default_value_t = 0)]
+    candidate_labels: usize,
     /// Stored candidate set sizes to write evaluation lines for (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "10")]
     eval_sizes: Vec<usize>,
@@ -104,6 +108,7 @@ impl CommonArgs {
             templates_per_target: self.templates_per_target,
             history_budget: self.history_budget,
             train_candidates: self.train_candidates,
+            candidate_labels: self.candidate_labels,
             eval_sizes: self.eval_sizes.clone(),
             eval_users: self.eval_users.0,
         };

@@ -28,6 +28,10 @@ pub struct ModelData {
     /// picked on the validation fold for the search needs (docs/evaluation.md).
     #[arg(long)]
     pub with_t2: bool,
+    /// Category labels after each title in candidate lists: the number the model's
+    /// instructions were built with (`instructions build --candidate-labels`).
+    #[arg(long, default_value_t = 0)]
+    pub candidate_labels: usize,
 }
 
 impl ModelData {
@@ -35,6 +39,7 @@ impl ModelData {
         let options = Options {
             placement: self.placement.placement(),
             with_matching: self.with_t2,
+            candidate_labels: self.candidate_labels,
             ..Options::default()
         };
         Recommender::load(&self.model, &self.data, options)
