@@ -32,7 +32,10 @@ pub const INSTRUCTREC_MALLOC: &str = "INSTRUCTREC_MALLOC";
 /// each step faulted in and zeroed those pages again: 14% of a profile of the default step,
 /// and system time was a third of the step's CPU time. Served from the heap instead, trimmed
 /// only above 1 GiB of free memory at its top, the default step took 0.71-0.72 s instead of
-/// 1.00-1.05 s, at 2% more peak memory (docs/performance.md).
+/// 1.00-1.05 s, at 2% more peak memory (docs/performance.md). A flan-t5-small-shaped step frees
+/// more than 1 GiB at once, so that threshold still let it fault in about 400,000 pages (1.6
+/// GB) every step; the threshold is now the largest glibc takes (2 GiB), under which no step
+/// faults after the first; the process keeps its peak resident size until it exits.
 ///
 /// Call it first thing in `main`. `INSTRUCTREC_MALLOC=system` leaves glibc as it is, to
 /// compare. (Setting any of glibc's own `MALLOC_*_` variables also turns off its adaptive
@@ -47,7 +50,7 @@ pub fn keep_freed_memory() {
     // allocate, and a refused value leaves glibc's default in place.
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
     }
 }
 
