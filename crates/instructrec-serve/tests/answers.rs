@@ -17,6 +17,28 @@ fn ask(rec: &instructrec_serve::Recommender, req: RecommendRequest) -> Response 
         .unwrap_or_else(|e| panic!("{req:?}: {e}"))
 }
 
+/// `item`'s score when the model reads its group's instruction again and scores the group's
+/// titles in their listed order.
+fn rescored(
+    rec: &instructrec_serve::Recommender,
+    model: &instructrec_model::Seq2Seq,
+    answer: &Response,
+    item: &instructrec_serve::RankedItem,
+) -> instructrec_model::CandidateScore {
+    let g = &answer.groups[item.group];
+    let titles: Vec<String> = g
+        .item_ids
+        .iter()
+        .map(|i| rec.item(instructrec_data::ItemId(*i)).title.clone())
+        .collect();
+    let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
+    let at = g.item_ids.iter().position(|i| *i == item.item_id).unwrap();
+    let mut scores = model
+        .score(&g.instruction, &titles, TokenLimits::default())
+        .unwrap();
+    scores.swap_remove(at)
+}
+
 /// The synthetic catalogue's genre of item `i` (its second category).
 fn genre(i: u32) -> &'static str {
     ["Racing", "Puzzle", "Shooter", "Strategy"][i as usize % 4]
@@ -129,15 +151,9 @@ fn with_t2_each_score_sums_both_forms_standardised() {
     let mut listed = Vec::new();
     let mut unlisted = Vec::new();
     for item in &answer.items {
-        let g = &answer.groups[item.group];
-        let titles: Vec<String> = g.item_ids.iter().map(|i| title(*i)).collect();
-        let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
-        let at = g.item_ids.iter().position(|i| *i == item.item_id).unwrap();
-        let s = model
-            .score(&g.instruction, &titles, TokenLimits::default())
-            .unwrap();
-        assert!((s[at].sum - item.log_likelihood).abs() < 1e-4);
-        listed.push(s[at].mean);
+        let s = rescored(&rec, &model, &answer, item);
+        assert!((s.sum - item.log_likelihood).abs() < 1e-4);
+        listed.push(s.mean);
         let t = title(item.item_id);
         let u = model
             .score(&without_list, &[t.as_str()], TokenLimits::default())
@@ -484,16 +500,7 @@ fn candidate_labels_name_listed_items_and_score_titles() {
         let name = listed.get(instructrec_data::ItemId(item.item_id));
         assert!(name.contains("(categories: ") && name.starts_with(item.title.as_str()));
         assert!(g.instruction.contains(name), "{}", g.instruction);
-        let titles: Vec<String> = g
-            .item_ids
-            .iter()
-            .map(|i| rec.item(instructrec_data::ItemId(*i)).title.clone())
-            .collect();
-        let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
-        let at = g.item_ids.iter().position(|i| *i == item.item_id).unwrap();
-        let s = model
-            .score(&g.instruction, &titles, TokenLimits::default())
-            .unwrap();
-        assert!((s[at].sum - item.log_likelihood).abs() < 1e-4);
+        let s = rescored(&rec, &model, &answer, item);
+        assert!((s.sum - item.log_likelihood).abs() < 1e-4);
     }
 }
