@@ -33,13 +33,17 @@ use crate::report::{write_atomic, CandidateInfo, ModelReport, Report, TriedWay, 
 use crate::scorer::{Case, Scorer};
 
 /// A way of asking the instruction model about a list: one task form, or the list form and the
-/// matching form together (`T3+T2`, see [`InstructRecScorer::with_matching`]).
+/// matching form together (`T3+T2`, see [`InstructRecScorer::with_matching`]), optionally after
+/// a shortlist by the matching form (`T2>T3`, see [`InstructRecScorer::with_shortlist`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Asking {
     pub task: TaskForm,
     /// T3 only: also ask without the list (T2) and rank by both, each standardised within the
     /// list.
     pub with_matching: bool,
+    /// T3 only: a list longer than the tuned lists is first ranked by the matching form (T2),
+    /// and only its best are asked with the list, as serving matches, then reranks.
+    pub shortlist: bool,
 }
 
 impl Asking {
@@ -55,12 +59,21 @@ impl Asking {
                 self.task
             );
         }
+        if self.shortlist && self.task != TaskForm::Rerank {
+            bail!(
+                "a T2 shortlist is asked with the list form: use T2>T3 or T2>T3+T2, not T2>{}",
+                self.task
+            );
+        }
         Ok(())
     }
 }
 
 impl std::fmt::Display for Asking {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.shortlist {
+            f.write_str("T2>")?;
+        }
         match self.with_matching {
             true => write!(f, "{}+T2", self.task),
             false => write!(f, "{}", self.task),
@@ -72,6 +85,10 @@ impl std::str::FromStr for Asking {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        let (s, shortlist) = match s.strip_prefix("T2>") {
+            Some(rest) => (rest, true),
+            None => (s, false),
+        };
         let (task, with_matching) = match s.strip_suffix("+T2") {
             Some(task) => (task, true),
             None => (s, false),
@@ -79,6 +96,7 @@ impl std::str::FromStr for Asking {
         let asking = Self {
             task: task.parse()?,
             with_matching,
+            shortlist,
         };
         asking.check().map_err(|e| e.to_string())?;
         Ok(asking)
@@ -109,6 +127,8 @@ impl InstructionScoring {
         };
         let form = match (chosen, self.asking.task, self.asking.with_matching) {
             (true, ..) => "-chosen",
+            (_, TaskForm::Rerank, true) if self.asking.shortlist => "-shortlist-t3t2",
+            (_, TaskForm::Rerank, false) if self.asking.shortlist => "-shortlist",
             (_, TaskForm::Rerank, true) => "-t3t2",
             (_, TaskForm::Rerank, false) => "",
             (_, TaskForm::Matching, _) => "-t2",
@@ -141,6 +161,14 @@ impl InstructionScoring {
             TaskForm::Rerank => format!("{likelihood}, asked with the list (T3)"),
             TaskForm::Matching => format!("{likelihood}, asked without the list (T2)"),
             _ => "log odds of \"yes\" against \"no\", asked per candidate (T0)".into(),
+        };
+        let rule = match self.asking.shortlist {
+            true => format!(
+                "a list longer than the tuned lists first ranked by the {likelihood} asked \
+                 without the list (T2), its best as many as the tuned lists then ranked first \
+                 by: {rule}"
+            ),
+            false => rule,
         };
         match self.placement.precision {
             Precision::F32 => rule,
@@ -740,8 +768,12 @@ impl Experiment {
             scoring.limits,
             scoring.normalisation,
         );
-        match asking.with_matching {
-            true => scorer.with_matching(self.renderer(TaskForm::Matching, fold)?),
+        let scorer = match asking.with_matching {
+            true => scorer.with_matching(self.renderer(TaskForm::Matching, fold)?)?,
+            false => scorer,
+        };
+        match asking.shortlist {
+            true => scorer.with_shortlist(self.renderer(TaskForm::Matching, fold)?),
             false => Ok(scorer),
         }
     }

@@ -150,6 +150,9 @@ pub struct InstructRecScorer {
     /// Also ask in the matching (T2) form, and rank by both forms' scores (see
     /// [`InstructRecScorer::with_matching`]).
     matching: Option<InstructionRenderer>,
+    /// Shortlist long lists by the matching form first (see
+    /// [`InstructRecScorer::with_shortlist`]).
+    shortlist: Option<InstructionRenderer>,
 }
 
 impl InstructRecScorer {
@@ -167,6 +170,7 @@ impl InstructRecScorer {
             limits,
             normalisation,
             matching: None,
+            shortlist: None,
         }
     }
 
@@ -187,6 +191,25 @@ impl InstructRecScorer {
         Ok(self)
     }
 
+    /// Ranks a list longer than the tuned lists (the build's `train_candidates`) in two steps,
+    /// as serving matches, then reranks: every candidate is scored asked without the list
+    /// (`matching`, the scenario's T2 form), and only that many of the best are asked with the
+    /// list, which then rank above all the others. The list form reads only lists of the length
+    /// it was tuned on (a list of 100 does not even fit its instruction length), while the
+    /// matching form, which reads no list, is the stronger one over long lists. Lists no longer
+    /// than the tuned ones are asked as before.
+    pub fn with_shortlist(mut self, matching: InstructionRenderer) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            self.renderer.task == TaskForm::Rerank && matching.task == TaskForm::Matching,
+            "a shortlist by the matching form (T2) is asked with the list form (T3), not {} \
+             after {}",
+            self.renderer.task,
+            matching.task
+        );
+        self.shortlist = Some(matching);
+        Ok(self)
+    }
+
     pub fn model(&self) -> &Seq2Seq {
         &self.model
     }
@@ -203,6 +226,43 @@ impl Scorer for InstructRecScorer {
     }
 
     fn score(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<Vec<f32>> {
+        let keep = self.renderer.config.train_candidates;
+        let matching = match &self.shortlist {
+            Some(matching) if candidates.len() > keep => matching,
+            _ => return self.ask(case, candidates),
+        };
+        let titles: Vec<&str> = candidates
+            .iter()
+            .map(|c| self.renderer.titles[c.index()].as_str())
+            .collect();
+        let instruction = matching.render(case, &[])?;
+        let first = title_scores(
+            &self.model,
+            &instruction,
+            &titles,
+            self.limits,
+            self.normalisation,
+        )?;
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        // Stable: equal scores keep the list's order.
+        order.sort_by(|&a, &b| first[b].total_cmp(&first[a]));
+        let kept: Vec<ItemId> = order[..keep].iter().map(|&i| candidates[i]).collect();
+        let second = self.ask(case, &kept)?;
+        // Shifted past the best first score, so that every kept item ranks above the rest.
+        let lowest = second.iter().copied().fold(f32::INFINITY, f32::min);
+        let highest = first.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut scores = first;
+        for (&i, s) in order[..keep].iter().zip(second) {
+            scores[i] = s - lowest + highest + 1.0;
+        }
+        Ok(scores)
+    }
+}
+
+impl InstructRecScorer {
+    /// Scores `candidates` asked in the scorer's task form (and with the matching form too,
+    /// when it has one), the list as one instruction.
+    fn ask(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<Vec<f32>> {
         let renderer = &self.renderer;
         let titles: Vec<&str> = candidates
             .iter()

@@ -691,6 +691,7 @@ impl Recommender {
                 Asking {
                     task: TaskForm::Rerank,
                     with_matching: matching_instruction.is_some(),
+                    shortlist: false,
                 }
             ),
             matching_instruction,

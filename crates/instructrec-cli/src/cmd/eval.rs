@@ -94,6 +94,9 @@ pub struct EvalArgs {
     /// The task form the instruction-tuned model is asked in: T3 (the list; the title it
     /// answers), T2 (the need without the list; each candidate's title as the answer), T0
     /// (a yes/no question per candidate, scored by its log odds) or T3+T2 (see --with-t2).
+    /// `T2>` before T3 or T3+T2 first ranks a list longer than the tuned lists by T2 and asks
+    /// only its best (as many as the tuned lists hold) with the list, as serving matches, then
+    /// reranks.
     #[arg(long, default_value = "T3")]
     task: Asking,
     /// With --task T3: also ask each case without the list (T2), and rank by both forms, each
@@ -182,6 +185,7 @@ impl EvalArgs {
                 asking: Asking {
                     task: self.task.task,
                     with_matching: self.task.with_matching || self.with_t2,
+                    shortlist: self.task.shortlist,
                 },
                 placement: self.placement.placement(),
             },
