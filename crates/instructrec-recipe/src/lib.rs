@@ -879,6 +879,23 @@ mod tests {
     }
 
     #[test]
+    fn candidate_labels_reach_the_instructions_and_the_server() {
+        let r = Recipe::parse("[instructions]\ncandidate_labels = 3\n", "mine.toml").unwrap();
+        let stages = r.stages(Path::new("w"));
+        let build = stages.iter().find(|s| s.name == "instructions").unwrap();
+        assert_eq!(flag_value(build, "--candidate-labels"), "3");
+        assert_eq!(
+            flag_value(&r.serve_stage(Path::new("w")), "--candidate-labels"),
+            "3"
+        );
+        let plain = Recipe::default_recipe().serve_stage(Path::new("w"));
+        assert_eq!(
+            plain.argv.iter().any(|a| a == "--candidate-labels"),
+            Recipe::default_recipe().instructions.candidate_labels > 0
+        );
+    }
+
+    #[test]
     fn a_recipe_is_named_by_file_or_by_shipped_name() {
         assert_eq!(
             Recipe::resolve("quick").unwrap(),
