@@ -276,7 +276,8 @@ def print_table(result: dict) -> None:
         f"\ntraining throughput: PyTorch {result['tokens_per_step'] / train[1]:.0f} tokens/s, "
         f"ours {result['tokens_per_step'] / train[2]:.0f} tokens/s "
         f"(ours: forward+backward {result['rust']['train']['forward_backward_seconds']:.3f} s, "
-        f"fused AdamW {result['rust']['train']['optimizer_seconds']:.3f} s)"
+        f"fused AdamW {result['rust']['train']['optimizer_seconds']:.3f} s, "
+        f"pages faulted in per step {result['rust']['train'].get('minor_faults')})"
     )
     for k, v in result["checks"].items():
         print(f"- {k}: {v:.3g}" if isinstance(v, float) else f"- {k}: {v}")

@@ -185,8 +185,9 @@ fn run(dir: &Path, runs: usize) -> AnyResult<serde_json::Value> {
         .collect();
     let mut adamw = FusedAdamW::new(params, AdamWConfig::default())?;
     let mut dropout = Dropout::new(cfg.dropout_rate as f32, 1);
-    let (mut forward_backward, mut optimizer) = (Vec::new(), Vec::new());
+    let (mut forward_backward, mut optimizer, mut faults) = (Vec::new(), Vec::new(), Vec::new());
     let train_seconds = time(runs, || {
+        let faulted = instructrec_model::cpu::minor_page_faults();
         let start = Instant::now();
         let logits = model.forward(&src, &mask, &dec_in, Some(&mut dropout))?;
         let grads = seq2seq_loss(&logits, &labels)?.backward()?;
@@ -195,6 +196,9 @@ fn run(dir: &Path, runs: usize) -> AnyResult<serde_json::Value> {
         adamw.step(inputs.learning_rate, Some(1.0))?;
         forward_backward.push((mid - start).as_secs_f64());
         optimizer.push(mid.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (faulted, instructrec_model::cpu::minor_page_faults()) {
+            faults.push((b - a) as f64);
+        }
         Ok(())
     })?;
     let median = |mut v: Vec<f64>| {
@@ -229,6 +233,8 @@ fn run(dir: &Path, runs: usize) -> AnyResult<serde_json::Value> {
             "seconds": train_seconds,
             "forward_backward_seconds": median(forward_backward),
             "optimizer_seconds": median(optimizer),
+            // Pages mapped afresh in a step: none when freed memory is reused.
+            "minor_faults": if faults.is_empty() { serde_json::Value::Null } else { json!(median(faults)) },
         },
         "generate": {
             "seconds": gen_seconds,

@@ -54,12 +54,25 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// Minor page faults this process has taken (Linux's /proc/self/stat; `None` elsewhere): each
+/// is a page the kernel mapped and, for fresh memory, zeroed. A training step that reuses its
+/// freed memory takes none after the first step.
+pub fn minor_page_faults() -> Option<u64> {
+    stat_fields()?.get(7)?.parse().ok()
+}
+
+/// The fields of /proc/self/stat after the parenthesised command name.
+fn stat_fields() -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit(')').next()?;
+    Some(after.split_whitespace().map(String::from).collect())
+}
+
 /// CPU seconds this process has used on all its threads (Linux's /proc/self/stat; `None`
 /// elsewhere). On a shared machine this tracks the work a benchmark did better than wall time.
 pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // utime and stime are the 12th and 13th fields after the parenthesised command name.
-    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let fields = stat_fields()?;
     let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
