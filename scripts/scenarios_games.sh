@@ -11,7 +11,7 @@ r=docs/results/scenarios-games
 args=()
 for s in sequential hard-negatives hard-negatives-mined3 product-search personalised-search-i1 \
   personalised-search-i2 personalised-search-p2 tournament-i1 zero-shot-toys; do
-  for suffix in -bpe-chosen -bpe -bpe-t3t2 -bpe-t2 "" -t2 -t3t2 -sasrec; do
+  for suffix in -bpe-chosen -bpe-shortlist -bpe -bpe-t3t2 -bpe-t2 "" -t2 -t3t2 -sasrec; do
     if [ -f "$r-$s$suffix.json" ]; then
       args+=(--scenario "$s=$r-$s$suffix.json")
     fi
