@@ -114,6 +114,14 @@ fn the_quick_recipe_runs_and_resumes() {
             "instructrec-chosen-mean-permuted"
         ]
     );
+    // The control row covers every list setting, each asked as its true-prompt row was.
+    let results = |m: usize| report["models"][m]["results"].as_array().unwrap().clone();
+    let (asked, control) = (results(2), results(3));
+    assert!(asked.len() >= 2, "{asked:?}");
+    assert_eq!(asked.len(), control.len());
+    for (a, c) in asked.iter().zip(&control) {
+        assert_eq!((&a["setting"], &a["asked"]), (&c["setting"], &c["asked"]));
+    }
     // The run ends with the scenario table over its evaluations.
     let table = std::fs::read_to_string(work.join("scenarios.md")).unwrap();
     assert!(

@@ -951,15 +951,7 @@ impl Experiment {
         if !self.spec.permuted_prompts {
             return Ok(vec![entry]);
         }
-        let cases: Vec<Case> = self
-            .setting_cases(0)?
-            .iter()
-            .map(|c| c.case.clone())
-            .collect();
-        let scorer = self.asker(model, &name, asked[0], fold)?;
-        let permuted = PermutedPrompts::new(&scorer, &cases, self.spec.seed);
         let mut control = entry.clone();
-        control.name = permuted.name();
         // The choice is the true-prompt row's; its results say how the control was asked.
         if let Some(config) = control.config.as_object_mut() {
             config.remove(ValidationChoice::CONFIG_KEY);
@@ -968,11 +960,26 @@ impl Experiment {
             "each case asked in another case's prompt (its history, query and context), \
              a seeded cycle over the cases"
         );
-        control.results = self
-            .evaluate_setting(&permuted, 0)?
-            .map(|e| mark(e, asked[0]))
-            .into_iter()
-            .collect();
+        control.results = Vec::new();
+        // Every list setting, asked as its true-prompt row was. Not the full ranking: its
+        // candidates come from a matcher, which the control would have to mislead too.
+        for i in 0..self.settings.len() {
+            if matches!(self.settings[i], Setting::FullRanking) {
+                continue;
+            }
+            let cases: Vec<Case> = self
+                .setting_cases(i)?
+                .iter()
+                .map(|c| c.case.clone())
+                .collect();
+            let scorer = self.asker(model, &name, asked[i], fold)?;
+            let permuted = PermutedPrompts::new(&scorer, &cases, self.spec.seed);
+            control.name = permuted.name();
+            let e = self.evaluate_setting(&permuted, i)?;
+            control.results.extend(e.map(|e| mark(e, asked[i])));
+            drop(permuted);
+            model = scorer.into_model();
+        }
         Ok(vec![entry, control])
     }
 

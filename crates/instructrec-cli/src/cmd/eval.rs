@@ -119,8 +119,8 @@ pub struct EvalArgs {
     #[arg(long, default_value = "test")]
     fold: Fold,
     /// Also score the instruction-tuned model with each case's prompt taken from another case
-    /// (a seeded cycle; the first list size only): the row `<model>-permuted`, which shows
-    /// whether the model reads what it is asked.
+    /// (a seeded cycle; every list setting, not the full ranking): the row `<model>-permuted`,
+    /// which shows whether the model reads what it is asked.
     #[arg(long, requires = "instructrec")]
     permuted_prompts: bool,
     /// A label for the --instructrec checkpoint: its rows are named `instructrec-NAME...`
