@@ -963,7 +963,7 @@ impl Experiment {
         control.results = Vec::new();
         // Every list setting, asked as its true-prompt row was. Not the full ranking: its
         // candidates come from a matcher, which the control would have to mislead too.
-        for i in 0..self.settings.len() {
+        for (i, &asking) in asked.iter().enumerate() {
             if matches!(self.settings[i], Setting::FullRanking) {
                 continue;
             }
@@ -972,11 +972,11 @@ impl Experiment {
                 .iter()
                 .map(|c| c.case.clone())
                 .collect();
-            let scorer = self.asker(model, &name, asked[i], fold)?;
+            let scorer = self.asker(model, &name, asking, fold)?;
             let permuted = PermutedPrompts::new(&scorer, &cases, self.spec.seed);
             control.name = permuted.name();
             let e = self.evaluate_setting(&permuted, i)?;
-            control.results.extend(e.map(|e| mark(e, asked[i])));
+            control.results.extend(e.map(|e| mark(e, asking)));
             drop(permuted);
             model = scorer.into_model();
         }
