@@ -147,12 +147,12 @@ pub struct InstructRecScorer {
     renderer: InstructionRenderer,
     limits: TokenLimits,
     normalisation: Normalisation,
-    /// Also ask in the matching (T2) form, and rank by both forms' scores (see
-    /// [`InstructRecScorer::with_matching`]).
+    /// The scenario's matching (T2) form, when it is asked too: summed with the list form (see
+    /// [`InstructRecScorer::with_matching`]), shortlisting long lists (see
+    /// [`InstructRecScorer::with_shortlist`]), or both.
     matching: Option<InstructionRenderer>,
-    /// Shortlist long lists by the matching form first (see
-    /// [`InstructRecScorer::with_shortlist`]).
-    shortlist: Option<InstructionRenderer>,
+    sum_matching: bool,
+    shortlist: bool,
 }
 
 impl InstructRecScorer {
@@ -170,7 +170,8 @@ impl InstructRecScorer {
             limits,
             normalisation,
             matching: None,
-            shortlist: None,
+            sum_matching: false,
+            shortlist: false,
         }
     }
 
@@ -188,6 +189,7 @@ impl InstructRecScorer {
             matching.task
         );
         self.matching = Some(matching);
+        self.sum_matching = true;
         Ok(self)
     }
 
@@ -206,7 +208,8 @@ impl InstructRecScorer {
             self.renderer.task,
             matching.task
         );
-        self.shortlist = Some(matching);
+        self.matching = Some(matching);
+        self.shortlist = true;
         Ok(self)
     }
 
@@ -218,6 +221,73 @@ impl InstructRecScorer {
     pub fn into_model(self) -> Seq2Seq {
         self.model
     }
+
+    /// Each of `candidates`' titles scored as the answer to `renderer`'s instruction for
+    /// `case`, which lists `listed` (nothing for the matching form).
+    fn scores_under(
+        &self,
+        renderer: &InstructionRenderer,
+        case: &Case,
+        listed: &[ItemId],
+        candidates: &[ItemId],
+    ) -> anyhow::Result<Vec<f32>> {
+        let instruction = renderer.render(case, listed)?;
+        let titles: Vec<&str> = candidates
+            .iter()
+            .map(|c| self.renderer.titles[c.index()].as_str())
+            .collect();
+        title_scores(
+            &self.model,
+            &instruction,
+            &titles,
+            self.limits,
+            self.normalisation,
+        )
+    }
+
+    /// Scores `candidates` asked in the scorer's task form (and with the matching form too,
+    /// when it sums both), the list as one instruction. `matched`: the candidates' matching
+    /// form scores where they are already known.
+    fn ask(
+        &self,
+        case: &Case,
+        candidates: &[ItemId],
+        matched: Option<Vec<f32>>,
+    ) -> anyhow::Result<Vec<f32>> {
+        let renderer = &self.renderer;
+        let listed = match renderer.task {
+            TaskForm::Rerank => candidates,
+            TaskForm::Matching => &[],
+            _ => {
+                // One question per candidate; the log odds keep an order where the probability
+                // of "yes" saturates.
+                return candidates
+                    .iter()
+                    .map(|c| {
+                        let title = renderer.titles[c.index()].as_str();
+                        let asked = renderer.render_about(case, &[], Some(title))?;
+                        let p = self.model.choose(&asked, &["yes", "no"], self.limits)?;
+                        Ok(p[0].ln() - p[1].ln())
+                    })
+                    .collect();
+            }
+        };
+        let scored = self.scores_under(renderer, case, listed, candidates)?;
+        match &self.matching {
+            Some(matching) if self.sum_matching => {
+                let other = match matched {
+                    Some(scores) => scores,
+                    None => self.scores_under(matching, case, &[], candidates)?,
+                };
+                Ok(standardised(scored)
+                    .into_iter()
+                    .zip(standardised(other))
+                    .map(|(a, b)| a + b)
+                    .collect())
+            }
+            _ => Ok(scored),
+        }
+    }
 }
 
 impl Scorer for InstructRecScorer {
@@ -227,27 +297,19 @@ impl Scorer for InstructRecScorer {
 
     fn score(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<Vec<f32>> {
         let keep = self.renderer.config.train_candidates;
-        let matching = match &self.shortlist {
-            Some(matching) if candidates.len() > keep => matching,
-            _ => return self.ask(case, candidates),
+        let matching = match &self.matching {
+            Some(matching) if self.shortlist && candidates.len() > keep => matching,
+            _ => return self.ask(case, candidates, None),
         };
-        let titles: Vec<&str> = candidates
-            .iter()
-            .map(|c| self.renderer.titles[c.index()].as_str())
-            .collect();
-        let instruction = matching.render(case, &[])?;
-        let first = title_scores(
-            &self.model,
-            &instruction,
-            &titles,
-            self.limits,
-            self.normalisation,
-        )?;
+        let first = self.scores_under(matching, case, &[], candidates)?;
         let mut order: Vec<usize> = (0..candidates.len()).collect();
         // Stable: equal scores keep the list's order.
         order.sort_by(|&a, &b| first[b].total_cmp(&first[a]));
-        let kept: Vec<ItemId> = order[..keep].iter().map(|&i| candidates[i]).collect();
-        let second = self.ask(case, &kept)?;
+        let (kept, kept_first): (Vec<ItemId>, Vec<f32>) = order[..keep]
+            .iter()
+            .map(|&i| (candidates[i], first[i]))
+            .unzip();
+        let second = self.ask(case, &kept, Some(kept_first))?;
         // Shifted past the best first score, so that every kept item ranks above the rest.
         let lowest = second.iter().copied().fold(f32::INFINITY, f32::min);
         let highest = first.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -256,56 +318,6 @@ impl Scorer for InstructRecScorer {
             scores[i] = s - lowest + highest + 1.0;
         }
         Ok(scores)
-    }
-}
-
-impl InstructRecScorer {
-    /// Scores `candidates` asked in the scorer's task form (and with the matching form too,
-    /// when it has one), the list as one instruction.
-    fn ask(&self, case: &Case, candidates: &[ItemId]) -> anyhow::Result<Vec<f32>> {
-        let renderer = &self.renderer;
-        let titles: Vec<&str> = candidates
-            .iter()
-            .map(|c| renderer.titles[c.index()].as_str())
-            .collect();
-        let listed = match renderer.task {
-            TaskForm::Rerank => candidates,
-            TaskForm::Matching => &[],
-            _ => {
-                // One question per candidate; the log odds keep an order where the probability
-                // of "yes" saturates.
-                return titles
-                    .iter()
-                    .map(|title| {
-                        let asked = renderer.render_about(case, &[], Some(title))?;
-                        let p = self.model.choose(&asked, &["yes", "no"], self.limits)?;
-                        Ok(p[0].ln() - p[1].ln())
-                    })
-                    .collect();
-            }
-        };
-        let scores = |renderer: &InstructionRenderer, listed: &[ItemId]| {
-            let instruction = renderer.render(case, listed)?;
-            title_scores(
-                &self.model,
-                &instruction,
-                &titles,
-                self.limits,
-                self.normalisation,
-            )
-        };
-        let scored = scores(renderer, listed)?;
-        match &self.matching {
-            None => Ok(scored),
-            Some(matching) => {
-                let other = standardised(scores(matching, &[])?);
-                Ok(standardised(scored)
-                    .into_iter()
-                    .zip(other)
-                    .map(|(a, b)| a + b)
-                    .collect())
-            }
-        }
     }
 }
 

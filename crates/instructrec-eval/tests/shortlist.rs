@@ -60,6 +60,14 @@ fn a_long_list_is_shortlisted_by_t2_then_ordered_by_t3() {
         .with_shortlist(renderer(TaskForm::Matching))
         .unwrap();
     let (listed, unlisted) = (scorer(TaskForm::Rerank), scorer(TaskForm::Matching));
+    // T2>T3+T2: the shortlist asked with both forms, its T2 scores those of the first pass.
+    let both = || {
+        scorer(TaskForm::Rerank)
+            .with_matching(renderer(TaskForm::Matching))
+            .unwrap()
+    };
+    let shortlisting_both = both().with_shortlist(renderer(TaskForm::Matching)).unwrap();
+    let summed = both();
     let cases = build_cases(
         &prepared,
         Protocol::Sequential,
@@ -90,6 +98,15 @@ fn a_long_list_is_shortlisted_by_t2_then_ordered_by_t3() {
             &got[..10],
             expected.as_slice(),
             "the shortlist in T3's order"
+        );
+        let got = order(&shortlisting_both.score(&case.case, &long).unwrap());
+        assert_eq!(&got[10..], rest, "past the shortlist, T2's order");
+        let by_sum = order(&summed.score(&case.case, &shortlist).unwrap());
+        let expected: Vec<usize> = by_sum.iter().map(|&k| kept[k]).collect();
+        assert_eq!(
+            &got[..10],
+            expected.as_slice(),
+            "the shortlist in T3+T2's order"
         );
         // A list of the tuned length is asked with the list alone.
         assert_eq!(

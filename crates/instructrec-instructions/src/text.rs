@@ -91,7 +91,8 @@ impl ListedNames {
                 let shown: Vec<&str> = categories
                     .iter()
                     .map(String::as_str)
-                    .filter(|l| labels > 0 && informative(l))
+                    .filter(|l| informative(l))
+                    // With no labels asked for, nothing is taken, so nothing is looked up.
                     .take(labels)
                     .collect();
                 if shown.is_empty() {

@@ -464,25 +464,16 @@ impl Recipe {
     /// The stage that serves the tuned model.
     pub fn serve_stage(&self, work: &Path) -> Stage {
         let w = Workspace::new(work);
-        plain_stage(
-            "serve",
-            args(&["serve", "--model"])
-                .chain([p(&w.tuned()), "--data".into(), p(&w.prepared)])
-                .chain(["--addr".into(), self.serve.addr.clone()])
-                // Lists must name items as the instructions the model was tuned on did.
-                .chain(
-                    (self.instructions.candidate_labels > 0)
-                        .then(|| {
-                            [
-                                "--candidate-labels".into(),
-                                self.instructions.candidate_labels.to_string(),
-                            ]
-                        })
-                        .into_iter()
-                        .flatten(),
-                )
-                .collect(),
-        )
+        let mut argv: Vec<String> = args(&["serve", "--model"])
+            .chain([p(&w.tuned()), "--data".into(), p(&w.prepared)])
+            .chain(["--addr".into(), self.serve.addr.clone()])
+            .collect();
+        // Lists must name items as the instructions the model was tuned on did.
+        let labels = self.instructions.candidate_labels;
+        if labels > 0 {
+            argv.extend(["--candidate-labels".into(), labels.to_string()]);
+        }
+        plain_stage("serve", argv)
     }
 
     fn prepare(&self, w: &Workspace, input: &Path, name: &str) -> Stage {
